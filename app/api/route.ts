@@ -1,0 +1,17 @@
+import packageJson from "@/package.json";
+import { route } from "@/lib/http";
+import { upstream } from "@/lib/upstream";
+
+export const dynamic = "force-dynamic";
+
+/** GET /api: what this service is (the seed's `GET /`). */
+export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
+  GET: () =>
+    Response.json({
+      message: "Text-to-Image API Gateway",
+      version: packageJson.version,
+      status: "running",
+      text2image_server_url: upstream().publicUrl,
+      mode: "gateway",
+    }),
+});

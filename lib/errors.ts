@@ -1,0 +1,132 @@
+/**
+ * The one error table: every failure the gateway can meet is built here, with
+ * its HTTP status and the public `detail`. Internals (the original error, hosts
+ * with credentials, stack traces) ride along as `cause`, for logs only.
+ */
+import type { ValidationDetail } from "./schemas";
+
+export type ErrorCode =
+  | "invalid_json"
+  | "invalid_body"
+  | "validation_failed"
+  | "payload_too_large"
+  | "unsupported_media_type"
+  | "method_not_allowed"
+  | "not_found"
+  | "queue_full"
+  | "queue_timeout"
+  | "upstream_unavailable"
+  | "upstream_timeout"
+  | "upstream_transport"
+  | "upstream_bad_response"
+  | "upstream_status"
+  | "client_closed"
+  | "internal";
+
+export class GatewayError extends Error {
+  override name = "GatewayError";
+
+  constructor(
+    readonly code: ErrorCode,
+    readonly status: number,
+    readonly detail: string | ValidationDetail[],
+    options: { cause?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(typeof detail === "string" ? detail : "Request validation failed", { cause: options.cause });
+    this.headers = options.headers ?? {};
+  }
+
+  readonly headers: Record<string, string>;
+}
+
+/** Status 499: the client went away; nobody reads the answer, but logs do. */
+export const CLIENT_CLOSED_STATUS = 499;
+
+const QUEUE_RETRY_AFTER_SECONDS = "5";
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
+export const fail = {
+  invalidJson: (reason: string) => new GatewayError("invalid_json", 400, `Request body is not valid JSON: ${reason}`),
+  invalidBody: () => new GatewayError("invalid_body", 400, "Request body must be a JSON object"),
+  validation: (detail: ValidationDetail[]) => new GatewayError("validation_failed", 422, detail),
+  payloadTooLarge: (limit: number) =>
+    new GatewayError("payload_too_large", 413, `Request body is larger than ${limit} bytes (MAX_BODY_BYTES)`),
+  unsupportedMediaType: (got: string | null) =>
+    new GatewayError(
+      "unsupported_media_type",
+      415,
+      `Content-Type must be application/json${got ? `, not ${got}` : ""}`,
+    ),
+  methodNotAllowed: (method: string, allow: string[]) =>
+    new GatewayError("method_not_allowed", 405, `Method ${method} not allowed; use ${allow.join(" or ")}`, {
+      headers: { Allow: allow.join(", ") },
+    }),
+  notFound: (path: string) => new GatewayError("not_found", 404, `No endpoint at ${path}`),
+  queueFull: () =>
+    new GatewayError("queue_full", 503, "Gateway queue is full", { headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS } }),
+  queueTimeout: (limitMs: number) =>
+    new GatewayError(
+      "queue_timeout",
+      503,
+      `No generation slot became free within ${seconds(limitMs)} (QUEUE_TIMEOUT)`,
+      { headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS } },
+    ),
+  upstreamRefused: (server: string, cause: unknown) =>
+    new GatewayError("upstream_unavailable", 503, `Text-to-image server ${server} is unreachable: connection refused`, {
+      cause,
+    }),
+  upstreamUnresolvable: (server: string, cause: unknown) =>
+    new GatewayError("upstream_unavailable", 503, `Text-to-image server ${server} is unreachable: host name not found`, {
+      cause,
+    }),
+  upstreamTimeout: (limitMs: number, cause: unknown) =>
+    new GatewayError(
+      "upstream_timeout",
+      504,
+      `Text-to-image server did not answer within ${seconds(limitMs)} (REQUEST_TIMEOUT)`,
+      { cause },
+    ),
+  upstreamConnectTimeout: (server: string, cause: unknown) =>
+    new GatewayError("upstream_timeout", 504, `Text-to-image server ${server} did not accept a connection in time`, {
+      cause,
+    }),
+  upstreamConnection: (cause: unknown) =>
+    new GatewayError("upstream_transport", 502, "Connection to the text-to-image server was lost", {
+      cause,
+    }),
+  upstreamBadResponse: (reason: string, cause?: unknown) =>
+    new GatewayError("upstream_bad_response", 502, `Text-to-image server sent an invalid response: ${reason}`, {
+      cause,
+    }),
+  upstreamTooLarge: (limit: number, cause: unknown) =>
+    new GatewayError(
+      "upstream_bad_response",
+      502,
+      `Text-to-image server response is larger than ${limit} bytes (MAX_RESPONSE_BYTES)`,
+      { cause },
+    ),
+  /** The seed's mapping of an upstream error status: 503 and 504 keep their detail. */
+  upstreamStatus: (status: number, detail: string, retryAfter?: string) => {
+    if (status < 400) return fail.upstreamBadResponse(`unexpected status ${status}`);
+    const headers: Record<string, string> = retryAfter ? { "Retry-After": retryAfter } : {};
+    const text = status === 503 || status === 504 ? detail : `Text-to-image server error: ${detail}`;
+    return new GatewayError("upstream_status", status, text, { headers });
+  },
+  /** GET /metrics is a passthrough: any failure of it is the upstream's, so 502. */
+  metricsUnavailable: (cause: GatewayError) =>
+    new GatewayError(cause.code, 502, `Could not fetch the text-to-image server's metrics: ${cause.message}`, {
+      cause,
+    }),
+  clientClosed: (cause?: unknown) => new GatewayError("client_closed", CLIENT_CLOSED_STATUS, "Client closed the request", { cause }),
+  internal: (cause: unknown) => new GatewayError("internal", 500, "Internal gateway error", { cause }),
+} as const;
+
+/** The JSON response for any thrown value; unknown errors become a logged 500, never a stack trace. */
+export function errorResponse(error: unknown): Response {
+  const known = error instanceof GatewayError ? error : fail.internal(error);
+  if (known.code === "internal") console.error("gateway: unexpected error", error);
+  return Response.json({ detail: known.detail }, { status: known.status, headers: known.headers });
+}

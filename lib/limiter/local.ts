@@ -1,0 +1,76 @@
+import { fail } from "../errors";
+import type { Limiter, LimiterStats, Slot } from "./types";
+
+interface Waiter {
+  grant(): void;
+}
+
+export interface LocalLimiterOptions {
+  maxConcurrent: number;
+  maxQueue: number;
+  queueTimeoutMs: number;
+}
+
+/** In-process limiter: a counter and a FIFO of waiters. */
+export class LocalLimiter implements Limiter {
+  private inFlight = 0;
+  // A Set keeps insertion order (FIFO) and lets a waiter that gives up leave in O(1).
+  private readonly waiters = new Set<Waiter>();
+
+  constructor(private readonly options: LocalLimiterOptions) {}
+
+  acquire(signal: AbortSignal): Promise<Slot> {
+    if (signal.aborted) return Promise.reject(fail.clientClosed(signal.reason));
+    if (this.inFlight < this.options.maxConcurrent && this.waiters.size === 0) {
+      this.inFlight++;
+      return Promise.resolve(this.newSlot());
+    }
+    if (this.waiters.size >= this.options.maxQueue) return Promise.reject(fail.queueFull());
+
+    return new Promise<Slot>((resolve, reject) => {
+      const leave = () => {
+        this.waiters.delete(waiter);
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+      };
+      const waiter: Waiter = {
+        grant: () => {
+          leave();
+          resolve(this.newSlot());
+        },
+      };
+      const onAbort = () => {
+        leave();
+        reject(fail.clientClosed(signal.reason));
+      };
+      const timer = setTimeout(() => {
+        leave();
+        reject(fail.queueTimeout(this.options.queueTimeoutMs));
+      }, this.options.queueTimeoutMs);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiters.add(waiter);
+    });
+  }
+
+  stats(): LimiterStats {
+    return { in_flight: this.inFlight, queued: this.waiters.size, max_concurrent: this.options.maxConcurrent };
+  }
+
+  private newSlot(): Slot {
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.handOver();
+      },
+    };
+  }
+
+  /** A freed slot goes straight to the oldest waiter, so in_flight never dips and newcomers cannot jump the queue. */
+  private handOver(): void {
+    const next = this.waiters.values().next();
+    if (next.done) this.inFlight--;
+    else next.value.grant();
+  }
+}

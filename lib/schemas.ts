@@ -1,0 +1,111 @@
+/**
+ * The one source of request and response shapes. Shared by the route handlers,
+ * the upstream client and the page (so it must stay free of server-only code).
+ */
+import { z } from "zod";
+
+export const PROMPT_MAX_CHARS = 2000;
+export const SIZE_MIN = 256;
+export const SIZE_MAX = 2048;
+export const STEPS_MIN = 6;
+export const STEPS_MAX = 12;
+
+const size = z.int().min(SIZE_MIN).max(SIZE_MAX).default(1024);
+
+export const GenerateRequest = z.object({
+  prompt: z.string().min(1).max(PROMPT_MAX_CHARS),
+  negative_prompt: z.string().max(PROMPT_MAX_CHARS).default(""),
+  height: size,
+  width: size,
+  seed: z.int().default(-1),
+  num_inference_steps: z.int().min(STEPS_MIN).max(STEPS_MAX).default(9),
+  guidance_scale: z.number().default(0.0),
+});
+/** A validated request, every field present: exactly what is sent upstream. */
+export type GenerateRequest = z.output<typeof GenerateRequest>;
+export type GenerateRequestInput = z.input<typeof GenerateRequest>;
+
+/** The upstream's 200 answer to /generate, as far as the gateway checks it. */
+export const GenerateResponse = z.looseObject({
+  image_base64: z.string().min(1),
+  seed: z.number().optional(),
+  generation_time_ms: z.number().optional(),
+  width: z.number().optional(),
+  height: z.number().optional(),
+  image_id: z.string().nullish(),
+});
+
+/** GET /health of the GPU server; every field may be missing on older servers. */
+export const UpstreamHealth = z.object({
+  status: z.string().catch("unknown").default("unknown"),
+  model_loaded: z.boolean().nullable().catch(null).default(null),
+  cuda_available: z.boolean().nullable().catch(null).default(null),
+  current_queue_size: z.number().nullable().catch(null).default(null),
+  active_generations: z.number().nullable().catch(null).default(null),
+  available_slots: z.number().nullable().catch(null).default(null),
+});
+export type UpstreamHealth = z.output<typeof UpstreamHealth>;
+
+/** One entry of a 422 `detail` list, in FastAPI's shape. */
+export interface ValidationDetail {
+  loc: (string | number)[];
+  msg: string;
+  type: string;
+}
+
+export type Validated<T> = { ok: true; data: T } | { ok: false; detail: ValidationDetail[] };
+
+/** Validates a generate request body; errors come in FastAPI's 422 shape and wording. */
+export function validateGenerateRequest(body: unknown): Validated<GenerateRequest> {
+  const result = GenerateRequest.safeParse(body, { reportInput: true });
+  if (result.success) return { ok: true, data: result.data };
+  // zod may report two issues for one field (2^60 breaks both the safe-integer
+  // range and the maximum); FastAPI reports one, and the last is the tighter one.
+  const byField = new Map<string, ValidationDetail>();
+  for (const issue of result.error.issues) {
+    byField.set(issue.path.join("."), toDetail(issue));
+  }
+  return { ok: false, detail: [...byField.values()] };
+}
+
+function toDetail(issue: z.core.$ZodIssue): ValidationDetail {
+  const loc = ["body", ...issue.path.map((key) => (typeof key === "number" ? key : String(key)))];
+  return { loc, ...describe(issue) };
+}
+
+/** Pydantic's error type and message for a zod issue, so clients see what FastAPI sent. */
+function describe(issue: z.core.$ZodIssue): Omit<ValidationDetail, "loc"> {
+  switch (issue.code) {
+    case "invalid_type":
+      if (issue.input === undefined) return { type: "missing", msg: "Field required" };
+      if (issue.expected === "string") return { type: "string_type", msg: "Input should be a valid string" };
+      if (issue.expected === "int" || isIntegerField(issue.path)) {
+        return typeof issue.input === "number"
+          ? { type: "int_from_float", msg: "Input should be a valid integer, got a number with a fractional part" }
+          : { type: "int_type", msg: "Input should be a valid integer" };
+      }
+      if (issue.expected === "number") return { type: "float_type", msg: "Input should be a valid number" };
+      return { type: "model_attributes_type", msg: "Input should be a valid dictionary or object to extract fields from" };
+    case "too_small":
+      return issue.origin === "string"
+        ? { type: "string_too_short", msg: `String should have at least ${plural(issue.minimum, "character")}` }
+        : { type: "greater_than_equal", msg: `Input should be greater than or equal to ${issue.minimum}` };
+    case "too_big":
+      return issue.origin === "string"
+        ? { type: "string_too_long", msg: `String should have at most ${plural(issue.maximum, "character")}` }
+        : { type: "less_than_equal", msg: `Input should be less than or equal to ${issue.maximum}` };
+    default:
+      return { type: issue.code, msg: issue.message };
+  }
+}
+
+/** zod reports a string sent for an integer field as "expected number"; pydantic says integer. */
+function isIntegerField(path: PropertyKey[]): boolean {
+  const field: z.ZodType | undefined = GenerateRequest.shape[path[0] as keyof typeof GenerateRequest.shape];
+  const inner = field instanceof z.ZodDefault ? field.unwrap() : field;
+  return inner instanceof z.ZodNumber && inner.format === "safeint";
+}
+
+function plural(count: number | bigint, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}

@@ -1,0 +1,11 @@
+import "server-only";
+import { config } from "../config";
+import { processSingleton } from "../singleton";
+import { UpstreamServer } from "./server";
+
+export type { HealthResult } from "./server";
+
+/** The GPU server this process forwards to, with its connection pool. */
+export function upstream(): UpstreamServer {
+  return processSingleton("upstream", () => new UpstreamServer(config().serverUrl, config()));
+}

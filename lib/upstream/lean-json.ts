@@ -1,0 +1,123 @@
+/**
+ * Parses a JSON object while skipping the contents of one large top-level
+ * string (a generate answer's megabytes of base64), which the gateway only
+ * passes along. `JSON.parse` of the whole answer would cost a UTF-8 decode and
+ * a copy of every byte for one field the gateway never reads.
+ *
+ * The result holds that field as "" and reports its length in bytes. Anything
+ * the fast path is unsure of (escapes in the string, an unusual layout) falls
+ * back to a full `JSON.parse`, so the answer is always the same as JSON.parse's
+ * apart from the skipped string.
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+export interface LeanParse {
+  value: unknown;
+  /** Bytes in the skipped string's contents, or undefined when the key is absent or not a string. */
+  skippedLength: number | undefined;
+}
+
+/** Throws SyntaxError when `bytes` is not valid JSON. */
+export function parseSkippingString(bytes: Buffer, key: string): LeanParse {
+  const span = findTopLevelString(bytes, key);
+  if (span === undefined) return full(bytes, key);
+  const [start, end] = span;
+  // Escapes would need decoding to be checked: only a plain string is skipped.
+  if (bytes.subarray(start, end).includes(BACKSLASH)) return full(bytes, key);
+  const value: unknown = JSON.parse(bytes.toString("utf8", 0, start) + bytes.toString("utf8", end));
+  return { value, skippedLength: end - start };
+}
+
+function full(bytes: Buffer, key: string): LeanParse {
+  const value: unknown = JSON.parse(bytes.toString("utf8"));
+  const field = isObject(value) ? value[key] : undefined;
+  return { value, skippedLength: typeof field === "string" ? Buffer.byteLength(field) : undefined };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The byte range [start, end) of the contents of `key`'s string value in a
+ * top-level object, or undefined. Only walks the top level; strings are
+ * skipped with a native indexOf, so the cost is in the number of fields, not bytes.
+ */
+function findTopLevelString(bytes: Buffer, key: string): [number, number] | undefined {
+  const wanted = Buffer.from(JSON.stringify(key));
+  let i = skipSpace(bytes, 0);
+  if (bytes[i] !== OPEN_BRACE) return undefined;
+  i = skipSpace(bytes, i + 1);
+  while (bytes[i] === QUOTE) {
+    const keyEnd = stringEnd(bytes, i);
+    if (keyEnd < 0) return undefined;
+    const isWanted = keyEnd + 1 - i === wanted.length && bytes.compare(wanted, 0, wanted.length, i, keyEnd + 1) === 0;
+    i = skipSpace(bytes, keyEnd + 1);
+    if (bytes[i] !== COLON) return undefined;
+    i = skipSpace(bytes, i + 1);
+    if (isWanted) {
+      if (bytes[i] !== QUOTE) return undefined;
+      const valueEnd = stringEnd(bytes, i);
+      return valueEnd < 0 ? undefined : [i + 1, valueEnd];
+    }
+    i = skipValue(bytes, i);
+    if (i < 0) return undefined;
+    i = skipSpace(bytes, i);
+    if (bytes[i] !== COMMA) return undefined;
+    i = skipSpace(bytes, i + 1);
+  }
+  return undefined;
+}
+
+function skipSpace(bytes: Buffer, i: number): number {
+  while (i < bytes.length) {
+    const byte = bytes[i];
+    if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09) break;
+    i++;
+  }
+  return i;
+}
+
+/** Index of the quote closing the string that opens at `open`, or -1. */
+function stringEnd(bytes: Buffer, open: number): number {
+  let from = open + 1;
+  for (;;) {
+    const quote = bytes.indexOf(QUOTE, from);
+    if (quote < 0) return -1;
+    let backslashes = 0;
+    while (bytes[quote - 1 - backslashes] === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    from = quote + 1;
+  }
+}
+
+/** Index just past the value starting at `i`, or -1. Validity is left to JSON.parse. */
+function skipValue(bytes: Buffer, i: number): number {
+  let depth = 0;
+  while (i < bytes.length) {
+    const byte = bytes[i];
+    if (byte === QUOTE) {
+      const end = stringEnd(bytes, i);
+      if (end < 0) return -1;
+      i = end + 1;
+      if (depth === 0) return i;
+      continue;
+    }
+    if (byte === OPEN_BRACE || byte === OPEN_BRACKET) depth++;
+    else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
+      if (depth === 0) return i;
+      depth--;
+      if (depth === 0) return i + 1;
+    } else if (depth === 0 && byte === COMMA) return i;
+    i++;
+  }
+  return -1;
+}

@@ -1,0 +1,239 @@
+import { Pool, errors as undiciErrors } from "undici";
+import type { Dispatcher } from "undici";
+import { GatewayError, fail } from "../errors";
+import type { GenerateRequest } from "../schemas";
+import { GenerateResponse, UpstreamHealth } from "../schemas";
+import { parseSkippingString } from "./lean-json";
+
+export interface UpstreamOptions {
+  /** Generations this gateway may run on the server at once; the pool keeps room beside them for health and metrics. */
+  maxConcurrent: number;
+  requestTimeoutMs: number;
+  maxResponseBytes: number;
+}
+
+/** Health and metrics must answer fast or count as down, whatever REQUEST_TIMEOUT says. */
+export const CONTROL_TIMEOUT_MS = 5000;
+const CONNECT_TIMEOUT_MS = 10_000;
+const CONTROL_CONNECTIONS = 4;
+/** Enough of an error body to find its `detail`; the rest is dropped. */
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+export type HealthResult =
+  | { ok: true; health: UpstreamHealth }
+  | { ok: false; status: string; error: string };
+
+/**
+ * One GPU server: a keep-alive undici pool, its timeouts and caps, and the
+ * translation of every way a call can fail into a GatewayError.
+ */
+export class UpstreamServer {
+  /** The URL without credentials, safe to show. */
+  readonly publicUrl: string;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private readonly authorization: string | undefined;
+
+  constructor(
+    url: URL,
+    private readonly options: UpstreamOptions,
+  ) {
+    this.publicUrl = redactUrl(url);
+    this.basePath = url.pathname.replace(/\/+$/, "");
+    this.authorization =
+      url.username || url.password
+        ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString("base64")}`
+        : undefined;
+    this.pool = new Pool(url.origin, {
+      connections: options.maxConcurrent + CONTROL_CONNECTIONS,
+      connect: { timeout: CONNECT_TIMEOUT_MS },
+      headersTimeout: options.requestTimeoutMs,
+      bodyTimeout: options.requestTimeoutMs,
+      maxResponseSize: options.maxResponseBytes,
+    });
+  }
+
+  /**
+   * POSTs a validated request to /generate. Resolves with the upstream's answer
+   * exactly as it sent it, after checking it holds an image.
+   */
+  async generate(request: GenerateRequest, signal: AbortSignal): Promise<Buffer> {
+    const bytes = await this.call(
+      { path: "/generate", method: "POST", body: JSON.stringify(request) },
+      signal,
+      this.options.requestTimeoutMs,
+    );
+    checkGenerateResponse(bytes);
+    return bytes;
+  }
+
+  /** GET /health, never throwing: the failure is part of the report. */
+  async health(): Promise<HealthResult> {
+    try {
+      const bytes = await this.call({ path: "/health", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
+      const parsed = UpstreamHealth.safeParse(parseJson(bytes));
+      if (!parsed.success) return { ok: false, status: "error_invalid_response", error: "health answer is not a JSON object" };
+      return { ok: true, health: parsed.data };
+    } catch (error) {
+      const failure = error instanceof GatewayError ? error : fail.internal(error);
+      return { ok: false, status: healthStatus(failure), error: failure.message };
+    }
+  }
+
+  /** GET /metrics: the server's JSON bytes, checked to be a JSON object. */
+  async metrics(): Promise<Buffer> {
+    const bytes = await this.call({ path: "/metrics", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
+    const value = parseJson(bytes);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw fail.upstreamBadResponse("metrics are not a JSON object");
+    }
+    return bytes;
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  /**
+   * One request: a 2xx body read whole (the pool caps its size), any other
+   * status turned into the error table's answer. The deadline and the
+   * caller's signal abort the request; the timer dies in `finally`.
+   */
+  private async call(
+    request: { path: string; method: "GET" | "POST"; body?: string },
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+  ): Promise<Buffer> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      controller.abort(new DOMException("deadline", "TimeoutError"));
+    }, timeoutMs);
+    const onCallerAbort = () => {
+      controller.abort(signal?.reason);
+    };
+    if (signal?.aborted) onCallerAbort();
+    else signal?.addEventListener("abort", onCallerAbort, { once: true });
+    try {
+      const response = await this.pool.request({
+        path: this.basePath + request.path,
+        method: request.method,
+        headers: this.headers(request.body !== undefined),
+        body: request.body,
+        signal: controller.signal,
+        headersTimeout: timeoutMs,
+      });
+      if (response.statusCode < 200 || response.statusCode > 299) throw await statusError(response);
+      return Buffer.from(await response.body.arrayBuffer());
+    } catch (error) {
+      throw this.classify(error, timeoutMs);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onCallerAbort);
+    }
+  }
+
+  private headers(hasBody: boolean): Record<string, string> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (hasBody) headers["content-type"] = "application/json";
+    if (this.authorization) headers.authorization = this.authorization;
+    return headers;
+  }
+
+  /** Maps undici's failures by `code` (see nodejs/undici docs/api/Errors.md). */
+  private classify(error: unknown, timeoutMs: number): GatewayError {
+    if (error instanceof GatewayError) return error;
+    if (error instanceof DOMException || (error instanceof Error && error.name === "AbortError")) {
+      return error.name === "TimeoutError" ? fail.upstreamTimeout(timeoutMs, error) : fail.clientClosed(error);
+    }
+    if (error instanceof undiciErrors.ResponseExceededMaxSizeError) {
+      return fail.upstreamTooLarge(this.options.maxResponseBytes, error);
+    }
+    const code = (error as { code?: unknown } | null)?.code;
+    switch (code) {
+      case "ECONNREFUSED":
+        return fail.upstreamRefused(this.publicUrl, error);
+      case "ENOTFOUND":
+      case "EAI_AGAIN":
+        return fail.upstreamUnresolvable(this.publicUrl, error);
+      case "UND_ERR_CONNECT_TIMEOUT":
+        return fail.upstreamConnectTimeout(this.publicUrl, error);
+      case "UND_ERR_HEADERS_TIMEOUT":
+      case "UND_ERR_BODY_TIMEOUT":
+        return fail.upstreamTimeout(timeoutMs, error);
+      default:
+        return fail.upstreamConnection(error);
+    }
+  }
+}
+
+/** The seed's `text2image_server.status` for a failed health call. */
+function healthStatus(failure: GatewayError): string {
+  switch (failure.code) {
+    case "upstream_status":
+      return `error_${failure.status}`;
+    case "upstream_bad_response":
+      return "error_invalid_response";
+    default:
+      return "unreachable";
+  }
+}
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch (error) {
+    throw fail.upstreamBadResponse("body is not JSON", error);
+  }
+}
+
+/** Checks a generate answer without decoding its image (see lean-json.ts). */
+function checkGenerateResponse(bytes: Buffer): void {
+  let parsed;
+  try {
+    parsed = parseSkippingString(bytes, "image_base64");
+  } catch (error) {
+    throw fail.upstreamBadResponse("body is not JSON", error);
+  }
+  if (!parsed.skippedLength) throw fail.upstreamBadResponse("no image_base64 in the answer");
+  const shape = GenerateResponse.safeParse({ ...(parsed.value as object), image_base64: "-" });
+  if (!shape.success) throw fail.upstreamBadResponse("answer does not match the contract", shape.error);
+}
+
+/** The error for a non-2xx answer, with the upstream's `detail` when it sent one. */
+async function statusError(response: Dispatcher.ResponseData): Promise<GatewayError> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= ERROR_BODY_LIMIT) break;
+    }
+  } finally {
+    response.body.destroy();
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  const retryAfter = response.headers["retry-after"];
+  const detail = extractDetail(text, response.statusCode);
+  return fail.upstreamStatus(response.statusCode, detail, typeof retryAfter === "string" ? retryAfter : undefined);
+}
+
+function extractDetail(text: string, status: number): string {
+  try {
+    const body = JSON.parse(text) as { detail?: unknown };
+    if (typeof body.detail === "string") return body.detail;
+    if (body.detail !== undefined) return JSON.stringify(body.detail);
+  } catch {
+    // not JSON: fall through to the raw text
+  }
+  const trimmed = text.trim().slice(0, 500);
+  return trimmed || `HTTP ${status}`;
+}
+
+/** The URL as it may be shown: no user name or password. */
+export function redactUrl(url: URL): string {
+  const copy = new URL(url.href);
+  copy.username = "";
+  copy.password = "";
+  return copy.href.replace(/\/$/, "");
+}

@@ -1,0 +1,17 @@
+/** @type {import('next').NextConfig} */
+const nextConfig = {
+  // The gateway relays megabytes of base64 that barely compress; gzip would
+  // cost CPU per image for little gain. Put compression in the load balancer if wanted.
+  compress: false,
+  poweredByHeader: false,
+  // The seed gateway's paths, for existing frontends: same handlers as /api/*.
+  async rewrites() {
+    return [
+      { source: "/health", destination: "/api/health" },
+      { source: "/generate", destination: "/api/generate" },
+      { source: "/metrics", destination: "/api/metrics" },
+    ];
+  },
+};
+
+export default nextConfig;

@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { errorResponse, fail } from "@/lib/errors";
+
+async function answer(error: unknown) {
+  const response = errorResponse(error);
+  return { status: response.status, body: (await response.json()) as unknown, headers: response.headers };
+}
+
+describe("the error table", () => {
+  it("keeps an upstream 503's own detail", async () => {
+    expect(await answer(fail.upstreamStatus(503, "Queue is full"))).toMatchObject({ status: 503, body: { detail: "Queue is full" } });
+  });
+
+  it("keeps an upstream 504 as 504", async () => {
+    expect(await answer(fail.upstreamStatus(504, "Generation timed out"))).toMatchObject({
+      status: 504,
+      body: { detail: "Generation timed out" },
+    });
+  });
+
+  it("passes any other upstream status with a prefixed detail", async () => {
+    expect(await answer(fail.upstreamStatus(500, "CUDA out of memory"))).toMatchObject({
+      status: 500,
+      body: { detail: "Text-to-image server error: CUDA out of memory" },
+    });
+    const limited = await answer(fail.upstreamStatus(429, "slow down", "7"));
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("7");
+  });
+
+  it("never passes a non-error upstream status on as if it were one", async () => {
+    expect((await answer(fail.upstreamStatus(302, ""))).status).toBe(502);
+  });
+
+  it.each([
+    [fail.upstreamTimeout(300_000, null), 504, "Text-to-image server did not answer within 300 s (REQUEST_TIMEOUT)"],
+    [fail.upstreamRefused("http://gpu:8001", null), 503, "Text-to-image server http://gpu:8001 is unreachable: connection refused"],
+    [fail.upstreamUnresolvable("http://gpu:8001", null), 503, "Text-to-image server http://gpu:8001 is unreachable: host name not found"],
+    [fail.upstreamConnection(null), 502, "Connection to the text-to-image server was lost"],
+    [fail.upstreamBadResponse("no image_base64 in the answer"), 502, "Text-to-image server sent an invalid response: no image_base64 in the answer"],
+    [fail.queueFull(), 503, "Gateway queue is full"],
+    [fail.queueTimeout(1500), 503, "No generation slot became free within 1.5 s (QUEUE_TIMEOUT)"],
+    [fail.payloadTooLarge(65536), 413, "Request body is larger than 65536 bytes (MAX_BODY_BYTES)"],
+  ])("maps %s to %i with its detail", async (error, status, detail) => {
+    expect(await answer(error)).toMatchObject({ status, body: { detail } });
+  });
+
+  it("sends Retry-After with queue rejections", async () => {
+    expect((await answer(fail.queueFull())).headers.get("retry-after")).toMatch(/^\d+$/);
+  });
+
+  it("answers an unknown error with a plain 500 and no internals", async () => {
+    const result = await answer(new Error("secret stack at /srv/app.js:12"));
+    expect(result).toMatchObject({ status: 500, body: { detail: "Internal gateway error" } });
+    expect(JSON.stringify(result.body)).not.toContain("secret");
+  });
+});

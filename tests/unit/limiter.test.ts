@@ -1,0 +1,88 @@
+import { describe, expect, it } from "vitest";
+import { GatewayError } from "@/lib/errors";
+import { LocalLimiter } from "@/lib/limiter/local";
+
+const open = () => new AbortController().signal;
+
+function codeOf(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => "granted",
+    (error: unknown) => (error instanceof GatewayError ? error.code : "unexpected"),
+  );
+}
+
+describe("LocalLimiter", () => {
+  it("grants up to maxConcurrent at once and queues the rest", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 2, maxQueue: 5, queueTimeoutMs: 10_000 });
+    await limiter.acquire(open());
+    await limiter.acquire(open());
+    void limiter.acquire(open());
+    expect(limiter.stats()).toEqual({ in_flight: 2, queued: 1, max_concurrent: 2 });
+  });
+
+  it("serves waiters in arrival order as slots free up", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 10_000 });
+    const first = await limiter.acquire(open());
+    const order: number[] = [];
+    const waiting = [1, 2, 3].map((n) => limiter.acquire(open()).then((slot) => (order.push(n), slot)));
+    first.release();
+    (await waiting[0])?.release();
+    (await waiting[1])?.release();
+    (await waiting[2])?.release();
+    expect(order).toEqual([1, 2, 3]);
+    expect(limiter.stats()).toMatchObject({ in_flight: 0, queued: 0 });
+  });
+
+  it("answers queue_full past maxQueue", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 1, queueTimeoutMs: 10_000 });
+    await limiter.acquire(open());
+    void limiter.acquire(open());
+    expect(await codeOf(limiter.acquire(open()))).toBe("queue_full");
+  });
+
+  it("answers queue_timeout after the queue timeout and leaves the queue", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 30 });
+    await limiter.acquire(open());
+    expect(await codeOf(limiter.acquire(open()))).toBe("queue_timeout");
+    expect(limiter.stats().queued).toBe(0);
+  });
+
+  it("drops a waiter whose client disconnects, at once", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 10_000 });
+    const held = await limiter.acquire(open());
+    const client = new AbortController();
+    const waiting = codeOf(limiter.acquire(client.signal));
+    client.abort();
+    expect(await waiting).toBe("client_closed");
+    expect(limiter.stats()).toMatchObject({ in_flight: 1, queued: 0 });
+    held.release();
+    expect(limiter.stats().in_flight).toBe(0);
+  });
+
+  it("refuses an already aborted request without taking a slot", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 10_000 });
+    expect(await codeOf(limiter.acquire(AbortSignal.abort()))).toBe("client_closed");
+    expect(limiter.stats().in_flight).toBe(0);
+  });
+
+  it("counts a slot released twice only once", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 2, maxQueue: 5, queueTimeoutMs: 10_000 });
+    const slot = await limiter.acquire(open());
+    await limiter.acquire(open());
+    slot.release();
+    slot.release();
+    expect(limiter.stats().in_flight).toBe(1);
+  });
+
+  it("does not let a newcomer overtake the queue when a slot frees", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 10_000 });
+    const held = await limiter.acquire(open());
+    let waiterGranted = false;
+    const waiter = limiter.acquire(open()).then((slot) => ((waiterGranted = true), slot));
+    held.release();
+    const newcomer = codeOf(limiter.acquire(open()));
+    (await waiter).release();
+    expect(waiterGranted).toBe(true);
+    expect(await newcomer).toBe("granted");
+  });
+});
