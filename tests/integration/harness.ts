@@ -83,3 +83,32 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
   }
   return check();
 }
+
+export interface JsonAnswer {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+
+/** A request whose answer is read as JSON (or kept as text when it is not). */
+export async function call(url: string, init: RequestInit = {}): Promise<JsonAnswer> {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: the test sees the text
+  }
+  return { status: response.status, headers: response.headers, body };
+}
+
+/** POST a JSON body to the gateway's generate endpoint (or another path). */
+export function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<JsonAnswer> {
+  return call(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    ...init,
+  });
+}

@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startEmulator } from "../../emulator/server";
+import type { Emulator } from "../../emulator/server";
+import { call, postJson, startGateway } from "./harness";
+import type { Gateway } from "./harness";
+
+let emulator: Emulator;
+let gateway: Gateway;
+
+beforeAll(async () => {
+  emulator = await startEmulator({ stepMs: 1 });
+  const withCredentials = new URL(emulator.url);
+  withCredentials.username = "gpuuser";
+  withCredentials.password = "hunter2secret";
+  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: withCredentials.href, MAX_CONCURRENT_REQUESTS: "3" });
+});
+
+afterAll(async () => {
+  await gateway.stop();
+  await emulator.close();
+});
+
+beforeEach(() => {
+  emulator.reset();
+});
+
+describe("GET /api", () => {
+  it("describes the gateway without the server's credentials", async () => {
+    const answer = await call(`${gateway.url}/api`);
+    expect(answer.status).toBe(200);
+    expect(answer.body).toEqual({
+      message: expect.any(String) as unknown,
+      version: expect.stringMatching(/^\d+\.\d+\.\d+/) as unknown,
+      status: "running",
+      text2image_server_url: emulator.url,
+      mode: "gateway",
+    });
+    expect(JSON.stringify(answer.body)).not.toContain("hunter2secret");
+  });
+});
+
+describe("GET /api/health", () => {
+  it("reports the gateway and the GPU server with every field of the seed", async () => {
+    const answer = await call(`${gateway.url}/api/health`);
+    expect(answer.status).toBe(200);
+    expect(answer.body).toEqual({
+      status: "healthy",
+      gateway: "running",
+      in_flight: 0,
+      queued: 0,
+      max_concurrent: 3,
+      text2image_server: {
+        status: "healthy",
+        model_loaded: true,
+        cuda_available: true,
+        current_queue_size: 0,
+        active_generations: 0,
+        available_slots: expect.any(Number) as unknown,
+      },
+    });
+  });
+
+  it("shares one upstream call among many concurrent callers", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // let the previous answer expire
+    emulator.reset();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => call(`${gateway.url}/api/health`)));
+    expect(answers.every((answer) => answer.status === 200)).toBe(true);
+    expect(emulator.stats().healthRequests).toBe(1);
+  });
+
+  it("sends the server's credentials upstream as Basic auth", async () => {
+    await postJson(`${gateway.url}/api/generate`, { prompt: "auth", width: 256, height: 256 });
+    const headers = emulator.stats().lastHeaders.at(-1);
+    expect(headers?.authorization).toBe(`Basic ${Buffer.from("gpuuser:hunter2secret").toString("base64")}`);
+  });
+});
+
+describe("POST /api/generate", () => {
+  it("forwards all seven fields and returns the upstream's answer unchanged", async () => {
+    const response = await fetch(`${gateway.url}/api/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "a red fox in snow", width: 320, height: 256, seed: 42, extra: "dropped" }),
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^application\/json/);
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ seed: 42, width: 320, height: 256 });
+    expect(body.image_base64).toMatch(/^data:image\/png;base64,iVBORw0KGgo/);
+    expect(Object.keys(body)).toEqual(expect.arrayContaining(["generation_time_ms", "image_id"]));
+    expect(emulator.stats().lastBodies).toEqual([
+      {
+        prompt: "a red fox in snow",
+        negative_prompt: "",
+        height: 256,
+        width: 320,
+        seed: 42,
+        num_inference_steps: 9,
+        guidance_scale: 0,
+      },
+    ]);
+  });
+
+  it("passes the image through byte for byte", async () => {
+    const body = { prompt: "bytes", width: 256, height: 256, seed: 7 };
+    const direct = await (await fetch(`${emulator.url}/generate`, { method: "POST", body: JSON.stringify({ ...body, negative_prompt: "", num_inference_steps: 9, guidance_scale: 0 }), headers: { "content-type": "application/json" } })).json() as { image_base64: string };
+    const viaGateway = (await postJson(`${gateway.url}/api/generate`, body)).body as { image_base64: string };
+    expect(viaGateway.image_base64).toBe(direct.image_base64);
+  });
+
+  it("answers a wrong method with 405 JSON and Allow", async () => {
+    for (const method of ["GET", "PUT", "PATCH", "DELETE"]) {
+      const answer = await call(`${gateway.url}/api/generate`, { method });
+      expect(answer.status, method).toBe(405);
+      expect(answer.headers.get("allow")).toBe("POST");
+      expect(answer.body).toEqual({ detail: `Method ${method} not allowed; use POST` });
+    }
+  });
+});
+
+describe("GET /api/metrics", () => {
+  it("passes the GPU server's metrics through", async () => {
+    await postJson(`${gateway.url}/api/generate`, { prompt: "count me", width: 256, height: 256 });
+    const viaGateway = await call(`${gateway.url}/api/metrics`);
+    const direct = await call(`${emulator.url}/metrics`);
+    expect(viaGateway.status).toBe(200);
+    expect(viaGateway.body).toEqual(direct.body);
+    expect(viaGateway.body).toMatchObject({ successful_generations: 1 });
+  });
+});
+
+describe("the seed's paths", () => {
+  it.each([
+    ["/health", "GET"],
+    ["/metrics", "GET"],
+    ["/generate", "GET"],
+    ["/generate", "DELETE"],
+    ["/health", "POST"],
+  ])("%s answers %s exactly as /api%s", async (path, method) => {
+    const seed = await call(`${gateway.url}${path}`, { method });
+    const api = await call(`${gateway.url}/api${path}`, { method });
+    expect(seed.status).toBe(api.status);
+    expect(seed.headers.get("content-type")).toBe(api.headers.get("content-type"));
+    expect(seed.headers.get("allow")).toBe(api.headers.get("allow"));
+    expect(seed.body).toEqual(api.body);
+  });
+
+  it("/generate generates like /api/generate", async () => {
+    const body = { prompt: "same", width: 256, height: 256, seed: 3 };
+    const seed = await postJson(`${gateway.url}/generate`, body);
+    const api = await postJson(`${gateway.url}/api/generate`, body);
+    expect(seed.status).toBe(200);
+    // Everything but what differs per generation: image, seed, size.
+    const stable = (body: unknown) => {
+      const { image_base64, seed, width, height } = body as Record<string, unknown>;
+      return { image_base64, seed, width, height };
+    };
+    expect(stable(seed.body)).toEqual(stable(api.body));
+    expect(emulator.stats().lastBodies).toHaveLength(2);
+  });
+
+  it("/generate validates like /api/generate", async () => {
+    const seed = await postJson(`${gateway.url}/generate`, { prompt: "" });
+    const api = await postJson(`${gateway.url}/api/generate`, { prompt: "" });
+    expect(seed.status).toBe(422);
+    expect(seed.body).toEqual(api.body);
+  });
+});
+
+describe("unknown paths", () => {
+  it("answer JSON 404 under /api", async () => {
+    const answer = await call(`${gateway.url}/api/nothing/here`);
+    expect(answer).toMatchObject({ status: 404, body: { detail: "No endpoint at /api/nothing/here" } });
+  });
+});
