@@ -49,10 +49,7 @@ export function streamedJson(bytes: Uint8Array, status = 200): Response {
       controller.close();
     },
   });
-  return new Response(body, {
-    status,
-    headers: { "content-type": "application/json", "content-length": String(bytes.byteLength) },
-  });
+  return new Response(body, { status, headers: { "content-type": "application/json" } });
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });

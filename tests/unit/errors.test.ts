@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { errorResponse, fail } from "@/lib/errors";
 
 async function answer(error: unknown) {
@@ -49,8 +49,12 @@ describe("the error table", () => {
     expect((await answer(fail.queueFull())).headers.get("retry-after")).toMatch(/^\d+$/);
   });
 
-  it("answers an unknown error with a plain 500 and no internals", async () => {
-    const result = await answer(new Error("secret stack at /srv/app.js:12"));
+  it("answers an unknown error with a plain 500 and no internals, and logs it", async () => {
+    const log = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const error = new Error("secret stack at /srv/app.js:12");
+    const result = await answer(error);
+    expect(log).toHaveBeenCalledWith("gateway: unexpected error", error);
+    log.mockRestore();
     expect(result).toMatchObject({ status: 500, body: { detail: "Internal gateway error" } });
     expect(JSON.stringify(result.body)).not.toContain("secret");
   });
