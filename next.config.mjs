@@ -9,6 +9,7 @@ const nextConfig = {
     return [
       { source: "/health", destination: "/api/health" },
       { source: "/generate", destination: "/api/generate" },
+      { source: "/generate-stream", destination: "/api/generate-stream" },
       { source: "/metrics", destination: "/api/metrics" },
     ];
   },

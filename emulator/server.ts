@@ -530,6 +530,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       case "GET /_emulator/stats":
         replyJson(ex.res, 200, stats());
         return;
+      case "POST /_emulator/outage":
+        return startOutage(ex);
       case "POST /_emulator/reset":
         reset();
         replyJson(ex.res, 200, { ok: true });
@@ -537,6 +539,31 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       default:
         replyJson(ex.res, 404, { detail: "Not Found" });
     }
+  }
+
+  /**
+   * Stops listening and drops every connection for `ms`, then listens on the
+   * same port again: a GPU server that went down and came back, for tests of
+   * clients that cannot stop and restart the emulator's process.
+   */
+  let outageTimer: NodeJS.Timeout | undefined;
+  async function startOutage(ex: Exchange): Promise<void> {
+    const raw = await readBody(ex.req);
+    let ms: number;
+    try {
+      ms = integerIn("ms", (JSON.parse(raw?.toString("utf8") ?? "") as { ms?: unknown }).ms, 1, 600_000);
+    } catch (error) {
+      replyJson(ex.res, 422, { detail: (error as Error).message });
+      return;
+    }
+    // Go down once this answer is out: the connection that asked closes with it.
+    ex.res.once("close", () => {
+      server.close();
+      server.closeAllConnections();
+      outageTimer = setTimeout(() => server.listen(bound, host), ms);
+    });
+    ex.res.setHeader("connection", "close");
+    replyJson(ex.res, 200, { down_for_ms: ms });
   }
 
   async function putFault(ex: Exchange): Promise<void> {
@@ -588,6 +615,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     reset,
     close: () =>
       new Promise<void>((resolve, reject) => {
+        clearTimeout(outageTimer);
+        if (!server.listening) {
+          resolve();
+          return;
+        }
         server.close((error) => {
           if (error) reject(error);
           else resolve();

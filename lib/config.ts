@@ -24,6 +24,7 @@ const schema = z
     QUEUE_TIMEOUT: seconds.optional(),
     MAX_BODY_BYTES: count(1).default(64 * 1024),
     MAX_RESPONSE_BYTES: count(1).default(64 * 1024 * 1024),
+    SSE_KEEPALIVE_INTERVAL: seconds.default(15),
   })
   .transform((env) => ({
     serverUrl: env.TEXT2IMAGE_SERVER_URL,
@@ -33,6 +34,7 @@ const schema = z
     queueTimeoutMs: (env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT) * 1000,
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxResponseBytes: env.MAX_RESPONSE_BYTES,
+    sseKeepAliveMs: env.SSE_KEEPALIVE_INTERVAL * 1000,
   }));
 
 export type Config = z.output<typeof schema>;

@@ -35,6 +35,20 @@ export const GenerateResponse = z.looseObject({
   image_id: z.string().nullish(),
 });
 
+/** Events of POST /api/generate-stream, one JSON object per SSE `data:` line. */
+export const QueuedEvent = z.object({ type: z.literal("queued"), position: z.int().positive() });
+export const ProgressEvent = z.looseObject({
+  type: z.literal("progress"),
+  step: z.number(),
+  total_steps: z.number(),
+  progress: z.number().optional(),
+  message: z.string().optional(),
+});
+export const CompleteEvent = GenerateResponse.extend({ type: z.literal("complete") });
+export const ErrorEvent = z.object({ type: z.literal("error"), message: z.string() });
+export const StreamEvent = z.discriminatedUnion("type", [QueuedEvent, ProgressEvent, CompleteEvent, ErrorEvent]);
+export type StreamEvent = z.output<typeof StreamEvent>;
+
 /** GET /health of the GPU server; every field may be missing on older servers. */
 export const UpstreamHealth = z.object({
   status: z.string().catch("unknown").default("unknown"),

@@ -3,6 +3,8 @@ import type { Limiter, LimiterStats, Slot } from "./types";
 
 interface Waiter {
   grant(): void;
+  onQueued: ((position: number) => void) | undefined;
+  position: number;
 }
 
 export interface LocalLimiterOptions {
@@ -19,7 +21,7 @@ export class LocalLimiter implements Limiter {
 
   constructor(private readonly options: LocalLimiterOptions) {}
 
-  acquire(signal: AbortSignal): Promise<Slot> {
+  acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
     if (signal.aborted) return Promise.reject(fail.clientClosed(signal.reason));
     if (this.inFlight < this.options.maxConcurrent && this.waiters.size === 0) {
       this.inFlight++;
@@ -32,12 +34,15 @@ export class LocalLimiter implements Limiter {
         this.waiters.delete(waiter);
         clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
+        this.announcePositions();
       };
       const waiter: Waiter = {
         grant: () => {
           leave();
           resolve(this.newSlot());
         },
+        onQueued,
+        position: 0,
       };
       const onAbort = () => {
         leave();
@@ -49,7 +54,19 @@ export class LocalLimiter implements Limiter {
       }, this.options.queueTimeoutMs);
       signal.addEventListener("abort", onAbort, { once: true });
       this.waiters.add(waiter);
+      this.announcePositions();
     });
+  }
+
+  /** Tells each waiter whose place in line changed where it stands now. */
+  private announcePositions(): void {
+    let position = 0;
+    for (const waiter of this.waiters) {
+      position++;
+      if (waiter.position === position) continue;
+      waiter.position = position;
+      waiter.onQueued?.(position);
+    }
   }
 
   stats(): LimiterStats {

@@ -7,9 +7,11 @@ export interface Limiter {
   /**
    * Resolves with a slot once the request may go upstream. Rejects with a
    * GatewayError: `queue_full` at once, `queue_timeout` after the queue timeout,
-   * `client_closed` as soon as `signal` aborts.
+   * `client_closed` as soon as `signal` aborts. While the request waits,
+   * `onQueued` hears its place in line (1 = next) each time it changes; a
+   * request admitted at once never hears it.
    */
-  acquire(signal: AbortSignal): Promise<Slot>;
+  acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot>;
   stats(): LimiterStats;
 }
 

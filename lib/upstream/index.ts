@@ -3,7 +3,7 @@ import { config } from "../config";
 import { processSingleton } from "../singleton";
 import { UpstreamServer } from "./server";
 
-export type { HealthResult } from "./server";
+export type { HealthResult, OpenResponse } from "./server";
 
 /** The GPU server this process forwards to, with its connection pool. */
 export function upstream(): UpstreamServer {

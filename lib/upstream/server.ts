@@ -19,6 +19,21 @@ const CONTROL_CONNECTIONS = 4;
 /** Enough of an error body to find its `detail`; the rest is dropped. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
+interface UpstreamRequest {
+  path: string;
+  method: "GET" | "POST";
+  body?: string;
+  accept?: string;
+}
+
+/** A 2xx answer whose body is still to be read. */
+export interface OpenResponse {
+  /** The body as it arrives; failures are thrown as GatewayErrors. */
+  chunks: AsyncIterable<Buffer>;
+  /** Drops the body (if unread) and the deadline. Safe to call more than once. */
+  close(): void;
+}
+
 export type HealthResult =
   | { ok: true; health: UpstreamHealth }
   | { ok: false; status: string; error: string };
@@ -95,15 +110,41 @@ export class UpstreamServer {
   }
 
   /**
-   * One request: a 2xx body read whole (the pool caps its size), any other
-   * status turned into the error table's answer. The deadline and the
-   * caller's signal abort the request; the timer dies in `finally`.
+   * POSTs a validated request to /generate-stream. Resolves once the server
+   * answered 2xx; the stream's chunks then arrive as it sends them. Errors
+   * while reading come out of the iterator already classified.
    */
+  generateStream(request: GenerateRequest, signal: AbortSignal): Promise<OpenResponse> {
+    return this.open(
+      { path: "/generate-stream", method: "POST", body: JSON.stringify(request), accept: "text/event-stream" },
+      signal,
+      this.options.requestTimeoutMs,
+    );
+  }
+
+  /** One request with its 2xx body read whole (the pool caps its size). */
   private async call(
-    request: { path: string; method: "GET" | "POST"; body?: string },
+    request: UpstreamRequest,
     signal: AbortSignal | undefined,
     timeoutMs: number,
   ): Promise<Buffer> {
+    const response = await this.open(request, signal, timeoutMs);
+    try {
+      const chunks: Buffer[] = [];
+      for await (const chunk of response.chunks) chunks.push(chunk);
+      return Buffer.concat(chunks);
+    } finally {
+      response.close();
+    }
+  }
+
+  /**
+   * Sends a request and waits for a 2xx answer's headers; any other status
+   * becomes the error table's answer. The deadline (`timeoutMs` for the whole
+   * exchange) and the caller's signal abort it; `close()` frees the
+   * connection and the timer, and must be called once the body is done with.
+   */
+  private async open(request: UpstreamRequest, signal: AbortSignal | undefined, timeoutMs: number): Promise<OpenResponse> {
     const controller = new AbortController();
     const timer = setTimeout(() => {
       controller.abort(new DOMException("deadline", "TimeoutError"));
@@ -113,28 +154,45 @@ export class UpstreamServer {
     };
     if (signal?.aborted) onCallerAbort();
     else signal?.addEventListener("abort", onCallerAbort, { once: true });
+    const release = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onCallerAbort);
+    };
     try {
       const response = await this.pool.request({
         path: this.basePath + request.path,
         method: request.method,
-        headers: this.headers(request.body !== undefined),
+        headers: this.headers(request),
         body: request.body,
         signal: controller.signal,
         headersTimeout: timeoutMs,
       });
       if (response.statusCode < 200 || response.statusCode > 299) throw await statusError(response);
-      return Buffer.from(await response.body.arrayBuffer());
+      const body = response.body;
+      return {
+        chunks: this.classified(body, timeoutMs),
+        close: () => {
+          body.destroy();
+          release();
+        },
+      };
     } catch (error) {
+      release();
       throw this.classify(error, timeoutMs);
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onCallerAbort);
     }
   }
 
-  private headers(hasBody: boolean): Record<string, string> {
-    const headers: Record<string, string> = { accept: "application/json" };
-    if (hasBody) headers["content-type"] = "application/json";
+  private async *classified(body: AsyncIterable<Buffer>, timeoutMs: number): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of body) yield chunk;
+    } catch (error) {
+      throw this.classify(error, timeoutMs);
+    }
+  }
+
+  private headers(request: UpstreamRequest): Record<string, string> {
+    const headers: Record<string, string> = { accept: request.accept ?? "application/json" };
+    if (request.body !== undefined) headers["content-type"] = "application/json";
     if (this.authorization) headers.authorization = this.authorization;
     return headers;
   }

@@ -112,3 +112,49 @@ export function postJson(url: string, body: unknown, init: RequestInit = {}): Pr
     ...init,
   });
 }
+
+export interface ReceivedEvent {
+  /** Milliseconds since the request was sent. */
+  at: number;
+  /** The parsed `data:` JSON, or undefined for a comment. */
+  data: Record<string, unknown> | undefined;
+  comment: string | undefined;
+}
+
+/** Reads a server-sent event stream to its end, noting when each event arrived. */
+export async function readEvents(response: Response, sentAt: number): Promise<ReceivedEvent[]> {
+  const events: ReceivedEvent[] = [];
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const reader = response.body?.getReader();
+  if (!reader) return events;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffered.indexOf("\n\n")) >= 0) {
+      const block = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      const at = performance.now() - sentAt;
+      if (block.startsWith(":")) events.push({ at, data: undefined, comment: block.slice(1).trim() });
+      else events.push({ at, data: JSON.parse(block.replace(/^data: ?/, "")) as Record<string, unknown>, comment: undefined });
+    }
+  }
+  return events;
+}
+
+/** POSTs to a stream endpoint and reads every event. */
+export async function streamGenerate(url: string, body: unknown, init: RequestInit = {}) {
+  const sentAt = performance.now();
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    ...init,
+  });
+  const isStream = response.headers.get("content-type")?.startsWith("text/event-stream") ?? false;
+  const events = isStream ? await readEvents(response, sentAt) : [];
+  const json = isStream ? undefined : ((await response.json()) as unknown);
+  return { response, json, events, types: events.filter((event) => event.data).map((event) => event.data?.type) };
+}

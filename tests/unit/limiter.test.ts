@@ -85,4 +85,19 @@ describe("LocalLimiter", () => {
     expect(waiterGranted).toBe(true);
     expect(await newcomer).toBe("granted");
   });
+
+  it("tells each waiter its place in line whenever it changes, and never an admitted request", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 10_000 });
+    const heard: string[] = [];
+    const held = await limiter.acquire(open(), (p) => heard.push(`held ${p}`));
+    const a = limiter.acquire(open(), (p) => heard.push(`a ${p}`));
+    const bClient = new AbortController();
+    const b = codeOf(limiter.acquire(bClient.signal, (p) => heard.push(`b ${p}`)));
+    void limiter.acquire(open(), (p) => heard.push(`c ${p}`));
+    bClient.abort();
+    await b;
+    held.release();
+    await a;
+    expect(heard).toEqual(["a 1", "b 2", "c 3", "c 2", "c 1"]);
+  });
 });

@@ -1,0 +1,9 @@
+import { generateStream } from "@/lib/gateway";
+import { route } from "@/lib/http";
+
+export const dynamic = "force-dynamic";
+// Vercel ends a function at maxDuration; a generation may take minutes.
+export const maxDuration = 300;
+
+/** POST /api/generate-stream: one image, with queue and step progress as server-sent events. */
+export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({ POST: generateStream });

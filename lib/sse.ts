@@ -1,0 +1,178 @@
+/**
+ * Server-sent events as the gateway relays them: split the upstream's bytes
+ * into events without decoding them, check each event, and send it on
+ * unchanged. The `complete` event carries megabytes of base64, so splitting
+ * searches only new bytes and checking skips the image (see lean-json.ts).
+ */
+import { parseSkippingString } from "./upstream/lean-json";
+import { StreamEvent } from "./schemas";
+
+export const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+} as const;
+
+const encoder = new TextEncoder();
+
+export function encodeEvent(event: StreamEvent): Uint8Array {
+  return encoder.encode(`data: ${JSON.stringify(event)}\n\n`);
+}
+
+// An event ends at a blank line; lines may end in LF, CRLF or CR.
+const EVENT_ENDS = [Buffer.from("\n\n"), Buffer.from("\r\n\r\n"), Buffer.from("\r\r")];
+const LONGEST_END = 4;
+
+/** Cuts a byte stream into whole events, each with its terminating blank line. */
+export class EventSplitter {
+  private chunks: Buffer[] = [];
+  private length = 0;
+
+  push(chunk: Buffer): Buffer[] {
+    // Search only the new bytes and the last few old ones (an end may straddle
+    // two chunks); a megabyte event is copied once, when it is whole.
+    const tail = this.tail();
+    const end = findEventEnd(tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk);
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    if (end < 0) return [];
+    const buffered = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.length);
+    const eventEnd = this.length - chunk.length - tail.length + end;
+    this.chunks = [];
+    this.length = 0;
+    const rest = buffered.subarray(eventEnd);
+    return [buffered.subarray(0, eventEnd), ...(rest.length > 0 ? this.push(rest) : [])];
+  }
+
+  /** Bytes of an event that has not ended yet. */
+  get pending(): number {
+    return this.length;
+  }
+
+  private tail(): Buffer {
+    const parts: Buffer[] = [];
+    let missing = LONGEST_END - 1;
+    for (let i = this.chunks.length - 1; i >= 0 && missing > 0; i--) {
+      const chunk = this.chunks[i] as Buffer;
+      const part = chunk.subarray(Math.max(0, chunk.length - missing));
+      parts.unshift(part);
+      missing -= part.length;
+    }
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+  }
+}
+
+/** Index just past the first blank line in `bytes`, or -1. */
+function findEventEnd(bytes: Buffer): number {
+  let best = -1;
+  for (const end of EVENT_ENDS) {
+    const at = bytes.indexOf(end);
+    if (at >= 0 && (best < 0 || at + end.length < best)) best = at + end.length;
+  }
+  return best;
+}
+
+export type RelayedEvent = { kind: "comment" } | { kind: "event"; type: StreamEvent["type"] } | { kind: "malformed"; reason: string };
+
+/** What one upstream event is, checked against the contract without decoding its image. */
+export function inspectEvent(block: Buffer): RelayedEvent {
+  const data: Buffer[] = [];
+  for (const line of splitLines(block)) {
+    if (line.length === 0 || line[0] === 0x3a /* ":" comment */) continue;
+    if (line.subarray(0, 5).toString("latin1") !== "data:") continue; // event:, id:, retry: carry nothing we relay on
+    data.push(line.subarray(line[5] === 0x20 ? 6 : 5));
+  }
+  if (data.length === 0) return { kind: "comment" };
+  const payload = data.length === 1 ? (data[0] as Buffer) : Buffer.concat(data.flatMap((part, i) => (i ? [Buffer.from("\n"), part] : [part])));
+  let parsed;
+  try {
+    parsed = parseSkippingString(payload, "image_base64");
+  } catch {
+    return { kind: "malformed", reason: "an event is not JSON" };
+  }
+  const value = parsed.skippedLength ? { ...(parsed.value as object), image_base64: "-" } : parsed.value;
+  const event = StreamEvent.safeParse(value);
+  if (!event.success) return { kind: "malformed", reason: "an event does not match the contract" };
+  return { kind: "event", type: event.data.type };
+}
+
+/** Lines of an event, found with native searches: the image line is megabytes. */
+function splitLines(block: Buffer): Buffer[] {
+  const lines: Buffer[] = [];
+  let start = 0;
+  while (start < block.length) {
+    const lf = block.indexOf(0x0a, start);
+    const cr = block.indexOf(0x0d, start);
+    const end = lf < 0 ? cr : cr < 0 ? lf : Math.min(lf, cr);
+    if (end < 0) {
+      lines.push(block.subarray(start));
+      break;
+    }
+    lines.push(block.subarray(start, end));
+    start = end + (block[end] === 0x0d && block[end + 1] === 0x0a ? 2 : 1);
+  }
+  return lines;
+}
+
+const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+
+/**
+ * The stream the client reads. Writes after the end (a client that left, a
+ * late failure) are dropped: enqueueing on a closed stream throws, and an
+ * uncaught throw there would crash the server (vercel/next.js#56529).
+ */
+export class EventStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private ended = false;
+  private keepAlive: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly keepAliveMs: number,
+    onCancel: () => void,
+  ) {
+    this.readable = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.controller = controller;
+      },
+      cancel: () => {
+        this.finish();
+        onCancel();
+      },
+    });
+  }
+
+  /** The 200 response; comments keep idle proxies from closing it from now on. */
+  response(): Response {
+    this.keepAlive ??= setInterval(() => {
+      this.write(KEEP_ALIVE);
+    }, this.keepAliveMs);
+    return new Response(this.readable, { headers: SSE_HEADERS });
+  }
+
+  send(event: StreamEvent): void {
+    this.write(encodeEvent(event));
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.ended) return;
+    this.controller.enqueue(bytes);
+  }
+
+  /** Ends with a final error event, never a silent cut. */
+  fail(message: string): void {
+    this.send({ type: "error", message });
+    this.end();
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.finish();
+    this.controller.close();
+  }
+
+  private finish(): void {
+    this.ended = true;
+    clearInterval(this.keepAlive);
+  }
+}

@@ -1,0 +1,199 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startEmulator } from "../../emulator/server";
+import type { Emulator } from "../../emulator/server";
+import { call, eventually, postJson, startGateway, streamGenerate } from "./harness";
+import type { Gateway } from "./harness";
+
+const STEPS = 6;
+const small = { prompt: "a paper boat", width: 256, height: 256, num_inference_steps: STEPS };
+
+let emulator: Emulator;
+let gateway: Gateway;
+
+beforeAll(async () => {
+  emulator = await startEmulator({ stepMs: 20, slots: 8 });
+  gateway = await startGateway({
+    TEXT2IMAGE_SERVER_URL: emulator.url,
+    MAX_CONCURRENT_REQUESTS: "1",
+    REQUEST_TIMEOUT: "3",
+    SSE_KEEPALIVE_INTERVAL: "0.2",
+  });
+});
+
+afterAll(async () => {
+  await gateway.stop();
+  await emulator.close();
+});
+
+beforeEach(() => {
+  emulator.reset();
+  emulator.setStepMs(20);
+});
+
+const idle = async () => {
+  const health = (await call(`${gateway.url}/api/health`)).body as { in_flight: number; queued: number };
+  return health.in_flight === 0 && health.queued === 0;
+};
+
+describe.each([["/api/generate-stream"], ["/generate-stream"]])("POST %s", (path) => {
+  it("relays progress events in order, then the complete event, with SSE headers", async () => {
+    const { response, events, types } = await streamGenerate(`${gateway.url}${path}`, small);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    expect(response.headers.get("cache-control")).toBe("no-cache, no-transform");
+    expect(response.headers.get("x-accel-buffering")).toBe("no");
+    expect(types).toEqual([...Array<string>(STEPS).fill("progress"), "complete"]);
+    const steps = events.filter((event) => event.data?.type === "progress").map((event) => event.data?.step);
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6]);
+    const complete = events.find((event) => event.data?.type === "complete")?.data;
+    expect(complete).toMatchObject({ width: 256, height: 256 });
+    expect(complete?.image_base64).toMatch(/^data:image\/png;base64,iVBORw0KGgo/);
+    expect(await idle()).toBe(true);
+  });
+
+  it("delivers the first progress event while the GPU still works", async () => {
+    emulator.setStepMs(300); // 6 steps: the image is ready after 1.8 s
+    const { events } = await streamGenerate(`${gateway.url}${path}`, small);
+    const firstProgress = events.find((event) => event.data?.type === "progress");
+    const complete = events.find((event) => event.data?.type === "complete");
+    expect(complete?.at).toBeGreaterThanOrEqual(1800);
+    // Buffered somewhere, the first step would arrive with the image.
+    expect(firstProgress?.at).toBeLessThan(1000);
+    expect((complete?.at ?? 0) - (firstProgress?.at ?? 0)).toBeGreaterThan(1000);
+  });
+});
+
+describe("admission", () => {
+  it("validates exactly as /api/generate, before any stream starts", async () => {
+    for (const body of [{ prompt: "" }, { prompt: "x", width: 9999 }]) {
+      const stream = await streamGenerate(`${gateway.url}/api/generate-stream`, body);
+      const plain = await postJson(`${gateway.url}/api/generate`, body);
+      expect(stream.response.status).toBe(422);
+      expect(stream.json).toEqual(plain.body);
+    }
+    expect(emulator.stats().generateRequests).toBe(0);
+  });
+
+  it("answers an upstream 503 of an admitted request as that JSON status", async () => {
+    emulator.setFault({ kind: "status", status: 503, detail: "Queue is full" });
+    const { response, json } = await streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(response.status).toBe(503);
+    expect(json).toEqual({ detail: "Queue is full" });
+  });
+
+  it("tells a waiting request its place in line, then streams its generation", async () => {
+    emulator.setStepMs(100);
+    const first = streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
+    const second = streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(await eventually(async () => !(await idle()) && ((await call(`${gateway.url}/api/health`)).body as { queued: number }).queued === 1)).toBe(true);
+    const third = streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    const results = await Promise.all([first, second, third]);
+    expect(results.map((result) => result.response.status)).toEqual([200, 200, 200]);
+    expect(results[0].types[0]).toBe("progress");
+    expect(results[1].events.find((event) => event.data)?.data).toEqual({ type: "queued", position: 1 });
+    const thirdQueued = results[2].events.filter((event) => event.data?.type === "queued").map((event) => event.data?.position);
+    expect(thirdQueued).toEqual([2, 1]);
+    for (const result of results) expect(result.types.at(-1)).toBe("complete");
+    expect(emulator.stats().maxConcurrent).toBe(1);
+  });
+
+  it("reports a failure after queueing as a final error event", async () => {
+    emulator.setStepMs(100);
+    const first = streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
+    const second = streamGenerate(`${gateway.url}/api/generate-stream`, { ...small, prompt: "doomed [[fault:status:500]]" });
+    const [, failed] = await Promise.all([first, second]);
+    expect(failed.response.status).toBe(200);
+    expect(failed.types).toEqual(["queued", "error"]);
+    expect(failed.events.at(-1)?.data).toEqual({ type: "error", message: "Text-to-image server error: Internal Server Error" });
+  });
+});
+
+describe("failures mid-stream end with an error event", () => {
+  it.each([
+    ["an upstream cut", "[[fault:stream_cut]]", "Connection to the text-to-image server was lost"],
+    ["a malformed event", "[[fault:stream_malformed]]", "Text-to-image server sent an invalid response: an event is not JSON"],
+    ["a complete event cut short", "[[fault:reset_mid_body]]", "Connection to the text-to-image server was lost"],
+  ])("%s", async (_name, directive, message) => {
+    const { response, events, types } = await streamGenerate(`${gateway.url}/api/generate-stream`, { ...small, prompt: `boat ${directive}` });
+    expect(response.status).toBe(200);
+    expect(types.at(-1)).toBe("error");
+    expect(types.slice(0, -1).every((type) => type === "progress")).toBe(true);
+    expect(events.at(-1)?.data).toEqual({ type: "error", message });
+    expect(await eventually(idle)).toBe(true);
+  });
+
+  it("a stream past REQUEST_TIMEOUT", async () => {
+    emulator.setStepMs(1000); // 6 s of steps against a 3 s limit
+    const { events } = await streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(events.at(-1)?.data).toEqual({ type: "error", message: "Text-to-image server did not answer within 3 s (REQUEST_TIMEOUT)" });
+    expect(events.at(-1)?.at).toBeLessThan(4500);
+    expect(await eventually(() => emulator.stats().aborted === 1)).toBe(true);
+  });
+});
+
+describe("an idle stream", () => {
+  it("gets a keep-alive comment every SSE_KEEPALIVE_INTERVAL", async () => {
+    emulator.setStepMs(400);
+    const { events } = await streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    const comments = events.filter((event) => event.comment === "keep-alive");
+    // 2.4 s of generation at one comment per 0.2 s: about 12.
+    expect(comments.length).toBeGreaterThanOrEqual(6);
+    expect(events.at(-1)?.data?.type).toBe("complete");
+  });
+});
+
+describe("a client that disconnects", () => {
+  it.each([["/api/generate-stream"], ["/generate-stream"]])("from %s aborts the upstream stream within a second and frees the slot", async (path) => {
+    emulator.setStepMs(200);
+    const client = new AbortController();
+    const sentAt = performance.now();
+    const response = await fetch(`${gateway.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(small),
+      signal: client.signal,
+    });
+    const reader = response.body?.getReader();
+    await reader?.read(); // the first event: the GPU is working
+    client.abort();
+    const abortedAt = performance.now();
+    expect(await eventually(() => emulator.stats().aborted === 1, 1000)).toBe(true);
+    expect(performance.now() - abortedAt).toBeLessThan(1000);
+    expect(await eventually(idle)).toBe(true);
+    expect(performance.now() - sentAt).toBeLessThan(STEPS * 200);
+    // The freed slot serves the next request at once.
+    emulator.setStepMs(1);
+    expect((await streamGenerate(`${gateway.url}/api/generate-stream`, small)).types.at(-1)).toBe("complete");
+  });
+
+  it("while queued leaves the queue and never reaches the GPU", async () => {
+    emulator.setStepMs(150);
+    const first = streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
+    const client = new AbortController();
+    const sentAt = performance.now();
+    const queued = await fetch(`${gateway.url}/api/generate-stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(small),
+      signal: client.signal,
+    });
+    const reader = queued.body?.getReader();
+    const firstEvent = new TextDecoder().decode((await reader?.read())?.value);
+    expect(firstEvent).toContain('"type":"queued"');
+    client.abort();
+    expect(await eventually(async () => ((await call(`${gateway.url}/api/health`)).body as { queued: number }).queued === 0, 1000)).toBe(true);
+    await first;
+    expect(emulator.stats().generateRequests).toBe(1);
+    expect(performance.now() - sentAt).toBeLessThan(STEPS * 150 + 1000);
+    expect(await eventually(idle)).toBe(true);
+  });
+
+  it("never crashes the server", () => {
+    expect(gateway.output()).not.toMatch(/uncaughtException|unhandledRejection|Invalid state/);
+    expect(gateway.process.exitCode).toBeNull();
+  });
+});
+

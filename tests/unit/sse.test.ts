@@ -1,0 +1,65 @@
+import { describe, expect, it } from "vitest";
+import { EventSplitter, inspectEvent } from "@/lib/sse";
+
+const image = "data:image/png;base64," + "iVBORw0KGgo".repeat(500);
+const stream =
+  'data: {"type":"progress","step":1,"total_steps":2}\n\n' +
+  ": keep-alive\n\n" +
+  'data: {"type":"progress","step":2,"total_steps":2}\r\n\r\n' +
+  `data: {"type":"complete","image_base64":"${image}","seed":5}\n\n`;
+
+function splitAll(chunks: string[]): string[] {
+  const splitter = new EventSplitter();
+  return chunks.flatMap((chunk) => splitter.push(Buffer.from(chunk)).map((event) => event.toString()));
+}
+
+describe("EventSplitter", () => {
+  it("cuts events at blank lines (LF or CRLF), keeping their bytes unchanged", () => {
+    expect(splitAll([stream])).toEqual([
+      'data: {"type":"progress","step":1,"total_steps":2}\n\n',
+      ": keep-alive\n\n",
+      'data: {"type":"progress","step":2,"total_steps":2}\r\n\r\n',
+      `data: {"type":"complete","image_base64":"${image}","seed":5}\n\n`,
+    ]);
+  });
+
+  it("gives the same events however the bytes are chunked", () => {
+    const whole = splitAll([stream]);
+    for (const size of [1, 2, 3, 5, 7, 64, 1000]) {
+      const chunks = stream.match(new RegExp(`[\\s\\S]{1,${size}}`, "g")) ?? [];
+      expect(splitAll(chunks), `chunks of ${size}`).toEqual(whole);
+    }
+  });
+
+  it("holds an unfinished event back", () => {
+    const splitter = new EventSplitter();
+    expect(splitter.push(Buffer.from('data: {"type":"progress"'))).toEqual([]);
+    expect(splitter.pending).toBe(24);
+  });
+});
+
+describe("inspectEvent", () => {
+  const inspect = (text: string) => inspectEvent(Buffer.from(text));
+
+  it("recognises each event type of the contract", () => {
+    expect(inspect('data: {"type":"progress","step":1,"total_steps":9,"progress":0.11,"message":"Denoising"}\n\n')).toEqual({ kind: "event", type: "progress" });
+    expect(inspect(`data: {"type":"complete","image_base64":"${image}","seed":1}\n\n`)).toEqual({ kind: "event", type: "complete" });
+    expect(inspect('data: {"type":"error","message":"CUDA out of memory"}\n\n')).toEqual({ kind: "event", type: "error" });
+    expect(inspect('data: {"type":"queued","position":2}\n\n')).toEqual({ kind: "event", type: "queued" });
+  });
+
+  it("joins multi-line data and ignores comments and other fields", () => {
+    expect(inspect('event: message\nid: 4\ndata: {"type":"progress",\ndata: "step":1,"total_steps":9}\n\n')).toEqual({ kind: "event", type: "progress" });
+    expect(inspect(": ping\n\n")).toEqual({ kind: "comment" });
+  });
+
+  it.each([
+    ["data: {not json\n\n", "an event is not JSON"],
+    ['data: {"type":"complete","seed":1}\n\n', "an event does not match the contract"],
+    ['data: {"type":"progress"}\n\n', "an event does not match the contract"],
+    ['data: {"type":"surprise"}\n\n', "an event does not match the contract"],
+    ["data: [1,2]\n\n", "an event does not match the contract"],
+  ])("calls %j malformed", (text, reason) => {
+    expect(inspect(text)).toEqual({ kind: "malformed", reason });
+  });
+});
