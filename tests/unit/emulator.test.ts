@@ -500,6 +500,20 @@ describe("control endpoints", () => {
   });
 });
 
+describe("outage", () => {
+  it("POST /_emulator/outage stops it listening for the given time, then it serves again", async () => {
+    const own = await startEmulator({ stepMs: 1 });
+    try {
+      const answer = await post(own, "/_emulator/outage", { ms: 300 });
+      expect(await json(answer)).toEqual({ down_for_ms: 300 });
+      await expect(fetch(`${own.url}/health`)).rejects.toThrow();
+      await waitFor(async () => (await fetch(`${own.url}/health`).catch(() => undefined))?.status === 200, 3000);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 describe("noise images", () => {
   let noisy: Emulator;
   beforeAll(async () => {
