@@ -25,10 +25,12 @@ export async function readGenerateRequest(request: Request): Promise<GenerateReq
  */
 export async function generate(request: Request): Promise<Response> {
   const params = await readGenerateRequest(request);
+  const queuedAt = performance.now();
   const slot = await limiter().acquire(request.signal);
+  const queueWaitMs = Math.round(performance.now() - queuedAt);
   let answer: Buffer;
   try {
-    answer = await upstream().generate(params, request.signal);
+    answer = await upstream().generate(params, request.signal, { queueWaitMs });
   } finally {
     slot.release();
   }
@@ -91,9 +93,11 @@ interface Admitted {
 }
 
 async function admitAndOpen(params: GenerateRequest, signal: AbortSignal, onQueued: (position: number) => void): Promise<Admitted> {
+  const queuedAt = performance.now();
   const slot = await limiter().acquire(signal, onQueued);
+  const queueWaitMs = Math.round(performance.now() - queuedAt);
   try {
-    return { slot, response: await upstream().generateStream(params, signal) };
+    return { slot, response: await upstream().generateStream(params, signal, { queueWaitMs }) };
   } catch (error) {
     slot.release();
     throw error;

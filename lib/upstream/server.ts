@@ -1,9 +1,11 @@
 import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
+import type { Attributes } from "@opentelemetry/api";
 import { GatewayError, fail } from "../errors";
 import type { GenerateRequest } from "../schemas";
 import { GenerateResponse, UpstreamHealth } from "../schemas";
 import { parseSkippingString } from "./lean-json";
+import { startUpstreamSpan } from "./tracing";
 
 export interface UpstreamOptions {
   /** Generations this gateway may run on the server at once; the pool keeps room beside them for health and metrics. */
@@ -20,10 +22,19 @@ const CONTROL_CONNECTIONS = 4;
 const ERROR_BODY_LIMIT = 64 * 1024;
 
 interface UpstreamRequest {
+  /** Names the call in traces: generate, generate-stream, health, metrics. */
+  operation: string;
   path: string;
   method: "GET" | "POST";
   body?: string;
   accept?: string;
+  /** Trace attributes: what the gateway knows of the call. */
+  attributes?: Attributes;
+}
+
+/** What the gateway knows of a generate call beyond its body. */
+export interface CallContext {
+  queueWaitMs?: number;
 }
 
 /** A 2xx answer whose body is still to be read. */
@@ -50,7 +61,7 @@ export class UpstreamServer {
   private readonly authorization: string | undefined;
 
   constructor(
-    url: URL,
+    private readonly url: URL,
     private readonly options: UpstreamOptions,
   ) {
     this.publicUrl = redactUrl(url);
@@ -72,9 +83,9 @@ export class UpstreamServer {
    * POSTs a validated request to /generate. Resolves with the upstream's answer
    * exactly as it sent it, after checking it holds an image.
    */
-  async generate(request: GenerateRequest, signal: AbortSignal): Promise<Buffer> {
+  async generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer> {
     const bytes = await this.call(
-      { path: "/generate", method: "POST", body: JSON.stringify(request) },
+      { operation: "generate", path: "/generate", method: "POST", body: JSON.stringify(request), attributes: generateAttributes(request, context) },
       signal,
       this.options.requestTimeoutMs,
     );
@@ -85,7 +96,7 @@ export class UpstreamServer {
   /** GET /health, never throwing: the failure is part of the report. */
   async health(): Promise<HealthResult> {
     try {
-      const bytes = await this.call({ path: "/health", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
+      const bytes = await this.call({ operation: "health", path: "/health", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
       const parsed = UpstreamHealth.safeParse(parseJson(bytes));
       if (!parsed.success) return { ok: false, status: "error_invalid_response", error: "health answer is not a JSON object" };
       return { ok: true, health: parsed.data };
@@ -97,7 +108,7 @@ export class UpstreamServer {
 
   /** GET /metrics: the server's JSON bytes, checked to be a JSON object. */
   async metrics(): Promise<Buffer> {
-    const bytes = await this.call({ path: "/metrics", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
+    const bytes = await this.call({ operation: "metrics", path: "/metrics", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
     const value = parseJson(bytes);
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw fail.upstreamBadResponse("metrics are not a JSON object");
@@ -114,9 +125,16 @@ export class UpstreamServer {
    * answered 2xx; the stream's chunks then arrive as it sends them. Errors
    * while reading come out of the iterator already classified.
    */
-  generateStream(request: GenerateRequest, signal: AbortSignal): Promise<OpenResponse> {
+  generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<OpenResponse> {
     return this.open(
-      { path: "/generate-stream", method: "POST", body: JSON.stringify(request), accept: "text/event-stream" },
+      {
+        operation: "generate-stream",
+        path: "/generate-stream",
+        method: "POST",
+        body: JSON.stringify(request),
+        accept: "text/event-stream",
+        attributes: generateAttributes(request, context),
+      },
       signal,
       this.options.requestTimeoutMs,
     );
@@ -154,39 +172,55 @@ export class UpstreamServer {
     };
     if (signal?.aborted) onCallerAbort();
     else signal?.addEventListener("abort", onCallerAbort, { once: true });
-    const release = () => {
+    const span = startUpstreamSpan(request.operation, this.url, request.attributes ?? {});
+    const received = { bytes: 0 };
+    const release = (error?: GatewayError) => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onCallerAbort);
+      span.end({ bytes: received.bytes, error });
     };
     try {
       const response = await this.pool.request({
         path: this.basePath + request.path,
         method: request.method,
-        headers: this.headers(request),
+        headers: { ...this.headers(request), ...span.headers },
         body: request.body,
         signal: controller.signal,
         headersTimeout: timeoutMs,
       });
+      span.setStatus(response.statusCode);
       if (response.statusCode < 200 || response.statusCode > 299) throw await statusError(response);
       const body = response.body;
       return {
-        chunks: this.classified(body, timeoutMs),
+        chunks: this.classified(body, timeoutMs, received, release),
         close: () => {
           body.destroy();
           release();
         },
       };
     } catch (error) {
-      release();
-      throw this.classify(error, timeoutMs);
+      const failure = this.classify(error, timeoutMs);
+      release(failure);
+      throw failure;
     }
   }
 
-  private async *classified(body: AsyncIterable<Buffer>, timeoutMs: number): AsyncGenerator<Buffer> {
+  /** The body's chunks, counted; a failure is classified and ends the call's span with it. */
+  private async *classified(
+    body: AsyncIterable<Buffer>,
+    timeoutMs: number,
+    received: { bytes: number },
+    release: (error: GatewayError) => void,
+  ): AsyncGenerator<Buffer> {
     try {
-      for await (const chunk of body) yield chunk;
+      for await (const chunk of body) {
+        received.bytes += chunk.length;
+        yield chunk;
+      }
     } catch (error) {
-      throw this.classify(error, timeoutMs);
+      const failure = this.classify(error, timeoutMs);
+      release(failure);
+      throw failure;
     }
   }
 
@@ -222,6 +256,16 @@ export class UpstreamServer {
         return fail.upstreamConnection(error);
     }
   }
+}
+
+function generateAttributes(request: GenerateRequest, context: CallContext): Attributes {
+  return {
+    "text2image.width": request.width,
+    "text2image.height": request.height,
+    "text2image.steps": request.num_inference_steps,
+    "text2image.prompt_length": request.prompt.length,
+    ...(context.queueWaitMs === undefined ? {} : { "gateway.queue_wait_ms": context.queueWaitMs }),
+  };
 }
 
 /** The seed's `text2image_server.status` for a failed health call. */
