@@ -1,12 +1,17 @@
-/** Placeholder until the built-in page lands; the API lives under /api. */
+import { Generator } from "./ui/generator";
+import { HealthBadge } from "./ui/health-badge";
+
+/** The built-in page: prompt entry, live progress, results and the GPU server's health. */
 export default function Home() {
   return (
-    <main style={{ fontFamily: "system-ui, sans-serif", maxWidth: "40rem", margin: "3rem auto", padding: "0 1rem" }}>
-      <h1>Text-to-Image Gateway</h1>
-      <p>
-        The gateway is running. See <code>GET /api</code> and <code>GET /api/health</code>; generate with{" "}
-        <code>POST /api/generate</code>.
-      </p>
-    </main>
+    <>
+      <header className="app-header">
+        <h1>Text-to-Image</h1>
+        <HealthBadge />
+      </header>
+      <main className="app-main">
+        <Generator />
+      </main>
+    </>
   );
 }

@@ -1,0 +1,66 @@
+/** Talking to POST /api/generate-stream: error wording and the event stream. */
+import { EventSourceParserStream } from "eventsource-parser/stream";
+import { z } from "zod";
+import { StreamEvent } from "@/lib/schemas";
+import type { GenerateRequest } from "@/lib/schemas";
+
+/** A failure to show as is: the words are for people, never "HTTP 503". */
+export class GenerationError extends Error {
+  override name = "GenerationError";
+}
+
+const ErrorBody = z.object({
+  detail: z.union([z.string(), z.array(z.object({ msg: z.string() }).loose())]),
+});
+
+/** The gateway's `detail` in plain words: a string as is, a 422 list as its messages. */
+export async function describeErrorResponse(response: Response): Promise<string> {
+  const parsed = ErrorBody.safeParse(await response.json().catch(() => null));
+  if (!parsed.success) {
+    return response.status >= 500
+      ? "The gateway could not run the generation and did not say why."
+      : "The gateway refused the request and did not say why.";
+  }
+  const { detail } = parsed.data;
+  return typeof detail === "string" ? detail : detail.map((item) => item.msg).join("; ");
+}
+
+/** Opens the stream; resolves once the gateway has accepted the request. */
+export async function openStream(request: GenerateRequest, signal: AbortSignal): Promise<ReadableStream<StreamEvent>> {
+  let response: Response;
+  try {
+    response = await fetch("/api/generate-stream", {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify(request),
+      signal,
+    });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    throw new GenerationError("Could not reach the gateway. Check your connection and try again.");
+  }
+  if (!response.ok) throw new GenerationError(await describeErrorResponse(response));
+  if (!response.body) throw new GenerationError("The gateway answered without a stream.");
+  return response.body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(new EventSourceParserStream()) // skips `: keep-alive` comments
+    .pipeThrough(
+      new TransformStream({
+        transform(message, controller) {
+          controller.enqueue(parseEvent(message.data));
+        },
+      }),
+    );
+}
+
+function parseEvent(data: string): StreamEvent {
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    throw new GenerationError("The gateway sent a progress update this page cannot read.");
+  }
+  const event = StreamEvent.safeParse(json);
+  if (!event.success) throw new GenerationError("The gateway sent a progress update this page cannot read.");
+  return event.data;
+}
