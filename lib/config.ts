@@ -15,6 +15,22 @@ const serverUrl = z
   .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
   .transform((value) => new URL(value));
 
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** Names are matched without regard to case: LOG_LEVEL=DEBUG works. */
+const logLevel = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }));
+
+const flag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(["true", "false"], { error: "must be true or false" }))
+  .transform((value) => value === "true");
+
 const schema = z
   .object({
     TEXT2IMAGE_SERVER_URL: serverUrl.default(new URL("http://localhost:8001")),
@@ -25,6 +41,8 @@ const schema = z
     MAX_BODY_BYTES: count(1).default(64 * 1024),
     MAX_RESPONSE_BYTES: count(1).default(64 * 1024 * 1024),
     SSE_KEEPALIVE_INTERVAL: seconds.default(15),
+    LOG_LEVEL: logLevel.default("info"),
+    LOG_PROMPTS: flag.default(false),
   })
   .transform((env) => ({
     serverUrl: env.TEXT2IMAGE_SERVER_URL,
@@ -35,6 +53,8 @@ const schema = z
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxResponseBytes: env.MAX_RESPONSE_BYTES,
     sseKeepAliveMs: env.SSE_KEEPALIVE_INTERVAL * 1000,
+    logLevel: env.LOG_LEVEL,
+    logPrompts: env.LOG_PROMPTS,
   }));
 
 export type Config = z.output<typeof schema>;

@@ -124,9 +124,17 @@ export const fail = {
   internal: (cause: unknown) => new GatewayError("internal", 500, "Internal gateway error", { cause }),
 } as const;
 
-/** The JSON response for any thrown value; unknown errors become a logged 500, never a stack trace. */
-export function errorResponse(error: unknown): Response {
+/**
+ * The JSON response for any thrown value; unknown errors become a logged 500,
+ * never a stack trace. With a request id, it goes in the body beside `detail`
+ * and in the `x-request-id` header, so a caller can quote it.
+ */
+export function errorResponse(error: unknown, requestId?: string): Response {
   const known = error instanceof GatewayError ? error : fail.internal(error);
   if (known.code === "internal") console.error("gateway: unexpected error", error);
-  return Response.json({ detail: known.detail }, { status: known.status, headers: known.headers });
+  if (requestId === undefined) return Response.json({ detail: known.detail }, { status: known.status, headers: known.headers });
+  return Response.json(
+    { detail: known.detail, request_id: requestId },
+    { status: known.status, headers: { ...known.headers, "x-request-id": requestId } },
+  );
 }

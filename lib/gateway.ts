@@ -4,6 +4,7 @@ import { GatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import { limiter } from "./limiter";
 import type { Slot } from "./limiter";
+import type { RequestRecord } from "./observe/request";
 import type { GenerateRequest } from "./schemas";
 import { validateGenerateRequest } from "./schemas";
 import { EventSplitter, EventStream, inspectEvent } from "./sse";
@@ -23,17 +24,17 @@ export async function readGenerateRequest(request: Request): Promise<GenerateReq
  * upstream's answer back unchanged. The slot is freed as soon as the GPU
  * server has answered, not when the client has read the image.
  */
-export async function generate(request: Request): Promise<Response> {
+export async function generate(request: Request, record: RequestRecord): Promise<Response> {
   const params = await readGenerateRequest(request);
-  const queuedAt = performance.now();
-  const slot = await limiter().acquire(request.signal);
-  const queueWaitMs = Math.round(performance.now() - queuedAt);
+  record.generating(params);
+  const slot = await record.measure("queue", () => limiter().acquire(request.signal));
   let answer: Buffer;
   try {
-    answer = await upstream().generate(params, request.signal, { queueWaitMs });
+    answer = await record.measure("upstream", () => upstream().generate(params, request.signal, record.upstreamContext()));
   } finally {
     slot.release();
   }
+  record.sent(answer.length);
   return streamedJson(answer);
 }
 
@@ -42,9 +43,11 @@ export async function generate(request: Request): Promise<Response> {
  * event stream starts only when there is something to send: `queued` events
  * for a request that must wait, or the upstream's 200. Until then a failure
  * is the usual JSON error with its status; after, a final `error` event.
+ * The request's record stays open until the stream ends.
  */
-export async function generateStream(request: Request): Promise<Response> {
+export async function generateStream(request: Request, record: RequestRecord): Promise<Response> {
   const params = await readGenerateRequest(request);
+  record.generating(params);
   const cancel = new AbortController();
   const onClientGone = () => {
     cancel.abort(fail.clientClosed(request.signal.reason));
@@ -61,7 +64,7 @@ export async function generateStream(request: Request): Promise<Response> {
       resolve("queued");
     };
   });
-  const opened = admitAndOpen(params, cancel.signal, (position) => {
+  const opened = admitAndOpen(params, cancel.signal, record, (position) => {
     events.send({ type: "queued", position });
     markQueued();
   });
@@ -74,31 +77,43 @@ export async function generateStream(request: Request): Promise<Response> {
     events.end();
     throw error;
   }
+  const streaming = record.hold();
   const relayed =
     first === "queued"
       ? opened.then(
-          (admitted) => relay(admitted, events),
+          (admitted) => relay(admitted, events, record),
           (error: unknown) => {
+            record.failed(error);
             events.fail(publicMessage(error));
           },
         )
-      : relay(first, events);
-  void relayed.finally(cleanup);
+      : relay(first, events, record);
+  void relayed.finally(() => {
+    cleanup();
+    streaming();
+  });
   return events.response();
 }
 
 interface Admitted {
   slot: Slot;
   response: OpenResponse;
+  /** Stops the upstream time when the stream is done with. */
+  upstreamDone: () => void;
 }
 
-async function admitAndOpen(params: GenerateRequest, signal: AbortSignal, onQueued: (position: number) => void): Promise<Admitted> {
-  const queuedAt = performance.now();
-  const slot = await limiter().acquire(signal, onQueued);
-  const queueWaitMs = Math.round(performance.now() - queuedAt);
+async function admitAndOpen(
+  params: GenerateRequest,
+  signal: AbortSignal,
+  record: RequestRecord,
+  onQueued: (position: number) => void,
+): Promise<Admitted> {
+  const slot = await record.measure("queue", () => limiter().acquire(signal, onQueued));
+  const upstreamDone = record.begin("upstream");
   try {
-    return { slot, response: await upstream().generateStream(params, signal, { queueWaitMs }) };
+    return { slot, response: await upstream().generateStream(params, signal, record.upstreamContext()), upstreamDone };
   } catch (error) {
+    upstreamDone();
     slot.release();
     throw error;
   }
@@ -107,32 +122,42 @@ async function admitAndOpen(params: GenerateRequest, signal: AbortSignal, onQueu
 /**
  * Passes the upstream's events to the client as each one completes, checked
  * but unchanged, and ends after the `complete` or `error` event. The slot is
- * held while the GPU streams and freed however the stream ends.
+ * held while the GPU streams and freed however the stream ends; the record
+ * hears the bytes relayed and how the stream ended.
  */
-async function relay({ slot, response }: Admitted, events: EventStream): Promise<void> {
+async function relay({ slot, response, upstreamDone }: Admitted, events: EventStream, record: RequestRecord): Promise<void> {
   const splitter = new EventSplitter();
   try {
     for await (const chunk of response.chunks) {
       for (const block of splitter.push(chunk)) {
         const event = inspectEvent(block);
         if (event.kind === "malformed") {
-          events.fail(fail.upstreamBadResponse(event.reason).message);
+          failStream(fail.upstreamBadResponse(event.reason), events, record);
           return;
         }
         events.write(block);
+        record.sent(block.length);
         if (event.kind === "event" && (event.type === "complete" || event.type === "error")) {
+          // The GPU server's own error event: its failure, told in the stream instead of a status.
+          if (event.type === "error") record.failedWith("upstream_status");
           events.end();
           return;
         }
       }
     }
-    events.fail(fail.upstreamBadResponse("the stream ended before the image was complete").message);
+    failStream(fail.upstreamBadResponse("the stream ended before the image was complete"), events, record);
   } catch (error) {
-    events.fail(publicMessage(error));
+    failStream(error, events, record);
   } finally {
+    upstreamDone();
     response.close();
     slot.release();
   }
+}
+
+function failStream(error: unknown, events: EventStream, record: RequestRecord): void {
+  record.failed(error);
+  events.fail(publicMessage(error));
 }
 
 function publicMessage(error: unknown): string {

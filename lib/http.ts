@@ -1,44 +1,83 @@
 import "server-only";
-import { errorResponse, fail } from "./errors";
+import { GatewayError, errorResponse, fail } from "./errors";
+import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
 
-type Handler = (request: Request) => Response | Promise<Response>;
+/** A route's handler: the request, and the record it fills in for the log line and metrics. */
+export type Handler = (request: Request, record: RequestRecord) => Response | Promise<Response>;
 type Method = "GET" | "POST";
 
 /**
  * A route's exports: the given handlers behind the error table, 405 with
  * `Allow` for every other method (Next would answer those with an empty body).
+ * `name` labels the route's logs and metrics; give the handler's own path
+ * (the seed paths are rewrites and must count as the route they land on).
  */
-export function route(handlers: Partial<Record<Method, Handler>>) {
+export function route(handlers: Partial<Record<Method, Handler>>, name?: string) {
   const allow = handlers.GET ? ["GET", "HEAD", ...Object.keys(handlers).filter((m) => m !== "GET")] : Object.keys(handlers);
-  const notAllowed: Handler = (request) => errorResponse(fail.methodNotAllowed(request.method, allow));
-  const guard =
-    (handler: Handler | undefined): Handler =>
-    async (request) => {
-      if (!handler) return notAllowed(request);
-      try {
-        return await handler(request);
-      } catch (error) {
-        return errorResponse(error);
-      }
-    };
-  const get = guard(handlers.GET);
+  const notAllowed: Handler = (request) => {
+    throw fail.methodNotAllowed(request.method, allow);
+  };
+  const options: Handler = () => new Response(null, { status: 204, headers: { Allow: [...allow, "OPTIONS"].join(", ") } });
+  const observed = (handler: Handler | undefined) => observe(name, handler ?? notAllowed);
   return {
-    GET: get,
-    HEAD: handlers.GET ? withoutBody(get) : notAllowed,
-    POST: guard(handlers.POST),
-    PUT: notAllowed,
-    PATCH: notAllowed,
-    DELETE: notAllowed,
-    OPTIONS: () => new Response(null, { status: 204, headers: { Allow: [...allow, "OPTIONS"].join(", ") } }),
+    GET: observed(handlers.GET),
+    HEAD: observed(handlers.GET ? withoutBody(handlers.GET) : notAllowed),
+    POST: observed(handlers.POST),
+    PUT: observed(notAllowed),
+    PATCH: observed(notAllowed),
+    DELETE: observed(notAllowed),
+    OPTIONS: observed(options),
+  };
+}
+
+/**
+ * One request, observed: its id (kept from `x-request-id` or made) is echoed
+ * in the response header, a thrown error becomes the error table's answer
+ * with that id, and the request's record is finished (one log line, its
+ * metrics) when the response is given, or later if the handler holds it.
+ */
+export function observe(name: string | undefined, handler: Handler): (request: Request) => Promise<Response> {
+  const guarded = guard(handler);
+  return async (request) => {
+    const record = new RequestRecord(name ?? new URL(request.url).pathname, request);
+    const response = await guarded(request, record);
+    record.responded(response.status);
+    return withHeader(response, REQUEST_ID_HEADER, record.id);
+  };
+}
+
+function guard(handler: Handler): Handler {
+  return async (request, record) => {
+    try {
+      return await handler(request, record);
+    } catch (thrown) {
+      // An unclassified failure after the client left (a body read cut short, say) is the client's doing.
+      const error = request.signal.aborted && !(thrown instanceof GatewayError) ? fail.clientClosed(thrown) : thrown;
+      record.failed(error);
+      return errorResponse(error, record.id);
+    }
   };
 }
 
 function withoutBody(handler: Handler): Handler {
-  return async (request) => {
-    const response = await handler(request);
+  const guarded = guard(handler);
+  return async (request, record) => {
+    const response = await guarded(request, record);
     await response.body?.cancel();
     return new Response(null, { status: response.status, headers: response.headers });
   };
+}
+
+/** Sets a header, copying the response if its headers are immutable (as `Response.redirect`'s are). */
+function withHeader(response: Response, name: string, value: string): Response {
+  try {
+    response.headers.set(name, value);
+    return response;
+  } catch {
+    const copy = new Response(response.body, response);
+    copy.headers.set(name, value);
+    return copy;
+  }
 }
 
 /** A response whose body is streamed: Vercel refuses unstreamed bodies over 4.5 MB. */

@@ -1,5 +1,6 @@
 import packageJson from "@/package.json";
 import { route } from "@/lib/http";
+import type { GatewayInfo } from "@/lib/schemas";
 import { upstream } from "@/lib/upstream";
 
 export const dynamic = "force-dynamic";
@@ -13,5 +14,5 @@ export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
       status: "running",
       text2image_server_url: upstream().publicUrl,
       mode: "gateway",
-    }),
-});
+    } satisfies GatewayInfo),
+}, "/api");

@@ -30,11 +30,16 @@ interface UpstreamRequest {
   accept?: string;
   /** Trace attributes: what the gateway knows of the call. */
   attributes?: Attributes;
+  requestId?: string;
 }
 
 /** What the gateway knows of a generate call beyond its body. */
 export interface CallContext {
   queueWaitMs?: number;
+  /** Sent as `x-request-id`, so the GPU server's logs can be matched with the gateway's. */
+  requestId?: string;
+  /** Put the prompt text on the trace (LOG_PROMPTS=true); by default only its length. */
+  logPrompt?: boolean;
 }
 
 /** A 2xx answer whose body is still to be read. */
@@ -85,7 +90,14 @@ export class UpstreamServer {
    */
   async generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer> {
     const bytes = await this.call(
-      { operation: "generate", path: "/generate", method: "POST", body: JSON.stringify(request), attributes: generateAttributes(request, context) },
+      {
+        operation: "generate",
+        path: "/generate",
+        method: "POST",
+        body: JSON.stringify(request),
+        attributes: generateAttributes(request, context),
+        requestId: context.requestId,
+      },
       signal,
       this.options.requestTimeoutMs,
     );
@@ -134,6 +146,7 @@ export class UpstreamServer {
         body: JSON.stringify(request),
         accept: "text/event-stream",
         attributes: generateAttributes(request, context),
+        requestId: context.requestId,
       },
       signal,
       this.options.requestTimeoutMs,
@@ -167,8 +180,10 @@ export class UpstreamServer {
     const timer = setTimeout(() => {
       controller.abort(new DOMException("deadline", "TimeoutError"));
     }, timeoutMs);
+    // Whatever reason the caller's signal carries (Next aborts request.signal
+    // with its own ResponseAborted), its abort means the client went away.
     const onCallerAbort = () => {
-      controller.abort(signal?.reason);
+      controller.abort(fail.clientClosed(signal?.reason));
     };
     if (signal?.aborted) onCallerAbort();
     else signal?.addEventListener("abort", onCallerAbort, { once: true });
@@ -228,6 +243,7 @@ export class UpstreamServer {
     const headers: Record<string, string> = { accept: request.accept ?? "application/json" };
     if (request.body !== undefined) headers["content-type"] = "application/json";
     if (this.authorization) headers.authorization = this.authorization;
+    if (request.requestId) headers["x-request-id"] = request.requestId;
     return headers;
   }
 
@@ -264,6 +280,7 @@ function generateAttributes(request: GenerateRequest, context: CallContext): Att
     "text2image.height": request.height,
     "text2image.steps": request.num_inference_steps,
     "text2image.prompt_length": request.prompt.length,
+    ...(context.logPrompt ? { "text2image.prompt": request.prompt } : {}),
     ...(context.queueWaitMs === undefined ? {} : { "gateway.queue_wait_ms": context.queueWaitMs }),
   };
 }

@@ -58,7 +58,7 @@ describe("the concurrency cap", () => {
     expect(answers.filter((answer) => answer.status === 200)).toHaveLength(13);
     expect(rejected).toHaveLength(3);
     for (const answer of rejected) {
-      expect(answer.body).toEqual({ detail: "Gateway queue is full" });
+      expect(answer.body).toEqual({ detail: "Gateway queue is full", request_id: expect.any(String) as unknown });
       expect(Number(answer.headers.get("retry-after"))).toBeGreaterThan(0);
     }
     expect(emulator.stats().generateRequests).toBe(13);
@@ -69,7 +69,7 @@ describe("the concurrency cap", () => {
     const answers = await Promise.all(Array.from({ length: 4 }, () => postJson(`${gateway.url}/api/generate`, small)));
     const timedOut = answers.filter((answer) => answer.status === 503);
     expect(timedOut).toHaveLength(1);
-    expect(timedOut[0]?.body).toEqual({ detail: "No generation slot became free within 2 s (QUEUE_TIMEOUT)" });
+    expect(timedOut[0]?.body).toEqual({ detail: "No generation slot became free within 2 s (QUEUE_TIMEOUT)", request_id: expect.any(String) as unknown });
     expect(emulator.stats().generateRequests).toBe(3);
   });
 });

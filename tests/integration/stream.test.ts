@@ -66,8 +66,10 @@ describe.each([["/api/generate-stream"], ["/generate-stream"]])("POST %s", (path
 describe("admission", () => {
   it("validates exactly as /api/generate, before any stream starts", async () => {
     for (const body of [{ prompt: "" }, { prompt: "x", width: 9999 }]) {
-      const stream = await streamGenerate(`${gateway.url}/api/generate-stream`, body);
-      const plain = await postJson(`${gateway.url}/api/generate`, body);
+      // One request id for both, so the answers may be equal to the byte.
+      const sameId = { headers: { "content-type": "application/json", "x-request-id": "same-id" } };
+      const stream = await streamGenerate(`${gateway.url}/api/generate-stream`, body, sameId);
+      const plain = await postJson(`${gateway.url}/api/generate`, body, sameId);
       expect(stream.response.status).toBe(422);
       expect(stream.json).toEqual(plain.body);
     }
@@ -78,7 +80,7 @@ describe("admission", () => {
     emulator.setFault({ kind: "status", status: 503, detail: "Queue is full" });
     const { response, json } = await streamGenerate(`${gateway.url}/api/generate-stream`, small);
     expect(response.status).toBe(503);
-    expect(json).toEqual({ detail: "Queue is full" });
+    expect(json).toEqual({ detail: "Queue is full", request_id: expect.any(String) as unknown });
   });
 
   it("tells a waiting request its place in line, then streams its generation", async () => {

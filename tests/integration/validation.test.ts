@@ -51,7 +51,7 @@ describe("schema violations answer 422 in FastAPI's shape", () => {
   ])("%j → 422 at body.%s (%s)", async (body, field, type) => {
     const answer = await postJson(generate, body);
     expect(answer.status).toBe(422);
-    expect(answer.body).toEqual({ detail: [{ loc: ["body", field], msg: expect.any(String) as unknown, type }] });
+    expect(answer.body).toEqual({ detail: [{ loc: ["body", field], msg: expect.any(String) as unknown, type }], request_id: expect.any(String) as unknown });
   });
 });
 
@@ -112,7 +112,7 @@ describe("malformed requests", () => {
       pump();
     });
     expect(status).toBe(413);
-    expect(JSON.parse(text)).toEqual({ detail: `Request body is larger than ${MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)` });
+    expect(JSON.parse(text)).toEqual({ detail: `Request body is larger than ${MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`, request_id: expect.any(String) as unknown });
   });
 
   it("accepts a body with no Content-Type, as FastAPI does", async () => {

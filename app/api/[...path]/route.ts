@@ -1,10 +1,11 @@
-import { errorResponse, fail } from "@/lib/errors";
+import { fail } from "@/lib/errors";
+import { observe } from "@/lib/http";
 
 export const dynamic = "force-dynamic";
 
 /** Unknown /api paths answer JSON like every other endpoint, not Next's HTML 404. */
-function notFound(request: Request): Response {
-  return errorResponse(fail.notFound(new URL(request.url).pathname));
-}
+const notFound = observe("/api/[...path]", (request) => {
+  throw fail.notFound(new URL(request.url).pathname);
+});
 
 export { notFound as GET, notFound as HEAD, notFound as POST, notFound as PUT, notFound as PATCH, notFound as DELETE, notFound as OPTIONS };

@@ -6,4 +6,4 @@ export const dynamic = "force-dynamic";
 export const maxDuration = 300;
 
 /** POST /api/generate-stream: one image, with queue and step progress as server-sent events. */
-export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({ POST: generateStream });
+export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({ POST: generateStream }, "/api/generate-stream");

@@ -6,4 +6,4 @@ export const dynamic = "force-dynamic";
 export const maxDuration = 300;
 
 /** POST /api/generate: one image, forwarded to the GPU server. */
-export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({ POST: generate });
+export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({ POST: generate }, "/api/generate");

@@ -13,4 +13,4 @@ export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
       throw error instanceof GatewayError ? fail.metricsUnavailable(error) : error;
     }
   },
-});
+}, "/api/metrics");

@@ -1,0 +1,12 @@
+import { route } from "@/lib/http";
+import { exposition } from "@/lib/observe/metrics";
+
+export const dynamic = "force-dynamic";
+
+/** GET /api/metrics/gateway: the gateway's own metrics, in Prometheus text format. */
+export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
+  GET: async () => {
+    const { body, contentType } = await exposition();
+    return new Response(body, { headers: { "content-type": contentType, "cache-control": "no-store" } });
+  },
+}, "/api/metrics/gateway");

@@ -1,0 +1,120 @@
+import "server-only";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { upstreamHealth } from "../health";
+import { limiter } from "../limiter";
+import { processSingleton } from "../singleton";
+
+/** From a 5 ms rejection to a 300 s generation (REQUEST_TIMEOUT's default). */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
+
+export const REJECTION_REASONS = ["queue_full", "queue_timeout", "rate_limited"] as const;
+
+/** What one finished request adds to the metrics; times in milliseconds. */
+export interface RequestOutcome {
+  route: string;
+  status: number;
+  durationMs: number;
+  queueWaitMs: number | undefined;
+  upstreamMs: number | undefined;
+  bytes: number;
+  errorKind: string | undefined;
+}
+
+function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const seconds = (name: string, help: string) =>
+    new Histogram({ name, help, labelNames: ["route"], buckets: LATENCY_BUCKETS, registers });
+
+  const metrics = {
+    registry,
+    requests: new Counter({
+      name: "gateway_requests_total",
+      help: "Requests answered, by the handler's route and the HTTP status (499: the client went away).",
+      labelNames: ["route", "status"],
+      registers,
+    }),
+    duration: seconds("gateway_request_duration_seconds", "Whole request, arrival to last byte (streams: to the stream's end)."),
+    queueWait: seconds("gateway_queue_wait_seconds", "Time spent waiting for a generation slot, by every request that asked for one."),
+    upstreamTime: seconds("gateway_upstream_duration_seconds", "Time spent on the GPU server, by every request sent to it (streams: to the stream's end)."),
+    upstreamErrors: new Counter({
+      name: "gateway_upstream_errors_total",
+      help: "Failures of the GPU server, by kind (the gateway's error code).",
+      labelNames: ["route", "kind"],
+      registers,
+    }),
+    rejections: new Counter({
+      name: "gateway_rejections_total",
+      help: "Requests turned away before reaching the GPU server.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    clientAborts: new Counter({
+      name: "gateway_client_aborts_total",
+      help: "Requests whose client went away before the answer was complete.",
+      labelNames: ["route"],
+      registers,
+    }),
+    bytesSent: new Counter({
+      name: "gateway_response_bytes_total",
+      help: "Bytes of generate answers sent and of stream events relayed.",
+      labelNames: ["route"],
+      registers,
+    }),
+  };
+  for (const reason of REJECTION_REASONS) metrics.rejections.labels(reason).inc(0);
+
+  new Gauge({
+    name: "gateway_in_flight",
+    help: "Generations running on the GPU server now.",
+    registers,
+    collect() {
+      this.set(limiter().stats().in_flight);
+    },
+  });
+  new Gauge({
+    name: "gateway_queued",
+    help: "Requests waiting for a generation slot now.",
+    registers,
+    collect() {
+      this.set(limiter().stats().queued);
+    },
+  });
+  new Gauge({
+    name: "gateway_upstream_up",
+    help: "1 when the GPU server's latest health answer is healthy, else 0.",
+    registers,
+    async collect() {
+      const result = await upstreamHealth();
+      this.set(result.ok && result.health.status === "healthy" ? 1 : 0);
+    },
+  });
+  return metrics;
+}
+
+/** The process's metrics: one registry, whichever route bundle asks first. */
+function metrics() {
+  return processSingleton("metrics", createMetrics);
+}
+
+/** Adds one finished request to the counters and histograms. */
+export function recordRequest(outcome: RequestOutcome): void {
+  const m = metrics();
+  const { route, errorKind } = outcome;
+  m.requests.inc({ route, status: String(outcome.status) });
+  m.duration.observe({ route }, outcome.durationMs / 1000);
+  if (outcome.queueWaitMs !== undefined) m.queueWait.observe({ route }, outcome.queueWaitMs / 1000);
+  if (outcome.upstreamMs !== undefined) m.upstreamTime.observe({ route }, outcome.upstreamMs / 1000);
+  if (outcome.bytes > 0) m.bytesSent.inc({ route }, outcome.bytes);
+  if (errorKind === undefined) return;
+  if (errorKind.startsWith("upstream_")) m.upstreamErrors.inc({ route, kind: errorKind });
+  else if ((REJECTION_REASONS as readonly string[]).includes(errorKind)) m.rejections.inc({ reason: errorKind });
+  else if (errorKind === "client_closed") m.clientAborts.inc({ route });
+}
+
+/** The Prometheus text exposition of every metric, and its content type. */
+export async function exposition(): Promise<{ body: string; contentType: string }> {
+  const { registry } = metrics();
+  return { body: await registry.metrics(), contentType: registry.contentType };
+}

@@ -1,0 +1,155 @@
+import "server-only";
+import { config } from "../config";
+import { GatewayError } from "../errors";
+import type { ErrorCode } from "../errors";
+import type { GenerateRequest } from "../schemas";
+import type { CallContext } from "../upstream/server";
+import { logger } from "./log";
+import { recordRequest } from "./metrics";
+import { requestIdFrom } from "./request-id";
+
+export { REQUEST_ID_HEADER } from "./request-id";
+
+type Phase = "queue" | "upstream";
+
+/**
+ * What one request did, filled in as it goes (by `route()` and `lib/gateway.ts`)
+ * and finished exactly once: one log line and its metrics. A request ends
+ * when its answer is given, or, for a stream, when the stream ends.
+ */
+export class RequestRecord {
+  readonly id: string;
+  readonly method: string;
+  private readonly startedAt = performance.now();
+  private readonly phases: Partial<Record<Phase, number>> = {};
+  private bytes = 0;
+  private errorKind: ErrorCode | undefined;
+  private cause: unknown;
+  private params: GenerateRequest | undefined;
+  private status: number | undefined;
+  private holds = 0;
+  private finished = false;
+
+  constructor(
+    readonly route: string,
+    request: Request,
+  ) {
+    this.id = requestIdFrom(request.headers);
+    this.method = request.method;
+  }
+
+  /** The validated generate parameters: their sizes are logged, the prompt only with LOG_PROMPTS. */
+  generating(params: GenerateRequest): void {
+    this.params = params;
+  }
+
+  /** Times `work` as the queue wait or the upstream time, however it ends. */
+  async measure<T>(phase: Phase, work: () => Promise<T>): Promise<T> {
+    const end = this.begin(phase);
+    try {
+      return await work();
+    } finally {
+      end();
+    }
+  }
+
+  /** Starts timing a phase; the returned function stops it (only its first call counts). */
+  begin(phase: Phase): () => void {
+    const startedAt = performance.now();
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.phases[phase] = (this.phases[phase] ?? 0) + performance.now() - startedAt;
+    };
+  }
+
+  /** What the upstream client sends on (the request id) and puts in its trace. */
+  upstreamContext(): CallContext {
+    const queued = this.phases.queue;
+    return { requestId: this.id, queueWaitMs: queued === undefined ? undefined : ms(queued), logPrompt: config().logPrompts };
+  }
+
+  /** Bytes of the answer sent to the client. */
+  sent(bytes: number): void {
+    this.bytes += bytes;
+  }
+
+  /** How the request failed: a GatewayError's code, anything else is `internal` (kept for the log). */
+  failed(error: unknown): void {
+    if (error instanceof GatewayError) this.failedWith(error.code, error.code === "internal" ? error.cause : undefined);
+    else this.failedWith("internal", error);
+  }
+
+  failedWith(kind: ErrorCode, cause?: unknown): void {
+    this.errorKind = kind;
+    this.cause = cause;
+  }
+
+  /**
+   * Keeps the record open past the response (a stream): it finishes once the
+   * response is given and every hold is released. Release with the stream's end.
+   */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      this.finishIfDone();
+    };
+  }
+
+  /** The response's status is known; the record finishes now unless held. */
+  responded(status: number): void {
+    this.status ??= status;
+    this.finishIfDone();
+  }
+
+  private finishIfDone(): void {
+    if (this.finished || this.status === undefined || this.holds > 0) return;
+    this.finished = true;
+    try {
+      this.report(this.status);
+    } catch (error) {
+      // Observability must never fail a request.
+      console.error("gateway: could not record a request", error);
+    }
+  }
+
+  private report(status: number): void {
+    const durationMs = performance.now() - this.startedAt;
+    const { queue: queueWaitMs, upstream: upstreamMs } = this.phases;
+    recordRequest({ route: this.route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
+
+    const params = this.params;
+    const line = {
+      request_id: this.id,
+      route: this.route,
+      method: this.method,
+      status,
+      duration_ms: ms(durationMs),
+      queue_wait_ms: queueWaitMs === undefined ? undefined : ms(queueWaitMs),
+      upstream_ms: upstreamMs === undefined ? undefined : ms(upstreamMs),
+      bytes: this.bytes,
+      error_kind: this.errorKind,
+      ...(params && {
+        width: params.width,
+        height: params.height,
+        steps: params.num_inference_steps,
+        prompt_length: params.prompt.length,
+        prompt: config().logPrompts ? params.prompt : undefined,
+      }),
+      err: this.cause,
+    };
+    const log = logger();
+    if (this.errorKind === "internal") log.error(line, "request");
+    else if (status >= 500) log.warn(line, "request");
+    else log.info(line, "request");
+  }
+}
+
+function ms(value: number): number {
+  return Math.round(value * 10) / 10;
+}
