@@ -3,6 +3,7 @@ import { limiter } from "./limiter";
 import { processSingleton } from "./singleton";
 import { upstream } from "./upstream";
 import type { HealthResult } from "./upstream";
+import type { GatewayHealth } from "./schemas";
 
 /** How long one upstream health answer serves every caller. */
 const REUSE_MS = 1000;
@@ -35,7 +36,7 @@ export function upstreamHealth(): Promise<HealthResult> {
 }
 
 /** The body of GET /api/health: the gateway's own state and the GPU server's. */
-export async function healthReport() {
+export async function healthReport(): Promise<GatewayHealth> {
   const result = await upstreamHealth();
   const load = limiter().stats();
   const healthy = result.ok && result.health.status === "healthy";

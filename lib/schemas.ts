@@ -123,3 +123,53 @@ function isIntegerField(path: PropertyKey[]): boolean {
 function plural(count: number | bigint, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
+
+// Bodies the gateway itself answers with. They describe what the handlers send
+// (the handlers check against them with `satisfies`) and feed the OpenAPI document.
+
+/** 200 of GET /api: what this service is (the seed's `GET /`). */
+export const GatewayInfo = z.object({
+  message: z.string(),
+  version: z.string(),
+  status: z.literal("running"),
+  text2image_server_url: z.string().describe("The GPU server's URL, without credentials"),
+  mode: z.literal("gateway"),
+});
+export type GatewayInfo = z.output<typeof GatewayInfo>;
+
+/** 200 of GET /api/health: the gateway's own state and the GPU server's. */
+export const GatewayHealth = z.object({
+  status: z.enum(["healthy", "degraded"]).describe('"healthy" when the GPU server answers and says "healthy"'),
+  gateway: z.literal("running"),
+  in_flight: z.int().nonnegative().describe("Generations running on the GPU server through this gateway"),
+  queued: z.int().nonnegative().describe("Requests waiting for a slot"),
+  max_concurrent: z.int().positive().describe("MAX_CONCURRENT_REQUESTS"),
+  text2image_server: z.union([
+    UpstreamHealth,
+    z
+      .object({
+        status: z.string().describe('"unreachable" or "error_<reason>"'),
+        error: z.string(),
+      })
+      .describe("The GPU server could not be asked"),
+  ]),
+});
+export type GatewayHealth = z.output<typeof GatewayHealth>;
+
+/** 200 of GET /api/metrics: the GPU server's own counters, free form. */
+export const UpstreamMetrics = z.record(z.string(), z.unknown());
+
+/** One entry of a 422 `detail` list; the schema of the `ValidationDetail` interface above. */
+export const ValidationDetail = z.object({
+  loc: z.array(z.union([z.string(), z.number()])),
+  msg: z.string(),
+  type: z.string(),
+}) satisfies z.ZodType<ValidationDetail>;
+
+const requestId = z.string().optional().describe("The request's id, as in the `x-request-id` header: quote it when reporting a problem");
+
+/** Every error but a 422: `{"detail": "..."}`. */
+export const ErrorBody = z.object({ detail: z.string(), request_id: requestId });
+
+/** A 422: FastAPI's list of what is wrong with the request. */
+export const ValidationErrorBody = z.object({ detail: z.array(ValidationDetail), request_id: requestId });

@@ -1,0 +1,603 @@
+/**
+ * The gateway's OpenAPI 3.1 document. Only the skeleton (paths, operations,
+ * which status each one can answer) is written here: every body schema is
+ * generated from the zod schemas of lib/schemas.ts, every error example is made
+ * by the constructors of lib/errors.ts, and every example body is checked
+ * against its schema while the document is built, so none of it can drift from
+ * what the handlers do. Pure (no server-only import): the route, the /docs page
+ * and unit tests build it.
+ */
+import { z } from "zod";
+import packageJson from "../package.json";
+import { parseConfig } from "./config";
+import { fail } from "./errors";
+import type { GatewayError } from "./errors";
+import {
+  CompleteEvent,
+  ErrorBody,
+  ErrorEvent,
+  GatewayHealth,
+  GatewayInfo,
+  GenerateRequest,
+  GenerateResponse,
+  ProgressEvent,
+  QueuedEvent,
+  StreamEvent,
+  UpstreamHealth,
+  UpstreamMetrics,
+  ValidationDetail,
+  ValidationErrorBody,
+  validateGenerateRequest,
+} from "./schemas";
+
+export type JsonSchema = Record<string, unknown>;
+
+export interface Example {
+  summary: string;
+  value: unknown;
+  /** On request examples: the status the gateway answers this body with. */
+  "x-expected-status"?: number;
+}
+
+export interface MediaType {
+  schema: JsonSchema;
+  examples?: Record<string, Example>;
+}
+
+export interface ResponseObject {
+  description: string;
+  headers?: Record<string, { $ref: string }>;
+  content?: Record<string, MediaType>;
+}
+
+export interface Operation {
+  operationId: string;
+  summary: string;
+  description: string;
+  tags: string[];
+  requestBody?: { required: true; content: Record<string, MediaType> };
+  responses: Record<string, ResponseObject>;
+}
+
+export type Method = "get" | "post";
+export type PathItem = Partial<Record<Method, Operation>>;
+
+export interface OpenApiDocument {
+  openapi: "3.1.0";
+  info: { title: string; version: string; description: string };
+  tags: { name: string; description: string }[];
+  paths: Record<string, PathItem>;
+  components: {
+    schemas: Record<string, JsonSchema>;
+    headers: Record<string, { description: string; schema: JsonSchema; example?: string }>;
+  };
+}
+
+/** Each zod schema of the document, under its component name. */
+const REQUEST_SCHEMAS = { GenerateRequest };
+const RESPONSE_SCHEMAS = {
+  GatewayInfo,
+  GatewayHealth,
+  UpstreamHealth,
+  UpstreamMetrics,
+  GenerateResponse,
+  StreamEvent,
+  QueuedEvent,
+  ProgressEvent,
+  CompleteEvent,
+  ErrorEvent,
+  ErrorBody,
+  ValidationErrorBody,
+  ValidationDetail,
+};
+type SchemaName = keyof typeof REQUEST_SCHEMAS | keyof typeof RESPONSE_SCHEMAS;
+
+const COMPONENT_PREFIX = "#/components/schemas/";
+
+function ref(name: SchemaName): JsonSchema {
+  return { $ref: `${COMPONENT_PREFIX}${name}` };
+}
+
+/**
+ * JSON Schemas of zod schemas, as zod 4 writes them: requests as they are read
+ * (`input`: fields with a default are optional), answers as they are written
+ * (`output`). Schemas used inside others become `$ref`s to their component.
+ */
+function componentSchemas(): Record<string, JsonSchema> {
+  return { ...toJsonSchemas(REQUEST_SCHEMAS, "input"), ...toJsonSchemas(RESPONSE_SCHEMAS, "output") };
+}
+
+function toJsonSchemas(named: Record<string, z.ZodType>, io: "input" | "output"): Record<string, JsonSchema> {
+  const registry = z.registry<{ id: string }>();
+  for (const [id, schema] of Object.entries(named)) registry.add(schema, { id });
+  const { schemas } = z.toJSONSchema(registry, { target: "draft-2020-12", io, uri: (id) => `${COMPONENT_PREFIX}${id}` });
+  // `$schema` is the document's dialect already; a fragment-only `$id` is not a valid JSON Schema id.
+  return Object.fromEntries(
+    Object.entries(schemas).map(([id, schema]) => {
+      const component: JsonSchema = { ...schema };
+      delete component.$schema;
+      delete component.$id;
+      return [id, component];
+    }),
+  );
+}
+
+/** An example body, checked against its schema now rather than found wrong by a reader. */
+function checked(schema: z.ZodType, summary: string, value: unknown): Example {
+  schema.parse(value);
+  return { summary, value };
+}
+
+const defaults = parseConfig({});
+const DEFAULT_SERVER = defaults.serverUrl.href.replace(/\/$/, "");
+const TINY_PNG =
+  "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+// ---------------------------------------------------------------- requests
+
+interface RequestCase {
+  summary: string;
+  value: unknown;
+  status: 200 | 400 | 422;
+}
+
+/**
+ * Example bodies of POST /api/generate, valid and not, with the status the
+ * gateway answers. Invalid ones get the same key among the examples of that
+ * error response, whose `detail` is the one the gateway computes for them.
+ */
+const GENERATE_CASES = {
+  promptOnly: {
+    summary: "Only a prompt: the defaults fill in the rest",
+    value: { prompt: "a red fox in snow" },
+    status: 200,
+  },
+  everyField: {
+    summary: "Every field",
+    value: {
+      prompt: "a lighthouse at dusk, oil painting",
+      negative_prompt: "blurry, text, watermark",
+      height: 512,
+      width: 768,
+      seed: 42,
+      num_inference_steps: 8,
+      guidance_scale: 0.0,
+    },
+    status: 200,
+  },
+  unknownFieldDropped: {
+    summary: "A small image; the unknown field `style` is dropped",
+    value: { prompt: "a paper boat on a pond", width: 256, height: 256, style: "watercolor" },
+    status: 200,
+  },
+  widthTooLarge: {
+    summary: "Invalid (422): width above the maximum",
+    value: { prompt: "a red fox in snow", width: 4096 },
+    status: 422,
+  },
+  promptMissing: {
+    summary: "Invalid (422): no prompt",
+    value: { negative_prompt: "blurry" },
+    status: 422,
+  },
+  stepsNotInteger: {
+    summary: "Invalid (422): steps not a whole number, prompt empty",
+    value: { prompt: "", num_inference_steps: 7.5 },
+    status: 422,
+  },
+  notAnObject: {
+    summary: "Invalid (400): a JSON array, not an object",
+    value: ["a red fox in snow"],
+    status: 400,
+  },
+} satisfies Record<string, RequestCase>;
+
+/** What the gateway answers a generate body with, by the functions it uses to decide. */
+function expectedError(value: unknown): GatewayError | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return fail.invalidBody();
+  const result = validateGenerateRequest(value);
+  return result.ok ? undefined : fail.validation(result.detail);
+}
+
+function generateRequestBody(): NonNullable<Operation["requestBody"]> {
+  const examples: Record<string, Example> = {};
+  for (const [key, { summary, value, status }] of Object.entries(GENERATE_CASES)) {
+    const actual = expectedError(value)?.status ?? 200;
+    if (actual !== status) throw new Error(`OpenAPI example ${key} is documented as ${status} but would get ${actual}`);
+    examples[key] = { summary, value, "x-expected-status": status };
+  }
+  return { required: true, content: { "application/json": { schema: ref("GenerateRequest"), examples } } };
+}
+
+/** The answers to the invalid request examples, under the same keys. */
+function requestErrorExamples(status: number): Record<string, [string, GatewayError]> {
+  const examples: Record<string, [string, GatewayError]> = {};
+  for (const [key, { summary, value }] of Object.entries(GENERATE_CASES)) {
+    const error = expectedError(value);
+    if (error?.status === status) examples[key] = [summary, error];
+  }
+  return examples;
+}
+
+// ---------------------------------------------------------------- responses
+
+type ErrorExamples = Record<string, [summary: string, error: GatewayError]>;
+
+/** An error response whose examples are built by the error table, so their text cannot drift. */
+function errorResponse(status: number, description: string, examples: ErrorExamples, headers?: ResponseObject["headers"]): ResponseObject {
+  const body: Record<string, Example> = {};
+  for (const [key, [summary, error]] of Object.entries(examples)) {
+    if (error.status !== status) throw new Error(`OpenAPI example ${key} has status ${error.status}, not ${status}`);
+    body[key] = { summary, value: { detail: error.detail } };
+  }
+  return {
+    description,
+    ...(headers ? { headers } : {}),
+    content: { "application/json": { schema: ref(status === 422 ? "ValidationErrorBody" : "ErrorBody"), examples: body } },
+  };
+}
+
+function jsonResponse(description: string, schema: SchemaName, examples: Record<string, Example>): ResponseObject {
+  return { description, content: { "application/json": { schema: ref(schema), examples } } };
+}
+
+const RETRY_AFTER = { $ref: "#/components/headers/RetryAfter" };
+const ALLOW = { $ref: "#/components/headers/Allow" };
+
+/** Answers any route can give: another method (405 with `Allow`) and an unexpected fault (500). */
+function commonErrors(method: Method): Record<string, ResponseObject> {
+  const [allow, other] = method === "get" ? [["GET", "HEAD"], "POST"] : [["POST"], "GET"];
+  return {
+    405: errorResponse(
+      405,
+      `Another method than ${allow.join(" or ")} on this path; \`Allow\` lists the ones served.`,
+      { methodNotAllowed: [`${other} instead of ${allow.join(" or ")}`, fail.methodNotAllowed(other, allow)] },
+      { Allow: ALLOW },
+    ),
+    500: errorResponse(500, "An unexpected fault in the gateway (logged; no internals are returned).", {
+      internal: ["Unexpected fault", fail.internal(null)],
+    }),
+  };
+}
+
+/** Every failure of a generation request before an answer starts. */
+function generateErrors(): Record<string, ResponseObject> {
+  const upstreamFault = fail.upstreamStatus(500, "CUDA out of memory");
+  return {
+    400: errorResponse(400, "The body is not JSON, or not a JSON object.", {
+      ...requestErrorExamples(400),
+      notJson: ["Malformed JSON", fail.invalidJson(jsonParseError('{"prompt": "a red fox"'))],
+      empty: ["Empty body", fail.invalidJson("the body is empty")],
+    }),
+    ...commonErrors("post"),
+    413: errorResponse(413, "The body is over MAX_BODY_BYTES (counted while reading).", {
+      tooLarge: [`Over the default limit of ${defaults.maxBodyBytes} bytes`, fail.payloadTooLarge(defaults.maxBodyBytes)],
+    }),
+    415: errorResponse(415, "`Content-Type` is not JSON (none at all is taken as JSON).", {
+      textPlain: ["Sent as text/plain", fail.unsupportedMediaType("text/plain")],
+    }),
+    422: errorResponse(422, "A field breaks a rule: FastAPI's list of `{loc, msg, type}`, one entry per field.", requestErrorExamples(422)),
+    500: errorResponse(500, "The GPU server failed (its status is passed on), or an unexpected fault in the gateway.", {
+      upstream: ["The GPU server answered 500", upstreamFault],
+      internal: ["Unexpected fault in the gateway", fail.internal(null)],
+    }),
+    502: errorResponse(502, "The GPU server's connection broke, or its answer is not a valid result.", {
+      connectionLost: ["Connection reset or lost", fail.upstreamConnection(null)],
+      badResponse: ["A 200 without an image", fail.upstreamBadResponse("no image_base64 in the answer")],
+      tooLarge: ["Answer over MAX_RESPONSE_BYTES", fail.upstreamTooLarge(defaults.maxResponseBytes, null)],
+    }),
+    503: errorResponse(
+      503,
+      "No capacity: the gateway's queue is full or no slot became free in time (with `Retry-After`), the GPU server is unreachable, or it answered 503 itself (its own detail).",
+      {
+        queueFull: ["MAX_QUEUE requests already waiting", fail.queueFull()],
+        queueTimeout: ["No slot within QUEUE_TIMEOUT", fail.queueTimeout(defaults.queueTimeoutMs)],
+        refused: ["GPU server refuses connections", fail.upstreamRefused(DEFAULT_SERVER, null)],
+        hostNotFound: ["GPU server's host name not found", fail.upstreamUnresolvable(DEFAULT_SERVER, null)],
+        upstreamBusy: ["The GPU server's own 503", fail.upstreamStatus(503, "Queue is full")],
+      },
+      { "Retry-After": RETRY_AFTER },
+    ),
+    504: errorResponse(504, "The GPU server did not answer within REQUEST_TIMEOUT, or answered 504 itself.", {
+      timeout: ["No answer within REQUEST_TIMEOUT", fail.upstreamTimeout(defaults.requestTimeoutMs, null)],
+      connectTimeout: ["No connection in time", fail.upstreamConnectTimeout(DEFAULT_SERVER, null)],
+      upstreamTimeout: ["The GPU server's own 504", fail.upstreamStatus(504, "Generation timed out")],
+    }),
+    default: errorResponse(429, "Any other error status of the GPU server, passed on with its detail.", {
+      upstreamStatus: ["The GPU server answered 429", fail.upstreamStatus(429, "Too many requests")],
+    }),
+  };
+}
+
+function jsonParseError(text: string): string {
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+  throw new Error(`${text} is valid JSON`);
+}
+
+/**
+ * A text/event-stream as a sequence of events, each an object whose `data` is
+ * the JSON of the `data:` line: the model OpenAPI 3.2 gives sequential media
+ * types, which viewers such as Scalar already render as SSE wire text.
+ */
+function eventStreamSchema(): JsonSchema {
+  return {
+    type: "array",
+    items: {
+      type: "object",
+      properties: { data: { ...ref("StreamEvent"), description: "The JSON of one `data:` line" } },
+      required: ["data"],
+    },
+  };
+}
+
+/** Whole streams, each event checked against StreamEvent. */
+function streamExamples(image: Record<string, unknown>): Record<string, Example> {
+  const stream = (summary: string, events: unknown[]): Example => ({
+    summary,
+    value: events.map((event) => ({ data: checked(StreamEvent, summary, event).value })),
+  });
+  const progress = (step: number) => ({ type: "progress", step, total_steps: 9, progress: Number((step / 9).toFixed(2)), message: "Denoising" });
+  return {
+    completed: stream("Queued, then step by step to the image", [
+      { type: "queued", position: 1 },
+      progress(1),
+      progress(2),
+      progress(9),
+      { type: "complete", ...image },
+    ]),
+    failed: stream("Failed after it started", [progress(1), { type: "error", message: fail.upstreamConnection(null).message }]),
+  };
+}
+
+// ---------------------------------------------------------------- operations
+
+interface Endpoint {
+  path: string;
+  /** The original gateway's path for the same handler, if any. */
+  seedPath?: string;
+  method: Method;
+  operation: Omit<Operation, "tags"> & { tag: Tag };
+}
+
+type Tag = "generation" | "service";
+
+const TAGS: OpenApiDocument["tags"] = [
+  { name: "generation", description: "Generate images on the GPU server" },
+  { name: "service", description: "The gateway and the GPU server's state" },
+  {
+    name: "original paths",
+    description: "The original gateway's paths, kept for existing frontends: the same handlers and answers as under /api",
+  },
+];
+
+function endpoints(): Endpoint[] {
+  const sample = { image_base64: TINY_PNG, seed: 1234567, generation_time_ms: 3480, width: 1024, height: 1024, image_id: "b0c1d2e3" };
+  return [
+    {
+      path: "/api",
+      method: "get",
+      operation: {
+        operationId: "getInfo",
+        summary: "What this service is",
+        description: "The original gateway's `GET /`. Credentials in the GPU server's URL are never shown.",
+        tag: "service",
+        responses: {
+          200: jsonResponse("The gateway's name, version and GPU server", "GatewayInfo", {
+            running: checked(GatewayInfo, "A running gateway", {
+              message: "Text-to-Image API Gateway",
+              version: packageJson.version,
+              status: "running",
+              text2image_server_url: DEFAULT_SERVER,
+              mode: "gateway",
+            }),
+          }),
+          ...commonErrors("get"),
+        },
+      },
+    },
+    {
+      path: "/api/health",
+      seedPath: "/health",
+      method: "get",
+      operation: {
+        operationId: "getHealth",
+        summary: "Health of the gateway and the GPU server",
+        description:
+          "Always 200: `status` says whether the GPU server can generate. One upstream call (5 s timeout) serves all callers for about a second.",
+        tag: "service",
+        responses: {
+          200: jsonResponse("The gateway's load and the GPU server's own health", "GatewayHealth", {
+            healthy: checked(GatewayHealth, "GPU server up", {
+              status: "healthy",
+              gateway: "running",
+              in_flight: 1,
+              queued: 0,
+              max_concurrent: defaults.maxConcurrent,
+              text2image_server: {
+                status: "healthy",
+                model_loaded: true,
+                cuda_available: true,
+                current_queue_size: 0,
+                active_generations: 1,
+                available_slots: 3,
+              },
+            }),
+            unreachable: checked(GatewayHealth, "GPU server unreachable", {
+              status: "degraded",
+              gateway: "running",
+              in_flight: 0,
+              queued: 0,
+              max_concurrent: defaults.maxConcurrent,
+              text2image_server: { status: "unreachable", error: fail.upstreamRefused(DEFAULT_SERVER, null).message },
+            }),
+          }),
+          ...commonErrors("get"),
+        },
+      },
+    },
+    {
+      path: "/api/generate",
+      seedPath: "/generate",
+      method: "post",
+      operation: {
+        operationId: "generate",
+        summary: "Generate an image",
+        description:
+          "Validates the body (nothing invalid reaches the GPU server), waits for a slot, sends all seven fields upstream and streams the GPU server's answer back unchanged.",
+        tag: "generation",
+        requestBody: generateRequestBody(),
+        responses: {
+          200: jsonResponse("The GPU server's answer, byte for byte", "GenerateResponse", {
+            image: checked(GenerateResponse, "A generated image (a real one is 1–8 MB of base64)", { ...sample, queue_wait_ms: 12 }),
+          }),
+          ...generateErrors(),
+        },
+      },
+    },
+    {
+      path: "/api/generate-stream",
+      seedPath: "/generate-stream",
+      method: "post",
+      operation: {
+        operationId: "generateStream",
+        summary: "Generate an image, with progress as server-sent events",
+        description:
+          "Validated and admitted as `POST /api/generate`. Errors before the stream starts are JSON errors with their status; after, the stream ends with an `error` event. Each event is one line `data: <json>` and a blank line: `queued` while waiting for a slot, `progress` per inference step, then `complete` (with the image) or `error`. Lines starting with `:` are keep-alive comments.",
+        tag: "generation",
+        requestBody: generateRequestBody(),
+        responses: {
+          200: {
+            description:
+              "A text/event-stream of `data:` lines, each one JSON event: `queued`, `progress`, then `complete` or `error`.",
+            content: { "text/event-stream": { schema: eventStreamSchema(), examples: streamExamples(sample) } },
+          },
+          ...generateErrors(),
+        },
+      },
+    },
+    {
+      path: "/api/metrics",
+      seedPath: "/metrics",
+      method: "get",
+      operation: {
+        operationId: "getMetrics",
+        summary: "The GPU server's metrics",
+        description: "The GPU server's own `/metrics` JSON, passed through unchanged.",
+        tag: "service",
+        responses: {
+          200: jsonResponse("The GPU server's counters, free form", "UpstreamMetrics", {
+            counters: checked(UpstreamMetrics, "Counters of text2image_server.py", {
+              total_requests: 120,
+              successful_generations: 117,
+              failed_generations: 3,
+              average_generation_time_ms: 3410,
+              current_queue_size: 0,
+              active_generations: 1,
+            }),
+          }),
+          ...commonErrors("get"),
+          502: errorResponse(502, "The GPU server's metrics could not be had.", {
+            refused: ["GPU server refuses connections", fail.metricsUnavailable(fail.upstreamRefused(DEFAULT_SERVER, null))],
+            badResponse: ["Not JSON", fail.metricsUnavailable(fail.upstreamBadResponse("the answer is not JSON"))],
+          }),
+        },
+      },
+    },
+    {
+      path: "/api/metrics/gateway",
+      method: "get",
+      operation: {
+        operationId: "getGatewayMetrics",
+        summary: "The gateway's own metrics",
+        description:
+          "Prometheus text exposition: requests by route and status, latency histograms (queue wait, upstream, total), in-flight and queued gauges, upstream errors by kind, rejections, client aborts, bytes sent, upstream up/down, and Node's process metrics.",
+        tag: "service",
+        responses: {
+          200: {
+            description: "Prometheus text format 0.0.4",
+            content: {
+              "text/plain": {
+                schema: { type: "string" },
+                examples: {
+                  scrape: { summary: "An excerpt", value: 'gateway_requests_total{route="/api/generate",status="200"} 3\ngateway_in_flight 0\n' },
+                },
+              },
+            },
+          },
+          ...commonErrors("get"),
+        },
+      },
+    },
+    {
+      path: "/api/openapi.json",
+      method: "get",
+      operation: {
+        operationId: "getOpenApiDocument",
+        summary: "This document",
+        description: "The OpenAPI 3.1 document of every endpoint, generated from the gateway's zod schemas. `/docs` renders it.",
+        tag: "service",
+        responses: {
+          200: { description: "The OpenAPI document", content: { "application/json": { schema: { type: "object" } } } },
+          ...commonErrors("get"),
+        },
+      },
+    },
+  ];
+}
+
+/** The operationId of an endpoint's copy at its original gateway path. */
+export function seedOperationId(operationId: string): string {
+  return `${operationId}AtSeedPath`;
+}
+
+/** The gateway's OpenAPI 3.1 document: every endpoint under /api and at its original path. */
+export function buildOpenApiDocument(): OpenApiDocument {
+  const paths: Record<string, PathItem> = {};
+  const seedPaths: Record<string, PathItem> = {};
+  for (const { path, seedPath, method, operation } of endpoints()) {
+    const { tag, ...rest } = operation;
+    paths[path] = { ...paths[path], [method]: { ...rest, tags: [tag] } };
+    if (seedPath) {
+      const copy: Operation = {
+        ...rest,
+        operationId: seedOperationId(rest.operationId),
+        description: `Same handler and answers as \`${method.toUpperCase()} ${path}\`. ${rest.description}`,
+        tags: ["original paths"],
+      };
+      seedPaths[seedPath] = { ...seedPaths[seedPath], [method]: copy };
+    }
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Text-to-Image Gateway",
+      version: packageJson.version,
+      description: [
+        "An API gateway in front of self-hosted text-to-image GPU servers (`text2image_server.py`).",
+        "It validates every request before it reaches the GPU, limits how many generations run there at once (with a bounded FIFO queue), enforces timeouts and turns every failure into JSON `{\"detail\": ...}` — a string, or FastAPI's list for a 422.",
+        "Examples show the default limits; the deployed gateway's own are set by its environment.",
+      ].join("\n\n"),
+    },
+    tags: TAGS,
+    paths: { ...paths, ...seedPaths },
+    components: {
+      schemas: componentSchemas(),
+      headers: {
+        RetryAfter: {
+          description: "Seconds to wait before retrying: sent by the gateway with its own 503s, or passed on from the GPU server",
+          schema: { type: "string" },
+          example: fail.queueFull().headers["Retry-After"],
+        },
+        Allow: {
+          description: "The methods this path serves",
+          schema: { type: "string" },
+          example: "POST",
+        },
+      },
+    },
+  };
+}

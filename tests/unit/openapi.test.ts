@@ -1,0 +1,225 @@
+import { Validator } from "@seriousme/openapi-schema-validator";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { parseConfig } from "@/lib/config";
+import { fail } from "@/lib/errors";
+import { buildOpenApiDocument, seedOperationId } from "@/lib/openapi";
+import type { JsonSchema, Method, OpenApiDocument, Operation } from "@/lib/openapi";
+import * as schemas from "@/lib/schemas";
+
+const document = buildOpenApiDocument();
+const API_ENDPOINTS: [string, Method][] = [
+  ["/api", "get"],
+  ["/api/health", "get"],
+  ["/api/generate", "post"],
+  ["/api/generate-stream", "post"],
+  ["/api/metrics", "get"],
+  ["/api/metrics/gateway", "get"],
+  ["/api/openapi.json", "get"],
+];
+const SEED_ENDPOINTS: [string, Method][] = [
+  ["/health", "get"],
+  ["/generate", "post"],
+  ["/generate-stream", "post"],
+  ["/metrics", "get"],
+];
+const GENERATE_ERRORS = ["400", "405", "413", "415", "422", "500", "502", "503", "504"];
+
+function operations(doc: OpenApiDocument = document): [string, Method, Operation][] {
+  return Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, operation]): [string, Method, Operation] => [path, method as Method, operation]),
+  );
+}
+
+function operation(path: string, method: Method): Operation {
+  const found = document.paths[path]?.[method];
+  if (!found) throw new Error(`no ${method} ${path}`);
+  return found;
+}
+
+/** The zod schema a `$ref` names, from lib/schemas.ts. */
+function zodSchemaOf(schema: JsonSchema | undefined): z.ZodType | undefined {
+  const name = typeof schema?.$ref === "string" ? schema.$ref.replace("#/components/schemas/", "") : "";
+  const value: unknown = (schemas as Record<string, unknown>)[name];
+  return value instanceof z.ZodType ? value : undefined;
+}
+
+/** A component with every `$ref` replaced by what it points to, as zod writes a schema on its own. */
+function inlined(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(inlined);
+  if (typeof value !== "object" || value === null) return value;
+  const { $ref, ...rest } = value as Record<string, unknown>;
+  const base = typeof $ref === "string" ? inlined(document.components.schemas[$ref.replace("#/components/schemas/", "")]) : {};
+  return { ...(base as object), ...Object.fromEntries(Object.entries(rest).map(([key, item]) => [key, inlined(item)])) };
+}
+
+function without(value: object, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(value).filter(([key]) => !keys.includes(key)));
+}
+
+function standalone(schema: z.ZodType, io: "input" | "output"): JsonSchema {
+  return without(z.toJSONSchema(schema, { target: "draft-2020-12", io }), ["$schema"]);
+}
+
+describe("the OpenAPI document", () => {
+  it("validates against the OpenAPI 3.1 schema, every $ref resolving", async () => {
+    const validator = new Validator();
+    const result = await validator.validate(structuredClone(document) as unknown as Record<string, unknown>);
+    expect(result.errors).toBeUndefined();
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe("3.1");
+  });
+
+  it("documents every endpoint under /api and at the original gateway's paths, and nothing else", () => {
+    const documented = operations().map(([path, method]) => `${method} ${path}`);
+    expect(documented.sort()).toEqual([...API_ENDPOINTS, ...SEED_ENDPOINTS].map(([path, method]) => `${method} ${path}`).sort());
+  });
+
+  it("gives each seed path next.config.mjs rewrites the operation of its /api path, under its own operationId", async () => {
+    const configPath = "../../next.config.mjs"; // a variable: the module has no types
+    const { default: nextConfig } = (await import(configPath)) as {
+      default: { rewrites(): Promise<{ source: string; destination: string }[]> };
+    };
+    const rewrites = await nextConfig.rewrites();
+    expect(rewrites.map(({ source }) => source).sort()).toEqual(SEED_ENDPOINTS.map(([path]) => path).sort());
+    for (const { source, destination } of rewrites) {
+      const seed = document.paths[source];
+      const api = document.paths[destination];
+      expect(Object.keys(seed ?? {}), source).toEqual(Object.keys(api ?? {}));
+      for (const method of Object.keys(api ?? {}) as Method[]) {
+        const [seedOperation, apiOperation] = [seed?.[method], api?.[method]] as [Operation, Operation];
+        const own = ["operationId", "tags", "description"];
+        expect(without(seedOperation, own), source).toEqual(without(apiOperation, own));
+        expect(seedOperation.operationId).toBe(seedOperationId(apiOperation.operationId));
+      }
+    }
+    const ids = operations().map(([, , { operationId }]) => operationId);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("describes the generate body with zod's JSON Schema of GenerateRequest (as read: defaults optional)", () => {
+    const component = document.components.schemas.GenerateRequest as {
+      required: string[];
+      properties: Record<string, JsonSchema>;
+    };
+    expect(component).toEqual(standalone(schemas.GenerateRequest, "input"));
+    expect(component.required).toEqual(["prompt"]);
+    expect(Object.keys(component.properties)).toEqual(Object.keys(schemas.GenerateRequest.shape));
+    expect(component.properties.prompt).toMatchObject({ type: "string", minLength: 1, maxLength: schemas.PROMPT_MAX_CHARS });
+    for (const side of ["width", "height"]) {
+      expect(component.properties[side]).toMatchObject({ type: "integer", minimum: schemas.SIZE_MIN, maximum: schemas.SIZE_MAX, default: 1024 });
+    }
+    expect(component.properties.num_inference_steps).toMatchObject({ minimum: schemas.STEPS_MIN, maximum: schemas.STEPS_MAX, default: 9 });
+    expect(component.properties.seed).toMatchObject({ type: "integer", default: -1 });
+    for (const [path, method] of [...API_ENDPOINTS, ...SEED_ENDPOINTS]) {
+      const body = document.paths[path]?.[method]?.requestBody;
+      if (method === "post") expect(body?.content["application/json"]?.schema, path).toEqual({ $ref: "#/components/schemas/GenerateRequest" });
+      else expect(body, path).toBeUndefined();
+    }
+  });
+
+  it("makes every component the JSON Schema zod writes for the lib/schemas.ts schema of that name", () => {
+    const names = Object.keys(document.components.schemas);
+    expect(names.length).toBeGreaterThan(10);
+    for (const name of names) {
+      const schema = zodSchemaOf({ $ref: `#/components/schemas/${name}` });
+      expect(schema, `${name} is a zod schema of lib/schemas.ts`).toBeDefined();
+      if (!schema) continue;
+      expect(inlined(document.components.schemas[name]), name).toEqual(standalone(schema, name === "GenerateRequest" ? "input" : "output"));
+    }
+  });
+
+  it("types the event stream with the four event schemas and gives whole streams as examples", () => {
+    const union = document.components.schemas.StreamEvent as { oneOf: JsonSchema[] };
+    expect(union.oneOf).toEqual(["QueuedEvent", "ProgressEvent", "CompleteEvent", "ErrorEvent"].map((name) => ({ $ref: `#/components/schemas/${name}` })));
+    for (const type of ["queued", "progress", "complete", "error"]) {
+      const name = `${type[0]?.toUpperCase() ?? ""}${type.slice(1)}Event`;
+      expect(document.components.schemas[name], name).toMatchObject({ properties: { type: { const: type } } });
+    }
+    const stream = operation("/api/generate-stream", "post").responses["200"]?.content?.["text/event-stream"];
+    expect(stream?.schema).toMatchObject({ type: "array", items: { properties: { data: { $ref: "#/components/schemas/StreamEvent" } } } });
+    const types = Object.values(stream?.examples ?? {}).flatMap(({ value }) =>
+      (value as { data: unknown }[]).map(({ data }) => schemas.StreamEvent.parse(data).type),
+    );
+    expect(new Set(types)).toEqual(new Set(["queued", "progress", "complete", "error"]));
+  });
+
+  it("gives every error response a {detail} schema, examples of that shape, and the headers it sends", () => {
+    for (const [path, method, { responses }] of operations()) {
+      for (const [status, response] of Object.entries(responses)) {
+        if (status.startsWith("2")) continue;
+        const media = response.content?.["application/json"];
+        expect(media?.schema, `${method} ${path} ${status}`).toEqual({
+          $ref: `#/components/schemas/${status === "422" ? "ValidationErrorBody" : "ErrorBody"}`,
+        });
+        const examples = Object.values(media?.examples ?? {});
+        expect(examples.length, `${method} ${path} ${status}`).toBeGreaterThan(0);
+        const body = status === "422" ? schemas.ValidationErrorBody : schemas.ErrorBody;
+        for (const { value } of examples) body.parse(value);
+      }
+      expect(responses["405"]?.headers, `${method} ${path}`).toEqual({ Allow: { $ref: "#/components/headers/Allow" } });
+    }
+    for (const path of ["/api/generate", "/api/generate-stream"]) {
+      const { responses } = operation(path, "post");
+      expect(Object.keys(responses).filter((status) => status !== "200" && status !== "default")).toEqual(GENERATE_ERRORS);
+      expect(responses["503"]?.headers).toEqual({ "Retry-After": { $ref: "#/components/headers/RetryAfter" } });
+    }
+  });
+
+  it("takes its error examples from the error table, with the default limits", () => {
+    const defaults = parseConfig({});
+    const examples = (status: string) =>
+      Object.values(operation("/api/generate", "post").responses[status]?.content?.["application/json"]?.examples ?? {}).map(
+        ({ value }) => (value as { detail: unknown }).detail,
+      );
+    expect(examples("413")).toContain(fail.payloadTooLarge(defaults.maxBodyBytes).detail);
+    expect(examples("415")).toContain(fail.unsupportedMediaType("text/plain").detail);
+    expect(examples("400")).toContain(fail.invalidBody().detail);
+    expect(examples("503")).toEqual(expect.arrayContaining([fail.queueFull().detail, fail.queueTimeout(defaults.queueTimeoutMs).detail]));
+    expect(examples("504")).toContain(fail.upstreamTimeout(defaults.requestTimeoutMs, null).detail);
+    expect(examples("502")).toContain(fail.upstreamConnection(null).detail);
+    expect(examples("405")).toEqual([fail.methodNotAllowed("GET", ["POST"]).detail]);
+    expect(document.components.headers.RetryAfter?.example).toBe(fail.queueFull().headers["Retry-After"]);
+  });
+
+  it("has valid and invalid generate examples, each documenting the status and detail the validation gives", () => {
+    const { requestBody, responses } = operation("/api/generate", "post");
+    const examples = Object.entries(requestBody?.content["application/json"]?.examples ?? {});
+    const statuses = examples.map(([, example]) => example["x-expected-status"]);
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(2);
+    expect(statuses).toContain(422);
+    expect(statuses).toContain(400);
+    for (const [key, { value, "x-expected-status": status }] of examples) {
+      const isObject = typeof value === "object" && value !== null && !Array.isArray(value);
+      const result = isObject ? schemas.validateGenerateRequest(value) : undefined;
+      const documented = (responses[String(status)]?.content?.["application/json"]?.examples?.[key]?.value as { detail: unknown } | undefined)?.detail;
+      if (status === 200) expect(result?.ok, key).toBe(true);
+      else if (status === 422) expect(result?.ok === false && result.detail, key).toEqual(documented);
+      else expect([isObject, documented], key).toEqual([false, fail.invalidBody().detail]);
+    }
+  });
+
+  it("gives only examples that parse with the zod schema of their response", () => {
+    let checked = 0;
+    for (const [path, method, { responses }] of operations()) {
+      for (const [status, response] of Object.entries(responses)) {
+        for (const [type, media] of Object.entries(response.content ?? {})) {
+          if (media.schema.type === "string" || (media.schema.type === "object" && !media.schema.properties)) continue; // Prometheus text; this document
+          const schema = zodSchemaOf(type === "text/event-stream" ? { $ref: "#/components/schemas/StreamEvent" } : media.schema);
+          expect(schema, `${method} ${path} ${status} ${type}`).toBeDefined();
+          for (const { value } of Object.values(media.examples ?? {})) {
+            const items = type === "text/event-stream" ? (value as { data: unknown }[]).map(({ data }) => data) : [value];
+            for (const item of items) schema?.parse(item);
+            checked += items.length;
+          }
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(50);
+  });
+
+  it("is plain JSON, the same on every build", () => {
+    expect(JSON.parse(JSON.stringify(document))).toEqual(document);
+    expect(buildOpenApiDocument()).toEqual(document);
+  });
+});
