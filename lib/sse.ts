@@ -37,11 +37,17 @@ export class EventSplitter {
     this.length += chunk.length;
     if (end < 0) return [];
     const buffered = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.length);
-    const eventEnd = this.length - chunk.length - tail.length + end;
-    this.chunks = [];
-    this.length = 0;
-    const rest = buffered.subarray(eventEnd);
-    return [buffered.subarray(0, eventEnd), ...(rest.length > 0 ? this.push(rest) : [])];
+    // One chunk may hold many events (a proxy's buffer of keep-alives): cut them in a loop.
+    const events: Buffer[] = [];
+    let start = 0;
+    for (const eventEnd of eventEnds(buffered, this.length - chunk.length - tail.length + end)) {
+      events.push(buffered.subarray(start, eventEnd));
+      start = eventEnd;
+    }
+    const rest = buffered.subarray(start);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.length = rest.length;
+    return events;
   }
 
   /** Bytes of an event that has not ended yet. */
@@ -70,6 +76,27 @@ function findEventEnd(bytes: Buffer): number {
     if (at >= 0 && (best < 0 || at + end.length < best)) best = at + end.length;
   }
   return best;
+}
+
+/**
+ * The end of every whole event in `bytes`, the first being `first`. Each
+ * terminator's next place is remembered until it is passed, so many small
+ * events cost one pass over the bytes, not one per event.
+ */
+function eventEnds(bytes: Buffer, first: number): number[] {
+  const ends = [first];
+  const next = EVENT_ENDS.map(() => -2); // -2: not searched yet, -1: none left
+  for (let from = first; ; ) {
+    let best = -1;
+    EVENT_ENDS.forEach((end, k) => {
+      let at = next[k] as number;
+      if (at !== -1 && at < from) next[k] = at = bytes.indexOf(end, from);
+      if (at >= 0 && (best < 0 || at + end.length < best)) best = at + end.length;
+    });
+    if (best < 0) return ends;
+    ends.push(best);
+    from = best;
+  }
 }
 
 export type RelayedEvent = { kind: "comment" } | { kind: "event"; type: StreamEvent["type"] } | { kind: "malformed"; reason: string };
