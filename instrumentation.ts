@@ -9,9 +9,10 @@ export async function register(): Promise<void> {
     serviceName: process.env.OTEL_SERVICE_NAME || "text2image-gateway",
     spanProcessors: exporting ? ["auto"] : [],
   });
-  // The Node-only import keeps process.exit out of the Edge bundle.
+  // The Node-only import keeps process.exit and signal handling out of the Edge bundle.
   if (process.env.NEXT_RUNTIME === "nodejs") {
-    const { checkConfigOrExit } = await import("./lib/startup");
+    const { checkConfigOrExit, handleShutdownSignals } = await import("./lib/startup");
     checkConfigOrExit();
+    handleShutdownSignals();
   }
 }

@@ -4,6 +4,19 @@ const nextConfig = {
   // cost CPU per image for little gain. Put compression in the load balancer if wanted.
   compress: false,
   poweredByHeader: false,
+  // On every answer, API included; the pages' Content-Security-Policy comes from proxy.ts (it needs a nonce per request).
+  async headers() {
+    return [
+      {
+        source: "/:path*",
+        headers: [
+          { key: "X-Content-Type-Options", value: "nosniff" },
+          { key: "Referrer-Policy", value: "no-referrer" },
+          { key: "X-Frame-Options", value: "DENY" },
+        ],
+      },
+    ];
+  },
   // The seed gateway's paths, for existing frontends: same handlers as /api/*.
   async rewrites() {
     return [

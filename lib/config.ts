@@ -11,9 +11,37 @@ const count = (min: number) =>
     .int({ error: "must be a whole number" })
     .min(min, { error: `must be a whole number of at least ${min}` });
 
-const serverUrl = z
-  .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
-  .transform((value) => new URL(value));
+const URL_FORM = "must be an http:// or https:// URL";
+
+const serverUrl = z.url({ protocol: /^https?$/, error: URL_FORM }).transform((value) => new URL(value));
+
+/** One URL, or several separated by commas: the GPU servers to balance over. */
+const serverUrls = z.string().transform((value, ctx) => {
+  const parts = value
+    .split(",")
+    .map((part) => part.trim())
+    .filter(Boolean);
+  if (parts.length === 0) {
+    ctx.addIssue({ code: "custom", message: URL_FORM });
+    return z.NEVER;
+  }
+  const urls: URL[] = [];
+  for (const part of parts) {
+    const parsed = serverUrl.safeParse(part);
+    if (!parsed.success) {
+      const message = parts.length > 1 ? `each comma-separated entry ${URL_FORM}; ${JSON.stringify(part)} is not` : URL_FORM;
+      ctx.addIssue({ code: "custom", message });
+      return z.NEVER;
+    }
+    const where = (url: URL) => url.origin + url.pathname.replace(/\/+$/, "");
+    if (urls.some((url) => where(url) === where(parsed.data))) {
+      ctx.addIssue({ code: "custom", message: `lists ${JSON.stringify(part)} twice` });
+      return z.NEVER;
+    }
+    urls.push(parsed.data);
+  }
+  return urls;
+});
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -31,9 +59,82 @@ const flag = z
   .pipe(z.enum(["true", "false"], { error: "must be true or false" }))
   .transform((value) => value === "true");
 
+/** Header-safe secrets: visible ASCII, no spaces. */
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
+export const API_KEY_MIN_LENGTH = 16;
+
+const apiKeys = z
+  .string()
+  .transform((value) => value.split(",").map((key) => key.trim()).filter((key) => key !== ""))
+  .pipe(
+    z
+      .array(
+        z
+          .string()
+          .regex(VISIBLE_ASCII, { error: "keys must be visible ASCII characters without spaces" })
+          .min(API_KEY_MIN_LENGTH, { error: `each key must be at least ${API_KEY_MIN_LENGTH} characters long` }),
+      )
+      .min(1, { error: "must be a comma-separated list of keys" }),
+  );
+
+const serverToken = z.string().trim().regex(VISIBLE_ASCII, { error: "must be visible ASCII characters without spaces" });
+
+/**
+ * How many proxies in front of the gateway add to X-Forwarded-For: false (none:
+ * the socket's address counts), true (every one: the left-most address counts),
+ * or a number of hops counted from the right.
+ */
+const trustProxy = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(
+    z.union([
+      z.enum(["true", "false"]).transform((value) => (value === "true" ? Infinity : 0)),
+      z.string().regex(/^\d+$/).transform(Number),
+    ], { error: "must be true, false or a number of proxy hops" }),
+  );
+
+const corsOrigins = z
+  .string()
+  .transform((value) => value.split(",").map((origin) => origin.trim()).filter((origin) => origin !== ""))
+  .pipe(
+    z.array(
+      z.string().transform((origin, context) => {
+        const normalized = origin === "*" ? origin : originOf(origin);
+        if (normalized !== undefined) return normalized;
+        context.addIssue({ code: "custom", message: "must be a comma-separated list of origins (scheme://host[:port], nothing after), or *" });
+        return z.NEVER;
+      }),
+    ),
+  );
+
+/** An http(s) origin as browsers send it in `Origin` (lower-case host, no default port), or undefined if `value` is more than an origin. */
+function originOf(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  const bare = url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password && !value.endsWith("?") && !value.endsWith("#");
+  return bare && (url.protocol === "http:" || url.protocol === "https:") ? url.origin : undefined;
+}
+
+/** Where the shared limiter keeps its state; credentials in it are never shown. */
+const redisUrl = z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" });
+
+const REDIS_FAILURE_MODES = ["local", "closed"] as const;
+
+const redisFailureMode = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(REDIS_FAILURE_MODES, { error: "must be local or closed" }));
+
 const schema = z
   .object({
-    TEXT2IMAGE_SERVER_URL: serverUrl.default(new URL("http://localhost:8001")),
+    TEXT2IMAGE_SERVER_URL: serverUrls.default([new URL("http://localhost:8001")]),
     REQUEST_TIMEOUT: seconds.default(300),
     MAX_CONCURRENT_REQUESTS: count(1).default(10),
     MAX_QUEUE: count(0).default(100),
@@ -41,11 +142,28 @@ const schema = z
     MAX_BODY_BYTES: count(1).default(64 * 1024),
     MAX_RESPONSE_BYTES: count(1).default(64 * 1024 * 1024),
     SSE_KEEPALIVE_INTERVAL: seconds.default(15),
+    SHUTDOWN_GRACE: seconds.default(30),
     LOG_LEVEL: logLevel.default("info"),
     LOG_PROMPTS: flag.default(false),
+    TEXT2IMAGE_SERVER_TOKEN: serverToken.optional(),
+    GATEWAY_API_KEYS: apiKeys.default([]),
+    RATE_LIMIT_PER_MINUTE: count(0).default(0),
+    TRUST_PROXY: trustProxy.default(0),
+    CORS_ORIGINS: corsOrigins.default([]),
+    REDIS_URL: redisUrl.optional(),
+    LEASE_TTL: seconds.default(15),
+    REDIS_FAILURE_MODE: redisFailureMode.default("local"),
+    MAX_CONCURRENT_PER_SERVER: count(1).optional(),
+    HEALTH_INTERVAL: seconds.default(5),
+    EJECT_AFTER_FAILURES: count(1).default(3),
+    EJECT_BASE_SECONDS: seconds.default(10),
+    EJECT_MAX_SECONDS: seconds.default(300),
   })
   .transform((env) => ({
-    serverUrl: env.TEXT2IMAGE_SERVER_URL,
+    /** The GPU servers, in the order given (at least one). */
+    serverUrls: env.TEXT2IMAGE_SERVER_URL,
+    /** The first of them: the one server of a single-server set-up. */
+    serverUrl: env.TEXT2IMAGE_SERVER_URL[0] ?? new URL("http://localhost:8001"),
     requestTimeoutMs: env.REQUEST_TIMEOUT * 1000,
     maxConcurrent: env.MAX_CONCURRENT_REQUESTS,
     maxQueue: env.MAX_QUEUE,
@@ -53,8 +171,26 @@ const schema = z
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxResponseBytes: env.MAX_RESPONSE_BYTES,
     sseKeepAliveMs: env.SSE_KEEPALIVE_INTERVAL * 1000,
+    shutdownGraceMs: env.SHUTDOWN_GRACE * 1000,
     logLevel: env.LOG_LEVEL,
     logPrompts: env.LOG_PROMPTS,
+    serverToken: env.TEXT2IMAGE_SERVER_TOKEN,
+    apiKeys: env.GATEWAY_API_KEYS,
+    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    /** Proxies trusted to append to X-Forwarded-For: 0 none, Infinity all (TRUST_PROXY=true). */
+    trustedProxyHops: env.TRUST_PROXY,
+    corsOrigins: env.CORS_ORIGINS,
+    /** Set: one concurrency limit over every gateway sharing this Redis. */
+    redisUrl: env.REDIS_URL,
+    leaseTtlMs: env.LEASE_TTL * 1000,
+    /** Redis unreachable: `local` limits per instance, `closed` refuses new work. */
+    redisFailureMode: env.REDIS_FAILURE_MODE,
+    /** Generations one GPU server may run at once (default: the gateway's whole MAX_CONCURRENT_REQUESTS). */
+    maxConcurrentPerServer: env.MAX_CONCURRENT_PER_SERVER ?? env.MAX_CONCURRENT_REQUESTS,
+    healthIntervalMs: env.HEALTH_INTERVAL * 1000,
+    ejectAfterFailures: env.EJECT_AFTER_FAILURES,
+    ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
+    ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
   }));
 
 export type Config = z.output<typeof schema>;
@@ -71,10 +207,18 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   const result = schema.safeParse(present);
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
-    const name = issue.path.join(".");
-    return `  ${name}=${JSON.stringify(env[name] ?? "")}: ${issue.message}`;
+    const name = String(issue.path[0] ?? "");
+    return `  ${name}=${shown(name, env[name] ?? "")}: ${issue.message}`;
   });
   throw new ConfigError(`Invalid gateway configuration:\n${lines.join("\n")}`);
+}
+
+/** Secrets never reach a log, even in a start-up error: keys and tokens are hidden, URL credentials dropped. */
+const SECRET_VARIABLES = new Set(["GATEWAY_API_KEYS", "TEXT2IMAGE_SERVER_TOKEN"]);
+
+function shown(name: string, value: string): string {
+  if (SECRET_VARIABLES.has(name)) return "(hidden)";
+  return JSON.stringify(value.replace(/\/\/[^/@]*@/g, "//"));
 }
 
 let cached: Config | undefined;

@@ -15,6 +15,11 @@ export type ErrorCode =
   | "not_found"
   | "queue_full"
   | "queue_timeout"
+  | "limiter_unavailable"
+  | "shutting_down"
+  | "unauthorized"
+  | "rate_limited"
+  | "origin_not_allowed"
   | "upstream_unavailable"
   | "upstream_timeout"
   | "upstream_transport"
@@ -43,6 +48,9 @@ export class GatewayError extends Error {
 export const CLIENT_CLOSED_STATUS = 499;
 
 const QUEUE_RETRY_AFTER_SECONDS = "5";
+
+/** RFC 6750's challenge; the realm names the gateway, never a key or a host. */
+const AUTH_CHALLENGE = 'Bearer realm="text2image-gateway"';
 
 function seconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
@@ -74,6 +82,40 @@ export const fail = {
       `No generation slot became free within ${seconds(limitMs)} (QUEUE_TIMEOUT)`,
       { headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS } },
     ),
+  /** Draining for a shutdown (SIGTERM): `Connection: close` sends the client's retry to a fresh connection, elsewhere. */
+  shuttingDown: (cause?: unknown) =>
+    new GatewayError("shutting_down", 503, "Gateway is shutting down", {
+      cause,
+      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS, Connection: "close" },
+    }),
+  apiKeyMissing: () =>
+    new GatewayError(
+      "unauthorized",
+      401,
+      "An API key is required: send it as Authorization: Bearer <key> or X-API-Key: <key>",
+      { headers: { "WWW-Authenticate": AUTH_CHALLENGE } },
+    ),
+  apiKeyInvalid: () =>
+    new GatewayError("unauthorized", 401, "The API key is not valid", {
+      headers: { "WWW-Authenticate": `${AUTH_CHALLENGE}, error="invalid_token"` },
+    }),
+  /** `headers` are the RateLimit-* fields of the refused request; Retry-After says when one more fits. */
+  rateLimited: (limit: number, retryAfterSeconds: number, headers: Record<string, string>) =>
+    new GatewayError(
+      "rate_limited",
+      429,
+      `Rate limit of ${limit} generation requests per minute reached; retry in ${retryAfterSeconds} s (RATE_LIMIT_PER_MINUTE)`,
+      { headers: { ...headers, "Retry-After": String(retryAfterSeconds) } },
+    ),
+  /** A browser POST from a site that CORS_ORIGINS does not list (a form or a no-preflight fetch). */
+  originNotAllowed: () =>
+    new GatewayError("origin_not_allowed", 403, "Requests from this web origin are not allowed (CORS_ORIGINS)"),
+  /** REDIS_FAILURE_MODE=closed and Redis unreachable: no global limit, so no new work. */
+  limiterUnavailable: (cause?: unknown) =>
+    new GatewayError("limiter_unavailable", 503, "Concurrency limiter unavailable", {
+      cause,
+      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
+    }),
   upstreamRefused: (server: string, cause: unknown) =>
     new GatewayError("upstream_unavailable", 503, `Text-to-image server ${server} is unreachable: connection refused`, {
       cause,
@@ -82,6 +124,9 @@ export const fail = {
     new GatewayError("upstream_unavailable", 503, `Text-to-image server ${server} is unreachable: host name not found`, {
       cause,
     }),
+  /** Several servers, and every one is ejected or refused the connection: nothing to try, so at once. */
+  noServerAvailable: (cause?: unknown) =>
+    new GatewayError("upstream_unavailable", 503, "No text-to-image server is available", { cause }),
   upstreamTimeout: (limitMs: number, cause: unknown) =>
     new GatewayError(
       "upstream_timeout",

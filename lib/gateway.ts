@@ -1,4 +1,5 @@
 import "server-only";
+import { after } from "next/server";
 import { config } from "./config";
 import { GatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
@@ -7,6 +8,8 @@ import type { Slot } from "./limiter";
 import type { RequestRecord } from "./observe/request";
 import type { GenerateRequest } from "./schemas";
 import { validateGenerateRequest } from "./schemas";
+import { shutdown } from "./shutdown";
+import type { Work } from "./shutdown";
 import { EventSplitter, EventStream, inspectEvent } from "./sse";
 import { upstream } from "./upstream";
 import type { OpenResponse } from "./upstream";
@@ -25,17 +28,38 @@ export async function readGenerateRequest(request: Request): Promise<GenerateReq
  * server has answered, not when the client has read the image.
  */
 export async function generate(request: Request, record: RequestRecord): Promise<Response> {
+  const work = admitWork(request.signal);
   const params = await readGenerateRequest(request);
   record.generating(params);
-  const slot = await record.measure("queue", () => limiter().acquire(request.signal));
   let answer: Buffer;
   try {
-    answer = await record.measure("upstream", () => upstream().generate(params, request.signal, record.upstreamContext()));
-  } finally {
-    slot.release();
+    const slot = await record.measure("queue", () => limiter().acquire(work.queueSignal));
+    try {
+      answer = await record.measure("upstream", () => upstream().generate(params, work.signal, record.upstreamContext()));
+    } finally {
+      slot.release();
+    }
+  } catch (error) {
+    throw work.explain(error);
   }
   record.sent(answer.length);
-  return streamedJson(answer);
+  const response = streamedJson(answer);
+  // Answered while draining: the client's next request should open a connection elsewhere.
+  if (shutdown().draining) response.headers.set("connection", "close");
+  return response;
+}
+
+/**
+ * Enters the process's shutdown registry (lib/shutdown.ts): the 503 while
+ * draining, else counted in flight until Next has closed the response, so a
+ * drain never exits with an answer half sent.
+ */
+function admitWork(client: AbortSignal): Work {
+  const work = shutdown().beginWork(client);
+  after(() => {
+    work.release();
+  });
+  return work;
 }
 
 /**
@@ -46,9 +70,10 @@ export async function generate(request: Request, record: RequestRecord): Promise
  * The request's record stays open until the stream ends.
  */
 export async function generateStream(request: Request, record: RequestRecord): Promise<Response> {
+  const cancel = new AbortController();
+  const work = admitWork(cancel.signal);
   const params = await readGenerateRequest(request);
   record.generating(params);
-  const cancel = new AbortController();
   const onClientGone = () => {
     cancel.abort(fail.clientClosed(request.signal.reason));
   };
@@ -64,7 +89,7 @@ export async function generateStream(request: Request, record: RequestRecord): P
       resolve("queued");
     };
   });
-  const opened = admitAndOpen(params, cancel.signal, record, (position) => {
+  const opened = admitAndOpen(params, work, record, (position) => {
     events.send({ type: "queued", position });
     markQueued();
   });
@@ -75,19 +100,18 @@ export async function generateStream(request: Request, record: RequestRecord): P
   } catch (error) {
     cleanup();
     events.end();
-    throw error;
+    throw work.explain(error);
   }
   const streaming = record.hold();
   const relayed =
     first === "queued"
       ? opened.then(
-          (admitted) => relay(admitted, events, record),
+          (admitted) => relay(admitted, events, record, work),
           (error: unknown) => {
-            record.failed(error);
-            events.fail(publicMessage(error));
+            failStream(work.explain(error), events, record);
           },
         )
-      : relay(first, events, record);
+      : relay(first, events, record, work);
   void relayed.finally(() => {
     cleanup();
     streaming();
@@ -104,14 +128,14 @@ interface Admitted {
 
 async function admitAndOpen(
   params: GenerateRequest,
-  signal: AbortSignal,
+  work: Work,
   record: RequestRecord,
   onQueued: (position: number) => void,
 ): Promise<Admitted> {
-  const slot = await record.measure("queue", () => limiter().acquire(signal, onQueued));
+  const slot = await record.measure("queue", () => limiter().acquire(work.queueSignal, onQueued));
   const upstreamDone = record.begin("upstream");
   try {
-    return { slot, response: await upstream().generateStream(params, signal, record.upstreamContext()), upstreamDone };
+    return { slot, response: await upstream().generateStream(params, work.signal, record.upstreamContext()), upstreamDone };
   } catch (error) {
     upstreamDone();
     slot.release();
@@ -125,7 +149,7 @@ async function admitAndOpen(
  * held while the GPU streams and freed however the stream ends; the record
  * hears the bytes relayed and how the stream ended.
  */
-async function relay({ slot, response, upstreamDone }: Admitted, events: EventStream, record: RequestRecord): Promise<void> {
+async function relay({ slot, response, upstreamDone }: Admitted, events: EventStream, record: RequestRecord, work: Work): Promise<void> {
   const splitter = new EventSplitter();
   try {
     for await (const chunk of response.chunks) {
@@ -147,7 +171,7 @@ async function relay({ slot, response, upstreamDone }: Admitted, events: EventSt
     }
     failStream(fail.upstreamBadResponse("the stream ended before the image was complete"), events, record);
   } catch (error) {
-    failStream(error, events, record);
+    failStream(work.explain(error), events, record);
   } finally {
     upstreamDone();
     response.close();

@@ -1,49 +1,39 @@
 import "server-only";
-import { limiter } from "./limiter";
-import { processSingleton } from "./singleton";
+import { limiter, limiterDegraded } from "./limiter";
+import { shutdown } from "./shutdown";
 import { upstream } from "./upstream";
 import type { HealthResult } from "./upstream";
 import type { GatewayHealth } from "./schemas";
 
-/** How long one upstream health answer serves every caller. */
-const REUSE_MS = 1000;
-
-interface HealthCache {
-  pending: Promise<HealthResult> | undefined;
-  last: HealthResult | undefined;
-  settledAt: number;
+/**
+ * The GPU servers' health, coalesced: callers during a probe share it, and its
+ * answer is reused for a second, so many open pages cost one upstream call per
+ * server. With several servers the background probe is the same call.
+ */
+export function upstreamHealth(): Promise<HealthResult> {
+  return upstream().health();
 }
 
 /**
- * The GPU server's health, coalesced: callers during a call share it, and its
- * answer is reused for a second, so many open pages cost one upstream call.
+ * The body of GET /api/health: the gateway's own state and the GPU server's.
+ * With several servers, `text2image_server` is their aggregate and `servers`
+ * lists each one; with one, the body is the seed's. While draining for a
+ * shutdown it is "degraded" with `shutting_down: true`, so balancers and
+ * pages stop sending generations here.
  */
-export function upstreamHealth(): Promise<HealthResult> {
-  const cache = processSingleton<HealthCache>("health", () => ({ pending: undefined, last: undefined, settledAt: 0 }));
-  if (cache.pending) return cache.pending;
-  if (cache.last && Date.now() - cache.settledAt < REUSE_MS) return Promise.resolve(cache.last);
-  cache.pending = upstream()
-    .health()
-    .then((result) => {
-      cache.last = result;
-      cache.settledAt = Date.now();
-      return result;
-    })
-    .finally(() => {
-      cache.pending = undefined;
-    });
-  return cache.pending;
-}
-
-/** The body of GET /api/health: the gateway's own state and the GPU server's. */
-export async function healthReport(): Promise<GatewayHealth> {
-  const result = await upstreamHealth();
+export async function healthReport(): Promise<GatewayHealth & { shutting_down?: true }> {
+  const balancer = upstream();
+  const result = await balancer.health();
   const load = limiter().stats();
-  const healthy = result.ok && result.health.status === "healthy";
+  // With Redis unreachable, `limiter` says so: "local (redis unreachable)".
+  const healthy = result.ok && result.health.status === "healthy" && !limiterDegraded(load);
+  const draining = shutdown().draining;
   return {
-    status: healthy ? "healthy" : "degraded",
+    status: healthy && !draining ? "healthy" : "degraded",
     gateway: "running",
     ...load,
     text2image_server: result.ok ? result.health : { status: result.status, error: result.error },
+    ...(balancer.size > 1 ? { servers: balancer.states() } : {}),
+    ...(draining ? { shutting_down: true as const } : {}),
   };
 }

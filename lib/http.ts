@@ -1,6 +1,8 @@
 import "server-only";
 import { GatewayError, errorResponse, fail } from "./errors";
 import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
+import { admit, corsHeaders, preflightHeaders } from "./security";
+import type { AccessRules, HeaderList } from "./security";
 
 /** A route's handler: the request, and the record it fills in for the log line and metrics. */
 export type Handler = (request: Request, record: RequestRecord) => Response | Promise<Response>;
@@ -11,18 +13,24 @@ type Method = "GET" | "POST";
  * `Allow` for every other method (Next would answer those with an empty body).
  * `name` labels the route's logs and metrics; give the handler's own path
  * (the seed paths are rewrites and must count as the route they land on).
+ * `access` puts the handlers behind the API key and the rate limit (checked
+ * before the handler runs); OPTIONS (CORS preflights) stays open.
  */
-export function route(handlers: Partial<Record<Method, Handler>>, name?: string) {
+export function route(handlers: Partial<Record<Method, Handler>>, name?: string, access: AccessRules = {}) {
   const allow = handlers.GET ? ["GET", "HEAD", ...Object.keys(handlers).filter((m) => m !== "GET")] : Object.keys(handlers);
   const notAllowed: Handler = (request) => {
     throw fail.methodNotAllowed(request.method, allow);
   };
-  const options: Handler = () => new Response(null, { status: 204, headers: { Allow: [...allow, "OPTIONS"].join(", ") } });
+  const methods = [...allow, "OPTIONS"];
+  const options: Handler = (request) =>
+    new Response(null, { status: 204, headers: [["Allow", methods.join(", ")], ...preflightHeaders(request, methods)] });
+  const secured = access.apiKey || access.rateLimit ? (handler: Handler) => admitted(handler, access) : (handler: Handler) => handler;
+  const get = handlers.GET && secured(handlers.GET);
   const observed = (handler: Handler | undefined) => observe(name, handler ?? notAllowed);
   return {
-    GET: observed(handlers.GET),
-    HEAD: observed(handlers.GET ? withoutBody(handlers.GET) : notAllowed),
-    POST: observed(handlers.POST),
+    GET: observed(get),
+    HEAD: observed(get ? withoutBody(get) : notAllowed),
+    POST: observed(handlers.POST && secured(handlers.POST)),
     PUT: observed(notAllowed),
     PATCH: observed(notAllowed),
     DELETE: observed(notAllowed),
@@ -42,7 +50,21 @@ export function observe(name: string | undefined, handler: Handler): (request: R
     const record = new RequestRecord(name ?? new URL(request.url).pathname, request);
     const response = await guarded(request, record);
     record.responded(response.status);
-    return withHeader(response, REQUEST_ID_HEADER, record.id);
+    return withHeaders(response, [[REQUEST_ID_HEADER, record.id], ...corsHeaders(request)]);
+  };
+}
+
+/**
+ * The handler behind the route's access rules: a request without a valid key,
+ * over its rate limit or from a foreign site is answered before its body is
+ * read. Every answer of an admitted request carries its RateLimit-* headers.
+ */
+function admitted(handler: Handler, access: AccessRules): Handler {
+  const guarded = guard(handler);
+  return async (request, record) => {
+    const headers = admit(request, access);
+    const response = await guarded(request, record);
+    return headers.length > 0 ? withHeaders(response, headers) : response;
   };
 }
 
@@ -68,14 +90,23 @@ function withoutBody(handler: Handler): Handler {
   };
 }
 
-/** Sets a header, copying the response if its headers are immutable (as `Response.redirect`'s are). */
-function withHeader(response: Response, name: string, value: string): Response {
+/**
+ * Sets headers (`Vary` is appended to), copying the response if its headers
+ * are immutable (as `Response.redirect`'s are).
+ */
+function withHeaders(response: Response, headers: HeaderList): Response {
+  const apply = (target: Headers) => {
+    for (const [name, value] of headers) {
+      if (name === "Vary") target.append(name, value);
+      else target.set(name, value);
+    }
+  };
   try {
-    response.headers.set(name, value);
+    apply(response.headers);
     return response;
   } catch {
     const copy = new Response(response.body, response);
-    copy.headers.set(name, value);
+    apply(copy.headers);
     return copy;
   }
 }

@@ -294,6 +294,7 @@ function generateErrors(): Record<string, ResponseObject> {
         queueTimeout: ["No slot within QUEUE_TIMEOUT", fail.queueTimeout(defaults.queueTimeoutMs)],
         refused: ["GPU server refuses connections", fail.upstreamRefused(DEFAULT_SERVER, null)],
         hostNotFound: ["GPU server's host name not found", fail.upstreamUnresolvable(DEFAULT_SERVER, null)],
+        noServer: ["Several GPU servers, every one ejected or refusing connections", fail.noServerAvailable()],
         upstreamBusy: ["The GPU server's own 503", fail.upstreamStatus(503, "Queue is full")],
       },
       { "Retry-After": RETRY_AFTER },

@@ -132,27 +132,72 @@ export const GatewayInfo = z.object({
   message: z.string(),
   version: z.string(),
   status: z.literal("running"),
-  text2image_server_url: z.string().describe("The GPU server's URL, without credentials"),
+  text2image_server_url: z
+    .string()
+    .describe("The GPU server's URL, without credentials; with several servers, their URLs joined by commas"),
   mode: z.literal("gateway"),
+  api_key_required: z
+    .boolean()
+    .default(false)
+    .describe("Whether /api/generate and /api/generate-stream need an API key (GATEWAY_API_KEYS is set)"),
 });
 export type GatewayInfo = z.output<typeof GatewayInfo>;
 
+/** A GPU server's health as the gateway reports it: its own answer, or why it could not be asked. */
+const ServerHealthFailure = z
+  .object({
+    status: z.string().describe('"unreachable" or "error_<reason>"'),
+    error: z.string(),
+  })
+  .describe("The GPU server could not be asked");
+
+/** One GPU server behind the gateway, when several are configured. */
+export const ServerState = z.object({
+  url: z.string().describe("The server's URL, without credentials"),
+  state: z
+    .enum(["up", "ejected", "down"])
+    .describe(
+      '"up": in rotation; "ejected": taken out after EJECT_AFTER_FAILURES failures in a row, until a probe succeeds after `ejected_until`; "down": in rotation, but its latest probe failed or it did not say "healthy", so it is tried only when no "up" server has room',
+    ),
+  ejected_until: z.iso.datetime().nullable().describe("When the ejection period ends; null while in rotation"),
+  in_flight: z.int().nonnegative().describe("Generations this gateway runs on it now"),
+  max_concurrent: z.int().positive().describe("MAX_CONCURRENT_PER_SERVER"),
+  available_slots: z.number().nullable().describe("From its latest /health answer"),
+  consecutive_failures: z
+    .int()
+    .nonnegative()
+    .describe("Refused connections and 5xx answers in a row (of calls and probes), and lost connections and timeouts of calls"),
+  ejections: z.int().nonnegative().describe("Times it was ejected since the gateway started"),
+  health: z
+    .union([UpstreamHealth, ServerHealthFailure])
+    .nullable()
+    .describe("Its latest /health answer (probed every HEALTH_INTERVAL); null before the first"),
+});
+export type ServerState = z.output<typeof ServerState>;
+
 /** 200 of GET /api/health: the gateway's own state and the GPU server's. */
 export const GatewayHealth = z.object({
-  status: z.enum(["healthy", "degraded"]).describe('"healthy" when the GPU server answers and says "healthy"'),
+  status: z
+    .enum(["healthy", "degraded"])
+    .describe('"healthy" when the GPU server answers and says "healthy" (with several servers: when at least one in rotation does)'),
   gateway: z.literal("running"),
   in_flight: z.int().nonnegative().describe("Generations running on the GPU server through this gateway"),
   queued: z.int().nonnegative().describe("Requests waiting for a slot"),
   max_concurrent: z.int().positive().describe("MAX_CONCURRENT_REQUESTS"),
-  text2image_server: z.union([
-    UpstreamHealth,
-    z
-      .object({
-        status: z.string().describe('"unreachable" or "error_<reason>"'),
-        error: z.string(),
-      })
-      .describe("The GPU server could not be asked"),
-  ]),
+  text2image_server: z
+    .union([
+      UpstreamHealth,
+      z
+        .object({
+          status: z.string().describe('"unreachable" or "error_<reason>"'),
+          error: z.string(),
+        })
+        .describe("The GPU server could not be asked"),
+    ])
+    .describe(
+      'The GPU server\'s own /health answer. With several servers, an aggregate of those in rotation that answered: status "healthy" if any is, model_loaded and cuda_available true if any is, queue, generations and available_slots summed',
+    ),
+  servers: z.array(ServerState).optional().describe("Each GPU server, when several are configured (absent with one)"),
 });
 export type GatewayHealth = z.output<typeof GatewayHealth>;
 

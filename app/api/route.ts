@@ -1,5 +1,6 @@
 import packageJson from "@/package.json";
 import { route } from "@/lib/http";
+import { apiKeyRequired } from "@/lib/security";
 import type { GatewayInfo } from "@/lib/schemas";
 import { upstream } from "@/lib/upstream";
 
@@ -12,7 +13,9 @@ export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
       message: "Text-to-Image API Gateway",
       version: packageJson.version,
       status: "running",
+      // One URL, or several joined by commas; never with credentials.
       text2image_server_url: upstream().publicUrl,
       mode: "gateway",
+      api_key_required: apiKeyRequired(),
     } satisfies GatewayInfo),
 }, "/api");

@@ -20,6 +20,8 @@ interface Props {
   values: FormValues;
   errors: Partial<Record<Field, string>>;
   onChange: (patch: Partial<FormValues>) => void;
+  /** Fields above the prompt (the API key, when the gateway asks for one). */
+  header?: ReactNode;
   children: ReactNode;
   onSubmit: () => void;
 }
@@ -47,7 +49,7 @@ function submitOnCtrlEnter(event: KeyboardEvent<HTMLTextAreaElement>) {
   }
 }
 
-export function GenerateForm({ values, errors, onChange, children, onSubmit }: Props) {
+export function GenerateForm({ values, errors, onChange, header, children, onSubmit }: Props) {
   const text = (key: keyof FormValues) => (event: ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) => {
     onChange({ [key]: event.target.value });
   };
@@ -61,6 +63,7 @@ export function GenerateForm({ values, errors, onChange, children, onSubmit }: P
       }}
     >
       <div className="form-body">
+        {header}
         <div className="field">
           <label htmlFor={FIELD_IDS.prompt}>Prompt</label>
           <textarea

@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from "react";
 import useSWR from "swr";
 import { validateGenerateRequest } from "@/lib/schemas";
+import { ApiKeyField, useApiKey, useKeyRequired } from "./api-key";
 import { DEFAULT_VALUES, fromRequest, messagesByField, toRequestBody } from "./form";
 import type { FormValues } from "./form";
 import { FIELD_IDS, GenerateForm } from "./generate-form";
@@ -24,6 +25,16 @@ export function Generator() {
   const { state, run, cancel } = useGeneration();
   const { blocker } = useHealth();
   const history = useSWR("indexeddb:history", listHistory, { revalidateOnFocus: false });
+  const keyRequired = useKeyRequired();
+  const [apiKey, setApiKey] = useApiKey();
+  const keyRejected = state.phase === "error" && state.keyRejected === true;
+  // GET /api says whether a key is needed; a 401 shows the field too, should the gateway have changed its mind.
+  const askForKey = keyRequired || keyRejected;
+  const keyRef = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    // After a 401, the key is what to fix: focus goes there (this runs after Actions moved it to Generate).
+    if (keyRejected) keyRef.current?.focus();
+  }, [keyRejected]);
 
   const validation = validateGenerateRequest(toRequestBody(values));
   const errors = showErrors && !validation.ok ? messagesByField(validation.detail) : {};
@@ -43,7 +54,7 @@ export function Generator() {
       return;
     }
     setShowErrors(false);
-    const finished = await run(validation.data);
+    const finished = await run(validation.data, apiKey);
     if (!finished) return;
     setResult(finished);
     // A full or private IndexedDB must not spoil the result on screen.
@@ -74,7 +85,13 @@ export function Generator() {
     <div className="layout">
       <section className="panel" aria-labelledby="form-title">
         <h2 id="form-title">Describe the image</h2>
-        <GenerateForm values={values} errors={errors} onChange={update} onSubmit={() => void submit()}>
+        <GenerateForm
+          values={values}
+          errors={errors}
+          onChange={update}
+          header={askForKey && <ApiKeyField value={apiKey} onChange={setApiKey} rejected={keyRejected} inputRef={keyRef} />}
+          onSubmit={() => void submit()}
+        >
           <Actions running={running} blocker={blocker} onCancel={cancel} />
         </GenerateForm>
       </section>

@@ -7,7 +7,18 @@ import type { GenerateRequest } from "@/lib/schemas";
 /** A failure to show as is: the words are for people, never "HTTP 503". */
 export class GenerationError extends Error {
   override name = "GenerationError";
+
+  /** `keyRejected`: the gateway itself refused the API key (its 401 with a challenge, not a GPU server's 401 passed on). */
+  constructor(
+    message: string,
+    readonly keyRejected = false,
+  ) {
+    super(message);
+  }
 }
+
+/** Header values are bytes: a key with other characters cannot be sent, and is not one. */
+const SENDABLE_KEY = /^[\x21-\x7e]+$/;
 
 const ErrorBody = z.object({
   detail: z.union([z.string(), z.array(z.object({ msg: z.string() }).loose())]),
@@ -25,13 +36,22 @@ export async function describeErrorResponse(response: Response): Promise<string>
   return typeof detail === "string" ? detail : detail.map((item) => item.msg).join("; ");
 }
 
-/** Opens the stream; resolves once the gateway has accepted the request. */
-export async function openStream(request: GenerateRequest, signal: AbortSignal): Promise<ReadableStream<StreamEvent>> {
+/**
+ * Opens the stream; resolves once the gateway has accepted the request. An
+ * API key, when given, goes as `Authorization: Bearer`.
+ */
+export async function openStream(request: GenerateRequest, signal: AbortSignal, apiKey = ""): Promise<ReadableStream<StreamEvent>> {
+  const headers: Record<string, string> = { "content-type": "application/json", accept: "text/event-stream" };
+  const key = apiKey.trim();
+  if (key) {
+    if (!SENDABLE_KEY.test(key)) throw new GenerationError("The API key can only hold letters, digits and punctuation, without spaces.", true);
+    headers.authorization = `Bearer ${key}`;
+  }
   let response: Response;
   try {
     response = await fetch("/api/generate-stream", {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      headers,
       body: JSON.stringify(request),
       signal,
     });
@@ -39,7 +59,10 @@ export async function openStream(request: GenerateRequest, signal: AbortSignal):
     if (signal.aborted) throw error;
     throw new GenerationError("Could not reach the gateway. Check your connection and try again.");
   }
-  if (!response.ok) throw new GenerationError(await describeErrorResponse(response));
+  if (!response.ok) {
+    const keyRejected = response.status === 401 && response.headers.has("www-authenticate");
+    throw new GenerationError(await describeErrorResponse(response), keyRejected);
+  }
   if (!response.body) throw new GenerationError("The gateway answered without a stream.");
   return response.body
     .pipeThrough(new TextDecoderStream())

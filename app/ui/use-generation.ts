@@ -24,7 +24,7 @@ export type GenerationState =
   | { phase: "generating"; startedAt: number; step: number; totalSteps: number }
   | { phase: "done"; elapsedMs: number }
   | { phase: "cancelled"; elapsedMs: number }
-  | { phase: "error"; elapsedMs: number; message: string };
+  | { phase: "error"; elapsedMs: number; message: string; keyRejected?: boolean };
 
 export function isRunning(state: GenerationState): state is Extract<GenerationState, { startedAt: number }> {
   return state.phase === "starting" || state.phase === "queued" || state.phase === "generating";
@@ -58,7 +58,7 @@ export function useGeneration() {
     controllerRef.current?.abort();
   }, []);
 
-  const run = useCallback(async (request: GenerateRequest): Promise<GenerationResult | null> => {
+  const run = useCallback(async (request: GenerateRequest, apiKey = ""): Promise<GenerationResult | null> => {
     controllerRef.current?.abort();
     const controller = new AbortController();
     controllerRef.current = controller;
@@ -66,7 +66,7 @@ export function useGeneration() {
     const elapsed = () => performance.now() - startedAt;
     setState({ phase: "starting", startedAt });
     try {
-      const reader = (await openStream(request, controller.signal)).getReader();
+      const reader = (await openStream(request, controller.signal, apiKey)).getReader();
       for (;;) {
         const { done, value: event } = await reader.read();
         if (done) throw new GenerationError("The gateway closed the stream before the image was ready.");
@@ -87,7 +87,8 @@ export function useGeneration() {
       else {
         const message =
           error instanceof GenerationError ? error.message : "The connection to the gateway was lost before the image was ready.";
-        setState({ phase: "error", elapsedMs: elapsed(), message });
+        const keyRejected = error instanceof GenerationError && error.keyRejected;
+        setState({ phase: "error", elapsedMs: elapsed(), message, ...(keyRejected && { keyRejected }) });
       }
       return null;
     } finally {

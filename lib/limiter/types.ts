@@ -13,6 +13,11 @@ export interface Limiter {
    */
   acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot>;
   stats(): LimiterStats;
+  /**
+   * At shutdown, after the requests in flight are done: lets go of shared
+   * state and connections (the Redis limiter has some; the local one none).
+   */
+  close?(): Promise<void>;
 }
 
 export interface Slot {
@@ -24,4 +29,13 @@ export interface LimiterStats {
   in_flight: number;
   queued: number;
   max_concurrent: number;
+  /** How admission works now; only the Redis limiter says (the local one leaves it out). */
+  limiter?: LimiterMode;
 }
+
+/**
+ * `redis`: one limit over every gateway sharing the Redis. `local`: this
+ * instance's own limit. With REDIS_URL set and Redis unreachable, either the
+ * local limit stands in or new work is refused, as REDIS_FAILURE_MODE says.
+ */
+export type LimiterMode = "redis" | "local" | "local (redis unreachable)" | "unavailable (redis unreachable)";

@@ -1,11 +1,28 @@
 import "server-only";
 import { config } from "../config";
+import { logger } from "../observe/log";
 import { processSingleton } from "../singleton";
-import { UpstreamServer } from "./server";
+import { Balancer } from "./balancer";
 
 export type { HealthResult, OpenResponse } from "./server";
+export type { Balancer } from "./balancer";
 
-/** The GPU server this process forwards to, with its connection pool. */
-export function upstream(): UpstreamServer {
-  return processSingleton("upstream", () => new UpstreamServer(config().serverUrl, config()));
+/**
+ * The GPU servers this process forwards to (TEXT2IMAGE_SERVER_URL, one or
+ * several), each with its connection pool, behind one balancer.
+ */
+export function upstream(): Balancer {
+  return processSingleton("upstream", () => {
+    const settings = config();
+    return new Balancer(settings.serverUrls, {
+      ...settings,
+      onChange: ({ event, url, periodMs, failures }) => {
+        if (event === "ejected") {
+          logger().warn({ server: url, ejected_for_ms: periodMs, consecutive_failures: failures }, "text-to-image server ejected");
+        } else {
+          logger().info({ server: url }, "text-to-image server back in rotation");
+        }
+      },
+    });
+  });
 }

@@ -12,6 +12,8 @@ export interface UpstreamOptions {
   maxConcurrent: number;
   requestTimeoutMs: number;
   maxResponseBytes: number;
+  /** TEXT2IMAGE_SERVER_TOKEN: sent as `Authorization: Bearer`, in place of credentials in the URL. */
+  serverToken?: string | undefined;
 }
 
 /** Health and metrics must answer fast or count as down, whatever REQUEST_TIMEOUT says. */
@@ -42,6 +44,21 @@ export interface CallContext {
   logPrompt?: boolean;
 }
 
+/** undici's codes for a connection that was never made: no byte of the request reached the server. */
+const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
+
+/**
+ * Whether a failed call never reached the server (connection refused, host
+ * not found, no connection in time), so another server may take it without
+ * the risk of running a generation twice. Anything else may have reached a
+ * GPU and is never replayed, as nginx does not replay a non-idempotent POST.
+ */
+export function neverSent(error: unknown): boolean {
+  if (!(error instanceof GatewayError)) return false;
+  const code = (error.cause as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" && NOT_CONNECTED.has(code);
+}
+
 /** A 2xx answer whose body is still to be read. */
 export interface OpenResponse {
   /** The body as it arrives; failures are thrown as GatewayErrors. */
@@ -52,7 +69,8 @@ export interface OpenResponse {
 
 export type HealthResult =
   | { ok: true; health: UpstreamHealth }
-  | { ok: false; status: string; error: string };
+  /** `failure`: the classified error, when the call itself failed (the balancer counts it). */
+  | { ok: false; status: string; error: string; failure?: GatewayError };
 
 /**
  * One GPU server: a keep-alive undici pool, its timeouts and caps, and the
@@ -71,8 +89,9 @@ export class UpstreamServer {
   ) {
     this.publicUrl = redactUrl(url);
     this.basePath = url.pathname.replace(/\/+$/, "");
-    this.authorization =
-      url.username || url.password
+    this.authorization = options.serverToken
+      ? `Bearer ${options.serverToken}`
+      : url.username || url.password
         ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString("base64")}`
         : undefined;
     this.pool = new Pool(url.origin, {
@@ -114,7 +133,7 @@ export class UpstreamServer {
       return { ok: true, health: parsed.data };
     } catch (error) {
       const failure = error instanceof GatewayError ? error : fail.internal(error);
-      return { ok: false, status: healthStatus(failure), error: failure.message };
+      return { ok: false, status: healthStatus(failure), error: failure.message, failure };
     }
   }
 

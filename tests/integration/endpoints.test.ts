@@ -34,6 +34,7 @@ describe("GET /api", () => {
       status: "running",
       text2image_server_url: emulator.url,
       mode: "gateway",
+      api_key_required: false,
     });
     expect(JSON.stringify(answer.body)).not.toContain("hunter2secret");
   });
@@ -65,7 +66,8 @@ describe("GET /api/health", () => {
     emulator.reset();
     const answers = await Promise.all(Array.from({ length: 50 }, () => call(`${gateway.url}/api/health`)));
     expect(answers.every((answer) => answer.status === 200)).toBe(true);
-    expect(emulator.stats().healthRequests).toBe(1);
+    // One call serves them all; a second only if the 50 arrive over more than the 1 s reuse window (a loaded machine).
+    expect(emulator.stats().healthRequests).toBeLessThanOrEqual(2);
   });
 
   it("sends the server's credentials upstream as Basic auth", async () => {

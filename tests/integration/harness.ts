@@ -4,9 +4,12 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
+import { WebSocket } from "undici";
+import type { MessageEvent } from "undici";
+import { expect } from "vitest";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const nextBin = path.join(root, "node_modules/next/dist/bin/next");
@@ -157,4 +160,197 @@ export async function streamGenerate(url: string, body: unknown, init: RequestIn
   const events = isStream ? await readEvents(response, sentAt) : [];
   const json = isStream ? undefined : ((await response.json()) as unknown);
   return { response, json, events, types: events.filter((event) => event.data).map((event) => event.data?.type) };
+}
+
+/** The gateway's own load, as GET /api/health reports it. */
+export async function gatewayLoad(url: string): Promise<{ in_flight: number; queued: number }> {
+  const health = (await call(`${url}/api/health`)).body as { in_flight: number; queued: number };
+  return { in_flight: health.in_flight, queued: health.queued };
+}
+
+/** Waits until the gateway has nothing in flight and nothing queued; returns whether it got there. */
+export function waitIdle(url: string, timeoutMs = 5000): Promise<boolean> {
+  return eventually(async () => {
+    const load = await gatewayLoad(url);
+    return load.in_flight === 0 && load.queued === 0;
+  }, timeoutMs);
+}
+
+/** A small generation every test may use to see the gateway still serves. */
+export const PROBE_BODY = { prompt: "still serving", width: 256, height: 256, num_inference_steps: 6 };
+
+/**
+ * The end state every fault must leave: no slot taken and nothing queued (per
+ * /api/health), no connection to the GPU server left open (when the emulator
+ * is given), and the gateway still answering. By default "answering" is a
+ * generation that succeeds on both /api/generate and /api/generate-stream;
+ * a gateway whose GPU server is down passes its own `probe`.
+ */
+export async function expectIdleAndServing(
+  gateway: Gateway,
+  options: { emulator?: { stats(): { active: number } }; probe?: () => Promise<void> } = {},
+): Promise<void> {
+  expect(await waitIdle(gateway.url), "in_flight and queued back to 0").toBe(true);
+  const { emulator } = options;
+  if (emulator) expect(await eventually(() => emulator.stats().active === 0), "no upstream request left open").toBe(true);
+  if (options.probe) {
+    await options.probe();
+  } else {
+    const plain = await postJson(`${gateway.url}/api/generate`, PROBE_BODY);
+    expect(plain.status, "a generation after the fault").toBe(200);
+    expect((plain.body as { image_base64?: unknown }).image_base64).toMatch(/^data:image\/png;base64,/);
+    const stream = await streamGenerate(`${gateway.url}/api/generate-stream`, PROBE_BODY);
+    expect(stream.types.at(-1), "a stream after the fault").toBe("complete");
+  }
+  expect(await waitIdle(gateway.url), "idle after the probe").toBe(true);
+  expect(gateway.process.exitCode, "the server is still running").toBeNull();
+}
+
+/** What a crash or an unhandled failure leaves in the server's output: none of it may appear. */
+export const CRASH_SIGNS = /unhandledRejection|uncaughtException|Invalid state|\w*Error: |^\s+at \S.*:\d+:\d+\)?$/m;
+
+/** Asserts the server printed no crash, unhandled rejection or stack trace. */
+export function expectCleanOutput(gateway: Gateway): void {
+  const match = CRASH_SIGNS.exec(gateway.output());
+  const context = match ? gateway.output().slice(Math.max(0, match.index - 400), match.index + 800) : "";
+  expect(match === null, `the server log shows a failure:\n${context}`).toBe(true);
+}
+
+/**
+ * The process that listens on the gateway's port: the spawned `next start`
+ * itself or, should Next fork a server child, that child. Found through the
+ * listening socket's inode in /proc/net/tcp and the processes' fd links.
+ */
+export function listeningPid(gateway: Gateway): number {
+  const port = Number(new URL(gateway.url).port);
+  const root = gateway.process.pid;
+  if (root === undefined) throw new Error("the gateway has no pid");
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    if (!existsSync(table)) continue;
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      const state = fields[3];
+      const inode = fields[9];
+      if (local === undefined || inode === undefined) continue;
+      if (state === "0A" && parseInt(local.split(":")[1] ?? "", 16) === port) inodes.add(inode);
+    }
+  }
+  if (inodes.size === 0) throw new Error(`nothing listens on port ${port}`);
+  for (const pid of [root, ...descendants(root)]) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    for (const fd of fds) {
+      let link: string;
+      try {
+        link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+      if (inode !== undefined && inodes.has(inode)) return pid;
+    }
+  }
+  throw new Error(`no process under ${root} holds the socket listening on port ${port}`);
+}
+
+function descendants(pid: number): number[] {
+  const children: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return children;
+  }
+  for (const task of tasks) {
+    let listed = "";
+    try {
+      listed = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const child of listed.split(/\s+/).filter(Boolean).map(Number)) children.push(child, ...descendants(child));
+  }
+  return children;
+}
+
+/** Resident memory of a process in bytes (VmRSS of /proc/<pid>/status). */
+export function residentBytes(pid: number): number {
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  if (kb === undefined) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(kb) * 1024;
+}
+
+export interface GatewayExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Milliseconds from the signal to the exit. */
+  afterMs: number;
+}
+
+/**
+ * Sends `signal` to the gateway's process at once and resolves with how it
+ * exited; rejects if it still runs after `timeoutMs` (then `stop()` kills it).
+ */
+export async function signalGateway(gateway: Gateway, signal: NodeJS.Signals = "SIGTERM", timeoutMs = 45_000): Promise<GatewayExit> {
+  const child = gateway.process;
+  const sentAt = performance.now();
+  const exited = new Promise<GatewayExit>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode, afterMs: 0 });
+    child.once("exit", (code, exitSignal) => {
+      resolve({ code, signal: exitSignal, afterMs: performance.now() - sentAt });
+    });
+  });
+  child.kill(signal);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`the gateway still runs ${timeoutMs} ms after ${signal}:\n${gateway.output()}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A full garbage collection in the gateway's server process, through the V8
+ * inspector (HeapProfiler.collectGarbage): memory read after it is what the
+ * process holds, not what V8 has yet to collect. The gateway must have been
+ * started with `NODE_OPTIONS=--inspect-port=127.0.0.1:0`; SIGUSR1 then opens
+ * the inspector on a free loopback port, which Node prints.
+ */
+export async function collectGarbage(gateway: Gateway, pid: number): Promise<void> {
+  const announced = /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)/;
+  if (!announced.test(gateway.output())) process.kill(pid, "SIGUSR1");
+  expect(await eventually(() => announced.test(gateway.output())), "the inspector opened").toBe(true);
+  const url = announced.exec(gateway.output())?.[1] as string;
+  const socket = new WebSocket(url);
+  try {
+    await new Promise((resolve, reject) => {
+      socket.addEventListener("open", resolve, { once: true });
+      socket.addEventListener("error", reject, { once: true });
+    });
+    for (let id = 1; id <= 2; id++) {
+      const reply = new Promise<void>((resolve) => {
+        const onMessage = (event: MessageEvent) => {
+          if ((JSON.parse(String(event.data)) as { id?: number }).id !== id) return;
+          socket.removeEventListener("message", onMessage);
+          resolve();
+        };
+        socket.addEventListener("message", onMessage);
+      });
+      socket.send(JSON.stringify({ id, method: "HeapProfiler.collectGarbage" }));
+      await reply;
+    }
+  } finally {
+    socket.close();
+  }
 }

@@ -76,13 +76,6 @@ describe("admission", () => {
     expect(emulator.stats().generateRequests).toBe(0);
   });
 
-  it("answers an upstream 503 of an admitted request as that JSON status", async () => {
-    emulator.setFault({ kind: "status", status: 503, detail: "Queue is full" });
-    const { response, json } = await streamGenerate(`${gateway.url}/api/generate-stream`, small);
-    expect(response.status).toBe(503);
-    expect(json).toEqual({ detail: "Queue is full", request_id: expect.any(String) as unknown });
-  });
-
   it("tells a waiting request its place in line, then streams its generation", async () => {
     emulator.setStepMs(100);
     const first = streamGenerate(`${gateway.url}/api/generate-stream`, small);
@@ -112,29 +105,6 @@ describe("admission", () => {
   });
 });
 
-describe("failures mid-stream end with an error event", () => {
-  it.each([
-    ["an upstream cut", "[[fault:stream_cut]]", "Connection to the text-to-image server was lost"],
-    ["a malformed event", "[[fault:stream_malformed]]", "Text-to-image server sent an invalid response: an event is not JSON"],
-    ["a complete event cut short", "[[fault:reset_mid_body]]", "Connection to the text-to-image server was lost"],
-  ])("%s", async (_name, directive, message) => {
-    const { response, events, types } = await streamGenerate(`${gateway.url}/api/generate-stream`, { ...small, prompt: `boat ${directive}` });
-    expect(response.status).toBe(200);
-    expect(types.at(-1)).toBe("error");
-    expect(types.slice(0, -1).every((type) => type === "progress")).toBe(true);
-    expect(events.at(-1)?.data).toEqual({ type: "error", message });
-    expect(await eventually(idle)).toBe(true);
-  });
-
-  it("a stream past REQUEST_TIMEOUT", async () => {
-    emulator.setStepMs(1000); // 6 s of steps against a 3 s limit
-    const { events } = await streamGenerate(`${gateway.url}/api/generate-stream`, small);
-    expect(events.at(-1)?.data).toEqual({ type: "error", message: "Text-to-image server did not answer within 3 s (REQUEST_TIMEOUT)" });
-    expect(events.at(-1)?.at).toBeLessThan(4500);
-    expect(await eventually(() => emulator.stats().aborted === 1)).toBe(true);
-  });
-});
-
 describe("an idle stream", () => {
   it("gets a keep-alive comment every SSE_KEEPALIVE_INTERVAL", async () => {
     emulator.setStepMs(400);
@@ -146,56 +116,9 @@ describe("an idle stream", () => {
   });
 });
 
-describe("a client that disconnects", () => {
-  it.each([["/api/generate-stream"], ["/generate-stream"]])("from %s aborts the upstream stream within a second and frees the slot", async (path) => {
-    emulator.setStepMs(200);
-    const client = new AbortController();
-    const sentAt = performance.now();
-    const response = await fetch(`${gateway.url}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(small),
-      signal: client.signal,
-    });
-    const reader = response.body?.getReader();
-    await reader?.read(); // the first event: the GPU is working
-    client.abort();
-    const abortedAt = performance.now();
-    expect(await eventually(() => emulator.stats().aborted === 1, 1000)).toBe(true);
-    expect(performance.now() - abortedAt).toBeLessThan(1000);
-    expect(await eventually(idle)).toBe(true);
-    expect(performance.now() - sentAt).toBeLessThan(STEPS * 200);
-    // The freed slot serves the next request at once.
-    emulator.setStepMs(1);
-    expect((await streamGenerate(`${gateway.url}/api/generate-stream`, small)).types.at(-1)).toBe("complete");
-  });
-
-  it("while queued leaves the queue and never reaches the GPU", async () => {
-    emulator.setStepMs(150);
-    const first = streamGenerate(`${gateway.url}/api/generate-stream`, small);
-    expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
-    const client = new AbortController();
-    const sentAt = performance.now();
-    const queued = await fetch(`${gateway.url}/api/generate-stream`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(small),
-      signal: client.signal,
-    });
-    const reader = queued.body?.getReader();
-    const firstEvent = new TextDecoder().decode((await reader?.read())?.value);
-    expect(firstEvent).toContain('"type":"queued"');
-    client.abort();
-    expect(await eventually(async () => ((await call(`${gateway.url}/api/health`)).body as { queued: number }).queued === 0, 1000)).toBe(true);
-    await first;
-    expect(emulator.stats().generateRequests).toBe(1);
-    expect(performance.now() - sentAt).toBeLessThan(STEPS * 150 + 1000);
-    expect(await eventually(idle)).toBe(true);
-  });
-
-  it("never crashes the server", () => {
+describe("after the tests above", () => {
+  it("the server never crashed", () => {
     expect(gateway.output()).not.toMatch(/uncaughtException|unhandledRejection|Invalid state/);
     expect(gateway.process.exitCode).toBeNull();
   });
 });
-

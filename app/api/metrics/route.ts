@@ -4,7 +4,10 @@ import { upstream } from "@/lib/upstream";
 
 export const dynamic = "force-dynamic";
 
-/** GET /api/metrics: the GPU server's own metrics JSON, passed through. */
+/**
+ * GET /api/metrics: the GPU server's own metrics JSON, passed through. With
+ * several servers, `{"servers": {"<url>": <its JSON> | {"error": "..."}}}`.
+ */
 export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
   GET: async () => {
     try {

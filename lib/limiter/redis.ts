@@ -1,0 +1,521 @@
+import { createHash, randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { Redis } from "ioredis";
+import type { RedisOptions } from "ioredis";
+import { fail } from "../errors";
+import type { GatewayError } from "../errors";
+import { LocalLimiter } from "./local";
+import type { LocalLimiterOptions } from "./local";
+import { ENTER, SYNC, limiterKeys } from "./redis-scripts";
+import type { LimiterKeys } from "./redis-scripts";
+import type { Limiter, LimiterMode, LimiterStats, Slot } from "./types";
+
+export type RedisFailureMode = "local" | "closed";
+
+export interface RedisLimiterOptions extends LocalLimiterOptions {
+  redisUrl: string;
+  /** A slot whose gateway stops renewing it (a crash) is free again after this long. */
+  leaseTtlMs: number;
+  /** Redis unreachable: `local` limits this instance alone, `closed` refuses new work. */
+  failureMode: RedisFailureMode;
+  /** Every gateway sharing one limit uses the same prefix (tests use their own). */
+  keyPrefix?: string;
+  /** How often a waiting request asks Redis for its turn, besides when told of a change. */
+  pollMs?: number;
+  /** Hears each change of mode, e.g. to log that Redis went away (with the error) or came back. */
+  onModeChange?: (mode: LimiterMode, cause: unknown) => void;
+}
+
+export const DEFAULT_KEY_PREFIX = "text2image-gateway:limiter";
+const DEFAULT_POLL_MS = 100;
+/** The longest a gateway goes without renewing its leases and refreshing its counts. */
+const IDLE_SYNC_MS = 1000;
+/** stats() asks for fresh counts when the ones it has are older than this. */
+const STALE_COUNTS_MS = 500;
+/** Ids kept to remove from Redis once it answers again; past this, the leases' own expiry does it. */
+const MAX_FORGET = 10_000;
+/** A script that has not answered in this long counts as Redis being unreachable. */
+const COMMAND_TIMEOUT_MS = 1000;
+
+/**
+ * Commands fail at once instead of waiting in ioredis's offline queue, so a
+ * Redis outage turns into the failure mode within a round trip, not a hang;
+ * ioredis keeps reconnecting in the background (at most a second apart).
+ * Its own command timeout is only a backstop that clears stuck commands; the
+ * one that decides is `COMMAND_TIMEOUT_MS`, which a busy event loop cannot trip.
+ */
+const CONNECTION: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  connectTimeout: 5000,
+  commandTimeout: 10 * COMMAND_TIMEOUT_MS,
+  autoResubscribe: false,
+  retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+};
+
+/**
+ * Rejects when `promise` has not settled within `ms`, but only after the
+ * event loop has read the I/O waiting for it (setImmediate runs after the
+ * poll phase): a reply that came in while the loop was stalled, say by a
+ * slow first request, still counts, and no outage is made up.
+ */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        reject(new Error(`Redis did not answer within ${ms} ms`));
+      });
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+interface Script {
+  source: string;
+  sha: string;
+}
+
+const script = (source: string): Script => ({ source, sha: createHash("sha1").update(source).digest("hex") });
+const ENTER_SCRIPT = script(ENTER);
+const SYNC_SCRIPT = script(SYNC);
+
+interface Waiter {
+  position: number;
+  readonly onQueued: ((position: number) => void) | undefined;
+  granted(): void;
+  /** Redis went away while it waited: wait locally instead, or fail (closed). */
+  moveOut(): void;
+  /** The limiter closed under it. */
+  abandon(): void;
+}
+
+interface Held {
+  /** Its local slot: when admitted locally, or counted against the local limit during an outage. */
+  local: Promise<Slot> | undefined;
+  /** Its lease may be in Redis, so a release must remove it there. */
+  inRedis: boolean;
+}
+
+const NEVER = new AbortController().signal;
+
+/** Throws client_closed once the client has gone. */
+function stillWanted(signal: AbortSignal): void {
+  if (signal.aborted) throw fail.clientClosed(signal.reason);
+}
+
+/**
+ * One concurrency limit over every gateway sharing a Redis: slots are leases
+ * that their gateway renews, waiters form one FIFO across gateways, and each
+ * gateway makes one round trip (SYNC) per tick for all of its leases and
+ * waiters: every `pollMs` while it has waiters, else at most a second apart,
+ * and at once when another gateway publishes a change. While Redis cannot be
+ * reached, a LocalLimiter stands in (or, `closed`, new work is refused), and
+ * global limiting resumes when it can.
+ */
+export class RedisLimiter implements Limiter {
+  private readonly client: Redis;
+  private readonly subscriber: Redis;
+  private readonly keys: LimiterKeys;
+  private readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  private readonly local: LocalLimiter;
+  private readonly pollMs: number;
+  private readonly renewMs: number;
+
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly held = new Map<string, Held>();
+  private readonly forget = new Set<string>();
+  private counter = 0;
+  private counts = { inFlight: 0, queued: 0, at: 0 };
+
+  private syncing = false;
+  private syncDone: Promise<void> = Promise.resolve();
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private nextSyncAt = Infinity;
+  private closed = false;
+
+  /** Until the first connection attempt ends, requests wait for it rather than fall back. */
+  private settled = false;
+  private readonly firstOutcome: Promise<void>;
+  private commandFailing = false;
+  private lastError: unknown;
+  private mode: LimiterMode = "redis";
+
+  constructor(private readonly options: RedisLimiterOptions) {
+    this.keys = limiterKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    this.local = new LocalLimiter(options);
+    this.pollMs = Math.min(options.pollMs ?? DEFAULT_POLL_MS, options.leaseTtlMs / 3);
+    this.renewMs = options.leaseTtlMs / 3;
+
+    this.client = new Redis(options.redisUrl, CONNECTION);
+    let settle!: () => void;
+    const attempted = new Promise<void>((resolve) => (settle = resolve));
+    // ioredis reports a connection that cannot be made within connectTimeout; this is a last resort.
+    const settleTimer = setTimeout(() => setImmediate(settle), (CONNECTION.connectTimeout ?? 0) + 1000);
+    settleTimer.unref();
+    this.firstOutcome = attempted.then(() => {
+      clearTimeout(settleTimer);
+      this.settled = true;
+      this.refreshMode();
+    });
+    this.client.on("ready", () => {
+      this.commandFailing = false;
+      settle();
+      this.refreshMode();
+      this.kick();
+    });
+    const down = (error?: unknown) => {
+      if (error !== undefined) this.lastError = error;
+      if (this.client.status !== "ready") settle();
+      this.refreshMode();
+    };
+    this.client.on("error", down);
+    this.client.on("close", () => {
+      down();
+    });
+
+    this.subscriber = this.client.duplicate();
+    this.subscriber.on("ready", () => {
+      this.subscriber.subscribe(this.keys.channel).catch(() => {
+        // Polling still works; the next reconnection subscribes again.
+      });
+    });
+    this.subscriber.on("message", (_channel: string, from: string) => {
+      if (from !== this.instanceId) this.kick();
+    });
+    this.subscriber.on("error", () => {
+      // Reported through the command connection; ioredis reconnects both.
+    });
+  }
+
+  async acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
+    const deadline = Date.now() + this.options.queueTimeoutMs;
+    stillWanted(signal);
+    if (!this.settled) await this.firstOutcome;
+    stillWanted(signal);
+    if (this.closed || !this.isUp()) return this.withoutRedis(signal, onQueued, deadline);
+
+    const id = this.newId();
+    let reply: number[];
+    try {
+      reply = await this.run(ENTER_SCRIPT, [id, this.options.maxConcurrent, this.options.maxQueue, this.options.leaseTtlMs, this.keys.channel, this.instanceId]);
+    } catch (error) {
+      this.forgetLater(id); // it may have been entered before the answer was lost
+      this.commandFailed(error);
+      return this.withoutRedis(signal, onQueued, deadline);
+    }
+    this.commandSucceeded();
+    const [position = -1, inFlight = 0, queued = 0] = reply;
+    this.counts = { inFlight, queued, at: Date.now() };
+    try {
+      stillWanted(signal);
+    } catch (error) {
+      this.forgetLater(id);
+      this.kick();
+      throw error;
+    }
+    if (position === 0) return this.hold(id, { local: undefined, inRedis: true });
+    if (position < 0) throw fail.queueFull();
+    return this.wait(id, position, signal, onQueued, deadline);
+  }
+
+  stats(): LimiterStats {
+    const base = { max_concurrent: this.options.maxConcurrent, limiter: this.mode };
+    if (this.mode === "redis") {
+      if (!this.closed && Date.now() - this.counts.at > STALE_COUNTS_MS) this.kick();
+      return { in_flight: this.counts.inFlight, queued: this.counts.queued, ...base };
+    }
+    return { in_flight: this.held.size, queued: this.waiters.size + this.local.stats().queued, ...base };
+  }
+
+  /**
+   * For shutdown, once the requests in flight are done: waiters get a 503,
+   * released slots and departed waiters are removed from Redis, and the
+   * connections close. A slot still held lapses after the lease TTL.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const waiter of [...this.waiters.values()]) waiter.abandon();
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.syncDone;
+    if (this.isUp()) await this.sync();
+    this.disconnect();
+  }
+
+  /**
+   * Stops at once, releasing nothing, as a crash (kill -9) would: what it
+   * holds lapses after the lease TTL, its queue entries once their
+   * heartbeats stop. Waiters get a 503.
+   */
+  disconnect(): void {
+    for (const waiter of [...this.waiters.values()]) waiter.abandon();
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.client.disconnect();
+    this.subscriber.disconnect();
+  }
+
+  private wait(id: string, position: number, signal: AbortSignal, onQueued: ((position: number) => void) | undefined, deadline: number): Promise<Slot> {
+    return new Promise<Slot>((resolve, reject) => {
+      if (this.closed) {
+        // closed while its entry was made
+        this.forgetLater(id);
+        reject(fail.limiterUnavailable());
+        return;
+      }
+      const leave = () => {
+        this.waiters.delete(id);
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+      };
+      const giveUp = (error: GatewayError) => {
+        leave();
+        this.forgetLater(id);
+        this.kick(); // out of the queue now, so the others move up now
+        reject(error);
+      };
+      const onAbort = () => {
+        giveUp(fail.clientClosed(signal.reason));
+      };
+      const timer = setTimeout(() => {
+        giveUp(fail.queueTimeout(this.options.queueTimeoutMs));
+      }, Math.max(0, deadline - Date.now()));
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiters.set(id, {
+        position,
+        onQueued,
+        granted: () => {
+          leave();
+          resolve(this.hold(id, { local: undefined, inRedis: true }));
+        },
+        moveOut: () => {
+          leave();
+          this.forgetLater(id);
+          this.withoutRedis(signal, onQueued, deadline).then(resolve, reject);
+        },
+        abandon: () => {
+          leave();
+          this.forgetLater(id);
+          reject(fail.limiterUnavailable());
+        },
+      });
+      onQueued?.(position);
+      if (this.isUp()) this.syncWithin(this.pollMs);
+      else this.refreshMode();
+    });
+  }
+
+  /** Admission while Redis cannot be reached: the local limit, or none at all (`closed`). */
+  private async withoutRedis(signal: AbortSignal, onQueued: ((position: number) => void) | undefined, deadline: number): Promise<Slot> {
+    if (this.closed || this.options.failureMode === "closed") throw fail.limiterUnavailable(this.lastError);
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw fail.queueTimeout(this.options.queueTimeoutMs);
+    // The local limiter's own timeout counts from now; the request's started earlier.
+    const giveUp = new AbortController();
+    const timedOut = Symbol("queue timeout");
+    const timer = setTimeout(() => {
+      giveUp.abort(timedOut);
+    }, remaining);
+    const onAbort = () => {
+      giveUp.abort(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const slot = await this.local.acquire(giveUp.signal, onQueued);
+      return this.hold(this.newId(), { local: Promise.resolve(slot), inRedis: false });
+    } catch (error) {
+      if (giveUp.signal.reason === timedOut) throw fail.queueTimeout(this.options.queueTimeoutMs);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  private hold(id: string, held: Held): Slot {
+    this.held.set(id, held);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.held.delete(id);
+        void held.local?.then((slot) => {
+          slot.release();
+        });
+        if (held.inRedis) {
+          this.forgetLater(id);
+          this.kick();
+        }
+      },
+    };
+  }
+
+  private forgetLater(id: string): void {
+    if (this.forget.size >= MAX_FORGET) {
+      const oldest = this.forget.values().next();
+      if (!oldest.done) this.forget.delete(oldest.value);
+    }
+    this.forget.add(id);
+  }
+
+  /** Runs a sync now, or right after the one in progress. */
+  private kick(): void {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.nextSyncAt = Infinity;
+    this.syncing = true;
+    this.syncDone = this.sync().finally(() => {
+      this.syncing = false;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      } else {
+        this.syncWithin(this.waiters.size > 0 ? this.pollMs : Math.min(this.renewMs, IDLE_SYNC_MS));
+      }
+    });
+  }
+
+  /** Makes sure a sync runs within `ms`, with a little jitter so gateways do not poll in step. */
+  private syncWithin(ms: number): void {
+    if (this.closed || this.syncing) return;
+    const delay = ms * (0.8 + Math.random() * 0.2);
+    if (Date.now() + delay >= this.nextSyncAt) return;
+    clearTimeout(this.timer);
+    this.nextSyncAt = Date.now() + delay;
+    this.timer = setTimeout(() => {
+      this.kick();
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** One round trip for everything this gateway holds, waits for or let go. */
+  private async sync(): Promise<void> {
+    const forget = [...this.forget];
+    const held = [...this.held.keys()];
+    const waiting = [...this.waiters.keys()];
+    const up = this.isUp();
+    let reply: number[];
+    try {
+      reply = await this.run(SYNC_SCRIPT, [
+        this.options.leaseTtlMs,
+        this.options.maxConcurrent,
+        this.keys.channel,
+        this.instanceId,
+        forget.length,
+        held.length,
+        waiting.length,
+        ...forget,
+        ...held,
+        ...waiting,
+      ]);
+    } catch (error) {
+      // A lease sent while the connection looked up may have landed: remove it on release.
+      if (up) this.markInRedis(held);
+      this.commandFailed(error);
+      return;
+    }
+    this.commandSucceeded();
+    for (const id of forget) this.forget.delete(id);
+    this.markInRedis(held);
+    this.counts = { inFlight: reply[0] ?? 0, queued: reply[1] ?? 0, at: Date.now() };
+    waiting.forEach((id, index) => {
+      const result = reply[index + 2];
+      const waiter = this.waiters.get(id);
+      // A waiter gone meanwhile is in `forget`: the next sync frees whatever it got.
+      if (!waiter || result === undefined) return;
+      if (result === 0) waiter.granted();
+      else if (result !== waiter.position) {
+        waiter.position = result;
+        waiter.onQueued?.(result);
+      }
+    });
+  }
+
+  private markInRedis(ids: string[]): void {
+    for (const id of ids) {
+      const held = this.held.get(id);
+      if (held) held.inRedis = true;
+    }
+  }
+
+  private async run(script: Script, args: (string | number)[]): Promise<number[]> {
+    const [leases, queue, alive, seq] = this.keys.keys;
+    let reply: unknown;
+    try {
+      reply = await within(this.client.evalsha(script.sha, 4, leases, queue, alive, seq, ...args), COMMAND_TIMEOUT_MS);
+    } catch (error) {
+      // Scripts are cached per server: a restarted Redis needs the source again.
+      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      reply = await within(this.client.eval(script.source, 4, leases, queue, alive, seq, ...args), COMMAND_TIMEOUT_MS);
+    }
+    if (!Array.isArray(reply) || !reply.every((item) => typeof item === "number")) {
+      throw new Error(`unexpected reply from the limiter script: ${JSON.stringify(reply)}`);
+    }
+    return reply;
+  }
+
+  private isUp(): boolean {
+    return this.client.status === "ready" && !this.commandFailing;
+  }
+
+  private commandFailed(error: unknown): void {
+    this.lastError = error;
+    this.commandFailing = true;
+    this.refreshMode();
+  }
+
+  private commandSucceeded(): void {
+    if (!this.commandFailing) return;
+    this.commandFailing = false;
+    this.refreshMode();
+  }
+
+  private refreshMode(): void {
+    if (this.closed) return; // its own disconnect is no outage
+    const up = this.isUp() || !this.settled;
+    const mode: LimiterMode = up ? "redis" : this.options.failureMode === "local" ? "local (redis unreachable)" : "unavailable (redis unreachable)";
+    if (mode !== this.mode) {
+      this.mode = mode;
+      this.options.onModeChange?.(mode, up ? undefined : this.lastError);
+    }
+    if (!up) this.handleOutage();
+  }
+
+  /**
+   * Redis is unreachable: slots already held count against the local limit
+   * (so this instance stays within it), and waiters move to the local queue in
+   * their order, or fail when `closed`. Safe to call again and again.
+   */
+  private handleOutage(): void {
+    if (this.options.failureMode === "local") {
+      for (const held of this.held.values()) {
+        if (held.local) continue;
+        const local = this.local.stats();
+        if (local.in_flight >= local.max_concurrent || local.queued > 0) break;
+        // Granted at once (there is room), so this neither waits nor times out.
+        held.local = this.local.acquire(NEVER);
+      }
+    }
+    for (const waiter of [...this.waiters.values()]) waiter.moveOut();
+  }
+
+  private newId(): string {
+    this.counter++;
+    return `${this.instanceId}:${this.counter.toString(36)}`;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * CORS for other frontends (CORS_ORIGINS). Empty: same origin only, and no
+ * CORS header is ever sent. A listed origin is echoed with credentials
+ * allowed; `*` (only when given) lets any origin read, never with
+ * credentials. Anything else gets no CORS headers: the browser blocks it.
+ */
+export const CORS_ALLOWED_HEADERS = ["content-type", "authorization", "x-api-key", "x-request-id", "traceparent", "tracestate"];
+export const CORS_EXPOSED_HEADERS = [
+  "x-request-id",
+  "retry-after",
+  "ratelimit-limit",
+  "ratelimit-remaining",
+  "ratelimit-reset",
+  "www-authenticate",
+];
+/** Seconds a browser may cache a preflight answer (Chromium caps it at 7200). */
+export const CORS_MAX_AGE_SECONDS = 600;
+
+export type HeaderList = [name: string, value: string][];
+
+export class CorsPolicy {
+  private readonly origins: Set<string>;
+  private readonly anyOrigin: boolean;
+
+  constructor(origins: readonly string[]) {
+    this.anyOrigin = origins.includes("*");
+    this.origins = new Set(origins.filter((origin) => origin !== "*"));
+  }
+
+  get enabled(): boolean {
+    return this.anyOrigin || this.origins.size > 0;
+  }
+
+  /** Whether a page from `origin` may call the gateway from a browser. */
+  allows(origin: string): boolean {
+    return this.anyOrigin || this.origins.has(origin);
+  }
+
+  /** The CORS headers of a response to a request with this `Origin` (none when CORS is off). */
+  responseHeaders(origin: string | null): HeaderList {
+    if (!this.enabled) return [];
+    // The answer depends on Origin whenever a list is configured: caches must keep them apart.
+    const headers: HeaderList = [["Vary", "Origin"]];
+    if (origin === null) return headers;
+    if (this.origins.has(origin)) {
+      headers.push(["Access-Control-Allow-Origin", origin], ["Access-Control-Allow-Credentials", "true"]);
+    } else if (this.anyOrigin) {
+      headers.push(["Access-Control-Allow-Origin", "*"]);
+    } else {
+      return headers;
+    }
+    headers.push(["Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS.join(", ")]);
+    return headers;
+  }
+
+  /** The extra headers of a preflight answer: methods, request headers, cache time. None for an origin not allowed. */
+  preflightHeaders(origin: string | null, methods: readonly string[]): HeaderList {
+    if (origin === null || !this.allows(origin)) return [];
+    return [
+      ["Access-Control-Allow-Methods", methods.join(", ")],
+      ["Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS.join(", ")],
+      ["Access-Control-Max-Age", String(CORS_MAX_AGE_SECONDS)],
+    ];
+  }
+}
+
+/**
+ * Whether a browser sent this request from another site that CORS_ORIGINS does
+ * not list. A JSON POST needs a preflight, which such a site fails; but a form
+ * or a fetch with a body of no declared type skips the preflight, and the
+ * gateway takes a body without Content-Type as JSON. `Sec-Fetch-Site` (sent by
+ * every current browser, set by the browser alone) tells those apart; without
+ * it (curl, servers, old browsers) the request is not a browser's cross-site one.
+ */
+export function isForeignBrowserRequest(headers: Headers, policy: CorsPolicy): boolean {
+  const site = headers.get("sec-fetch-site");
+  if (site !== "cross-site" && site !== "same-site") return false;
+  const origin = headers.get("origin");
+  return origin === null || !policy.allows(origin);
+}

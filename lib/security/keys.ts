@@ -1,0 +1,57 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { fail } from "../errors";
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+function digest(key: string): Buffer {
+  return createHash("sha256").update(key, "utf8").digest();
+}
+
+/**
+ * GATEWAY_API_KEYS, held as SHA-256 digests and compared in constant time:
+ * every stored digest is compared, equal-length digests leak neither the
+ * keys' lengths nor which key was closest.
+ */
+export class ApiKeys {
+  private readonly digests: Buffer[];
+
+  constructor(keys: readonly string[]) {
+    this.digests = keys.map(digest);
+  }
+
+  /** Whether requests must present a key (GATEWAY_API_KEYS is set). */
+  get required(): boolean {
+    return this.digests.length > 0;
+  }
+
+  /**
+   * The caller's key, from `Authorization: Bearer <key>` or `X-API-Key: <key>`:
+   * a stable id of the key that matched (for rate limits; it says nothing of
+   * the key itself), or undefined when no keys are configured. Throws 401.
+   */
+  verify(headers: Headers): string | undefined {
+    if (!this.required) return undefined;
+    const presented = presentedKeys(headers);
+    if (presented.length === 0) throw fail.apiKeyMissing();
+    let match = -1;
+    for (const key of presented) {
+      const given = digest(key);
+      this.digests.forEach((stored, index) => {
+        // No early exit: the time taken does not depend on which key matched.
+        if (timingSafeEqual(given, stored) && match < 0) match = index;
+      });
+    }
+    if (match < 0) throw fail.apiKeyInvalid();
+    return `key#${match}`;
+  }
+}
+
+/** The keys a request presents: a Bearer token, an X-API-Key value, or both. */
+export function presentedKeys(headers: Headers): string[] {
+  const keys: string[] = [];
+  const bearer = BEARER.exec(headers.get("authorization") ?? "")?.[1];
+  if (bearer) keys.push(bearer);
+  const apiKey = headers.get("x-api-key")?.trim();
+  if (apiKey) keys.push(apiKey);
+  return keys;
+}

@@ -1,0 +1,324 @@
+/**
+ * Several GPU servers behind the built gateway (`next start`), each an
+ * emulator on its own port: spreading, ejection and return, failover only when
+ * nothing was sent, 503 when every server is out, and the health and metrics
+ * bodies. Prints the measured times to eject and to rejoin.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEmulator } from "../../emulator/server";
+import type { Emulator } from "../../emulator/server";
+import { call, eventually, freePort, postJson, startGateway, streamGenerate } from "./harness";
+import type { Gateway } from "./harness";
+
+const small = { prompt: "a paper boat", width: 256, height: 256, num_inference_steps: 6 };
+const NO_SERVER = "No text-to-image server is available";
+
+interface ServerState {
+  url: string;
+  state: "up" | "ejected" | "down";
+  ejected_until: string | null;
+  in_flight: number;
+  consecutive_failures: number;
+  ejections: number;
+}
+
+interface HealthBody {
+  status: string;
+  text2image_server: Record<string, unknown>;
+  servers: ServerState[];
+}
+
+async function health(gateway: Gateway): Promise<HealthBody> {
+  return (await call(`${gateway.url}/api/health`)).body as HealthBody;
+}
+
+async function serverState(gateway: Gateway, url: string): Promise<ServerState> {
+  const found = (await health(gateway)).servers.find((server) => server.url === url);
+  if (!found) throw new Error(`${url} is not in /api/health`);
+  return found;
+}
+
+const generated = (emulators: Emulator[]) => emulators.map((emulator) => emulator.stats().generateRequests);
+
+describe("two servers", () => {
+  let a: Emulator;
+  let b: Emulator;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startEmulator({ stepMs: 1 }), startEmulator({ stepMs: 1 })]);
+    const withCredentials = new URL(a.url);
+    withCredentials.username = "gpu";
+    withCredentials.password = "hunter2secret";
+    gateway = await startGateway({
+      TEXT2IMAGE_SERVER_URL: `${withCredentials.href}, ${b.url}`,
+      MAX_CONCURRENT_REQUESTS: "8",
+      HEALTH_INTERVAL: "2",
+      EJECT_AFTER_FAILURES: "3",
+      EJECT_BASE_SECONDS: "1",
+    });
+  });
+
+  afterAll(async () => {
+    await gateway.stop();
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it("names both servers in GET /api, without credentials", async () => {
+    const answer = await call(`${gateway.url}/api`);
+    expect(answer.body).toMatchObject({ text2image_server_url: `${a.url},${b.url}` });
+    expect(JSON.stringify(answer.body)).not.toContain("hunter2secret");
+  });
+
+  it("spreads traffic over both, one after another and at once", async () => {
+    a.reset();
+    b.reset();
+    for (let i = 0; i < 10; i++) expect((await postJson(`${gateway.url}/api/generate`, small)).status).toBe(200);
+    const [sequentialA, sequentialB] = generated([a, b]);
+    expect(sequentialA).toBeGreaterThanOrEqual(3);
+    expect(sequentialB).toBeGreaterThanOrEqual(3);
+
+    a.reset();
+    b.reset();
+    a.setStepMs(100);
+    b.setStepMs(100);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => postJson(`${gateway.url}/api/generate`, small)));
+    a.setStepMs(1);
+    b.setStepMs(1);
+    expect(answers.map((answer) => answer.status)).toEqual(Array<number>(8).fill(200));
+    const [concurrentA, concurrentB] = generated([a, b]);
+    expect(Math.min(concurrentA ?? 0, concurrentB ?? 0)).toBeGreaterThanOrEqual(3);
+    console.log(`multi-server: 10 sequential requests went ${sequentialA}/${sequentialB}, 8 concurrent ${concurrentA}/${concurrentB}`);
+  });
+
+  it("reports each server and their aggregate in /api/health, from one probe per server however many poll", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // every probe answer now is from after the last test's load
+    const body = await health(gateway);
+    expect(body).toEqual({
+      status: "healthy",
+      gateway: "running",
+      in_flight: 0,
+      queued: 0,
+      max_concurrent: 8,
+      text2image_server: {
+        status: "healthy",
+        model_loaded: true,
+        cuda_available: true,
+        current_queue_size: 0,
+        active_generations: 0,
+        available_slots: 8,
+      },
+      servers: [a, b].map((emulator) => ({
+        url: emulator.url,
+        state: "up",
+        ejected_until: null,
+        in_flight: 0,
+        max_concurrent: 8,
+        available_slots: 4,
+        consecutive_failures: 0,
+        ejections: 0,
+        health: expect.objectContaining({ status: "healthy", available_slots: 4 }) as unknown,
+      })),
+    });
+    expect(JSON.stringify(body)).not.toContain("hunter2secret");
+
+    // At most one probe per server per second, whoever asks (polls or the background probe).
+    a.reset();
+    b.reset();
+    const started = performance.now();
+    await Promise.all(Array.from({ length: 50 }, () => health(gateway)));
+    const seconds = Math.floor((performance.now() - started) / 1000);
+    expect(a.stats().healthRequests).toBeLessThanOrEqual(1 + seconds);
+    expect(b.stats().healthRequests).toBeLessThanOrEqual(1 + seconds);
+  });
+
+  it("returns every server's metrics by URL from /api/metrics", async () => {
+    const answer = await call(`${gateway.url}/api/metrics`);
+    expect(answer.status).toBe(200);
+    const direct = await Promise.all([a, b].map(async (emulator) => (await call(`${emulator.url}/metrics`)).body));
+    expect(answer.body).toEqual({ servers: { [a.url]: direct[0], [b.url]: direct[1] } });
+  });
+
+  it("never replays a generation that reached a GPU: a reset after sending is a 502", async () => {
+    a.reset();
+    b.reset();
+    const answer = await postJson(`${gateway.url}/api/generate`, { ...small, prompt: "boom [[fault:reset_before_headers]]" });
+    expect(answer).toMatchObject({ status: 502, body: { detail: "Connection to the text-to-image server was lost" } });
+    // The emulator that got it reset the connection; the other one received nothing.
+    expect(generated([a, b]).sort()).toEqual([0, 1]);
+
+    const stream = await streamGenerate(`${gateway.url}/api/generate-stream`, { ...small, prompt: "cut [[fault:reset_mid_body]]" });
+    expect(stream.types.at(-1)).toBe("error");
+    expect(generated([a, b]).reduce((total, count) => total + count)).toBe(2);
+  });
+
+  it("ejects a server answering 5xx, sends it nothing while out, and takes it back once it is well", async () => {
+    // A success on each first: the resets of the last test are forgotten.
+    a.reset();
+    b.reset();
+    while (Math.min(...generated([a, b])) < 1) expect((await postJson(`${gateway.url}/api/generate`, small)).status).toBe(200);
+    a.reset();
+    b.reset();
+    b.setFault({ kind: "status", status: 500, detail: "CUDA error" });
+    const faultAt = performance.now();
+    const faultWallClock = Date.now();
+    const statuses: number[] = [];
+    while (b.stats().generateRequests < 3 && statuses.length < 20) {
+      statuses.push((await postJson(`${gateway.url}/api/generate`, small)).status);
+    }
+    const ejectedAt = performance.now();
+    const ejectedAfterMs = ejectedAt - faultAt;
+    // Its 5xx answers reached the callers (a generation that reached a GPU is not replayed).
+    expect(statuses.filter((status) => status === 500)).toHaveLength(3);
+    const ejected = await serverState(gateway, b.url);
+    expect(ejected).toMatchObject({ state: "ejected", ejections: 1, consecutive_failures: 3 });
+    // Out for EJECT_BASE_SECONDS from the moment of its third failure.
+    const until = Date.parse(ejected.ejected_until ?? "");
+    expect(until).toBeGreaterThanOrEqual(faultWallClock + 1000);
+    expect(until).toBeLessThanOrEqual(Date.now() + 1000);
+
+    for (let i = 0; i < 6; i++) expect((await postJson(`${gateway.url}/api/generate`, small)).status).toBe(200);
+    expect(b.stats().generateRequests).toBe(3);
+
+    b.setFault(null);
+    expect(await eventually(async () => (await serverState(gateway, b.url)).state === "up", 5000)).toBe(true);
+    const rejoinedAfterMs = performance.now() - ejectedAt;
+    for (let i = 0; i < 6; i++) expect((await postJson(`${gateway.url}/api/generate`, small)).status).toBe(200);
+    expect(b.stats().generateRequests).toBeGreaterThan(3);
+    console.log(
+      `multi-server: 5xx server ejected ${ejectedAfterMs.toFixed(0)} ms after its fault began (3 requests on it), ` +
+        `back in rotation ${rejoinedAfterMs.toFixed(0)} ms after its ejection (EJECT_BASE_SECONDS=1, HEALTH_INTERVAL=2)`,
+    );
+  });
+});
+
+describe("a server that goes down and comes back", () => {
+  let a: Emulator;
+  let b: Emulator;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startEmulator({ stepMs: 1 }), startEmulator({ stepMs: 1 })]);
+    gateway = await startGateway({
+      TEXT2IMAGE_SERVER_URL: `${a.url},${b.url}`,
+      HEALTH_INTERVAL: "0.5",
+      EJECT_AFTER_FAILURES: "3",
+      EJECT_BASE_SECONDS: "1",
+    });
+  });
+
+  afterAll(async () => {
+    await gateway.stop();
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it("answers every request while it is ejected, and gives it traffic again once it is back", async () => {
+    for (let i = 0; i < 4; i++) await postJson(`${gateway.url}/api/generate`, small);
+    expect(b.stats().generateRequests).toBeGreaterThan(0);
+
+    await b.close();
+    const downAt = performance.now();
+    const statuses: number[] = [];
+    let state: ServerState | undefined;
+    for (;;) {
+      statuses.push((await postJson(`${gateway.url}/api/generate`, small)).status);
+      state = await serverState(gateway, b.url);
+      if (state.state === "ejected" || performance.now() - downAt > 10_000) break;
+    }
+    const ejectedAt = performance.now();
+    const ejectedAfterMs = ejectedAt - downAt;
+    expect(state.state).toBe("ejected");
+    // Refused connections are tried on the other server: nobody saw the outage.
+    expect(statuses.every((status) => status === 200)).toBe(true);
+    const sentToA = a.stats().generateRequests;
+
+    // While it is out, every request goes straight to the other one.
+    for (let i = 0; i < 5; i++) expect((await postJson(`${gateway.url}/api/generate`, small)).status).toBe(200);
+    expect(a.stats().generateRequests).toBe(sentToA + 5);
+
+    b = await startEmulator({ stepMs: 1, port: b.port });
+    const upAt = performance.now();
+    expect(await eventually(async () => (await serverState(gateway, b.url)).state === "up", 5000)).toBe(true);
+    const rejoinedAt = performance.now();
+    for (let i = 0; i < 6; i++) expect((await postJson(`${gateway.url}/api/generate`, small)).status).toBe(200);
+    expect(b.stats().generateRequests).toBeGreaterThan(0);
+    console.log(
+      `multi-server: stopped server ejected ${ejectedAfterMs.toFixed(0)} ms after it went down ` +
+        `(${statuses.length} requests meanwhile, all 200); back in rotation ${(rejoinedAt - upAt).toFixed(0)} ms after its restart, ` +
+        `${(rejoinedAt - ejectedAt).toFixed(0)} ms after its ejection (EJECT_BASE_SECONDS=1, HEALTH_INTERVAL=0.5)`,
+    );
+  });
+
+  it("ejects a server that stops answering its probes, with no traffic at all", async () => {
+    await b.close();
+    const downAt = performance.now();
+    expect(await eventually(async () => (await serverState(gateway, b.url)).state === "ejected", 10_000)).toBe(true);
+    console.log(
+      `multi-server: idle server ejected by its probes alone ${(performance.now() - downAt).toFixed(0)} ms after it went down ` +
+        `(EJECT_AFTER_FAILURES=3, HEALTH_INTERVAL=0.5)`,
+    );
+  });
+});
+
+describe("refused connections", () => {
+  let alive: Emulator;
+  let deadUrl: string;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    alive = await startEmulator({ stepMs: 1 });
+    deadUrl = `http://127.0.0.1:${await freePort()}`;
+    // The dead server first: the first request goes to it, before any probe has found it dead.
+    gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: `${deadUrl},${alive.url}`, HEALTH_INTERVAL: "60" });
+  });
+
+  afterAll(async () => {
+    await gateway.stop();
+    await alive.close();
+  });
+
+  it("sends a request refused by one server to the other", async () => {
+    const answer = await postJson(`${gateway.url}/api/generate`, small);
+    expect(answer.status).toBe(200);
+    expect(alive.stats().generateRequests).toBe(1);
+    const dead = await serverState(gateway, deadUrl);
+    expect(dead.consecutive_failures).toBeGreaterThanOrEqual(1);
+    expect(dead.state).not.toBe("up");
+  });
+});
+
+describe("every server out", () => {
+  let gateway: Gateway;
+  let urls: string[];
+
+  beforeAll(async () => {
+    urls = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
+    gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: urls.join(","), EJECT_AFTER_FAILURES: "1", HEALTH_INTERVAL: "60" });
+  });
+
+  afterAll(async () => {
+    await gateway.stop();
+  });
+
+  it("answers 503 at once, and never ejects the last server", async () => {
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      const answer = await postJson(`${gateway.url}/api/generate`, small);
+      expect(answer).toMatchObject({ status: 503, body: { detail: NO_SERVER } });
+      expect(performance.now() - started).toBeLessThan(2000); // no timeout was waited for
+    }
+    const stream = await streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(stream.response.status).toBe(503);
+    expect(stream.json).toMatchObject({ detail: NO_SERVER });
+
+    const body = await health(gateway);
+    expect(body).toMatchObject({ status: "degraded", text2image_server: { status: "unreachable", error: NO_SERVER } });
+    expect(body.servers.map((server) => server.url)).toEqual(urls);
+    expect(body.servers.filter((server) => server.state === "ejected")).toHaveLength(1);
+    expect(body.servers.filter((server) => server.state === "down")).toHaveLength(1);
+
+    const metrics = await call(`${gateway.url}/api/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(Object.keys((metrics.body as { servers: object }).servers)).toEqual(urls);
+  });
+});

@@ -1,0 +1,107 @@
+/**
+ * A real redis-server (Debian's: `apt-get install -y redis-server`) on
+ * 127.0.0.1 and a free port, in memory only, for the tests of the shared
+ * limiter. REDIS_SERVER_PATH overrides where the binary is.
+ */
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+
+export const REDIS_SERVER_PATH = process.env.REDIS_SERVER_PATH || "/usr/bin/redis-server";
+
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  /** Kills the server at once, as a crash would; its data is gone (nothing is saved). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  restart(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== "object" || address === null) throw new Error("no port");
+  return address.port;
+}
+
+/** True when something on the port answers PING with PONG. */
+function pong(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    let answer = "";
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => {
+      done(false);
+    });
+    socket.on("error", () => {
+      done(false);
+    });
+    socket.on("connect", () => socket.write("PING\r\n"));
+    socket.on("data", (chunk: Buffer) => {
+      answer += chunk.toString();
+      if (answer.includes("\r\n")) done(answer.startsWith("+PONG"));
+    });
+  });
+}
+
+function launch(port: number): { child: ChildProcess; output: () => string } {
+  const child = spawn(
+    REDIS_SERVER_PATH,
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmpdir(), "--loglevel", "warning"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  return { child, output: () => output };
+}
+
+export async function startRedisServer(): Promise<RedisServer> {
+  if (!existsSync(REDIS_SERVER_PATH)) {
+    throw new Error(`redis-server not found at ${REDIS_SERVER_PATH}: apt-get install -y redis-server, or set REDIS_SERVER_PATH`);
+  }
+  const port = await freePort();
+  let current: { child: ChildProcess; output: () => string } | undefined;
+  const killOnExit = () => current?.child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+
+  const start = async () => {
+    const started = launch(port);
+    current = started;
+    const deadline = Date.now() + 10_000;
+    while (!(await pong(port))) {
+      if (started.child.exitCode !== null || Date.now() > deadline) {
+        started.child.kill("SIGKILL");
+        throw new Error(`redis-server did not start on port ${port}:\n${started.output()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  const stop = async () => {
+    const child = current?.child;
+    current = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+  };
+
+  await start();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    stop,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+  };
+}

@@ -1,0 +1,494 @@
+/**
+ * The balancer over real UpstreamServers (undici pools) and in-process
+ * emulators: pick order, weighting by available_slots, per-server caps,
+ * ejection and its doubling, never ejecting the last server, and failover only
+ * for calls that never reached a server.
+ */
+import { createServer } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { startEmulator } from "../../emulator/server";
+import type { Emulator, EmulatorOptions, Fault } from "../../emulator/server";
+import { ConfigError, parseConfig } from "@/lib/config";
+import { GatewayError } from "@/lib/errors";
+import type { GenerateRequest } from "@/lib/schemas";
+import { Balancer } from "@/lib/upstream/balancer";
+import type { BalancerOptions } from "@/lib/upstream/balancer";
+
+const request: GenerateRequest = {
+  prompt: "a lighthouse",
+  negative_prompt: "",
+  width: 256,
+  height: 256,
+  seed: 1,
+  num_inference_steps: 2,
+  guidance_scale: 0,
+};
+
+const cleanup: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  await Promise.all(cleanup.splice(0).map((close) => close()));
+});
+
+async function emulator(options: EmulatorOptions = {}): Promise<Emulator> {
+  const started = await startEmulator({ stepMs: 1, ...options });
+  cleanup.push(() => started.close());
+  return started;
+}
+
+/** A loopback URL nobody listens on: connections to it are refused. */
+async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== "object" || address === null) throw new Error("no port");
+  return `http://127.0.0.1:${address.port}`;
+}
+
+function balancer(urls: string[], options: Partial<BalancerOptions> = {}): Balancer {
+  const created = new Balancer(
+    urls.map((url) => new URL(url)),
+    {
+      maxConcurrent: 10,
+      requestTimeoutMs: 5000,
+      maxResponseBytes: 10_000_000,
+      maxConcurrentPerServer: 10,
+      healthIntervalMs: 60_000,
+      ejectAfterFailures: 3,
+      ejectBaseMs: 10_000,
+      ejectMaxMs: 300_000,
+      ...options,
+    },
+  );
+  cleanup.push(() => created.close());
+  return created;
+}
+
+const signal = () => new AbortController().signal;
+const generate = (target: Balancer, prompt = request.prompt) => target.generate({ ...request, prompt }, signal());
+
+/** The error a call rejects with. */
+async function failure(call: Promise<unknown>): Promise<GatewayError> {
+  try {
+    await call;
+  } catch (error) {
+    if (error instanceof GatewayError) return error;
+    throw error;
+  }
+  throw new Error("the call succeeded");
+}
+
+function state(target: Balancer, index: number) {
+  const found = target.states()[index];
+  if (!found) throw new Error(`no server ${index}`);
+  return found;
+}
+
+/** A clock the test moves by hand. */
+function manualClock(start = 1_700_000_000_000) {
+  let now = start;
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
+
+describe("pick order", () => {
+  it("sends concurrent calls to the server with the fewest in flight", async () => {
+    const [a, b] = await Promise.all([emulator({ stepMs: 20 }), emulator({ stepMs: 20 })]);
+    const target = balancer([a.url, b.url]);
+    const calls = Array.from({ length: 6 }, () => generate(target));
+    expect(target.states().map((server) => server.in_flight)).toEqual([3, 3]);
+    await Promise.all(calls);
+    expect([a.stats().generateRequests, b.stats().generateRequests]).toEqual([3, 3]);
+  });
+
+  it("takes idle servers in turn whatever their slots, starting with the first", async () => {
+    const [a, b] = await Promise.all([emulator({ slots: 2 }), emulator({ slots: 4 })]);
+    const target = balancer([a.url, b.url]);
+    await target.health();
+    const order: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const before = a.stats().generateRequests;
+      await generate(target);
+      order.push(a.stats().generateRequests > before ? "a" : "b");
+    }
+    expect(order).toEqual(["a", "b", "a", "b", "a", "b"]);
+  });
+
+  it("weights by the available_slots each server's /health reports", async () => {
+    const [big, small] = await Promise.all([emulator({ slots: 3, stepMs: 30 }), emulator({ slots: 1, stepMs: 30 })]);
+    const target = balancer([small.url, big.url]);
+    expect(target.states().map((server) => server.available_slots)).toEqual([null, null]);
+    await target.health();
+    expect(target.states().map((server) => server.available_slots)).toEqual([1, 3]);
+    await Promise.all(Array.from({ length: 4 }, () => generate(target)));
+    expect([small.stats().generateRequests, big.stats().generateRequests]).toEqual([1, 3]);
+  });
+
+  it("tries a server whose probe failed only when no healthy one is free", async () => {
+    const [sick, well] = await Promise.all([emulator(), emulator({ slots: 1, stepMs: 30 })]);
+    sick.setFault({ kind: "status", status: 503, detail: "loading", target: "health" });
+    const target = balancer([sick.url, well.url], { maxConcurrentPerServer: 2 });
+    await target.health();
+    expect(target.states().map((server) => server.state)).toEqual(["down", "up"]);
+    // Even with its one slot taken, the healthy server comes first while below its cap...
+    await Promise.all([generate(target), generate(target)]);
+    expect([sick.stats().generateRequests, well.stats().generateRequests]).toEqual([0, 2]);
+    // ...and with both of its places taken, the third call goes to the down server rather than wait.
+    await Promise.all(Array.from({ length: 3 }, () => generate(target)));
+    expect([sick.stats().generateRequests, well.stats().generateRequests]).toEqual([1, 4]);
+  });
+});
+
+describe("caps", () => {
+  it("never runs more than maxConcurrentPerServer on one server; calls beyond wait for a place", async () => {
+    const [a, b] = await Promise.all([emulator({ stepMs: 25 }), emulator({ stepMs: 25 })]);
+    const target = balancer([a.url, b.url], { maxConcurrentPerServer: 2 });
+    const calls = Array.from({ length: 7 }, () => generate(target));
+    expect(target.states().map((server) => server.in_flight)).toEqual([2, 2]);
+    await Promise.all(calls);
+    expect(Math.max(a.stats().maxConcurrent, b.stats().maxConcurrent)).toBe(2);
+    expect(a.stats().generateRequests + b.stats().generateRequests).toBe(7);
+    expect(target.states().map((server) => server.in_flight)).toEqual([0, 0]);
+  });
+
+  it("lets a call waiting for a place go when its client does", async () => {
+    const only = await emulator({ stepMs: 100 });
+    const target = balancer([only.url], { maxConcurrentPerServer: 1 });
+    const running = generate(target);
+    const controller = new AbortController();
+    const waiting = target.generate(request, controller.signal);
+    controller.abort();
+    expect((await failure(waiting)).code).toBe("client_closed");
+    await running;
+    expect(only.stats().generateRequests).toBe(1);
+  });
+
+  it("frees a stream's place when its body ends or it is closed", async () => {
+    const only = await emulator({ stepMs: 5 });
+    const target = balancer([only.url]);
+    const read = await target.generateStream(request, signal());
+    expect(state(target, 0).in_flight).toBe(1);
+    let text = "";
+    for await (const chunk of read.chunks) text += chunk.toString();
+    expect(text).toContain('"type":"complete"');
+    expect(state(target, 0).in_flight).toBe(0);
+    read.close();
+    expect(state(target, 0).in_flight).toBe(0);
+
+    const dropped = await target.generateStream(request, signal());
+    expect(state(target, 0).in_flight).toBe(1);
+    dropped.close();
+    expect(state(target, 0).in_flight).toBe(0);
+  });
+});
+
+describe("ejection", () => {
+  it("ejects after consecutive failures for a period that doubles up to the cap, and takes it back on a good probe", async () => {
+    const [bad, good] = await Promise.all([emulator(), emulator()]);
+    bad.setFault({ kind: "status", status: 500, detail: "CUDA error" });
+    const clock = manualClock();
+    const target = balancer([bad.url, good.url], { ejectAfterFailures: 2, ejectBaseMs: 10_000, ejectMaxMs: 25_000, now: clock.now });
+    await target.health();
+
+    const periods: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      // Calls until `bad` has failed twice in a row; each 5xx is the caller's answer, not retried.
+      while (state(target, 0).state !== "ejected") {
+        await generate(target).catch((error: unknown) => {
+          expect(error).toMatchObject({ status: 500 });
+        });
+      }
+      const ejected = state(target, 0);
+      expect(ejected.consecutive_failures).toBe(2);
+      periods.push(Date.parse(ejected.ejected_until ?? "") - clock.now());
+
+      // While out, nothing goes to it.
+      const sent = bad.stats().generateRequests;
+      for (let i = 0; i < 4; i++) await generate(target);
+      expect(bad.stats().generateRequests).toBe(sent);
+
+      // A good probe before the period is over does not bring it back; one after does.
+      clock.advance((periods.at(-1) ?? 0) - 1000);
+      await target.health();
+      expect(state(target, 0).state).toBe("ejected");
+      clock.advance(1000);
+      await target.health();
+      expect(state(target, 0)).toMatchObject({ state: "up", ejected_until: null, consecutive_failures: 0 });
+    }
+    expect(periods).toEqual([10_000, 20_000, 25_000, 25_000]);
+    expect(state(target, 0).ejections).toBe(4);
+
+    // Back in for as long as its last period lasted: the next ejection starts from the base again.
+    clock.advance(25_000);
+    while (state(target, 0).state !== "ejected") await generate(target).catch(() => undefined);
+    expect(Date.parse(state(target, 0).ejected_until ?? "") - clock.now()).toBe(10_000);
+  });
+
+  it("ejects a server that refuses its probes, with no traffic at all", async () => {
+    const good = await emulator();
+    const clock = manualClock();
+    const target = balancer([await deadUrl(), good.url], { ejectAfterFailures: 2, now: clock.now });
+    await target.health();
+    expect(state(target, 0)).toMatchObject({ state: "down", consecutive_failures: 1 });
+    clock.advance(1000);
+    await target.health();
+    expect(state(target, 0)).toMatchObject({ state: "ejected", consecutive_failures: 2 });
+    expect(good.stats().generateRequests).toBe(0);
+  });
+
+  it("does not let good probes clear the count of failed calls", async () => {
+    const [bad, good] = await Promise.all([emulator(), emulator()]);
+    bad.setFault({ kind: "status", status: 500 });
+    const clock = manualClock();
+    const target = balancer([bad.url, good.url], { ejectAfterFailures: 3, now: clock.now });
+    while (state(target, 0).state !== "ejected") {
+      await generate(target).catch(() => undefined);
+      clock.advance(1000);
+      await target.health(); // a fresh, good probe of `bad` between every two calls
+    }
+    expect(bad.stats().generateRequests).toBe(3);
+  });
+
+  it("counts only failures in a row: a success in between starts the count again", async () => {
+    const [flaky, good] = await Promise.all([emulator(), emulator()]);
+    const target = balancer([flaky.url, good.url], { ejectAfterFailures: 2 });
+    await target.health();
+    /** Calls until one lands on `flaky`, which answers as `fault` says. */
+    const onFlaky = async (fault: Fault | null) => {
+      flaky.setFault(fault);
+      for (;;) {
+        const before = flaky.stats().generateRequests;
+        await generate(target).catch(() => undefined);
+        if (flaky.stats().generateRequests > before) return;
+      }
+    };
+    const bad: Fault = { kind: "status", status: 502 };
+    await onFlaky(bad);
+    await onFlaky(null);
+    await onFlaky(bad);
+    expect(state(target, 0)).toMatchObject({ state: "up", consecutive_failures: 1 });
+    // A 4xx is an answer from a working server, not a failure: the count starts again too.
+    await onFlaky({ kind: "status", status: 429 });
+    await onFlaky(bad);
+    expect(state(target, 0)).toMatchObject({ state: "up", consecutive_failures: 1 });
+  });
+
+  it("never ejects the last server in rotation; with every server out, answers 503 at once", async () => {
+    const [first, second] = [await deadUrl(), await deadUrl()];
+    const target = balancer([first, second], { ejectAfterFailures: 1 });
+    const started = performance.now();
+    const error = await failure(generate(target));
+    expect(error).toMatchObject({ status: 503, detail: "No text-to-image server is available" });
+    const ejected = () => target.states().filter((server) => server.state === "ejected");
+    expect(ejected()).toHaveLength(1);
+    const left = target.states().find((server) => server.state !== "ejected");
+    expect(left?.consecutive_failures).toBeGreaterThanOrEqual(1);
+
+    // The ejected one is not tried again; the one left is, and refuses.
+    const again = await failure(generate(target));
+    expect(again.detail).toBe("No text-to-image server is available");
+    expect(ejected()).toHaveLength(1);
+    expect(target.states().find((server) => server.url === left?.url)).toMatchObject({
+      consecutive_failures: (left?.consecutive_failures ?? 0) + 1,
+      ejected_until: null,
+    });
+    expect(performance.now() - started).toBeLessThan(2000); // no timeout was waited for
+
+    const health = await target.health();
+    expect(health).toEqual({ ok: false, status: "unreachable", error: "No text-to-image server is available" });
+  });
+});
+
+describe("failover", () => {
+  it("tries another server when the connection was refused", async () => {
+    const good = await emulator();
+    const target = balancer([await deadUrl(), good.url]);
+    const answer = JSON.parse((await generate(target)).toString()) as Record<string, unknown>;
+    expect(answer.image_base64).toMatch(/^data:image\/png;base64,/);
+    expect(good.stats().generateRequests).toBe(1);
+    expect(state(target, 0).consecutive_failures).toBeGreaterThanOrEqual(1);
+    expect(target.states().map((server) => server.in_flight)).toEqual([0, 0]);
+  });
+
+  it("tries another server when a stream's connection was refused", async () => {
+    const good = await emulator();
+    const target = balancer([await deadUrl(), good.url]);
+    const response = await target.generateStream(request, signal());
+    let text = "";
+    for await (const chunk of response.chunks) text += chunk.toString();
+    response.close();
+    expect(text).toContain('"type":"complete"');
+    expect(good.stats().generateRequests).toBe(1);
+  });
+
+  it("never replays a call that reached a server: a reset before the answer is a 502", async () => {
+    const [resetting, other] = await Promise.all([emulator(), emulator()]);
+    resetting.setFault({ kind: "reset_before_headers" });
+    const target = balancer([resetting.url, other.url]);
+    const error = await failure(generate(target));
+    expect(error).toMatchObject({ status: 502, detail: "Connection to the text-to-image server was lost" });
+    expect([resetting.stats().generateRequests, other.stats().generateRequests]).toEqual([1, 0]);
+    expect(state(target, 0).consecutive_failures).toBe(1);
+  });
+
+  it("never replays a stream cut after it started", async () => {
+    const [cutting, other] = await Promise.all([emulator(), emulator()]);
+    cutting.setFault({ kind: "reset_mid_body" });
+    const target = balancer([cutting.url, other.url]);
+    const response = await target.generateStream(request, signal());
+    const read = async () => {
+      let bytes = 0;
+      for await (const chunk of response.chunks) bytes += chunk.length;
+      return bytes;
+    };
+    expect(await failure(read())).toMatchObject({ status: 502 });
+    response.close();
+    expect([cutting.stats().generateRequests, other.stats().generateRequests]).toEqual([1, 0]);
+    expect(state(target, 0)).toMatchObject({ in_flight: 0, consecutive_failures: 1 });
+  });
+
+  it("never replays a 5xx answer", async () => {
+    const [failing, other] = await Promise.all([emulator(), emulator()]);
+    failing.setFault({ kind: "status", status: 500, detail: "CUDA error" });
+    const target = balancer([failing.url, other.url]);
+    expect(await failure(generate(target))).toMatchObject({ status: 500, detail: "Text-to-image server error: CUDA error" });
+    expect(other.stats().generateRequests).toBe(0);
+  });
+});
+
+describe("one server", () => {
+  it("passes its failures through unchanged and never ejects it", async () => {
+    const url = await deadUrl();
+    const target = balancer([url], { ejectAfterFailures: 1 });
+    for (let i = 0; i < 3; i++) {
+      expect(await failure(generate(target))).toMatchObject({
+        status: 503,
+        detail: `Text-to-image server ${url} is unreachable: connection refused`,
+      });
+    }
+    expect(state(target, 0)).toMatchObject({ state: "up", consecutive_failures: 3, ejected_until: null });
+  });
+
+  it("answers health with the server's own answer, one call for every caller within a second", async () => {
+    const only = await emulator();
+    const target = balancer([only.url]);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => target.health()));
+    expect(answers[0]).toMatchObject({ ok: true, health: { status: "healthy", available_slots: 4 } });
+    await target.health();
+    expect(only.stats().healthRequests).toBe(1);
+    expect(target.publicUrl).toBe(only.url);
+  });
+});
+
+describe("health and metrics of several servers", () => {
+  it("sums the servers in rotation and lists each one without credentials", async () => {
+    const [a, b] = await Promise.all([emulator({ slots: 3 }), emulator({ slots: 1 })]);
+    const withCredentials = new URL(a.url);
+    withCredentials.username = "gpu";
+    withCredentials.password = "secret";
+    const target = balancer([withCredentials.href, b.url]);
+    expect(target.publicUrl).toBe(`${a.url},${b.url}`);
+    const health = await target.health();
+    expect(health).toEqual({
+      ok: true,
+      health: {
+        status: "healthy",
+        model_loaded: true,
+        cuda_available: true,
+        current_queue_size: 0,
+        active_generations: 0,
+        available_slots: 4,
+      },
+    });
+    expect(target.states()).toEqual([
+      {
+        url: a.url,
+        state: "up",
+        ejected_until: null,
+        in_flight: 0,
+        max_concurrent: 10,
+        available_slots: 3,
+        consecutive_failures: 0,
+        ejections: 0,
+        health: expect.objectContaining({ status: "healthy", available_slots: 3 }) as unknown,
+      },
+      expect.objectContaining({ url: b.url, state: "up", available_slots: 1 }),
+    ]);
+    expect(JSON.stringify(target.states())).not.toContain("secret");
+  });
+
+  it("asks each server once for every caller within a second", async () => {
+    const [a, b] = await Promise.all([emulator(), emulator()]);
+    const target = balancer([a.url, b.url]);
+    await Promise.all(Array.from({ length: 20 }, () => target.health()));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await target.health();
+    expect([a.stats().healthRequests, b.stats().healthRequests]).toEqual([1, 1]);
+  });
+
+  it("probes in the background every healthIntervalMs once started, and not before", async () => {
+    const a = await emulator();
+    const target = balancer([a.url, await deadUrl()], { healthIntervalMs: 100 });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(a.stats().healthRequests).toBe(0);
+    await generate(target);
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    expect(a.stats().healthRequests).toBeGreaterThanOrEqual(2); // one at the first call, then one per interval
+    expect(a.stats().healthRequests).toBeLessThanOrEqual(6);
+  });
+
+  it("collects every server's metrics by URL, with an error for one that fails", async () => {
+    const a = await emulator();
+    const dead = await deadUrl();
+    const target = balancer([a.url, dead]);
+    const metrics = JSON.parse((await target.metrics()).toString()) as { servers: Record<string, unknown> };
+    expect(Object.keys(metrics.servers)).toEqual([a.url, dead]);
+    expect(metrics.servers[a.url]).toMatchObject({ total_requests: 0 });
+    expect(metrics.servers[dead]).toEqual({ error: `Text-to-image server ${dead} is unreachable: connection refused` });
+  });
+});
+
+describe("configuration of several servers", () => {
+  it("reads TEXT2IMAGE_SERVER_URL as a comma-separated list, one URL as before", () => {
+    expect(parseConfig({}).serverUrls.map((url) => url.href)).toEqual(["http://localhost:8001/"]);
+    const several = parseConfig({ TEXT2IMAGE_SERVER_URL: " http://gpu-1:8001 ,http://u:p@gpu-2:8001/base," });
+    expect(several.serverUrls.map((url) => url.href)).toEqual(["http://gpu-1:8001/", "http://u:p@gpu-2:8001/base"]);
+    expect(several.serverUrl.href).toBe("http://gpu-1:8001/");
+  });
+
+  it("defaults the per-server cap to the gateway's total, and the probe and ejection timings", () => {
+    expect(parseConfig({ MAX_CONCURRENT_REQUESTS: "6" })).toMatchObject({
+      maxConcurrentPerServer: 6,
+      healthIntervalMs: 5000,
+      ejectAfterFailures: 3,
+      ejectBaseMs: 10_000,
+      ejectMaxMs: 300_000,
+    });
+    expect(parseConfig({ MAX_CONCURRENT_PER_SERVER: "2", EJECT_BASE_SECONDS: "0.5", HEALTH_INTERVAL: "0.2" })).toMatchObject({
+      maxConcurrentPerServer: 2,
+      ejectBaseMs: 500,
+      healthIntervalMs: 200,
+    });
+  });
+
+  it.each([
+    ["http://gpu-1:8001,gpu-2:8001", /TEXT2IMAGE_SERVER_URL=.*each comma-separated entry must be an http:\/\/ or https:\/\/ URL; "gpu-2:8001" is not/],
+    ["http://gpu-1:8001,http://gpu-1:8001/", /TEXT2IMAGE_SERVER_URL=.*lists "http:\/\/gpu-1:8001\/" twice/],
+    [" , ", /TEXT2IMAGE_SERVER_URL=.*must be an http:\/\/ or https:\/\/ URL/],
+  ])("stops on TEXT2IMAGE_SERVER_URL=%j", (value, message) => {
+    expect(() => parseConfig({ TEXT2IMAGE_SERVER_URL: value })).toThrow(ConfigError);
+    expect(() => parseConfig({ TEXT2IMAGE_SERVER_URL: value })).toThrow(message);
+  });
+
+  it.each([["MAX_CONCURRENT_PER_SERVER", "0"], ["EJECT_AFTER_FAILURES", "1.5"], ["HEALTH_INTERVAL", "-1"], ["EJECT_BASE_SECONDS", "soon"]])(
+    "stops on %s=%s",
+    (name, value) => {
+      expect(() => parseConfig({ [name]: value })).toThrow(new RegExp(`${name}="${value.replace(".", "\\.")}"`));
+    },
+  );
+});
