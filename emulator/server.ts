@@ -37,6 +37,12 @@ export interface Fault {
   target?: (typeof FAULT_TARGETS)[number];
 }
 
+/** Open generate requests counted across several emulators: the load a whole GPU pool sees. */
+export interface ConcurrencyGauge {
+  active: number;
+  max: number;
+}
+
 export interface EmulatorOptions {
   port?: number;
   host?: string;
@@ -45,6 +51,8 @@ export interface EmulatorOptions {
   maxQueue?: number;
   image?: ImageMode;
   fault?: Fault | null;
+  /** Shared with other emulators, to measure their combined highest concurrency. */
+  gauge?: ConcurrencyGauge;
 }
 
 export interface EmulatorStats {
@@ -378,8 +386,14 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const outcome = { validated: false, produced: false };
     records.active++;
     records.maxConcurrent = Math.max(records.maxConcurrent, records.active);
+    const gauge = options.gauge;
+    if (gauge) {
+      gauge.active++;
+      gauge.max = Math.max(gauge.max, gauge.active);
+    }
     ex.res.on("close", () => {
       records.active--;
+      if (gauge) gauge.active--;
       if (ex.res.writableFinished) records.completed++;
       else if (!ex.hungUp) records.aborted++;
       if (outcome.validated && !outcome.produced) metrics.failed++;
