@@ -5,7 +5,7 @@
  * (bench/baseline) and through the built gateway. Builds what is missing,
  * prints the table and writes it to bench/results.md.
  *
- *   npm run bench -- [--duration 10] [--warmup 2] [--rounds 3] [--only health,generate,stream] [--rebuild] [--out bench/results.md]
+ *   npm run bench -- [--duration 10] [--warmup 3] [--rounds 3] [--only health,generate,stream] [--rebuild] [--out bench/results.md]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -13,7 +13,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runLoad } from "./load";
 import type { LoadResult } from "./load";
-import { GENERATE_BODY, cpuSeconds, ensureBuilds, procStatusBytes, root, sampleRss, startBaseline, startEmulator, startGateway } from "./servers";
+import { GENERATE_BODY, cpuSeconds, ensureBuilds, root, sampleRss, startBaseline, startEmulator, startGateway } from "./servers";
 import type { Server } from "./servers";
 
 const TARGETS = ["direct", "baseline", "gateway"] as const;
@@ -68,7 +68,7 @@ interface Measurement {
 const { values: args } = parseArgs({
   options: {
     duration: { type: "string", default: "10" },
-    warmup: { type: "string", default: "2" },
+    warmup: { type: "string", default: "3" },
     rounds: { type: "string", default: "3" },
     only: { type: "string" },
     rebuild: { type: "boolean", default: false },
@@ -93,21 +93,32 @@ ensureBuilds(args.rebuild);
 const servers: Server[] = [];
 const loadBefore = os.loadavg();
 const measurements: Measurement[] = [];
-const highWater: Partial<Record<Target, number>> = {};
 let answerBytes: Partial<Record<string, number>> = {};
 try {
   const emulator = await startEmulator();
   servers.push(emulator);
-  const baseline = await startBaseline({ upstreamUrl: emulator.url });
-  servers.push(baseline);
-  const gateway = await startGateway({ upstreamUrl: emulator.url });
-  servers.push(gateway);
-  const byTarget: Record<Target, Server> = { direct: emulator, baseline, gateway };
-  console.log(`bench: emulator ${emulator.url} (pid ${emulator.pid}), baseline ${baseline.url} (pid ${baseline.pid}), gateway ${gateway.url} (pid ${gateway.pid})`);
-  answerBytes = await checkAnswers(byTarget);
+  /** The two Next.js servers, started afresh for each scenario: a peak RSS then belongs to that scenario's load alone. */
+  const startNext = async (): Promise<Record<Target, Server>> => {
+    const baseline = await startBaseline({ upstreamUrl: emulator.url });
+    servers.push(baseline);
+    const gateway = await startGateway({ upstreamUrl: emulator.url });
+    servers.push(gateway);
+    return { direct: emulator, baseline, gateway };
+  };
+  const stopNext = async (byTarget: Record<Target, Server>) => {
+    for (const server of [byTarget.gateway, byTarget.baseline]) {
+      await server.stop();
+      servers.splice(servers.indexOf(server), 1);
+    }
+  };
+  const first = await startNext();
+  console.log(`bench: emulator ${emulator.url}, baseline ${first.baseline.url}, gateway ${first.gateway.url}; ${rounds} round(s) of ${scenarios.map((s) => s.name).join(", ")}`);
+  answerBytes = await checkAnswers(first);
+  await stopNext(first);
 
   for (let round = 0; round < rounds; round++) {
     for (const scenario of scenarios) {
+      const byTarget = await startNext();
       // Rotate the order each round so a drift of the shared machine does not always favour one target.
       const order = TARGETS.map((_, i) => TARGETS[(i + round) % TARGETS.length] as Target);
       for (const target of order) {
@@ -128,9 +139,9 @@ try {
             (result.failures > 0 ? `  ${result.failures} FAILED` : ""),
         );
       }
+      await stopNext(byTarget);
     }
   }
-  for (const target of TARGETS) highWater[target] = procStatusBytes(byTarget[target].pid, "VmHWM");
 } finally {
   for (const server of servers.reverse()) await server.stop();
 }
@@ -175,7 +186,7 @@ function renderReport(): string {
     `- Node ${process.version}, Next ${packageVersion("next")}, autocannon ${packageVersion("autocannon")}, undici ${packageVersion("undici")}`,
     `- ${rounds} round(s) of ${duration} s per target and scenario, each after a ${warmup} s warm-up at the same load; connections: ${scenarios.map((s) => `${s.name} ${s.connections}`).join(", ")}`,
     `- emulator: EMULATOR_STEP_MS=0, EMULATOR_IMAGE=noise; generate body ${GENERATE_BODY} (fixed seed: the emulator's cached image); answer ${answerSizes()}`,
-    "- latency: request sent to last byte (for the stream, to its end), from each response's own timing; RSS: VmRSS of the listening process sampled every 100 ms during the measured runs; CPU: user + system time of that process during the run ÷ answers",
+    "- latency: request sent to last byte (for the stream, to its end), from each response's own timing; RSS: VmRSS of the listening process sampled every 100 ms during the measured runs (the two Next.js servers start afresh for each scenario; the emulator runs throughout); CPU: user + system time of that process during the run ÷ answers",
     "",
     "Figures are medians over the rounds; brackets give the min–max.",
     "",
@@ -204,7 +215,7 @@ function renderReport(): string {
     }
   }
   lines.push(...table(header, rows), "", ...targetLines());
-  lines.push("", `Peak RSS since start (VmHWM): ${TARGETS.map((t) => `${t} ${mb(highWater[t])} MB`).join(", ")}.`, "");
+  lines.push("");
   return lines.join("\n");
 }
 
