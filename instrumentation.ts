@@ -2,13 +2,14 @@ import { registerOTel } from "@vercel/otel";
 
 /** Runs once at server start (Next's instrumentation hook). */
 export async function register(): Promise<void> {
-  // Traces always carry W3C context to the GPU server; they leave the process
-  // only when an OTLP endpoint is configured (the standard OTEL_* variables).
-  const exporting = Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-  registerOTel({
-    serviceName: process.env.OTEL_SERVICE_NAME || "text2image-gateway",
-    spanProcessors: exporting ? ["auto"] : [],
-  });
+  // Tracing is on only where traces can go (an OTLP endpoint, or Vercel's
+  // collector): an SDK with nowhere to send spans still costs about a fifth of
+  // the proxy's throughput (bench/results.md). Without it, an incoming
+  // traceparent is passed to the GPU server as it came (lib/upstream/tracing.ts).
+  const exporting = Boolean(
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.VERCEL_OTEL_ENDPOINTS,
+  );
+  if (exporting) registerOTel({ serviceName: process.env.OTEL_SERVICE_NAME || "text2image-gateway" });
   // The Node-only import keeps process.exit and signal handling out of the Edge bundle.
   if (process.env.NEXT_RUNTIME === "nodejs") {
     const { checkConfigOrExit, handleShutdownSignals } = await import("./lib/startup");

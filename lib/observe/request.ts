@@ -4,6 +4,7 @@ import { GatewayError } from "../errors";
 import type { ErrorCode } from "../errors";
 import type { GenerateRequest } from "../schemas";
 import type { CallContext } from "../upstream/server";
+import { TRACE_CONTEXT_HEADERS } from "../upstream/tracing";
 import { logger } from "./log";
 import { recordRequest } from "./metrics";
 import { requestIdFrom } from "./request-id";
@@ -29,6 +30,7 @@ export class RequestRecord {
   private status: number | undefined;
   private holds = 0;
   private finished = false;
+  private readonly traceContext: Record<string, string> = {};
 
   constructor(
     readonly route: string,
@@ -36,6 +38,10 @@ export class RequestRecord {
   ) {
     this.id = requestIdFrom(request.headers);
     this.method = request.method;
+    for (const name of TRACE_CONTEXT_HEADERS) {
+      const value = request.headers.get(name);
+      if (value !== null) this.traceContext[name] = value;
+    }
   }
 
   /** The validated generate parameters: their sizes are logged, the prompt only with LOG_PROMPTS. */
@@ -67,7 +73,12 @@ export class RequestRecord {
   /** What the upstream client sends on (the request id) and puts in its trace. */
   upstreamContext(): CallContext {
     const queued = this.phases.queue;
-    return { requestId: this.id, queueWaitMs: queued === undefined ? undefined : ms(queued), logPrompt: config().logPrompts };
+    return {
+      requestId: this.id,
+      queueWaitMs: queued === undefined ? undefined : ms(queued),
+      logPrompt: config().logPrompts,
+      traceContext: this.traceContext,
+    };
   }
 
   /** Bytes of the answer sent to the client. */

@@ -134,29 +134,31 @@ function skipValue(bytes: Buffer, i: number): number {
 
 /**
  * True when bytes [start, end) hold no backslash and no control character
- * (below 0x20). Megabytes of base64 are checked four bytes at a time with the
- * bit tricks of "Bit Twiddling Hacks" (hasless, haszero): about 1 ms for 2 MB,
- * where a native indexOf per byte value would read them 33 times.
+ * (below 0x20). The backslash is a native memchr. Control characters are
+ * found with the "hasless" trick of "Bit Twiddling Hacks", four bytes per
+ * 32-bit word and four words per step, OR-ed together so the loop has no
+ * branch: ~0.3 ms for 1.4 MB, where a byte loop or a regex takes 2 ms.
  */
 function isPlainString(bytes: Buffer, start: number, end: number): boolean {
+  const backslash = bytes.indexOf(BACKSLASH, start);
+  if (backslash >= 0 && backslash < end) return false;
   let i = start;
-  while ((bytes.byteOffset + i) % 4 !== 0) {
+  for (; (bytes.byteOffset + i) % 4 !== 0; i++) {
     if (i >= end) return true;
-    if (!isPlainByte(bytes[i] as number)) return false;
-    i++;
+    if ((bytes[i] as number) < 0x20) return false;
   }
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset + i, (end - i) >>> 2);
-  for (let w = 0; w < words.length; w++) {
-    const word = words[w] as number;
-    const backslashes = word ^ 0x5c5c5c5c; // a backslash byte becomes a zero byte
-    if ((((word - 0x20202020) & ~word) | ((backslashes - 0x01010101) & ~backslashes)) & 0x80808080) return false;
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset + i, ((end - i) >>> 4) << 2);
+  let seen = 0;
+  for (let w = 0; w < words.length; w += 4) {
+    const a = words[w] as number;
+    const b = words[w + 1] as number;
+    const c = words[w + 2] as number;
+    const d = words[w + 3] as number;
+    seen |= ((a - 0x20202020) & ~a) | ((b - 0x20202020) & ~b) | ((c - 0x20202020) & ~c) | ((d - 0x20202020) & ~d);
   }
+  if (seen & 0x80808080) return false;
   for (i += words.length * 4; i < end; i++) {
-    if (!isPlainByte(bytes[i] as number)) return false;
+    if ((bytes[i] as number) < 0x20) return false;
   }
   return true;
-}
-
-function isPlainByte(byte: number): boolean {
-  return byte >= 0x20 && byte !== BACKSLASH;
 }

@@ -33,6 +33,7 @@ interface UpstreamRequest {
   /** Trace attributes: what the gateway knows of the call. */
   attributes?: Attributes;
   requestId?: string;
+  traceContext?: Record<string, string>;
 }
 
 /** What the gateway knows of a generate call beyond its body. */
@@ -42,6 +43,8 @@ export interface CallContext {
   requestId?: string;
   /** Put the prompt text on the trace (LOG_PROMPTS=true); by default only its length. */
   logPrompt?: boolean;
+  /** The caller's W3C trace headers: passed on when the gateway does not trace itself. */
+  traceContext?: Record<string, string>;
 }
 
 /** undici's codes for a connection that was never made: no byte of the request reached the server. */
@@ -116,6 +119,7 @@ export class UpstreamServer {
         body: JSON.stringify(request),
         attributes: generateAttributes(request, context),
         requestId: context.requestId,
+        traceContext: context.traceContext,
       },
       signal,
       this.options.requestTimeoutMs,
@@ -166,6 +170,7 @@ export class UpstreamServer {
         accept: "text/event-stream",
         attributes: generateAttributes(request, context),
         requestId: context.requestId,
+        traceContext: context.traceContext,
       },
       signal,
       this.options.requestTimeoutMs,
@@ -206,7 +211,7 @@ export class UpstreamServer {
     };
     if (signal?.aborted) onCallerAbort();
     else signal?.addEventListener("abort", onCallerAbort, { once: true });
-    const span = startUpstreamSpan(request.operation, this.url, request.attributes ?? {});
+    const span = startUpstreamSpan(request.operation, this.url, request.attributes ?? {}, request.traceContext);
     const received = { bytes: 0 };
     const release = (error?: GatewayError) => {
       clearTimeout(timer);

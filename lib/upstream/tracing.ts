@@ -7,7 +7,8 @@ import type { GatewayError } from "../errors";
  * only; the gateway talks through an undici Pool, so its calls are traced
  * here, by hand: no monkey-patching, and the span can carry what the gateway
  * knows (image size, steps, queue wait, bytes) and live as long as a stream.
- * Without a registered SDK every call here is a no-op.
+ * Without a registered SDK (tracing off) the span is a no-op, and the
+ * caller's own trace context, if it sent one, goes to the GPU server as it came.
  */
 const tracer = trace.getTracer("text2image-gateway");
 
@@ -19,7 +20,10 @@ export interface UpstreamSpan {
   end(outcome?: { bytes?: number; error?: GatewayError }): void;
 }
 
-export function startUpstreamSpan(operation: string, server: URL, attributes: Attributes): UpstreamSpan {
+/** The W3C trace context headers of an incoming request, to pass on when the gateway does not trace. */
+export const TRACE_CONTEXT_HEADERS = ["traceparent", "tracestate"] as const;
+
+export function startUpstreamSpan(operation: string, server: URL, attributes: Attributes, incoming: Record<string, string> = {}): UpstreamSpan {
   const span = tracer.startSpan(`upstream ${operation}`, {
     kind: SpanKind.CLIENT,
     attributes: {
@@ -30,6 +34,7 @@ export function startUpstreamSpan(operation: string, server: URL, attributes: At
   });
   const headers: Record<string, string> = {};
   propagation.inject(trace.setSpan(context.active(), span), headers);
+  if (headers.traceparent === undefined) Object.assign(headers, incoming);
   let ended = false;
   return {
     headers,

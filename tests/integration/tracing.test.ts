@@ -148,3 +148,26 @@ describe("traces", () => {
     expect(await eventually(() => ["upstream health", "upstream metrics"].every((name) => receiver.spans.some((span) => span.name === name)), 10_000)).toBe(true);
   });
 });
+
+describe("without an OTLP endpoint (tracing off)", () => {
+  let quiet: Gateway;
+  beforeAll(async () => {
+    quiet = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
+  });
+  afterAll(async () => {
+    await quiet.stop();
+  });
+
+  // Unchanged, parent span id included: a tracing gateway would put its own span there.
+  it("passes the caller's trace context to the GPU server as it came, on both endpoints", async () => {
+    const traceparent = `00-${INCOMING_TRACE}-00f067aa0ba902b7-01`;
+    const headers = { "content-type": "application/json", traceparent, tracestate: "vendor=opaque" };
+    expect((await postJson(`${quiet.url}/api/generate`, { prompt: "untraced", width: 256, height: 256 }, { headers })).status).toBe(200);
+    expect(emulator.stats().lastHeaders.at(-1)).toMatchObject({ traceparent, tracestate: "vendor=opaque" });
+    await streamGenerate(`${quiet.url}/api/generate-stream`, { prompt: "untraced", width: 256, height: 256 }, { headers });
+    expect(emulator.stats().lastHeaders.at(-1)).toMatchObject({ traceparent, tracestate: "vendor=opaque" });
+
+    await postJson(`${quiet.url}/api/generate`, { prompt: "no context", width: 256, height: 256 });
+    expect(emulator.stats().lastHeaders.at(-1)?.traceparent).toBeUndefined();
+  });
+});

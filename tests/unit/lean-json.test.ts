@@ -48,4 +48,23 @@ describe("parseSkippingString", () => {
   ])("throws SyntaxError on malformed JSON: %#", (text) => {
     expect(() => lean(text)).toThrow(SyntaxError);
   });
+
+  it("rejects a raw control character anywhere in the skipped string, as JSON.parse does", () => {
+    // Every position of the first and last words, and the middle: the scan reads aligned 16-byte blocks.
+    const positions = [...Array.from({ length: 40 }, (_, i) => i), image.length >> 1, ...Array.from({ length: 40 }, (_, i) => image.length - 1 - i)];
+    for (const at of positions) {
+      for (const control of ["\u0000", "\u0001", "\u001f"]) {
+        const text = `{"image_base64": "${image.slice(0, at)}${control}${image.slice(at + 1)}"}`;
+        expect(() => lean(text), `${JSON.stringify(control)} at ${at}`).toThrow(SyntaxError);
+      }
+    }
+  });
+
+  it("skips bytes from space upwards and UTF-8, and decodes a late escape as JSON.parse does", () => {
+    const text = JSON.stringify({ image_base64: ` ~\u007féü${image}` });
+    expect(lean(text).skippedLength).toBe(Buffer.byteLength(` ~\u007féü${image}`));
+    const escaped = JSON.stringify({ image_base64: `${image}\n` });
+    expect(lean(escaped)).toEqual({ value: JSON.parse(escaped) as unknown, skippedLength: image.length + 1 });
+  });
 });
+
