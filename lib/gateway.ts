@@ -31,7 +31,7 @@ export async function generate(request: Request, record: RequestRecord): Promise
   const work = admitWork(request.signal);
   const params = await readGenerateRequest(request);
   record.generating(params);
-  let answer: Buffer;
+  let answer: Buffer[];
   try {
     const slot = await record.measure("queue", () => limiter().acquire(work.queueSignal));
     try {
@@ -42,7 +42,7 @@ export async function generate(request: Request, record: RequestRecord): Promise
   } catch (error) {
     throw work.explain(error);
   }
-  record.sent(answer.length);
+  record.sent(answer.reduce((bytes, chunk) => bytes + chunk.length, 0));
   const response = streamedJson(answer);
   // Answered while draining: the client's next request should open a connection elsewhere.
   if (shutdown().draining) response.headers.set("connection", "close");

@@ -111,11 +111,15 @@ function withHeaders(response: Response, headers: HeaderList): Response {
   }
 }
 
-/** A response whose body is streamed: Vercel refuses unstreamed bodies over 4.5 MB. */
-export function streamedJson(bytes: Uint8Array, status = 200): Response {
+/**
+ * A response whose body is streamed (Vercel refuses unstreamed bodies over
+ * 4.5 MB), from one buffer or the chunks an upstream answer arrived in.
+ */
+export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status = 200): Response {
+  const chunks = bytes instanceof Uint8Array ? [bytes] : bytes;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      controller.enqueue(bytes);
+      for (const chunk of chunks) controller.enqueue(chunk);
       controller.close();
     },
   });

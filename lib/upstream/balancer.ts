@@ -116,7 +116,7 @@ export class Balancer {
   }
 
   /** POST /generate on the freest server; see UpstreamServer.generate. */
-  generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer> {
+  generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer[]> {
     return this.attempt(signal, async (member) => {
       try {
         const answer = await member.server.generate(request, signal, context);

@@ -26,9 +26,20 @@ export interface LeanParse {
   skippedLength: number | undefined;
 }
 
-/** Throws SyntaxError when `bytes` is not valid JSON. */
-export function parseSkippingString(bytes: Buffer, key: string): LeanParse {
+/**
+ * Throws SyntaxError when `bytes` is not valid JSON. `bytes` may be the
+ * chunks of a body as they arrived: the skipped string is then checked where
+ * it lies, and only the few bytes around it are joined, so an answer of
+ * megabytes is never copied into one buffer.
+ */
+export function parseSkippingString(bytes: Buffer | readonly Buffer[], key: string): LeanParse {
   const wanted = Buffer.from(JSON.stringify(key));
+  if (Buffer.isBuffer(bytes)) return parseWhole(bytes, wanted, key);
+  if (bytes.length === 1) return parseWhole(bytes[0] as Buffer, wanted, key);
+  return parseChunks(bytes, wanted) ?? parseWhole(Buffer.concat(bytes), wanted, key);
+}
+
+function parseWhole(bytes: Buffer, wanted: Buffer, key: string): LeanParse {
   const span = findTopLevelString(bytes, wanted);
   if (span === undefined) return full(bytes, key);
   const [start, end] = span;
@@ -37,6 +48,60 @@ export function parseSkippingString(bytes: Buffer, key: string): LeanParse {
   if (!isPlainString(bytes, start, end)) return full(bytes, key);
   const value: unknown = JSON.parse(bytes.toString("utf8", 0, start) + bytes.toString("utf8", end));
   return { value, skippedLength: end - start };
+}
+
+/** Largest head joined to find where the skipped string opens. */
+const HEAD_LIMIT = 64 * 1024;
+
+/**
+ * The chunked fast path, or undefined to say "join them and parse the whole":
+ * a head of the first chunks holds the key and the opening of its string, the
+ * string runs plain through the next chunks up to a quote, and the head before
+ * it plus the tail after it make a small JSON text (the "skeleton") whose walk
+ * must find the string at the same place — so JSON.parse of the skeleton
+ * judges the whole answer as it would the joined bytes.
+ */
+function parseChunks(chunks: readonly Buffer[], wanted: Buffer): LeanParse | undefined {
+  let headChunks = 0;
+  let head: Buffer = Buffer.alloc(0);
+  let start: number | undefined;
+  while (start === undefined && headChunks < chunks.length && head.length < HEAD_LIMIT) {
+    // The head at least doubles each time, so a body of tiny chunks is not joined over and over.
+    const parts = [head];
+    let length = head.length;
+    while (headChunks < chunks.length && length < Math.max(1024, 2 * head.length)) {
+      const chunk = chunks[headChunks++] as Buffer;
+      parts.push(chunk);
+      length += chunk.length;
+    }
+    head = Buffer.concat(parts, length);
+    const span = findTopLevelString(head, wanted, true);
+    if (span === undefined) continue; // the walk ran off the head (or met something odd): grow it
+    if (span[1] >= 0) return undefined; // the string closes in the head: a small answer, parse it whole
+    start = span[0];
+  }
+  if (start === undefined) return undefined;
+
+  // From the opening, chunk by chunk: no backslash (so the first quote closes it), no control character.
+  let skipped = 0;
+  let piece = head.subarray(start);
+  let next = headChunks;
+  for (;;) {
+    const quote = piece.indexOf(QUOTE);
+    const stringPart = quote < 0 ? piece.length : quote;
+    if (!isPlainString(piece, 0, stringPart)) return undefined;
+    skipped += stringPart;
+    if (quote >= 0) {
+      piece = piece.subarray(quote);
+      break;
+    }
+    if (next >= chunks.length) return undefined; // unterminated: JSON.parse of the whole throws
+    piece = chunks[next++] as Buffer;
+  }
+  const skeleton = Buffer.concat([head.subarray(0, start), piece, ...chunks.slice(next)]);
+  const span = findTopLevelString(skeleton, wanted);
+  if (span === undefined || span[0] !== start || span[1] !== start) return undefined;
+  return { value: JSON.parse(skeleton.toString("utf8")) as unknown, skippedLength: skipped };
 }
 
 function full(bytes: Buffer, key: string): LeanParse {
@@ -55,8 +120,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * top level; strings are skipped with a native indexOf, so the cost is in the
  * number of fields, not bytes. A later key that is the same, or may be once
  * its escapes are decoded, is the one JSON.parse keeps: then undefined too.
+ * With `open`, `bytes` is the head of a longer text: a string that is still
+ * open at its end gives [start, -1].
  */
-function findTopLevelString(bytes: Buffer, wanted: Buffer): [number, number] | undefined {
+function findTopLevelString(bytes: Buffer, wanted: Buffer, open = false): [number, number] | undefined {
   let found: [number, number] | undefined;
   let i = skipSpace(bytes, 0);
   if (bytes[i] !== OPEN_BRACE) return undefined;
@@ -72,7 +139,7 @@ function findTopLevelString(bytes: Buffer, wanted: Buffer): [number, number] | u
     if (isWanted && !found) {
       if (bytes[i] !== QUOTE) return undefined;
       const valueEnd = stringEnd(bytes, i);
-      if (valueEnd < 0) return undefined;
+      if (valueEnd < 0) return open ? [i + 1, -1] : undefined;
       found = [i + 1, valueEnd];
       i = valueEnd + 1;
     } else {

@@ -108,10 +108,11 @@ export class UpstreamServer {
 
   /**
    * POSTs a validated request to /generate. Resolves with the upstream's answer
-   * exactly as it sent it, after checking it holds an image.
+   * exactly as it sent it, in the chunks it arrived in (megabytes are never
+   * joined), after checking it holds an image.
    */
-  async generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer> {
-    const bytes = await this.call(
+  async generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer[]> {
+    const chunks = await this.call(
       {
         operation: "generate",
         path: "/generate",
@@ -124,14 +125,14 @@ export class UpstreamServer {
       signal,
       this.options.requestTimeoutMs,
     );
-    checkGenerateResponse(bytes);
-    return bytes;
+    checkGenerateResponse(chunks);
+    return chunks;
   }
 
   /** GET /health, never throwing: the failure is part of the report. */
   async health(): Promise<HealthResult> {
     try {
-      const bytes = await this.call({ operation: "health", path: "/health", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
+      const bytes = Buffer.concat(await this.call({ operation: "health", path: "/health", method: "GET" }, undefined, CONTROL_TIMEOUT_MS));
       const parsed = UpstreamHealth.safeParse(parseJson(bytes));
       if (!parsed.success) return { ok: false, status: "error_invalid_response", error: "health answer is not a JSON object" };
       return { ok: true, health: parsed.data };
@@ -143,7 +144,7 @@ export class UpstreamServer {
 
   /** GET /metrics: the server's JSON bytes, checked to be a JSON object. */
   async metrics(): Promise<Buffer> {
-    const bytes = await this.call({ operation: "metrics", path: "/metrics", method: "GET" }, undefined, CONTROL_TIMEOUT_MS);
+    const bytes = Buffer.concat(await this.call({ operation: "metrics", path: "/metrics", method: "GET" }, undefined, CONTROL_TIMEOUT_MS));
     const value = parseJson(bytes);
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw fail.upstreamBadResponse("metrics are not a JSON object");
@@ -177,17 +178,17 @@ export class UpstreamServer {
     );
   }
 
-  /** One request with its 2xx body read whole (the pool caps its size). */
+  /** One request with its 2xx body read whole (the pool caps its size), in the chunks it arrived in. */
   private async call(
     request: UpstreamRequest,
     signal: AbortSignal | undefined,
     timeoutMs: number,
-  ): Promise<Buffer> {
+  ): Promise<Buffer[]> {
     const response = await this.open(request, signal, timeoutMs);
     try {
       const chunks: Buffer[] = [];
       for await (const chunk of response.chunks) chunks.push(chunk);
-      return Buffer.concat(chunks);
+      return chunks;
     } finally {
       response.close();
     }
@@ -329,11 +330,11 @@ function parseJson(bytes: Buffer): unknown {
   }
 }
 
-/** Checks a generate answer without decoding its image (see lean-json.ts). */
-function checkGenerateResponse(bytes: Buffer): void {
+/** Checks a generate answer without decoding or joining its image (see lean-json.ts). */
+function checkGenerateResponse(chunks: readonly Buffer[]): void {
   let parsed;
   try {
-    parsed = parseSkippingString(bytes, "image_base64");
+    parsed = parseSkippingString(chunks, "image_base64");
   } catch (error) {
     throw fail.upstreamBadResponse("body is not JSON", error);
   }

@@ -268,7 +268,7 @@ function reference(text: Buffer): Parsed {
   }
 }
 
-function lean(text: Buffer): Parsed {
+function lean(text: Buffer | Buffer[]): Parsed {
   try {
     const parsed = parseSkippingString(text, KEY);
     return { threw: false, value: blanked(parsed.value), skippedLength: parsed.skippedLength };
@@ -277,9 +277,10 @@ function lean(text: Buffer): Parsed {
   }
 }
 
-function expectSameAsJsonParse(text: Buffer): void {
+/** Given cut points, the lean parser gets the text in pieces, as an answer arrives. */
+function expectSameAsJsonParse(text: Buffer, cutAt?: number[]): void {
   const expected = reference(text);
-  const actual = lean(text);
+  const actual = lean(cutAt ? cut(text, cutAt) : text);
   expect(actual.threw, `JSON.parse ${expected.threw ? "throws" : "parses"}: ${text.toString().slice(0, 300)}`).toBe(expected.threw);
   if (actual.threw) expect(actual.error).toBeInstanceOf(SyntaxError);
   else expect(actual).toEqual(expected);
@@ -323,6 +324,22 @@ describe("parseSkippingString against JSON.parse", () => {
         expectSameAsJsonParse(Buffer.from(mutate(text, mutations)));
       }),
       { seed: SEED, numRuns: 4000 },
+    );
+  });
+
+  it("gives the same answer when the text comes in chunks, cut anywhere", () => {
+    const cuts = fc.array(fc.nat(), { maxLength: 40 });
+    fc.assert(
+      fc.property(answerText, cuts, (text, points) => {
+        expectSameAsJsonParse(Buffer.from(text), points);
+      }),
+      { seed: SEED, numRuns: 2000 },
+    );
+    fc.assert(
+      fc.property(answerText, fc.array(mutation, { minLength: 1, maxLength: 3 }), cuts, (text, mutations, points) => {
+        expectSameAsJsonParse(Buffer.from(mutate(text, mutations)), points);
+      }),
+      { seed: SEED, numRuns: 3000 },
     );
   });
 

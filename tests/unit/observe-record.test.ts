@@ -108,10 +108,12 @@ describe("a request's record", () => {
     expect(lines[1]?.line).toMatchObject({ error_kind: "internal", err: bug });
   });
 
-  it("gives the upstream client the request id and the queue wait", async () => {
+  it("gives the upstream client the request id, the queue wait and the caller's trace context", async () => {
     const r = record("abc");
-    expect(r.upstreamContext()).toEqual({ requestId: "abc", queueWaitMs: undefined, logPrompt: false });
+    expect(r.upstreamContext()).toEqual({ requestId: "abc", queueWaitMs: undefined, logPrompt: false, traceContext: {} });
     await r.measure("queue", () => Promise.resolve());
     expect(r.upstreamContext().queueWaitMs).toBeGreaterThanOrEqual(0);
+    const traced = new Request("http://gateway/generate", { method: "POST", headers: { traceparent: "00-ab-cd-01", tracestate: "a=b", baggage: "x=y" } });
+    expect(new RequestRecord("/api/generate", traced).upstreamContext().traceContext).toEqual({ traceparent: "00-ab-cd-01", tracestate: "a=b" });
   });
 });
