@@ -294,6 +294,8 @@ describe("RedisLimiter with Redis down", () => {
       const refused = await cWaiting.slot.catch((error: unknown) => error);
       expect(refused).toMatchObject({ code: "limiter_unavailable", status: 503, detail: "Concurrency limiter unavailable" });
       expect(await codeOf(c.acquire(open()))).toBe("limiter_unavailable");
+      // a has no waiter to fail: it learns of the outage from its connection's own events, a moment later.
+      expect(await eventually(() => a.stats().limiter !== "redis", 2000)).toBe(true);
       expect(a.stats()).toEqual({ in_flight: 2, queued: 0, max_concurrent: 2, limiter: "local (redis unreachable)" });
       expect(c.stats().limiter).toBe("unavailable (redis unreachable)");
       expect(modes).toEqual(["local (redis unreachable)"]);
