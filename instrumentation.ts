@@ -1,5 +1,3 @@
-import { registerOTel } from "@vercel/otel";
-
 /** Runs once at server start (Next's instrumentation hook). */
 export async function register(): Promise<void> {
   // Tracing is on only where traces can go (an OTLP endpoint, or Vercel's
@@ -9,7 +7,11 @@ export async function register(): Promise<void> {
   const exporting = Boolean(
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.VERCEL_OTEL_ENDPOINTS,
   );
-  if (exporting) registerOTel({ serviceName: process.env.OTEL_SERVICE_NAME || "text2image-gateway" });
+  if (exporting) {
+    // Imported only here: the SDK is not even loaded when tracing is off.
+    const { registerOTel } = await import("@vercel/otel");
+    registerOTel({ serviceName: process.env.OTEL_SERVICE_NAME || "text2image-gateway" });
+  }
   // The Node-only import keeps process.exit and signal handling out of the Edge bundle.
   if (process.env.NEXT_RUNTIME === "nodejs") {
     const { checkConfigOrExit, handleShutdownSignals } = await import("./lib/startup");
