@@ -21,7 +21,7 @@ export function upstreamHealth(): Promise<HealthResult> {
  * shutdown it is "degraded" with `shutting_down: true`, so balancers and
  * pages stop sending generations here.
  */
-export async function healthReport(): Promise<GatewayHealth & { shutting_down?: true }> {
+export async function healthReport(): Promise<GatewayHealth> {
   const balancer = upstream();
   const result = await balancer.health();
   const load = limiter().stats();

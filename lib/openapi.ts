@@ -57,6 +57,8 @@ export interface Operation {
   tags: string[];
   requestBody?: { required: true; content: Record<string, MediaType> };
   responses: Record<string, ResponseObject>;
+  /** Alternatives; `{}` among them makes the key optional (needed only when GATEWAY_API_KEYS is set). */
+  security?: Record<string, string[]>[];
 }
 
 export type Method = "get" | "post";
@@ -70,6 +72,7 @@ export interface OpenApiDocument {
   components: {
     schemas: Record<string, JsonSchema>;
     headers: Record<string, { description: string; schema: JsonSchema; example?: string }>;
+    securitySchemes: Record<string, { type: "http"; scheme: "bearer"; description: string } | { type: "apiKey"; in: "header"; name: string; description: string }>;
   };
 }
 
@@ -243,6 +246,13 @@ function jsonResponse(description: string, schema: SchemaName, examples: Record<
 
 const RETRY_AFTER = { $ref: "#/components/headers/RetryAfter" };
 const ALLOW = { $ref: "#/components/headers/Allow" };
+const RATE_LIMIT_HEADERS = {
+  "RateLimit-Limit": { $ref: "#/components/headers/RateLimitLimit" },
+  "RateLimit-Remaining": { $ref: "#/components/headers/RateLimitRemaining" },
+  "RateLimit-Reset": { $ref: "#/components/headers/RateLimitReset" },
+};
+/** The generate endpoints: open, or with one of the two key schemes when GATEWAY_API_KEYS is set. */
+const OPTIONAL_API_KEY: Record<string, string[]>[] = [{}, { bearerKey: [] }, { apiKeyHeader: [] }];
 
 /** Answers any route can give: another method (405 with `Allow`) and an unexpected fault (500). */
 function commonErrors(method: Method): Record<string, ResponseObject> {
@@ -269,6 +279,15 @@ function generateErrors(): Record<string, ResponseObject> {
       notJson: ["Malformed JSON", fail.invalidJson(jsonParseError('{"prompt": "a red fox"'))],
       empty: ["Empty body", fail.invalidJson("the body is empty")],
     }),
+    401: errorResponse(
+      401,
+      "GATEWAY_API_KEYS is set and the request has no key, or not a valid one (`WWW-Authenticate` says how to send it).",
+      { missing: ["No key sent", fail.apiKeyMissing()], invalid: ["A key not in GATEWAY_API_KEYS", fail.apiKeyInvalid()] },
+      { "WWW-Authenticate": { $ref: "#/components/headers/WWWAuthenticate" } },
+    ),
+    403: errorResponse(403, "A browser request from a web origin that CORS_ORIGINS does not list.", {
+      foreignOrigin: ["From another site", fail.originNotAllowed()],
+    }),
     ...commonErrors("post"),
     413: errorResponse(413, "The body is over MAX_BODY_BYTES (counted while reading).", {
       tooLarge: [`Over the default limit of ${defaults.maxBodyBytes} bytes`, fail.payloadTooLarge(defaults.maxBodyBytes)],
@@ -277,6 +296,12 @@ function generateErrors(): Record<string, ResponseObject> {
       textPlain: ["Sent as text/plain", fail.unsupportedMediaType("text/plain")],
     }),
     422: errorResponse(422, "A field breaks a rule: FastAPI's list of `{loc, msg, type}`, one entry per field.", requestErrorExamples(422)),
+    429: errorResponse(
+      429,
+      "RATE_LIMIT_PER_MINUTE is set and this key (or client IP) used it up; `Retry-After` says when one more fits. Every admitted answer carries the RateLimit-* fields too.",
+      { rateLimited: ["Over 60 per minute", fail.rateLimited(60, 7, { "RateLimit-Limit": "60", "RateLimit-Remaining": "0", "RateLimit-Reset": "7" })] },
+      { "Retry-After": RETRY_AFTER, ...RATE_LIMIT_HEADERS },
+    ),
     500: errorResponse(500, "The GPU server failed (its status is passed on), or an unexpected fault in the gateway.", {
       upstream: ["The GPU server answered 500", upstreamFault],
       internal: ["Unexpected fault in the gateway", fail.internal(null)],
@@ -288,10 +313,12 @@ function generateErrors(): Record<string, ResponseObject> {
     }),
     503: errorResponse(
       503,
-      "No capacity: the gateway's queue is full or no slot became free in time (with `Retry-After`), the GPU server is unreachable, or it answered 503 itself (its own detail).",
+      "No capacity: the gateway's queue is full or no slot became free in time (with `Retry-After`), it is shutting down (with `Connection: close`), its Redis limiter is unreachable in REDIS_FAILURE_MODE=closed, the GPU server is unreachable, or it answered 503 itself (its own detail).",
       {
         queueFull: ["MAX_QUEUE requests already waiting", fail.queueFull()],
         queueTimeout: ["No slot within QUEUE_TIMEOUT", fail.queueTimeout(defaults.queueTimeoutMs)],
+        shuttingDown: ["Draining after SIGTERM", fail.shuttingDown()],
+        limiterUnavailable: ["Redis unreachable, REDIS_FAILURE_MODE=closed", fail.limiterUnavailable()],
         refused: ["GPU server refuses connections", fail.upstreamRefused(DEFAULT_SERVER, null)],
         hostNotFound: ["GPU server's host name not found", fail.upstreamUnresolvable(DEFAULT_SERVER, null)],
         noServer: ["Several GPU servers, every one ejected or refusing connections", fail.noServerAvailable()],
@@ -446,6 +473,7 @@ function endpoints(): Endpoint[] {
       method: "post",
       operation: {
         operationId: "generate",
+        security: OPTIONAL_API_KEY,
         summary: "Generate an image",
         description:
           "Validates the body (nothing invalid reaches the GPU server), waits for a slot, sends all seven fields upstream and streams the GPU server's answer back unchanged.",
@@ -465,6 +493,7 @@ function endpoints(): Endpoint[] {
       method: "post",
       operation: {
         operationId: "generateStream",
+        security: OPTIONAL_API_KEY,
         summary: "Generate an image, with progress as server-sent events",
         description:
           "Validated and admitted as `POST /api/generate`. Errors before the stream starts are JSON errors with their status; after, the stream ends with an `error` event. Each event is one line `data: <json>` and a blank line: `queued` while waiting for a slot, `progress` per inference step, then `complete` (with the image) or `error`. Lines starting with `:` are keep-alive comments.",
@@ -598,6 +627,18 @@ export function buildOpenApiDocument(): OpenApiDocument {
           schema: { type: "string" },
           example: "POST",
         },
+        WWWAuthenticate: {
+          description: "How to send an API key",
+          schema: { type: "string" },
+          example: fail.apiKeyMissing().headers["WWW-Authenticate"],
+        },
+        RateLimitLimit: { description: "Requests allowed per window (RATE_LIMIT_PER_MINUTE)", schema: { type: "string" }, example: "60" },
+        RateLimitRemaining: { description: "Requests left in the current window", schema: { type: "string" }, example: "0" },
+        RateLimitReset: { description: "Seconds until the window has room again", schema: { type: "string" }, example: "7" },
+      },
+      securitySchemes: {
+        bearerKey: { type: "http", scheme: "bearer", description: "`Authorization: Bearer <key>`, a key of GATEWAY_API_KEYS" },
+        apiKeyHeader: { type: "apiKey", in: "header", name: "X-API-Key", description: "`X-API-Key: <key>`, a key of GATEWAY_API_KEYS" },
       },
     },
   };

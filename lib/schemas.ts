@@ -197,7 +197,14 @@ export const GatewayHealth = z.object({
     .describe(
       'The GPU server\'s own /health answer. With several servers, an aggregate of those in rotation that answered: status "healthy" if any is, model_loaded and cuda_available true if any is, queue, generations and available_slots summed',
     ),
+  limiter: z
+    .string()
+    .optional()
+    .describe(
+      'Only with REDIS_URL: "redis" while one limit spans every gateway; "local (redis unreachable)" or "unavailable (redis unreachable)" while Redis is down (status is then "degraded")',
+    ),
   servers: z.array(ServerState).optional().describe("Each GPU server, when several are configured (absent with one)"),
+  shutting_down: z.literal(true).optional().describe('Present while draining after SIGTERM; status is then "degraded"'),
 });
 export type GatewayHealth = z.output<typeof GatewayHealth>;
 

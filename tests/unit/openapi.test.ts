@@ -23,7 +23,7 @@ const SEED_ENDPOINTS: [string, Method][] = [
   ["/generate-stream", "post"],
   ["/metrics", "get"],
 ];
-const GENERATE_ERRORS = ["400", "405", "413", "415", "422", "500", "502", "503", "504"];
+const GENERATE_ERRORS = ["400", "401", "403", "405", "413", "415", "422", "429", "500", "502", "503", "504"];
 
 function operations(doc: OpenApiDocument = document): [string, Method, Operation][] {
   return Object.entries(doc.paths).flatMap(([path, item]) =>
@@ -163,7 +163,20 @@ describe("the OpenAPI document", () => {
       const { responses } = operation(path, "post");
       expect(Object.keys(responses).filter((status) => status !== "200" && status !== "default")).toEqual(GENERATE_ERRORS);
       expect(responses["503"]?.headers).toEqual({ "Retry-After": { $ref: "#/components/headers/RetryAfter" } });
+      expect(responses["401"]?.headers).toEqual({ "WWW-Authenticate": { $ref: "#/components/headers/WWWAuthenticate" } });
+      expect(Object.keys(responses["429"]?.headers ?? {})).toEqual(["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]);
     }
+  });
+
+  it("makes the API key optional on the generate endpoints only, in both ways the gateway reads it", () => {
+    for (const [path, method, { security }] of operations()) {
+      const generates = path.endsWith("generate") || path.endsWith("generate-stream");
+      expect(security, `${method} ${path}`).toEqual(generates ? [{}, { bearerKey: [] }, { apiKeyHeader: [] }] : undefined);
+    }
+    expect(document.components.securitySchemes).toMatchObject({
+      bearerKey: { type: "http", scheme: "bearer" },
+      apiKeyHeader: { type: "apiKey", in: "header", name: "X-API-Key" },
+    });
   });
 
   it("takes its error examples from the error table, with the default limits", () => {
@@ -179,6 +192,10 @@ describe("the OpenAPI document", () => {
     expect(examples("504")).toContain(fail.upstreamTimeout(defaults.requestTimeoutMs, null).detail);
     expect(examples("502")).toContain(fail.upstreamConnection(null).detail);
     expect(examples("405")).toEqual([fail.methodNotAllowed("GET", ["POST"]).detail]);
+    expect(examples("401")).toEqual([fail.apiKeyMissing().detail, fail.apiKeyInvalid().detail]);
+    expect(examples("403")).toEqual([fail.originNotAllowed().detail]);
+    expect(examples("503")).toEqual(expect.arrayContaining([fail.shuttingDown().detail, fail.limiterUnavailable().detail]));
+    expect(document.components.headers.WWWAuthenticate?.example).toBe(fail.apiKeyMissing().headers["WWW-Authenticate"]);
     expect(document.components.headers.RetryAfter?.example).toBe(fail.queueFull().headers["Retry-After"]);
   });
 
