@@ -14,6 +14,13 @@ export { REQUEST_ID_HEADER } from "./request-id";
 type Phase = "queue" | "upstream";
 
 /**
+ * Polled by load balancers, the page and Prometheus: their successful answers
+ * are logged at debug, so probes do not drown the request log (nor cost a
+ * write each). Their metrics still count every one; failures stay at info.
+ */
+const POLLED_ROUTES = new Set(["/api/health", "/api/metrics/gateway"]);
+
+/**
  * What one request did, filled in as it goes (by `route()` and `lib/gateway.ts`)
  * and finished exactly once: one log line and its metrics. A request ends
  * when its answer is given, or, for a stream, when the stream ends.
@@ -134,6 +141,11 @@ export class RequestRecord {
     const { queue: queueWaitMs, upstream: upstreamMs } = this.phases;
     recordRequest({ route: this.route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
 
+    const level =
+      this.errorKind === "internal" ? "error" : status >= 500 ? "warn" : status < 400 && POLLED_ROUTES.has(this.route) ? "debug" : "info";
+    const log = logger();
+    if (!log.isLevelEnabled(level)) return;
+
     const params = this.params;
     const line = {
       request_id: this.id,
@@ -154,10 +166,7 @@ export class RequestRecord {
       }),
       err: this.cause,
     };
-    const log = logger();
-    if (this.errorKind === "internal") log.error(line, "request");
-    else if (status >= 500) log.warn(line, "request");
-    else log.info(line, "request");
+    log[level](line, "request");
   }
 }
 

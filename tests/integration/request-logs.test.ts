@@ -198,6 +198,18 @@ describe("every error response", () => {
 });
 
 describe("what the log leaves out", () => {
+  it("leaves the health checks and Prometheus scrapes that succeed to debug, and still counts them", async () => {
+    await call(`${gateway.url}/api/health`, { headers: { "x-request-id": "probe-ok" } });
+    await call(`${gateway.url}/health`, { headers: { "x-request-id": "probe-seed" } });
+    await call(`${gateway.url}/api/metrics/gateway`, { headers: { "x-request-id": "scrape-ok" } });
+    const refused = await call(`${gateway.url}/api/health`, { method: "POST", headers: { "x-request-id": "probe-405" } });
+    expect(refused.status).toBe(405);
+    expect(await lineFor("probe-405")).toMatchObject({ route: "/api/health", status: 405, level: "info" });
+    expect(requestLines().filter((line) => ["probe-ok", "probe-seed", "scrape-ok"].includes(String(line.request_id)))).toEqual([]);
+    const scrape = await call(`${gateway.url}/api/metrics/gateway`);
+    expect(String(scrape.body)).toMatch(/gateway_requests_total\{route="\/api\/health",status="200"\} [1-9]/);
+  });
+
   it("never holds an image or, by default, a prompt", async () => {
     const plain = await postJson(`${gateway.url}/api/generate`, small, withId("private-1"));
     const stream = await postStream(small, withId("private-2"));

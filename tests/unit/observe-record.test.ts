@@ -6,6 +6,8 @@ const lines: { level: string; line: Record<string, unknown> }[] = [];
 const outcomes: unknown[] = [];
 vi.mock("@/lib/observe/log", () => ({
   logger: () => ({
+    isLevelEnabled: () => true,
+    debug: (line: Record<string, unknown>) => lines.push({ level: "debug", line }),
     info: (line: Record<string, unknown>) => lines.push({ level: "info", line }),
     warn: (line: Record<string, unknown>) => lines.push({ level: "warn", line }),
     error: (line: Record<string, unknown>) => lines.push({ level: "error", line }),
@@ -106,6 +108,23 @@ describe("a request's record", () => {
     expect(lines.map((entry) => entry.level)).toEqual(["warn", "error"]);
     expect(lines[0]?.line.err).toBeUndefined();
     expect(lines[1]?.line).toMatchObject({ error_kind: "internal", err: bug });
+  });
+
+  it("logs the polled routes' successes at debug, their failures and every other route at info", () => {
+    const answer = (route: string, method: string, status: number) => {
+      new RequestRecord(route, new Request(`http://gateway${route}`, { method })).responded(status);
+    };
+    answer("/api/health", "GET", 200);
+    answer("/api/metrics/gateway", "GET", 200);
+    answer("/api/health", "POST", 405);
+    answer("/api", "GET", 200);
+    expect(lines.map(({ level, line }) => [level, line.route, line.status])).toEqual([
+      ["debug", "/api/health", 200],
+      ["debug", "/api/metrics/gateway", 200],
+      ["info", "/api/health", 405],
+      ["info", "/api", 200],
+    ]);
+    expect(outcomes).toHaveLength(4);
   });
 
   it("gives the upstream client the request id, the queue wait and the caller's trace context", async () => {
