@@ -1,13 +1,13 @@
 /**
  * What each part of the gateway costs: the generate (or health) load against
  * the baseline and the gateway with variants of its environment, alternated
- * over rounds; prints rps and server CPU per answer for each.
+ * over rounds; prints rps, server CPU per answer and peak RSS for each.
  *
  *   tsx bench/ablate.ts [--scenario generate|health] [--duration 8] [--rounds 2] [--variant name:ENV1=a,ENV2=b]...
  */
 import { parseArgs } from "node:util";
 import { runLoad } from "./load";
-import { GENERATE_BODY, cpuSeconds, ensureBuilds, startBaseline, startEmulator, startGateway } from "./servers";
+import { GENERATE_BODY, cpuSeconds, ensureBuilds, sampleRss, startBaseline, startEmulator, startGateway } from "./servers";
 import type { Server } from "./servers";
 
 const { values: args } = parseArgs({
@@ -29,7 +29,7 @@ for (const spec of args.variant) {
 }
 
 ensureBuilds(false);
-const results = new Map<string, { rps: number[]; cpu: number[] }>();
+const results = new Map<string, { rps: number[]; cpu: number[]; rss: number[] }>();
 const emulator = await startEmulator();
 try {
   for (let round = 0; round < Number(args.rounds); round++) {
@@ -39,13 +39,16 @@ try {
         const spec = { url: server.url + load.path, method: load.method, body: load.body, connections: load.connections };
         await runLoad({ ...spec, duration: 3 });
         const before = cpuSeconds(server.pid) ?? 0;
+        const rss = sampleRss(server.pid);
         const result = await runLoad({ ...spec, duration: Number(args.duration) });
+        const peakMb = (rss.stop() ?? 0) / 2 ** 20;
         const cpuMs = (((cpuSeconds(server.pid) ?? 0) - before) * 1000) / result.completed;
-        const entry = results.get(name) ?? { rps: [], cpu: [] };
+        const entry = results.get(name) ?? { rps: [], cpu: [], rss: [] };
         entry.rps.push(result.rps);
         entry.cpu.push(cpuMs);
+        entry.rss.push(peakMb);
         results.set(name, entry);
-        console.log(`${name.padEnd(16)} ${result.rps.toFixed(1).padStart(7)} rps  CPU ${cpuMs.toFixed(2)} ms/answer  ${result.failures} failed`);
+        console.log(`${name.padEnd(16)} ${result.rps.toFixed(1).padStart(7)} rps  CPU ${cpuMs.toFixed(2)} ms/answer  peak RSS ${peakMb.toFixed(0)} MB  ${result.failures} failed`);
       } finally {
         await server.stop();
       }
@@ -56,6 +59,9 @@ try {
 }
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 const base = results.get("baseline");
-for (const [name, { rps, cpu }] of results) {
-  console.log(`${name.padEnd(16)} mean ${mean(rps).toFixed(1).padStart(7)} rps (${base ? (mean(rps) / mean(base.rps)).toFixed(2) : "?"}×)  CPU ${mean(cpu).toFixed(2)} ms/answer (${base ? (mean(cpu) / mean(base.cpu)).toFixed(2) : "?"}×)`);
+for (const [name, { rps, cpu, rss }] of results) {
+  const times = (values: number[], of: number[] | undefined) => (of ? `${(mean(values) / mean(of)).toFixed(2)}×` : "?");
+  console.log(
+    `${name.padEnd(16)} mean ${mean(rps).toFixed(1).padStart(7)} rps (${times(rps, base?.rps)})  CPU ${mean(cpu).toFixed(2)} ms/answer (${times(cpu, base?.cpu)})  peak RSS ${mean(rss).toFixed(0)} MB (${times(rss, base?.rss)})`,
+  );
 }
