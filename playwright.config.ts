@@ -1,4 +1,5 @@
 import { defineConfig } from "@playwright/test";
+import { nextStartArgs } from "./scripts/next-start";
 import { EMULATOR_PORT, EMULATOR_URL, GATEWAY_PORT, GATEWAY_URL, STEP_MS } from "./tests/e2e/servers";
 
 /**
@@ -53,7 +54,7 @@ export default defineConfig({
     },
     {
       name: "gateway",
-      command: `node node_modules/next/dist/bin/next start -p ${GATEWAY_PORT} -H 127.0.0.1`,
+      command: ["node", ...nextStartArgs("-p", String(GATEWAY_PORT), "-H", "127.0.0.1")].join(" "),
       url: `${GATEWAY_URL}/api`,
       // One GPU slot at the gateway, so a test can make the page wait in the queue.
       env: { TEXT2IMAGE_SERVER_URL: EMULATOR_URL, MAX_CONCURRENT_REQUESTS: "1", NEXT_TELEMETRY_DISABLED: "1" },

@@ -9,6 +9,7 @@ import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSyn
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { nextStartArgs } from "../scripts/next-start";
 
 export const root = path.resolve(import.meta.dirname, "..");
 export const baselineDir = path.join(root, "bench/baseline");
@@ -152,12 +153,12 @@ export interface NextOptions {
   env?: Record<string, string>;
 }
 
-/** The built gateway under `next start`, with its default configuration. */
+/** The built gateway as `npm start` runs it, with its default configuration. */
 export async function startGateway({ upstreamUrl, nodeFlags = [], env = {} }: NextOptions): Promise<Server> {
   const port = await freePort();
   return launch({
     name: "gateway",
-    args: [...nodeFlags, nextBin, "start", "-p", String(port), "-H", "127.0.0.1"],
+    args: [...nodeFlags, ...nextStartArgs("-p", String(port), "-H", "127.0.0.1")],
     env: { NODE_ENV: "production", TEXT2IMAGE_SERVER_URL: upstreamUrl, ...env },
     port,
     readyPath: "/api/health",

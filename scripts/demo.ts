@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import path from "node:path";
+import { nextStartArgs } from "./next-start";
 
 const root = path.resolve(import.meta.dirname, "..");
 const emulatorPort = process.env.EMULATOR_PORT ?? "8001";
@@ -19,7 +20,7 @@ function run(name: string, args: string[], env: Record<string, string>): ChildPr
 }
 
 const emulator = run("emulator", ["--import", "tsx", "emulator/main.ts"], { EMULATOR_PORT: emulatorPort });
-const gateway = run("gateway", ["node_modules/next/dist/bin/next", "start", "-p", gatewayPort], {
+const gateway = run("gateway", nextStartArgs("-p", gatewayPort), {
   TEXT2IMAGE_SERVER_URL: process.env.TEXT2IMAGE_SERVER_URL ?? `http://127.0.0.1:${emulatorPort}`,
   NEXT_TELEMETRY_DISABLED: "1",
 });

@@ -11,6 +11,7 @@ import type { Server } from "node:http";
 import path from "node:path";
 import { expect, test } from "@playwright/test";
 import type { Page } from "@playwright/test";
+import { nextStartArgs } from "../../scripts/next-start";
 import { GeneratorPage } from "./generator-page";
 import { EMULATOR_URL, emulator } from "./servers";
 
@@ -81,7 +82,7 @@ async function waitForGateway(url: string, child: ChildProcess, output: () => st
 
 test.beforeAll(async () => {
   test.setTimeout(90_000);
-  keyedGateway = spawn(process.execPath, [path.join(root, "node_modules/next/dist/bin/next"), "start", "-p", String(KEYED_PORT), "-H", "127.0.0.1"], {
+  keyedGateway = spawn(process.execPath, nextStartArgs("-p", String(KEYED_PORT), "-H", "127.0.0.1"), {
     cwd: root,
     env: {
       ...process.env,

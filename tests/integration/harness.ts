@@ -10,9 +10,9 @@ import path from "node:path";
 import { WebSocket } from "undici";
 import type { MessageEvent } from "undici";
 import { expect } from "vitest";
+import { nextStartArgs } from "../../scripts/next-start";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const nextBin = path.join(root, "node_modules/next/dist/bin/next");
 
 export interface Gateway {
   readonly url: string;
@@ -34,7 +34,7 @@ export async function freePort(): Promise<number> {
 export async function startGateway(env: Record<string, string>): Promise<Gateway> {
   if (!existsSync(path.join(root, ".next/BUILD_ID"))) throw new Error("Build the gateway first: npm run build");
   const port = await freePort();
-  const child = spawn(process.execPath, [nextBin, "start", "-p", String(port), "-H", "127.0.0.1"], {
+  const child = spawn(process.execPath, nextStartArgs("-p", String(port), "-H", "127.0.0.1"), {
     cwd: root,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", ...env },
     stdio: ["ignore", "pipe", "pipe"],
