@@ -5,11 +5,11 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { nextStartArgs } from "../scripts/next-start";
+import { freePort, pidListeningOn, residentBytes } from "../tests/proc";
 
 export const root = path.resolve(import.meta.dirname, "..");
 export const baselineDir = path.join(root, "bench/baseline");
@@ -38,15 +38,6 @@ function build(name: string, args: string[]): void {
     stdio: "inherit",
   });
   if (result.status !== 0) throw new Error(`next build of the ${name} failed (exit ${result.status ?? result.signal ?? "?"})`);
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (typeof address !== "object" || address === null) throw new Error("no free port");
-  return address.port;
 }
 
 export interface Server {
@@ -100,7 +91,7 @@ async function launch({ name, args, env, port, readyPath }: Launch): Promise<Ser
     name,
     url,
     port,
-    pid: listeningPid(child, port),
+    pid: pidListeningOn(child.pid ?? 0, port),
     logPath,
     stop: () => stop(child, exited),
   };
@@ -178,93 +169,6 @@ export async function startBaseline({ upstreamUrl, nodeFlags = [], env = {} }: N
 }
 
 /**
- * The pid among `child` and its descendants that holds the socket listening
- * on `port` (from /proc/net/tcp*); `child`'s own pid when /proc says nothing.
- */
-function listeningPid(child: ChildProcess, port: number): number {
-  const own = child.pid ?? 0;
-  const inodes = listeningInodes(port);
-  if (inodes.size === 0) return own;
-  for (const pid of [own, ...descendants(own)]) {
-    try {
-      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-        const match = /^socket:\[(\d+)\]$/.exec(safeReadlink(`/proc/${pid}/fd/${fd}`));
-        if (match?.[1] && inodes.has(match[1])) return pid;
-      }
-    } catch {
-      // the process is gone or not ours to read
-    }
-  }
-  return own;
-}
-
-function listeningInodes(port: number): Set<string> {
-  const inodes = new Set<string>();
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text = "";
-    try {
-      text = readFileSync(table, "utf8");
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      // local_address is "ADDR:PORT" in hex; state 0A is LISTEN; field 9 is the inode.
-      if (fields[1]?.endsWith(`:${hexPort}`) && fields[3] === "0A" && fields[9]) inodes.add(fields[9]);
-    }
-  }
-  return inodes;
-}
-
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  let entries: string[] = [];
-  try {
-    entries = readdirSync("/proc").filter((entry) => /^\d+$/.test(entry));
-  } catch {
-    return [];
-  }
-  for (const entry of entries) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const found: number[] = [];
-  const queue = [pid];
-  while (queue.length > 0) {
-    for (const child of children.get(queue.shift() ?? -1) ?? []) {
-      found.push(child);
-      queue.push(child);
-    }
-  }
-  return found;
-}
-
-function safeReadlink(file: string): string {
-  try {
-    return readlinkSync(file);
-  } catch {
-    return "";
-  }
-}
-
-/** A field of /proc/<pid>/status in bytes (VmRSS, VmHWM), or undefined off Linux. */
-export function procStatusBytes(pid: number, field: "VmRSS" | "VmHWM"): number | undefined {
-  try {
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return match?.[1] ? Number(match[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
  * CPU time (user + system) a process has used, in seconds, from /proc/<pid>/stat
  * (in USER_HZ, 100 per second on Linux); undefined off Linux. On a shared
  * machine the CPU a server spends per request is steadier than its throughput.
@@ -284,7 +188,7 @@ export function cpuSeconds(pid: number): number | undefined {
 export function sampleRss(pid: number, intervalMs = 100): { stop(): number | undefined } {
   let peak: number | undefined;
   const sample = () => {
-    const rss = procStatusBytes(pid, "VmRSS");
+    const rss = residentBytes(pid);
     if (rss !== undefined) peak = Math.max(peak ?? 0, rss);
   };
   sample();

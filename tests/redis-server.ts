@@ -8,7 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
-import { freePort } from "./integration/harness";
+import { freePort } from "./proc";
 
 export const REDIS_SERVER_PATH = process.env.REDIS_SERVER_PATH || "/usr/bin/redis-server";
 

@@ -4,13 +4,15 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { WebSocket } from "undici";
 import type { MessageEvent } from "undici";
 import { expect } from "vitest";
 import { nextStartArgs } from "../../scripts/next-start";
+import { freePort, pidListeningOn, residentBytes as vmRss } from "../proc";
+
+export { freePort } from "../proc";
 
 const root = path.resolve(import.meta.dirname, "../..");
 
@@ -20,15 +22,6 @@ export interface Gateway {
   /** Everything the server printed so far. */
   output(): string;
   stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (typeof address !== "object" || address === null) throw new Error("no port");
-  return address.port;
 }
 
 export async function startGateway(env: Record<string, string>): Promise<Gateway> {
@@ -216,74 +209,18 @@ export function expectCleanOutput(gateway: Gateway): void {
   expect(match === null, `the server log shows a failure:\n${context}`).toBe(true);
 }
 
-/**
- * The process that listens on the gateway's port: the spawned `next start`
- * itself or, should Next fork a server child, that child. Found through the
- * listening socket's inode in /proc/net/tcp and the processes' fd links.
- */
+/** The process that listens on the gateway's port (see tests/proc.ts). */
 export function listeningPid(gateway: Gateway): number {
-  const port = Number(new URL(gateway.url).port);
   const root = gateway.process.pid;
   if (root === undefined) throw new Error("the gateway has no pid");
-  const inodes = new Set<string>();
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    if (!existsSync(table)) continue;
-    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      const local = fields[1];
-      const state = fields[3];
-      const inode = fields[9];
-      if (local === undefined || inode === undefined) continue;
-      if (state === "0A" && parseInt(local.split(":")[1] ?? "", 16) === port) inodes.add(inode);
-    }
-  }
-  if (inodes.size === 0) throw new Error(`nothing listens on port ${port}`);
-  for (const pid of [root, ...descendants(root)]) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone, or not ours to read
-    }
-    for (const fd of fds) {
-      let link: string;
-      try {
-        link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
-      if (inode !== undefined && inodes.has(inode)) return pid;
-    }
-  }
-  throw new Error(`no process under ${root} holds the socket listening on port ${port}`);
+  return pidListeningOn(root, Number(new URL(gateway.url).port));
 }
 
-function descendants(pid: number): number[] {
-  const children: number[] = [];
-  let tasks: string[];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return children;
-  }
-  for (const task of tasks) {
-    let listed = "";
-    try {
-      listed = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8");
-    } catch {
-      continue;
-    }
-    for (const child of listed.split(/\s+/).filter(Boolean).map(Number)) children.push(child, ...descendants(child));
-  }
-  return children;
-}
-
-/** Resident memory of a process in bytes (VmRSS of /proc/<pid>/status). */
+/** Resident memory of a running process in bytes (VmRSS). */
 export function residentBytes(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  if (kb === undefined) throw new Error(`no VmRSS for process ${pid}`);
-  return Number(kb) * 1024;
+  const bytes = vmRss(pid);
+  if (bytes === undefined) throw new Error(`no VmRSS for process ${pid}`);
+  return bytes;
 }
 
 export interface GatewayExit {
