@@ -48,7 +48,8 @@ export default defineConfig({
       name: "emulator",
       command: "node --import tsx emulator/main.ts",
       url: `${EMULATOR_URL}/health`,
-      env: { EMULATOR_PORT: String(EMULATOR_PORT), EMULATOR_HOST: "127.0.0.1", EMULATOR_STEP_MS: String(STEP_MS) },
+      // A server that stops on a closed connection, so a cancelled generation frees the one slot at once for the next test.
+      env: { EMULATOR_PORT: String(EMULATOR_PORT), EMULATOR_HOST: "127.0.0.1", EMULATOR_STEP_MS: String(STEP_MS), EMULATOR_ON_DISCONNECT: "stop" },
       reuseExistingServer: false,
       timeout: 30_000,
     },

@@ -185,7 +185,7 @@ function renderReport(): string {
     `- machine: ${cpus.length} cores, ${cpus[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before, ${loadAfter.map((l) => l.toFixed(2)).join(" ")} after`,
     `- Node ${process.version}, Next ${packageVersion("next")}, autocannon ${packageVersion("autocannon")}, undici ${packageVersion("undici")}`,
     `- ${rounds} round(s) of ${duration} s per target and scenario, each after a ${warmup} s warm-up at the same load; connections: ${scenarios.map((s) => `${s.name} ${s.connections}`).join(", ")}`,
-    `- emulator: EMULATOR_STEP_MS=0, EMULATOR_IMAGE=noise; generate body ${GENERATE_BODY} (fixed seed: the emulator's cached image); answer ${answerSizes()}`,
+    `- emulator: EMULATOR_STEP_MS=0, EMULATOR_IMAGE=noise, EMULATOR_IMAGE_FORMAT=png; generate body ${GENERATE_BODY} (fixed seed: the emulator's cached image); answer ${answerSizes()}`,
     "- latency: request sent to last byte (for the stream, to its end), from each response's own timing; RSS: VmRSS of the listening process sampled every 100 ms during the measured runs (the two Next.js servers start afresh for each scenario; the emulator runs throughout); CPU: user + system time of that process during the run ÷ answers",
     "",
     "Figures are medians over the rounds; brackets give the min–max. Peak RSS is each run's own peak.",

@@ -1,7 +1,8 @@
 /**
  * CLI entry: `tsx emulator/main.ts`. Configured by EMULATOR_PORT (8001), EMULATOR_HOST
  * (127.0.0.1), EMULATOR_STEP_MS (250), EMULATOR_SLOTS (4), EMULATOR_MAX_QUEUE (32),
- * EMULATOR_IMAGE (pattern|noise) and EMULATOR_FAULT (a fault as JSON). Empty means unset.
+ * EMULATOR_IMAGE (pattern|noise), EMULATOR_IMAGE_FORMAT (jpeg|png), EMULATOR_ON_DISCONNECT
+ * (continue|stop) and EMULATOR_FAULT (a fault as JSON). Empty means unset.
  */
 import { parseFault, startEmulator } from "./server";
 import type { Fault } from "./server";
@@ -27,10 +28,11 @@ function wholeNumber(name: string, fallback: number, min: number, max?: number):
   return value;
 }
 
-function imageMode(): "pattern" | "noise" {
-  const raw = env("EMULATOR_IMAGE") ?? "pattern";
-  if (raw !== "pattern" && raw !== "noise") exit(`EMULATOR_IMAGE=${JSON.stringify(raw)} must be "pattern" or "noise"`);
-  return raw;
+function choice<T extends string>(name: string, allowed: readonly [T, ...T[]]): T {
+  const raw = env(name) ?? allowed[0];
+  const found = allowed.find((value) => value === raw);
+  if (found === undefined) exit(`${name}=${JSON.stringify(raw)} must be one of ${allowed.join(", ")}`);
+  return found;
 }
 
 function fault(): Fault | null {
@@ -49,7 +51,9 @@ const options = {
   stepMs: wholeNumber("EMULATOR_STEP_MS", 250, 0),
   slots: wholeNumber("EMULATOR_SLOTS", 4, 1),
   maxQueue: wholeNumber("EMULATOR_MAX_QUEUE", 32, 0),
-  image: imageMode(),
+  image: choice("EMULATOR_IMAGE", ["pattern", "noise"]),
+  imageFormat: choice("EMULATOR_IMAGE_FORMAT", ["jpeg", "png"]),
+  onDisconnect: choice("EMULATOR_ON_DISCONNECT", ["continue", "stop"]),
   fault: fault(),
 };
 

@@ -1,6 +1,11 @@
 /**
- * An emulator of text2image_server.py (see /work/shared/upstream-contract.md) with counters
- * and fault knobs for the gateway's tests and benchmarks. Node's standard library only.
+ * An emulator of text2image_server.py (docs/genuine-server.md) with counters and fault knobs
+ * for the gateway's tests and benchmarks. By default it speaks as the genuine server does: a
+ * stream opens with a `queued` event, progress is an integer percent whose last event comes
+ * twice, images are JPEG, sizes that are not multiples of 16 fail in the "pipeline" (a 500, or
+ * a stream that ends with no final event), and a generation whose client left runs to its end
+ * (`onDisconnect: "continue"`; `"stop"` is a server that stops on a closed connection). It
+ * validates as the gateway does (lib/schemas.ts: pydantic's lax mode), without the size rule.
  *
  * How faults play out on /generate and /generate-stream: the body is always validated first
  * (an invalid one gets its 422, never a fault), then latencyMs passes. status,
@@ -14,12 +19,16 @@ import { STATUS_CODES, createServer } from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { imageDataUri } from "./png";
-import type { ImageMode } from "./png";
+import { JsonNumber } from "../lib/pydantic";
+import { requestJson, validateGenerateRequest } from "../lib/schemas";
+import type { GenerateRequest } from "../lib/schemas";
+import { topLevelNumbers } from "../lib/upstream/lean-json";
+import { imageDataUri } from "./image";
+import type { ImageFormat, ImageMode } from "./image";
 
 const FAULT_KINDS = [
   "none", "status", "malformed_json", "missing_image", "reset_before_headers", "reset_mid_body",
-  "stall_headers", "stall_body", "oversize", "stream_cut", "stream_malformed",
+  "stall_headers", "stall_body", "oversize", "stream_cut", "stream_malformed", "stream_end",
 ] as const;
 const FAULT_TARGETS = ["generate", "health", "metrics", "all"] as const;
 
@@ -37,7 +46,9 @@ export interface Fault {
   target?: (typeof FAULT_TARGETS)[number];
 }
 
-/** Open generate requests counted across several emulators: the load a whole GPU pool sees. */
+export type DisconnectMode = "continue" | "stop";
+
+/** Generations running or queued, counted across several emulators: the load a whole GPU pool sees. */
 export interface ConcurrencyGauge {
   active: number;
   max: number;
@@ -50,6 +61,10 @@ export interface EmulatorOptions {
   slots?: number;
   maxQueue?: number;
   image?: ImageMode;
+  /** The genuine server's storage.image_format; default "jpeg". */
+  imageFormat?: ImageFormat;
+  /** "continue" (default, the genuine server's way): a generation whose client left runs to its end; "stop": it stops. */
+  onDisconnect?: DisconnectMode;
   fault?: Fault | null;
   /** Shared with other emulators, to measure their combined highest concurrency. */
   gauge?: ConcurrencyGauge;
@@ -63,6 +78,9 @@ export interface EmulatorStats {
   /** generate/stream requests open right now (from arrival until the response closes). */
   active: number;
   maxConcurrent: number;
+  /** Generations running or queued now, whether or not their client is still there: what the GPU has to do. */
+  work: number;
+  maxWork: number;
   /** The client went away before the response was complete. */
   aborted: number;
   /** The response was written in full, whatever its status. */
@@ -77,6 +95,8 @@ export interface Emulator {
   stats(): EmulatorStats;
   setFault(fault: Fault | null): void;
   setStepMs(ms: number): void;
+  /** What /health reports and generations meet: CUDA and the model there or not. */
+  setDevice(device: { cudaAvailable?: boolean; modelLoaded?: boolean }): void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -136,85 +156,23 @@ function requestFault(prompt: string, global: Fault | null): Fault {
   return { ...fault, latencyMs: (fault.latencyMs ?? 0) + latencyMs };
 }
 
-// ---- request validation, shaped like FastAPI/pydantic v2 (lax mode) ----
+// ---- request validation: pydantic 2's lax mode, as FastAPI applies it ----
 
 interface Issue { type: string; loc: (string | number)[]; msg: string; input?: unknown }
-type Checked<T> = { ok: T } | { type: string; msg: string };
-
-interface GenerateParams {
-  prompt: string;
-  negative_prompt: string;
-  height: number;
-  width: number;
-  seed: number;
-  num_inference_steps: number;
-  guidance_scale: number;
-}
-
-const text = (min: number, max: number) => (value: unknown): Checked<string> => {
-  if (typeof value !== "string") return { type: "string_type", msg: "Input should be a valid string" };
-  const length = Array.from(value).length; // Python counts code points, not UTF-16 units
-  if (length < min) return { type: "string_too_short", msg: `String should have at least ${min} character${min === 1 ? "" : "s"}` };
-  if (length > max) return { type: "string_too_long", msg: `String should have at most ${max} characters` };
-  return { ok: value };
-};
-
-const integer = (min = -Infinity, max = Infinity) => (value: unknown): Checked<number> => {
-  // pydantic's lax mode also takes numeric strings.
-  const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-  if (typeof number !== "number" || Number.isNaN(number)) {
-    return typeof value === "string"
-      ? { type: "int_parsing", msg: "Input should be a valid integer, unable to parse string as an integer" }
-      : { type: "int_type", msg: "Input should be a valid integer" };
-  }
-  if (!Number.isInteger(number)) return { type: "int_from_float", msg: "Input should be a valid integer, got a number with a fractional part" };
-  if (number < min) return { type: "greater_than_equal", msg: `Input should be greater than or equal to ${min}` };
-  if (number > max) return { type: "less_than_equal", msg: `Input should be less than or equal to ${max}` };
-  return { ok: number };
-};
-
-const float = (value: unknown): Checked<number> => {
-  const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-  if (typeof number === "number" && !Number.isNaN(number)) return { ok: number };
-  return typeof value === "string"
-    ? { type: "float_parsing", msg: "Input should be a valid number, unable to parse string as a number" }
-    : { type: "float_type", msg: "Input should be a valid number" };
-};
-
-function validate(body: unknown): GenerateParams | Issue[] {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    return [{ type: "model_attributes_type", loc: ["body"], msg: "Input should be a valid dictionary or object to extract fields from", input: body }];
-  }
-  const fields = body as Record<string, unknown>;
-  const issues: Issue[] = [];
-  // Returns the fallback when the field is missing or invalid; the issues decide validity.
-  const read = <T>(name: string, check: (value: unknown) => Checked<T>, fallback: T, required = false): T => {
-    const value = fields[name];
-    if (value === undefined) {
-      if (required) issues.push({ type: "missing", loc: ["body", name], msg: "Field required", input: body });
-      return fallback;
-    }
-    const result = check(value);
-    if ("ok" in result) return result.ok;
-    issues.push({ type: result.type, loc: ["body", name], msg: result.msg, input: value });
-    return fallback;
-  };
-  const params: GenerateParams = {
-    prompt: read("prompt", text(1, 2000), "", true),
-    negative_prompt: read("negative_prompt", text(0, 2000), ""),
-    height: read("height", integer(256, 2048), 1024),
-    width: read("width", integer(256, 2048), 1024),
-    seed: read("seed", integer(), -1),
-    num_inference_steps: read("num_inference_steps", integer(1, 50), 9),
-    guidance_scale: read("guidance_scale", float, 0),
-  };
-  return issues.length > 0 ? issues : params;
-}
 
 function parseJson(raw: Buffer): { value: unknown } | { issue: Issue } {
   if (raw.length === 0) return { issue: { type: "missing", loc: ["body"], msg: "Field required", input: null } };
   try {
-    return { value: JSON.parse(raw.toString("utf8")) as unknown };
+    const value = JSON.parse(raw.toString("utf8")) as unknown;
+    // Python keeps a number's digits (a 20-digit seed is echoed exactly): so does the emulator.
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+      const fields = value as Record<string, unknown>;
+      for (const [key, source] of topLevelNumbers(raw)) {
+        const number = fields[key];
+        if (typeof number === "number") fields[key] = new JsonNumber(number, source);
+      }
+    }
+    return { value };
   } catch (error) {
     const position = /position (\d+)/.exec(String(error))?.[1];
     return { issue: { type: "json_invalid", loc: ["body", Number(position ?? 0)], msg: "JSON decode error", input: {} } };
@@ -270,12 +228,13 @@ interface Exchange {
 
 interface GenerateResult {
   image_base64: string;
-  seed: number;
+  /** The seed's digits: a seed past 2^53 is written back exactly, as Python does. */
+  seed: string;
   generation_time_ms: number;
   queue_wait_ms: number;
   width: number;
   height: number;
-  image_id: string;
+  image_id: null;
 }
 
 function reply(res: ServerResponse, status: number, json: string): void {
@@ -315,7 +274,17 @@ function hangUp(ex: Exchange, how: "reset" | "close"): void {
   else ex.req.socket.destroy();
 }
 
-const sse = (event: object) => `data: ${JSON.stringify(event)}\n\n`;
+/**
+ * A flat object as Python's json writes it: `", "` and `": "` in stream events (json.dumps),
+ * none in a /generate answer (FastAPI's JSONResponse); the seed goes as its digits.
+ */
+function pythonJson(value: object, compact: boolean): string {
+  const [comma, colon] = compact ? [",", ":"] : [", ", ": "];
+  const fields = Object.entries(value as Record<string, unknown>).filter(([, field]) => field !== undefined);
+  return `{${fields.map(([key, field]) => `${JSON.stringify(key)}${colon}${key === "seed" ? String(field) : JSON.stringify(field)}`).join(comma)}}`;
+}
+
+const sse = (event: Record<string, unknown>) => `data: ${pythonJson(event, false)}\n\n`;
 
 /** The faults that replace the whole response; true when one did. */
 function answerWithFault(ex: Exchange, fault: Fault): boolean {
@@ -336,23 +305,30 @@ function answerWithFault(ex: Exchange, fault: Fault): boolean {
 }
 
 /** The final JSON (the /generate body or the stream's complete event), mangled as the fault says. */
-function encodeResult(result: GenerateResult & { type?: "complete" }, fault: Fault): string {
+function encodeResult(result: GenerateResult & { type?: "complete" }, fault: Fault, compact: boolean): string {
   switch (fault.kind) {
     case "malformed_json": {
-      const json = JSON.stringify(result);
+      const json = pythonJson(result, compact);
       return json.slice(0, json.indexOf("base64,") + 12); // cut inside image_base64
     }
     case "missing_image":
-      return JSON.stringify({ ...result, image_base64: undefined }); // undefined fields are left out
+      return pythonJson({ ...result, image_base64: undefined }, compact);
     case "oversize": {
       const prefix = "data:image/png;base64,";
-      const base = JSON.stringify({ ...result, image_base64: prefix }).length;
+      const base = pythonJson({ ...result, image_base64: prefix }, compact).length;
       const padding = Math.max(0, (fault.bytes ?? DEFAULT_OVERSIZE_BYTES) - base);
-      return JSON.stringify({ ...result, image_base64: prefix + "A".repeat(padding) });
+      return pythonJson({ ...result, image_base64: prefix + "A".repeat(padding) }, compact);
     }
     default:
-      return JSON.stringify(result);
+      return pythonJson(result, compact);
   }
+}
+
+/** The genuine pipeline's own check: diffusers refuses sizes that are not multiples of 16. */
+function pipelineError(params: GenerateRequest): string | undefined {
+  if (params.height % 16 !== 0) return `Height must be divisible by 16 (got ${params.height}). Please adjust the height to a multiple of 16.`;
+  if (params.width % 16 !== 0) return `Width must be divisible by 16 (got ${params.width}). Please adjust the width to a multiple of 16.`;
+  return undefined;
 }
 
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
@@ -360,16 +336,20 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const port = integerIn("port", options.port ?? 0, 0, 65535);
   let stepMs = integerIn("stepMs", options.stepMs ?? 250);
   const slotCount = integerIn("slots", options.slots ?? 4, 1);
-  const slots = createSlots(slotCount, integerIn("maxQueue", options.maxQueue ?? 32));
+  const maxQueue = integerIn("maxQueue", options.maxQueue ?? 32);
+  const slots = createSlots(slotCount, maxQueue);
   const imageMode = oneOf("image", options.image ?? "pattern", ["pattern", "noise"] as const);
+  const imageFormat = oneOf("imageFormat", options.imageFormat ?? "jpeg", ["jpeg", "png"] as const);
+  const onDisconnect = oneOf("onDisconnect", options.onDisconnect ?? "continue", ["continue", "stop"] as const);
   let globalFault = parseFault(options.fault ?? null);
+  const device = { cudaAvailable: true, modelLoaded: true };
 
-  const freshStats = (active: number): EmulatorStats => ({
-    generateRequests: 0, healthRequests: 0, metricsRequests: 0, active, maxConcurrent: active,
+  const freshStats = (active: number, work: number): EmulatorStats => ({
+    generateRequests: 0, healthRequests: 0, metricsRequests: 0, active, maxConcurrent: active, work, maxWork: work,
     aborted: 0, completed: 0, lastBodies: [], lastHeaders: [],
   });
   const freshMetrics = () => ({ successful: 0, failed: 0, generationMsTotal: 0 });
-  let records = freshStats(0);
+  let records = freshStats(0, 0);
   let metrics = freshMetrics();
 
   const remember = <T>(list: T[], item: T) => {
@@ -386,14 +366,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const outcome = { validated: false, produced: false };
     records.active++;
     records.maxConcurrent = Math.max(records.maxConcurrent, records.active);
-    const gauge = options.gauge;
-    if (gauge) {
-      gauge.active++;
-      gauge.max = Math.max(gauge.max, gauge.active);
-    }
     ex.res.on("close", () => {
       records.active--;
-      if (gauge) gauge.active--;
       if (ex.res.writableFinished) records.completed++;
       else if (!ex.hungUp) records.aborted++;
       if (outcome.validated && !outcome.produced) metrics.failed++;
@@ -401,23 +375,43 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     return outcome;
   }
 
+  /** Counts one generation as the GPU's work from the queue to its end, here and on the shared gauge. */
+  function beginWork(): () => void {
+    records.work++;
+    records.maxWork = Math.max(records.maxWork, records.work);
+    const gauge = options.gauge;
+    if (gauge) {
+      gauge.active++;
+      gauge.max = Math.max(gauge.max, gauge.active);
+    }
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      records.work--;
+      if (gauge) gauge.active--;
+    };
+  }
+
   /** The parameters and fault of a generate request, or the error it gets instead (validation comes before any fault). */
-  function admit(raw: Buffer | null): { params: GenerateParams; fault: Fault } | { status: number; detail: unknown } {
+  function admit(raw: Buffer | null): { params: GenerateRequest; fault: Fault } | { status: number; detail: unknown } {
     if (raw === null) return { status: 413, detail: "Request body too large" };
     const parsed = parseJson(raw);
     if ("issue" in parsed) return { status: 422, detail: [parsed.issue] };
-    remember(records.lastBodies, parsed.value);
-    const params = validate(parsed.value);
-    if (Array.isArray(params)) return { status: 422, detail: params };
+    const result = validateGenerateRequest(parsed.value, { sizeMultiple: 1 });
+    remember(records.lastBodies, JSON.parse(result.ok ? requestJson(result.data) : raw.toString("utf8")) as unknown);
+    if (!result.ok) return { status: 422, detail: result.detail };
+    if (!device.modelLoaded) return { status: 503, detail: "Model not loaded" };
+    if (!device.cudaAvailable) return { status: 503, detail: "CUDA not available" };
     try {
-      return { params, fault: requestFault(params.prompt, faultFor("generate")) };
+      return { params: result.data, fault: requestFault(result.data.prompt, faultFor("generate")) };
     } catch (error) {
       return { status: 422, detail: `Invalid fault directive: ${(error as Error).message}` };
     }
   }
 
   async function handleGenerate(ex: Exchange, stream: boolean): Promise<void> {
-    const { req, res, signal } = ex;
+    const { req, res } = ex;
     records.generateRequests++;
     remember(records.lastHeaders, { ...req.headers });
     const outcome = track(ex);
@@ -430,39 +424,63 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const { params, fault } = verdict;
     outcome.validated = true;
 
-    if (fault.latencyMs) await sleep(fault.latencyMs, undefined, { signal });
+    if (fault.latencyMs) await sleep(fault.latencyMs, undefined, { signal: ex.signal });
     if (answerWithFault(ex, fault)) return;
-    const admitted = slots.enter(signal);
+    // A server that stops on a closed connection gives up the queue and the steps with it; the genuine one does not.
+    const workSignal = onDisconnect === "stop" ? ex.signal : new AbortController().signal;
+    // The genuine server's queue_position: those waiting before it, plus one (1 when it runs at once).
+    const position = slots.running < slotCount ? 1 : slots.queued + 1;
+    const admitted = slots.enter(workSignal);
     if (!admitted) {
-      replyJson(res, 503, { detail: "Queue is full" });
+      replyJson(res, 503, { detail: `Request queue is full (max ${maxQueue}). Please try again later.` });
       return;
     }
+    const endWork = beginWork();
     const queuedAt = performance.now();
     if (stream) {
-      // The stream opens once the request is admitted; the queue wait happens inside it.
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-      res.flushHeaders();
+      // As the genuine server: the stream opens at once and says where the request stands in line.
+      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" });
+      res.write(sse({ type: "queued", queue_position: position, request_id: randomUUID() }));
     }
-    await admitted;
-    let result: GenerateResult | null;
+    let result: GenerateResult | null | string;
     try {
-      result = await generate(ex, params, stream, fault, queuedAt);
+      await admitted;
+    } catch (error) {
+      endWork(); // left the queue ("stop" mode): it holds no slot
+      throw error;
+    }
+    try {
+      result = await generate(ex, workSignal, params, stream, fault, queuedAt);
     } finally {
       slots.release();
+      endWork();
+    }
+    if (typeof result === "string") {
+      // The pipeline failed: /generate answers 500; the genuine stream just ends, with no final event.
+      if (stream) res.end();
+      else replyJson(res, 500, { detail: `Generation failed: ${result}` });
+      return;
     }
     if (!result) return;
     outcome.produced = true;
     await deliver(ex, stream, result, fault);
   }
 
-  /** Runs the steps while holding a slot; null when a stream fault ended the response early. */
-  async function generate(ex: Exchange, params: GenerateParams, stream: boolean, fault: Fault, queuedAt: number): Promise<GenerateResult | null> {
+  /**
+   * Runs the steps while holding a slot: a result, the pipeline's error text, or null when a
+   * stream fault ended the response early. Stops with `workSignal` (the connection, in "stop" mode).
+   */
+  async function generate(
+    ex: Exchange, workSignal: AbortSignal, params: GenerateRequest, stream: boolean, fault: Fault, queuedAt: number,
+  ): Promise<GenerateResult | null | string> {
     const startedAt = performance.now();
     const total = params.num_inference_steps;
+    const failure = pipelineError(params);
+    if (failure) return failure;
     for (let step = 1; step <= total; step++) {
-      if (stepMs > 0) await sleep(stepMs, undefined, { signal: ex.signal });
-      if (!stream) continue;
-      const event = sse({ type: "progress", step, total_steps: total, progress: Math.round((step / total) * 100) / 100, message: "Denoising" });
+      if (stepMs > 0) await sleep(stepMs, undefined, { signal: workSignal });
+      if (!stream || ex.signal.aborted) continue;
+      const event = sse({ type: "progress", step, total_steps: total, progress: Math.min(100, Math.trunc((step / total) * 100)) });
       if (fault.kind === "stream_cut" && step === Math.min(2, total)) {
         await flush(ex, event);
         hangUp(ex, "close");
@@ -473,21 +491,28 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         ex.res.end("data: {not json\n\n");
         return null;
       }
+      if (fault.kind === "stream_end" && step === Math.min(2, total)) {
+        ex.res.end();
+        return null;
+      }
     }
-    const seed = params.seed === -1 ? randomInt(2 ** 32) : params.seed;
-    const image = imageDataUri(params.prompt, seed, params.width, params.height, imageMode);
+    // The genuine server sends the last progress event once more before the image.
+    if (stream && !ex.signal.aborted) ex.res.write(sse({ type: "progress", step: total, total_steps: total, progress: 100 }));
+    const seed = params.seed === -1 ? String(randomInt(2 ** 32 - 1)) : String(params.seed);
+    const image = imageDataUri(params.prompt, seed, params.width, params.height, imageMode, imageFormat);
     const generationMs = Math.round(performance.now() - startedAt);
     metrics.successful++;
     metrics.generationMsTotal += generationMs;
     return {
       image_base64: image, seed, generation_time_ms: generationMs, queue_wait_ms: Math.round(startedAt - queuedAt),
-      width: params.width, height: params.height, image_id: randomUUID(),
+      width: params.width, height: params.height, image_id: null,
     };
   }
 
   /** Sends the result; the body faults (reset_mid_body, stall_body) stop halfway through it. */
   async function deliver(ex: Exchange, stream: boolean, result: GenerateResult, fault: Fault): Promise<void> {
-    const json = encodeResult(stream ? { type: "complete", ...result } : result, fault);
+    if (ex.signal.aborted) return; // the genuine server runs a generation whose client left, and answers nobody
+    const json = encodeResult(stream ? { type: "complete", ...result } : result, fault, !stream);
     const body = Buffer.from(stream ? `data: ${json}\n\n` : json);
     if (!stream) ex.res.writeHead(200, { "content-type": "application/json", "content-length": body.length });
     if (fault.kind !== "reset_mid_body" && fault.kind !== "stall_body") {
@@ -508,7 +533,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   }
 
   const health = () => ({
-    status: "healthy", model_loaded: true, cuda_available: true, current_queue_size: slots.queued,
+    status: "healthy", model_loaded: device.modelLoaded, cuda_available: device.cudaAvailable,
+    cuda_device: device.cudaAvailable ? "Emulated GPU" : null, current_queue_size: slots.queued,
     active_generations: slots.running, available_slots: slotCount - slots.running,
   });
   const serverMetrics = () => ({
@@ -521,9 +547,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   });
   const stats = (): EmulatorStats => ({ ...records, lastBodies: [...records.lastBodies], lastHeaders: [...records.lastHeaders] });
   const reset = () => {
-    records = freshStats(records.active); // open requests stay open: `active` is a live gauge
+    records = freshStats(records.active, records.work); // open requests and running work stay: they are live gauges
     metrics = freshMetrics();
     globalFault = null;
+    device.cudaAvailable = true;
+    device.modelLoaded = true;
   };
 
   async function route(ex: Exchange): Promise<void> {
@@ -625,6 +653,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     },
     setStepMs: (ms) => {
       stepMs = integerIn("stepMs", ms);
+    },
+    setDevice: ({ cudaAvailable, modelLoaded }) => {
+      if (cudaAvailable !== undefined) device.cudaAvailable = cudaAvailable;
+      if (modelLoaded !== undefined) device.modelLoaded = modelLoaded;
     },
     reset,
     close: () =>

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { SIZE_MULTIPLE_DEFAULT } from "./schemas";
 
 /** Seconds, fractions allowed (tests use sub-second limits). */
 const seconds = z.coerce
@@ -140,6 +141,7 @@ const schema = z
     MAX_QUEUE: count(0).default(100),
     QUEUE_TIMEOUT: seconds.optional(),
     MAX_BODY_BYTES: count(1).default(64 * 1024),
+    SIZE_MULTIPLE: count(1).default(SIZE_MULTIPLE_DEFAULT),
     MAX_RESPONSE_BYTES: count(1).default(64 * 1024 * 1024),
     SSE_KEEPALIVE_INTERVAL: seconds.default(15),
     SHUTDOWN_GRACE: seconds.default(30),
@@ -169,6 +171,8 @@ const schema = z
     maxQueue: env.MAX_QUEUE,
     queueTimeoutMs: (env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT) * 1000,
     maxBodyBytes: env.MAX_BODY_BYTES,
+    /** Width and height must be multiples of it: the genuine pipeline fails other sizes with a 500. */
+    sizeMultiple: env.SIZE_MULTIPLE,
     maxResponseBytes: env.MAX_RESPONSE_BYTES,
     sseKeepAliveMs: env.SSE_KEEPALIVE_INTERVAL * 1000,
     shutdownGraceMs: env.SHUTDOWN_GRACE * 1000,

@@ -160,6 +160,11 @@ export const fail = {
     const text = status === 503 || status === 504 ? detail : `Text-to-image server error: ${detail}`;
     return new GatewayError("upstream_status", status, text, { headers });
   },
+  /**
+   * The GPU server refused a request the gateway had validated: its 422 list
+   * goes to the client as it is (the gateway's rules fell behind the server's).
+   */
+  upstreamValidation: (detail: ValidationDetail[]) => new GatewayError("upstream_status", 422, detail),
   /** GET /metrics is a passthrough: any failure of it is the upstream's, so 502. */
   metricsUnavailable: (cause: GatewayError) =>
     new GatewayError(cause.code, 502, `Could not fetch the text-to-image server's metrics: ${cause.message}`, {

@@ -4,7 +4,6 @@ import { config } from "./config";
 import { GatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import { limiter } from "./limiter";
-import type { Slot } from "./limiter";
 import type { RequestRecord } from "./observe/request";
 import type { GenerateRequest } from "./schemas";
 import { validateGenerateRequest } from "./schemas";
@@ -17,7 +16,7 @@ import type { OpenResponse } from "./upstream";
 /** Reads and validates a generate body; nothing invalid goes further. */
 export async function readGenerateRequest(request: Request): Promise<GenerateRequest> {
   const body = await readJsonObject(request, config().maxBodyBytes);
-  const result = validateGenerateRequest(body);
+  const result = validateGenerateRequest(body, { sizeMultiple: config().sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);
   return result.data;
 }
@@ -34,11 +33,8 @@ export async function generate(request: Request, record: RequestRecord): Promise
   let answer: Buffer[];
   try {
     const slot = await record.measure("queue", () => limiter().acquire(work.queueSignal));
-    try {
-      answer = await record.measure("upstream", () => upstream().generate(params, work.signal, record.upstreamContext()));
-    } finally {
-      slot.release();
-    }
+    // The slot is the upstream call's now: freed once the GPU server is done with it (lib/upstream/balancer.ts).
+    answer = await record.measure("upstream", () => upstream().generate(params, work.signal, record.upstreamContext(), slot));
   } catch (error) {
     throw work.explain(error);
   }
@@ -90,7 +86,7 @@ export async function generateStream(request: Request, record: RequestRecord): P
     };
   });
   const opened = admitAndOpen(params, work, record, (position) => {
-    events.send({ type: "queued", position });
+    events.send({ type: "queued", queue_position: position, position });
     markQueued();
   });
 
@@ -120,7 +116,7 @@ export async function generateStream(request: Request, record: RequestRecord): P
 }
 
 interface Admitted {
-  slot: Slot;
+  /** Holds the slot until it is closed (see OpenResponse.close). */
   response: OpenResponse;
   /** Stops the upstream time when the stream is done with. */
   upstreamDone: () => void;
@@ -135,22 +131,23 @@ async function admitAndOpen(
   const slot = await record.measure("queue", () => limiter().acquire(work.queueSignal, onQueued));
   const upstreamDone = record.begin("upstream");
   try {
-    return { slot, response: await upstream().generateStream(params, work.signal, record.upstreamContext()), upstreamDone };
+    return { response: await upstream().generateStream(params, work.signal, record.upstreamContext(), slot), upstreamDone };
   } catch (error) {
     upstreamDone();
-    slot.release();
     throw error;
   }
 }
 
 /**
- * Passes the upstream's events to the client as each one completes, checked
- * but unchanged, and ends after the `complete` or `error` event. The slot is
- * held while the GPU streams and freed however the stream ends; the record
- * hears the bytes relayed and how the stream ended.
+ * Passes the upstream's events to the client as each one completes, unchanged,
+ * and ends after the `complete` or `error` event. The slot is held while the
+ * GPU streams, and after, if the stream was cut short, until the GPU server
+ * is done with the generation; the record hears the bytes relayed and how
+ * the stream ended.
  */
-async function relay({ slot, response, upstreamDone }: Admitted, events: EventStream, record: RequestRecord, work: Work): Promise<void> {
+async function relay({ response, upstreamDone }: Admitted, events: EventStream, record: RequestRecord, work: Work): Promise<void> {
   const splitter = new EventSplitter();
+  let finished = false;
   try {
     for await (const chunk of response.chunks) {
       for (const block of splitter.push(chunk)) {
@@ -162,6 +159,7 @@ async function relay({ slot, response, upstreamDone }: Admitted, events: EventSt
         events.write(block);
         record.sent(block.length);
         if (event.kind === "event" && (event.type === "complete" || event.type === "error")) {
+          finished = true;
           // The GPU server's own error event: its failure, told in the stream instead of a status.
           if (event.type === "error") record.failedWith("upstream_status");
           events.end();
@@ -169,13 +167,14 @@ async function relay({ slot, response, upstreamDone }: Admitted, events: EventSt
         }
       }
     }
+    // The genuine server ends its stream this way when the generation fails (a timeout, a pipeline error).
+    finished = true;
     failStream(fail.upstreamBadResponse("the stream ended before the image was complete"), events, record);
   } catch (error) {
     failStream(work.explain(error), events, record);
   } finally {
     upstreamDone();
-    response.close();
-    slot.release();
+    response.close(finished);
   }
 }
 

@@ -3,6 +3,7 @@ import { limiter, limiterDegraded } from "./limiter";
 import { shutdown } from "./shutdown";
 import { upstream } from "./upstream";
 import type { HealthResult } from "./upstream";
+import { canGenerate } from "./schemas";
 import type { GatewayHealth } from "./schemas";
 
 /**
@@ -26,12 +27,13 @@ export async function healthReport(): Promise<GatewayHealth> {
   const result = await balancer.health();
   const load = limiter().stats();
   // With Redis unreachable, `limiter` says so: "local (redis unreachable)".
-  const healthy = result.ok && result.health.status === "healthy" && !limiterDegraded(load);
+  const healthy = result.ok && result.health.status === "healthy" && canGenerate(result.health) && !limiterDegraded(load);
   const draining = shutdown().draining;
   return {
     status: healthy && !draining ? "healthy" : "degraded",
     gateway: "running",
     ...load,
+    orphaned: balancer.orphaned(),
     text2image_server: result.ok ? result.health : { status: result.status, error: result.error },
     ...(balancer.size > 1 ? { servers: balancer.states() } : {}),
     ...(draining ? { shutting_down: true as const } : {}),

@@ -110,10 +110,24 @@ function componentSchemas(): Record<string, JsonSchema> {
   return { ...toJsonSchemas(REQUEST_SCHEMAS, "input"), ...toJsonSchemas(RESPONSE_SCHEMAS, "output") };
 }
 
+/**
+ * How zod writes the JSON Schemas. The int fields are checked as bigints (a
+ * seed of 20 digits) and state their JSON Schema in their metadata; zod
+ * leaves out a `default` it finds there, so it is put back.
+ */
+export const JSON_SCHEMA_OPTIONS = {
+  target: "draft-2020-12",
+  unrepresentable: "any",
+  override: ({ zodSchema, jsonSchema }) => {
+    const stated = z.globalRegistry.get(zodSchema)?.default;
+    if (stated !== undefined && jsonSchema.default === undefined) jsonSchema.default = stated;
+  },
+} satisfies Parameters<typeof z.toJSONSchema>[1];
+
 function toJsonSchemas(named: Record<string, z.ZodType>, io: "input" | "output"): Record<string, JsonSchema> {
   const registry = z.registry<{ id: string }>();
   for (const [id, schema] of Object.entries(named)) registry.add(schema, { id });
-  const { schemas } = z.toJSONSchema(registry, { target: "draft-2020-12", io, uri: (id) => `${COMPONENT_PREFIX}${id}` });
+  const { schemas } = z.toJSONSchema(registry, { ...JSON_SCHEMA_OPTIONS, io, uri: (id) => `${COMPONENT_PREFIX}${id}` });
   // `$schema` is the document's dialect already; a fragment-only `$id` is not a valid JSON Schema id.
   return Object.fromEntries(
     Object.entries(schemas).map(([id, schema]) => {
@@ -133,8 +147,9 @@ function checked(schema: z.ZodType, summary: string, value: unknown): Example {
 
 const defaults = parseConfig({});
 const DEFAULT_SERVER = defaults.serverUrl.href.replace(/\/$/, "");
-const TINY_PNG =
-  "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+/** A 1x1 JPEG, the genuine server's default format (emulator/jpeg.ts made it). */
+const TINY_JPEG =
+  "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wCEAAMCAgMCAgMDAwMEAwMEBQgFBQQEBQoHBwYIDAoMDAsKCwsNDhIQDQ4RDgsLEBYQERMUFRUVDA8XGBYUGBIUFRQBAwQEBQQFCQUFCRQNCw0UFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFP/AABEIAAEAAQMBEQACEQEDEQH/xAGiAAABBQEBAQEBAQAAAAAAAAAAAQIDBAUGBwgJCgsQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+gEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoLEQACAQIEBAMEBwUEBAABAncAAQIDEQQFITEGEkFRB2FxEyIygQgUQpGhscEJIzNS8BVictEKFiQ04SXxFxgZGiYnKCkqNTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqCg4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2dri4+Tl5ufo6ery8/T19vf4+fr/2gAMAwEAAhEDEQA/AOTr8UP6pP/Z";
 
 // ---------------------------------------------------------------- requests
 
@@ -368,16 +383,46 @@ function streamExamples(image: Record<string, unknown>): Record<string, Example>
     summary,
     value: events.map((event) => ({ data: checked(StreamEvent, summary, event).value })),
   });
-  const progress = (step: number) => ({ type: "progress", step, total_steps: 9, progress: Number((step / 9).toFixed(2)), message: "Denoising" });
+  const progress = (step: number) => ({ type: "progress", step, total_steps: 9, progress: Math.trunc((step / 9) * 100) });
   return {
-    completed: stream("Queued, then step by step to the image", [
-      { type: "queued", position: 1 },
+    completed: stream("Queued, then step by step to the image (the genuine server's events, relayed unchanged)", [
+      { type: "queued", queue_position: 1, request_id: "4b96fb7d-9eed-4ecd-9393-bec96723ea20" },
       progress(1),
       progress(2),
       progress(9),
+      progress(9),
       { type: "complete", ...image },
     ]),
+    waited: stream("Waited for a gateway slot first (the gateway's own queued events), then the GPU server's", [
+      { type: "queued", queue_position: 2, position: 2 },
+      { type: "queued", queue_position: 1, position: 1 },
+      { type: "queued", queue_position: 1, request_id: "0c6f8e63-51d9-4f4e-9a8e-2c5d3f1b7a90" },
+      progress(1),
+    ]),
     failed: stream("Failed after it started", [progress(1), { type: "error", message: fail.upstreamConnection(null).message }]),
+  };
+}
+
+/** A GET /api/health answer with the genuine server's fields, as an example. */
+function healthExample(gateway: Record<string, unknown>, server: Record<string, unknown>): Record<string, unknown> {
+  return {
+    status: "healthy",
+    gateway: "running",
+    in_flight: 0,
+    queued: 0,
+    max_concurrent: defaults.maxConcurrent,
+    orphaned: 0,
+    ...gateway,
+    text2image_server: {
+      status: "healthy",
+      model_loaded: true,
+      cuda_available: true,
+      cuda_device: "NVIDIA GeForce RTX 4090",
+      current_queue_size: 0,
+      active_generations: 0,
+      available_slots: 2,
+      ...server,
+    },
   };
 }
 
@@ -403,7 +448,7 @@ const TAGS: OpenApiDocument["tags"] = [
 ];
 
 function endpoints(): Endpoint[] {
-  const sample = { image_base64: TINY_PNG, seed: 1234567, generation_time_ms: 3480, width: 1024, height: 1024, image_id: "b0c1d2e3" };
+  const sample = { image_base64: TINY_JPEG, seed: 1234567, generation_time_ms: 3480, width: 1024, height: 1024, image_id: "b0c1d2e3" };
   return [
     {
       path: "/api",
@@ -439,27 +484,24 @@ function endpoints(): Endpoint[] {
         tag: "service",
         responses: {
           200: jsonResponse("The gateway's load and the GPU server's own health", "GatewayHealth", {
-            healthy: checked(GatewayHealth, "GPU server up", {
-              status: "healthy",
-              gateway: "running",
-              in_flight: 1,
-              queued: 0,
-              max_concurrent: defaults.maxConcurrent,
-              text2image_server: {
-                status: "healthy",
-                model_loaded: true,
-                cuda_available: true,
-                current_queue_size: 0,
-                active_generations: 1,
-                available_slots: 3,
-              },
-            }),
+            healthy: checked(GatewayHealth, "GPU server up", healthExample({ in_flight: 1 }, { active_generations: 1, available_slots: 1 })),
+            noCuda: checked(
+              GatewayHealth,
+              "The GPU server answers but cannot generate (every generation would get its 503 CUDA not available)",
+              healthExample({ status: "degraded" }, { cuda_available: false, cuda_device: null }),
+            ),
+            orphans: checked(
+              GatewayHealth,
+              "Two clients left; the GPU server still runs their generations, which hold their slots",
+              healthExample({ in_flight: 3, orphaned: 2 }, { current_queue_size: 2, active_generations: 1, available_slots: 1 }),
+            ),
             unreachable: checked(GatewayHealth, "GPU server unreachable", {
               status: "degraded",
               gateway: "running",
               in_flight: 0,
               queued: 0,
               max_concurrent: defaults.maxConcurrent,
+              orphaned: 0,
               text2image_server: { status: "unreachable", error: fail.upstreamRefused(DEFAULT_SERVER, null).message },
             }),
           }),

@@ -3,54 +3,154 @@
  * the upstream client and the page (so it must stay free of server-only code).
  */
 import { z } from "zod";
+import { FINITE_NUMBER, JsonNumber, codePoints, laxFloat, laxInt, laxStr } from "./pydantic";
+import type { Coerced } from "./pydantic";
 
 export const PROMPT_MAX_CHARS = 2000;
 export const SIZE_MIN = 256;
 export const SIZE_MAX = 2048;
+/** The genuine pipeline refuses other sizes with a 500 (SIZE_MULTIPLE). */
+export const SIZE_MULTIPLE_DEFAULT = 16;
 export const STEPS_MIN = 6;
 export const STEPS_MAX = 12;
+/** -1 asks the server for a random seed; its generator takes any 64-bit unsigned one. */
+export const SEED_MIN = -1;
+export const SEED_MAX = 2n ** 64n - 1n;
 
-const size = z.int().min(SIZE_MIN).max(SIZE_MAX).default(1024);
+interface IntegerRule {
+  min: number;
+  max: number | bigint;
+  multipleOf?: number;
+  fallback: number;
+  description?: string;
+}
 
-export const GenerateRequest = z.object({
-  prompt: z.string().min(1).max(PROMPT_MAX_CHARS),
-  negative_prompt: z.string().max(PROMPT_MAX_CHARS).default(""),
-  height: size,
-  width: size,
-  seed: z.int().default(-1),
-  num_inference_steps: z.int().min(STEPS_MIN).max(STEPS_MAX).default(9),
-  guidance_scale: z.number().default(0.0),
-});
+/**
+ * An int field, checked on the bigint that pydantic's lax reading gives
+ * (lib/pydantic.ts), so a 20-digit seed keeps its digits. Its JSON Schema is
+ * stated, as zod cannot write one for a bigint.
+ */
+function bigintRule({ min, max, multipleOf }: IntegerRule) {
+  const bounded = z.bigint().min(BigInt(min)).max(BigInt(max));
+  return multipleOf === undefined ? bounded : bounded.multipleOf(BigInt(multipleOf));
+}
+
+function integerJsonSchema({ min, max, multipleOf, fallback, description }: IntegerRule) {
+  return {
+    type: "integer",
+    minimum: min,
+    maximum: Number(max),
+    ...(multipleOf === undefined ? {} : { multipleOf }),
+    default: fallback,
+    ...(description === undefined ? {} : { description }),
+  };
+}
+
+function integer(rule: IntegerRule) {
+  return bigintRule(rule).transform(Number).default(rule.fallback).meta(integerJsonSchema(rule));
+}
+
+/** A string field whose lengths count code points, as Python's len() does. */
+function text(min: number, max: number) {
+  return z
+    .string()
+    .check((ctx) => {
+      const length = codePoints(ctx.value);
+      if (length < min) ctx.issues.push({ code: "too_small", origin: "string", minimum: min, input: ctx.value, inclusive: true });
+      else if (length > max) ctx.issues.push({ code: "too_big", origin: "string", maximum: max, input: ctx.value, inclusive: true });
+    })
+    .meta({ minLength: min, maxLength: max });
+}
+
+/** A bigint as a number where a number holds it exactly: every seed but the huge ones. */
+function seedValue(value: bigint): number | bigint {
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+function requestSchema(sizeMultiple: number) {
+  const size = integer({ min: SIZE_MIN, max: SIZE_MAX, multipleOf: sizeMultiple, fallback: 1024, description: `A multiple of ${sizeMultiple} (SIZE_MULTIPLE)` });
+  const seed: IntegerRule = {
+    min: SEED_MIN,
+    max: SEED_MAX,
+    fallback: -1,
+    description: "-1: the server picks one; up to 2^64−1 (18446744073709551615), sent on digit for digit",
+  };
+  return z.object({
+    prompt: text(1, PROMPT_MAX_CHARS),
+    negative_prompt: text(0, PROMPT_MAX_CHARS).default(""),
+    height: size,
+    width: size,
+    seed: bigintRule(seed).transform(seedValue).default(-1).meta(integerJsonSchema(seed)),
+    num_inference_steps: integer({ min: STEPS_MIN, max: STEPS_MAX, fallback: 9 }),
+    guidance_scale: z.number().default(0.0),
+  });
+}
+
+/**
+ * The generate request, as the gateway reads and sends it. Fields arrive in
+ * pydantic's lax forms ("512", 1024.0, true) and leave in their plain form.
+ */
+export const GenerateRequest = requestSchema(SIZE_MULTIPLE_DEFAULT);
 /** A validated request, every field present: exactly what is sent upstream. */
 export type GenerateRequest = z.output<typeof GenerateRequest>;
-export type GenerateRequestInput = z.input<typeof GenerateRequest>;
+/** A seed: a bigint past 2^53, where a number would lose digits. */
+export type Seed = GenerateRequest["seed"];
 
-/** The upstream's 200 answer to /generate, as far as the gateway checks it. */
+/** How pydantic reads each field from JSON, before the rules of the schema apply. */
+const LAX_READ: Record<keyof GenerateRequest, (input: unknown) => Coerced<unknown>> = {
+  prompt: laxStr,
+  negative_prompt: laxStr,
+  height: laxInt,
+  width: laxInt,
+  seed: laxInt,
+  num_inference_steps: laxInt,
+  guidance_scale: laxFloat,
+};
+
+/**
+ * The request as JSON for the GPU server: a seed past 2^53 goes digit for
+ * digit (JSON.stringify cannot write a bigint).
+ */
+export function requestJson(request: GenerateRequest): string {
+  const { seed, ...fields } = request;
+  return `${JSON.stringify(fields).slice(0, -1)},"seed":${String(seed)}}`;
+}
+
+/** The upstream's 200 answer to /generate, as far as the gateway checks it: it must hold an image. */
 export const GenerateResponse = z.looseObject({
-  image_base64: z.string().min(1),
+  image_base64: z.string().min(1).describe("A data URI: data:image/jpeg;base64,… by default, image/png when the server is configured so"),
   seed: z.number().optional(),
   generation_time_ms: z.number().optional(),
+  queue_wait_ms: z.number().optional(),
   width: z.number().optional(),
   height: z.number().optional(),
   image_id: z.string().nullish(),
 });
 
-/** Events of POST /api/generate-stream, one JSON object per SSE `data:` line. */
-export const QueuedEvent = z.object({ type: z.literal("queued"), position: z.int().positive() });
+/**
+ * Events of POST /api/generate-stream, one JSON object per SSE `data:` line.
+ * The gateway relays the GPU server's events unchanged, whatever their type
+ * and fields; these are the ones it knows, as documentation and for the page.
+ */
+export const QueuedEvent = z.looseObject({
+  type: z.literal("queued"),
+  queue_position: z.int().positive().describe("Place in line, 1 = next (the GPU server's own queue, or the gateway's while it waits for a slot)"),
+  position: z.int().positive().optional().describe("The same, in the gateway's own queued events (kept for clients of its first version)"),
+  request_id: z.string().optional().describe("The GPU server's id of the request (its queued event only)"),
+});
 export const ProgressEvent = z.looseObject({
   type: z.literal("progress"),
   step: z.number(),
   total_steps: z.number(),
-  progress: z.number().optional(),
-  message: z.string().optional(),
+  progress: z.number().optional().describe("Percent done, 0–100 (the genuine server sends an integer; its last event comes twice)"),
 });
 export const CompleteEvent = GenerateResponse.extend({ type: z.literal("complete") });
-export const ErrorEvent = z.object({ type: z.literal("error"), message: z.string() });
+export const ErrorEvent = z.looseObject({ type: z.literal("error"), message: z.string() });
 export const StreamEvent = z.discriminatedUnion("type", [QueuedEvent, ProgressEvent, CompleteEvent, ErrorEvent]);
 export type StreamEvent = z.output<typeof StreamEvent>;
 
-/** GET /health of the GPU server; every field may be missing on older servers. */
-export const UpstreamHealth = z.object({
+/** GET /health of the GPU server; every field may be missing on older servers, and others are passed on. */
+export const UpstreamHealth = z.looseObject({
   status: z.string().catch("unknown").default("unknown"),
   model_loaded: z.boolean().nullable().catch(null).default(null),
   cuda_available: z.boolean().nullable().catch(null).default(null),
@@ -60,68 +160,103 @@ export const UpstreamHealth = z.object({
 });
 export type UpstreamHealth = z.output<typeof UpstreamHealth>;
 
-/** One entry of a 422 `detail` list, in FastAPI's shape. */
-export interface ValidationDetail {
-  loc: (string | number)[];
-  msg: string;
-  type: string;
+/**
+ * Whether a GPU server that answered /health can generate: it says healthy
+ * (or nothing of its status, as an older server may), and neither its model
+ * nor CUDA is reported missing. The genuine server says "healthy" even
+ * without CUDA, and then answers every generation 503.
+ */
+export function canGenerate(health: UpstreamHealth): boolean {
+  return (health.status === "healthy" || health.status === "unknown") && health.model_loaded !== false && health.cuda_available !== false;
 }
+
+/** One entry of a 422 `detail` list, in FastAPI's shape (pydantic 2's, without its `url`). */
+export const ValidationDetail = z.object({
+  type: z.string(),
+  loc: z.array(z.union([z.string(), z.number()])),
+  msg: z.string(),
+  input: z.unknown().optional().describe("The value that was refused (the whole body for a missing field)"),
+  ctx: z.record(z.string(), z.unknown()).optional().describe('The rule\'s bound, e.g. {"le": 2048}'),
+});
+export type ValidationDetail = z.output<typeof ValidationDetail>;
 
 export type Validated<T> = { ok: true; data: T } | { ok: false; detail: ValidationDetail[] };
 
-/** Validates a generate request body; errors come in FastAPI's 422 shape and wording. */
-export function validateGenerateRequest(body: unknown): Validated<GenerateRequest> {
-  const result = GenerateRequest.safeParse(body, { reportInput: true });
-  if (result.success) return { ok: true, data: result.data };
-  // zod may report two issues for one field (2^60 breaks both the safe-integer
-  // range and the maximum); FastAPI reports one, and the last is the tighter one.
-  const byField = new Map<string, ValidationDetail>();
-  for (const issue of result.error.issues) {
-    byField.set(issue.path.join("."), toDetail(issue));
+export interface RequestRules {
+  /** SIZE_MULTIPLE: width and height must be multiples of it. */
+  sizeMultiple?: number;
+}
+
+const schemas = new Map<number, typeof GenerateRequest>([[SIZE_MULTIPLE_DEFAULT, GenerateRequest]]);
+
+/**
+ * Validates a generate request body as FastAPI with pydantic 2 does (lax
+ * mode: "512" and 1024.0 are integers, "2.5" a number), plus the rules the
+ * genuine pipeline applies later (sizes a multiple of SIZE_MULTIPLE, a seed
+ * its generator takes, a finite guidance). Errors are FastAPI's 422 entries.
+ */
+export function validateGenerateRequest(body: unknown, { sizeMultiple = SIZE_MULTIPLE_DEFAULT }: RequestRules = {}): Validated<GenerateRequest> {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return { ok: false, detail: [{ type: "model_attributes_type", loc: ["body"], msg: "Input should be a valid dictionary or object to extract fields from", input: plain(body) }] };
   }
-  return { ok: false, detail: [...byField.values()] };
+  const fields = body as Record<string, unknown>;
+  const read: Record<string, unknown> = {};
+  const refused = new Map<string, ValidationDetail>();
+  for (const [field, lax] of Object.entries(LAX_READ)) {
+    const input = Object.hasOwn(fields, field) ? fields[field] : undefined;
+    if (input === undefined) continue;
+    const result = lax(input);
+    if ("refusal" in result) refused.set(field, { type: result.refusal.type, loc: ["body", field], msg: result.refusal.msg, input: plain(input) });
+    else read[field] = result.value;
+  }
+  let schema = schemas.get(sizeMultiple);
+  if (!schema) schemas.set(sizeMultiple, (schema = requestSchema(sizeMultiple)));
+  const result = schema.safeParse(read);
+  if (result.success && refused.size === 0) return { ok: true, data: result.data };
+  const broken = new Map(refused);
+  for (const issue of result.error?.issues ?? []) {
+    const field = String(issue.path[0]);
+    // One entry per field, as pydantic gives; zod checks the bounds before the multiple, as the server would.
+    if (!broken.has(field)) broken.set(field, toDetail(issue, field, fields));
+  }
+  const order = Object.keys(LAX_READ);
+  return { ok: false, detail: [...broken.entries()].sort(([a], [b]) => order.indexOf(a) - order.indexOf(b)).map(([, detail]) => detail) };
 }
 
-function toDetail(issue: z.core.$ZodIssue): ValidationDetail {
-  const loc = ["body", ...issue.path.map((key) => (typeof key === "number" ? key : String(key)))];
-  return { loc, ...describe(issue) };
-}
-
-/** Pydantic's error type and message for a zod issue, so clients see what FastAPI sent. */
-function describe(issue: z.core.$ZodIssue): Omit<ValidationDetail, "loc"> {
+/** Pydantic's entry for a rule broken after the lax reading; `input` is what the client sent. */
+function toDetail(issue: z.core.$ZodIssue, field: string, body: Record<string, unknown>): ValidationDetail {
+  const loc = ["body", field];
+  const input = plain(body[field]);
   switch (issue.code) {
     case "invalid_type":
-      if (issue.input === undefined) return { type: "missing", msg: "Field required" };
-      if (issue.expected === "string") return { type: "string_type", msg: "Input should be a valid string" };
-      if (issue.expected === "int" || isIntegerField(issue.path)) {
-        return typeof issue.input === "number"
-          ? { type: "int_from_float", msg: "Input should be a valid integer, got a number with a fractional part" }
-          : { type: "int_type", msg: "Input should be a valid integer" };
-      }
-      if (issue.expected === "number") return { type: "float_type", msg: "Input should be a valid number" };
-      return { type: "model_attributes_type", msg: "Input should be a valid dictionary or object to extract fields from" };
+      // What the lax reading let through is of the right type: either nothing was sent, or a float is not finite.
+      return input === undefined ? { type: "missing", loc, msg: "Field required", input: plain(body) } : { type: FINITE_NUMBER.type, loc, msg: FINITE_NUMBER.msg, input };
     case "too_small":
-      return issue.origin === "string"
-        ? { type: "string_too_short", msg: `String should have at least ${plural(issue.minimum, "character")}` }
-        : { type: "greater_than_equal", msg: `Input should be greater than or equal to ${issue.minimum}` };
+      if (issue.origin === "string") {
+        return { type: "string_too_short", loc, msg: `String should have at least ${plural(issue.minimum, "character")}`, input, ctx: { min_length: Number(issue.minimum) } };
+      }
+      return { type: "greater_than_equal", loc, msg: `Input should be greater than or equal to ${issue.minimum}`, input, ctx: { ge: Number(issue.minimum) } };
     case "too_big":
-      return issue.origin === "string"
-        ? { type: "string_too_long", msg: `String should have at most ${plural(issue.maximum, "character")}` }
-        : { type: "less_than_equal", msg: `Input should be less than or equal to ${issue.maximum}` };
+      if (issue.origin === "string") {
+        return { type: "string_too_long", loc, msg: `String should have at most ${plural(issue.maximum, "character")}`, input, ctx: { max_length: Number(issue.maximum) } };
+      }
+      return { type: "less_than_equal", loc, msg: `Input should be less than or equal to ${issue.maximum}`, input, ctx: { le: Number(issue.maximum) } };
+    case "not_multiple_of":
+      return { type: "multiple_of", loc, msg: `Input should be a multiple of ${issue.divisor}`, input, ctx: { multiple_of: Number(String(issue.divisor)) } };
     default:
-      return { type: issue.code, msg: issue.message };
+      return { type: issue.code, loc, msg: issue.message, input };
   }
 }
 
-/** zod reports a string sent for an integer field as "expected number"; pydantic says integer. */
-function isIntegerField(path: PropertyKey[]): boolean {
-  const field: z.ZodType | undefined = GenerateRequest.shape[path[0] as keyof typeof GenerateRequest.shape];
-  const inner = field instanceof z.ZodDefault ? field.unwrap() : field;
-  return inner instanceof z.ZodNumber && inner.format === "safeint";
+/** The value as the client sent it, without the gateway's wrappers of number text. */
+function plain(value: unknown): unknown {
+  if (value instanceof JsonNumber) return value.value;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+  return Object.fromEntries(Object.entries(value).map(([key, field]) => [key, field instanceof JsonNumber ? field.value : field]));
 }
 
 function plural(count: number | bigint, noun: string): string {
-  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+  return `${count} ${noun}${count === 1 || count === 1n ? "" : "s"}`;
 }
 
 // Bodies the gateway itself answers with. They describe what the handlers send
@@ -140,6 +275,7 @@ export const GatewayInfo = z.object({
     .boolean()
     .default(false)
     .describe("Whether /api/generate and /api/generate-stream need an API key (GATEWAY_API_KEYS is set)"),
+  size_multiple: z.int().positive().default(SIZE_MULTIPLE_DEFAULT).describe("Width and height must be multiples of it (SIZE_MULTIPLE)"),
 });
 export type GatewayInfo = z.output<typeof GatewayInfo>;
 
@@ -168,6 +304,10 @@ export const ServerState = z.object({
     .nonnegative()
     .describe("Refused connections and 5xx answers in a row (of calls and probes), and lost connections and timeouts of calls"),
   ejections: z.int().nonnegative().describe("Times it was ejected since the gateway started"),
+  orphaned: z
+    .int()
+    .nonnegative()
+    .describe("Of its in_flight, generations whose client left (or timed out) that it may still be running: their slots stay taken until its load shows them done"),
   health: z
     .union([UpstreamHealth, ServerHealthFailure])
     .nullable()
@@ -179,9 +319,17 @@ export type ServerState = z.output<typeof ServerState>;
 export const GatewayHealth = z.object({
   status: z
     .enum(["healthy", "degraded"])
-    .describe('"healthy" when the GPU server answers and says "healthy" (with several servers: when at least one in rotation does)'),
+    .describe(
+      '"healthy" when the GPU server answers, says "healthy", and reports neither model_loaded nor cuda_available false (with several servers: when at least one in rotation does)',
+    ),
   gateway: z.literal("running"),
-  in_flight: z.int().nonnegative().describe("Generations running on the GPU server through this gateway"),
+  in_flight: z.int().nonnegative().describe("Generations running or queued on the GPU server through this gateway, orphaned ones included"),
+  orphaned: z
+    .int()
+    .nonnegative()
+    .describe(
+      "Of in_flight, generations whose client left (or timed out) that the GPU server may still run: the genuine server runs every one to its end, so their slots are taken until its /health load shows them done (at most REQUEST_TIMEOUT)",
+    ),
   queued: z.int().nonnegative().describe("Requests waiting for a slot"),
   max_concurrent: z.int().positive().describe("MAX_CONCURRENT_REQUESTS"),
   text2image_server: z
@@ -210,13 +358,6 @@ export type GatewayHealth = z.output<typeof GatewayHealth>;
 
 /** 200 of GET /api/metrics: the GPU server's own counters, free form. */
 export const UpstreamMetrics = z.record(z.string(), z.unknown());
-
-/** One entry of a 422 `detail` list; the schema of the `ValidationDetail` interface above. */
-export const ValidationDetail = z.object({
-  loc: z.array(z.union([z.string(), z.number()])),
-  msg: z.string(),
-  type: z.string(),
-}) satisfies z.ZodType<ValidationDetail>;
 
 const requestId = z.string().optional().describe("The request's id, as in the `x-request-id` header: quote it when reporting a problem");
 

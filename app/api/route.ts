@@ -1,4 +1,5 @@
 import packageJson from "@/package.json";
+import { config } from "@/lib/config";
 import { route } from "@/lib/http";
 import { apiKeyRequired } from "@/lib/security";
 import type { GatewayInfo } from "@/lib/schemas";
@@ -17,5 +18,6 @@ export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
       text2image_server_url: upstream().publicUrl,
       mode: "gateway",
       api_key_required: apiKeyRequired(),
+      size_multiple: config().sizeMultiple,
     } satisfies GatewayInfo),
 }, "/api");

@@ -4,6 +4,7 @@ import { useSyncExternalStore } from "react";
 import type { Ref } from "react";
 import useSWR from "swr";
 import { z } from "zod";
+import { SIZE_MULTIPLE_DEFAULT } from "@/lib/schemas";
 import styles from "./api-key.module.css";
 
 /** Where the key is kept: this tab only, gone when it closes. */
@@ -11,7 +12,7 @@ const STORAGE_KEY = "text2image-gateway.api-key";
 export const API_KEY_FIELD_ID = "api-key";
 
 /** GET /api, as far as the page reads it. */
-const GatewayInfo = z.object({ api_key_required: z.boolean().optional() });
+const GatewayInfo = z.object({ api_key_required: z.boolean().optional(), size_multiple: z.int().positive().optional() });
 
 async function fetchInfo(url: string): Promise<z.output<typeof GatewayInfo>> {
   const response = await fetch(url, { cache: "no-store" });
@@ -21,8 +22,16 @@ async function fetchInfo(url: string): Promise<z.output<typeof GatewayInfo>> {
 
 /** Whether the gateway asks for an API key (GATEWAY_API_KEYS); false until it says so. */
 export function useKeyRequired(): boolean {
-  const { data } = useSWR("/api", fetchInfo, { revalidateOnFocus: false });
-  return data?.api_key_required ?? false;
+  return useGatewayInfo()?.api_key_required ?? false;
+}
+
+/** SIZE_MULTIPLE of the gateway, for the form's own check; the default until GET /api says. */
+export function useSizeMultiple(): number {
+  return useGatewayInfo()?.size_multiple ?? SIZE_MULTIPLE_DEFAULT;
+}
+
+function useGatewayInfo() {
+  return useSWR("/api", fetchInfo, { revalidateOnFocus: false }).data;
 }
 
 // The key as an external store: sessionStorage when it works, else memory (storage may be off).

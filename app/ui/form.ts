@@ -1,5 +1,5 @@
 /** The form's state and its mapping to a generate request. No React here. */
-import type { GenerateRequest, ValidationDetail } from "@/lib/schemas";
+import type { GenerateRequest, Seed, ValidationDetail } from "@/lib/schemas";
 
 export const SIZE_PRESETS = {
   square: { label: "Square", width: 1024, height: 1024 },
@@ -38,31 +38,25 @@ export const DEFAULT_VALUES: FormValues = {
 export type Field = keyof GenerateRequest;
 
 /**
- * Numbers for the validator. Text that is not a number is passed on as text,
- * so the shared schema reports "should be a valid integer" rather than the
- * page inventing its own wording.
+ * The request body the form describes, before validation. Numbers stay the
+ * text typed: the validator reads it as FastAPI would ("512" is 512, a
+ * 20-digit seed keeps its digits) and words what it refuses the same way.
  */
-function numeric(text: string): number | string {
-  const value = Number(text);
-  return text.trim() === "" || Number.isNaN(value) ? text : value;
-}
-
-/** The request body the form describes, before validation. */
 export function toRequestBody(values: FormValues): Record<Field, unknown> {
   const preset = values.size === "custom" ? null : SIZE_PRESETS[values.size];
   return {
     prompt: values.prompt,
     negative_prompt: values.negativePrompt,
-    width: preset ? preset.width : numeric(values.width),
-    height: preset ? preset.height : numeric(values.height),
-    seed: values.seedMode === "random" ? -1 : numeric(values.seed),
-    num_inference_steps: numeric(values.steps),
-    guidance_scale: numeric(values.guidance),
+    width: preset ? preset.width : values.width,
+    height: preset ? preset.height : values.height,
+    seed: values.seedMode === "random" ? -1 : values.seed,
+    num_inference_steps: values.steps,
+    guidance_scale: values.guidance,
   };
 }
 
 /** The form that reproduces a request (with the seed that was actually used). */
-export function fromRequest(request: GenerateRequest, seed: number): FormValues {
+export function fromRequest(request: GenerateRequest, seed: Seed): FormValues {
   const preset = (Object.keys(SIZE_PRESETS) as SizePreset[]).find(
     (key) => SIZE_PRESETS[key].width === request.width && SIZE_PRESETS[key].height === request.height,
   );
@@ -89,8 +83,16 @@ export function messagesByField(detail: ValidationDetail[]): Partial<Record<Fiel
   return messages;
 }
 
-/** A download name such as `red-fox-in-snow-1234.png`. */
-export function downloadName(prompt: string, seed: number): string {
+/** What a data URI's image is: its MIME type and the file extension for it. */
+export function imageType(dataUri: string): { mime: string; extension: string; label: string } {
+  const mime = /^data:([^;,]+)/.exec(dataUri)?.[1]?.toLowerCase() ?? "image/png";
+  if (mime === "image/jpeg" || mime === "image/jpg") return { mime: "image/jpeg", extension: "jpg", label: "JPEG" };
+  if (mime === "image/webp") return { mime, extension: "webp", label: "WebP" };
+  return { mime: "image/png", extension: "png", label: "PNG" };
+}
+
+/** A download name such as `red-fox-in-snow-1234.jpg`, with the extension of the image's type. */
+export function downloadName(prompt: string, seed: Seed, extension = "png"): string {
   const slug = prompt
     .normalize("NFKD")
     .replace(/[\u0300-\u036f]/g, "") // accents, split off by NFKD
@@ -98,5 +100,5 @@ export function downloadName(prompt: string, seed: number): string {
     .replace(/[^a-z0-9]+/g, "-")
     .slice(0, 60)
     .replace(/^-+|-+$/g, "");
-  return `${slug || "image"}-${seed}.png`;
+  return `${slug || "image"}-${String(seed)}.${extension}`;
 }

@@ -2,6 +2,7 @@
 
 import type { ChangeEvent, KeyboardEvent, ReactNode } from "react";
 import { SIZE_MAX, SIZE_MIN, STEPS_MAX, STEPS_MIN } from "@/lib/schemas";
+import { useSizeMultiple } from "./api-key";
 import { SIZE_PRESETS } from "./form";
 import type { Field, FormValues, SizeChoice } from "./form";
 
@@ -153,6 +154,7 @@ export function GenerateForm({ values, errors, onChange, header, children, onSub
 }
 
 function SizeFields({ values, errors, onChange }: Pick<Props, "values" | "errors" | "onChange">) {
+  const sizeMultiple = useSizeMultiple();
   const text = (key: "width" | "height") => (event: ChangeEvent<HTMLInputElement>) => {
     onChange({ [key]: event.target.value });
   };
@@ -190,7 +192,7 @@ function SizeFields({ values, errors, onChange }: Pick<Props, "values" | "errors
                 inputMode="numeric"
                 min={SIZE_MIN}
                 max={SIZE_MAX}
-                step={64}
+                step={sizeMultiple}
                 value={values[field]}
                 onChange={text(field)}
               />
@@ -198,7 +200,7 @@ function SizeFields({ values, errors, onChange }: Pick<Props, "values" | "errors
             </div>
           ))}
           <p className="hint" id="size-hint">
-            {SIZE_MIN}–{SIZE_MAX} px, best in multiples of 64.
+            {SIZE_MIN}–{SIZE_MAX} px, in multiples of {sizeMultiple}.
           </p>
         </div>
       )}

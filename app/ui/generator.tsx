@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "react";
 import useSWR from "swr";
 import { validateGenerateRequest } from "@/lib/schemas";
-import { ApiKeyField, useApiKey, useKeyRequired } from "./api-key";
+import { ApiKeyField, useApiKey, useKeyRequired, useSizeMultiple } from "./api-key";
 import { DEFAULT_VALUES, fromRequest, messagesByField, toRequestBody } from "./form";
 import type { FormValues } from "./form";
 import { FIELD_IDS, GenerateForm } from "./generate-form";
@@ -36,7 +36,7 @@ export function Generator() {
     if (keyRejected) keyRef.current?.focus();
   }, [keyRejected]);
 
-  const validation = validateGenerateRequest(toRequestBody(values));
+  const validation = validateGenerateRequest(toRequestBody(values), { sizeMultiple: useSizeMultiple() });
   const errors = showErrors && !validation.ok ? messagesByField(validation.detail) : {};
   const running = isRunning(state);
 

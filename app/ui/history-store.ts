@@ -4,7 +4,7 @@
  * thumbnail) and full images live in separate stores, so listing the history
  * never loads the images.
  */
-import type { GenerateRequest } from "@/lib/schemas";
+import type { GenerateRequest, Seed } from "@/lib/schemas";
 import type { GenerationResult } from "./use-generation";
 
 export const HISTORY_LIMIT = 20;
@@ -18,7 +18,7 @@ export interface HistoryEntry {
   id: string;
   createdAt: number;
   request: GenerateRequest;
-  seed: number;
+  seed: Seed;
   width: number;
   height: number;
   generationTimeMs: number;

@@ -38,7 +38,7 @@ export function History({ entries, unavailable, onSelect, onClear }: Props) {
                 <img src={entry.thumbnail} alt="" width={entry.width} height={entry.height} />
                 <span className="history-prompt">{entry.request.prompt}</span>
                 <span className="visually-hidden">
-                  , {entry.width}×{entry.height}, seed {entry.seed}
+                  , {entry.width}×{entry.height}, seed {String(entry.seed)}
                 </span>
               </button>
             </li>

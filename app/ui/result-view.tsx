@@ -1,24 +1,26 @@
 "use client";
 
 import { useState } from "react";
-import { downloadName } from "./form";
+import { downloadName, imageType } from "./form";
 import { formatSeconds } from "./status-panel";
 import type { GenerationResult } from "./use-generation";
+import type { Seed } from "@/lib/schemas";
 
 interface Props {
   result: GenerationResult;
-  onReuseSeed: (seed: number) => void;
+  onReuseSeed: (seed: Seed) => void;
 }
 
 export function ResultView({ result, onReuseSeed }: Props) {
   const [copyNote, setCopyNote] = useState("");
+  const type = imageType(result.image);
   const copySeed = async () => {
     try {
       // Throws where the Clipboard API is missing (plain-http pages) or denied.
       await navigator.clipboard.writeText(String(result.seed));
       setCopyNote("Seed copied.");
     } catch {
-      setCopyNote(`Could not copy; the seed is ${result.seed}.`);
+      setCopyNote(`Could not copy; the seed is ${String(result.seed)}.`);
     }
   };
   return (
@@ -36,7 +38,7 @@ export function ResultView({ result, onReuseSeed }: Props) {
         <dl className="facts">
           <div>
             <dt>Seed</dt>
-            <dd data-testid="result-seed">{result.seed}</dd>
+            <dd data-testid="result-seed">{String(result.seed)}</dd>
           </div>
           <div>
             <dt>Size</dt>
@@ -50,8 +52,8 @@ export function ResultView({ result, onReuseSeed }: Props) {
           </div>
         </dl>
         <div className="actions">
-          <a className="button" href={result.image} download={downloadName(result.request.prompt, result.seed)}>
-            Download PNG
+          <a className="button" href={result.image} type={type.mime} download={downloadName(result.request.prompt, result.seed, type.extension)}>
+            Download {type.label}
           </a>
           <button type="button" className="secondary" onClick={() => void copySeed()}>
             Copy seed

@@ -1,7 +1,7 @@
 /** Talking to POST /api/generate-stream: error wording and the event stream. */
 import { EventSourceParserStream } from "eventsource-parser/stream";
 import { z } from "zod";
-import { StreamEvent } from "@/lib/schemas";
+import { StreamEvent, requestJson } from "@/lib/schemas";
 import type { GenerateRequest } from "@/lib/schemas";
 
 /** A failure to show as is: the words are for people, never "HTTP 503". */
@@ -52,7 +52,7 @@ export async function openStream(request: GenerateRequest, signal: AbortSignal, 
     response = await fetch("/api/generate-stream", {
       method: "POST",
       headers,
-      body: JSON.stringify(request),
+      body: requestJson(request),
       signal,
     });
   } catch (error) {
@@ -70,13 +70,19 @@ export async function openStream(request: GenerateRequest, signal: AbortSignal, 
     .pipeThrough(
       new TransformStream({
         transform(message, controller) {
-          controller.enqueue(parseEvent(message.data));
+          const event = parseEvent(message.data);
+          if (event) controller.enqueue(event);
         },
       }),
     );
 }
 
-function parseEvent(data: string): StreamEvent {
+/**
+ * The events this page acts on. Any other (a type it does not know, a
+ * progress event without its steps) is passed over: the GPU server may send
+ * more than the page needs. Only the end of the stream must be readable.
+ */
+function parseEvent(data: string): StreamEvent | undefined {
   let json: unknown;
   try {
     json = JSON.parse(data);
@@ -84,6 +90,8 @@ function parseEvent(data: string): StreamEvent {
     throw new GenerationError("The gateway sent a progress update this page cannot read.");
   }
   const event = StreamEvent.safeParse(json);
-  if (!event.success) throw new GenerationError("The gateway sent a progress update this page cannot read.");
-  return event.data;
+  if (event.success) return event.data;
+  const type = (json as { type?: unknown } | null)?.type;
+  if (type === "complete" || type === "error") throw new GenerationError("The gateway sent a result this page cannot read.");
+  return undefined;
 }

@@ -1,15 +1,15 @@
 "use client";
 
 import { useCallback, useEffect, useRef, useState } from "react";
-import type { CompleteEvent, GenerateRequest } from "@/lib/schemas";
+import type { CompleteEvent, GenerateRequest, Seed } from "@/lib/schemas";
 import type { z } from "zod";
 import { GenerationError, openStream } from "./stream";
 
 /** A finished image and what made it. */
 export interface GenerationResult {
-  /** A data URI of the PNG. */
+  /** A data URI of the image (JPEG or PNG, as the GPU server makes them). */
   image: string;
-  seed: number;
+  seed: Seed;
   width: number;
   height: number;
   generationTimeMs: number;
@@ -31,11 +31,12 @@ export function isRunning(state: GenerationState): state is Extract<GenerationSt
 }
 
 function toResult(event: z.output<typeof CompleteEvent>, request: GenerateRequest, elapsedMs: number): GenerationResult {
-  // The contract says a data URI; a bare base64 string from an older server still shows.
-  const image = event.image_base64.startsWith("data:") ? event.image_base64 : `data:image/png;base64,${event.image_base64}`;
+  // The contract says a data URI; a bare base64 string from an older server still shows (as a JPEG, its default).
+  const image = event.image_base64.startsWith("data:") ? event.image_base64 : `data:image/jpeg;base64,${event.image_base64}`;
   return {
     image,
-    seed: event.seed ?? request.seed,
+    // JSON.parse rounds a seed past 2^53; the server echoes the one it was given, which the request holds exactly.
+    seed: event.seed !== undefined && Number.isSafeInteger(event.seed) ? event.seed : request.seed,
     width: event.width ?? request.width,
     height: event.height ?? request.height,
     generationTimeMs: event.generation_time_ms ?? Math.round(elapsedMs),
@@ -70,7 +71,7 @@ export function useGeneration() {
       for (;;) {
         const { done, value: event } = await reader.read();
         if (done) throw new GenerationError("The gateway closed the stream before the image was ready.");
-        if (event.type === "queued") setState({ phase: "queued", startedAt, position: event.position });
+        if (event.type === "queued") setState({ phase: "queued", startedAt, position: event.queue_position });
         else if (event.type === "progress") {
           setState({ phase: "generating", startedAt, step: event.step, totalSteps: event.total_steps });
         } else if (event.type === "error") throw new GenerationError(event.message);

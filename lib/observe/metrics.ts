@@ -2,7 +2,9 @@ import "server-only";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { upstreamHealth } from "../health";
 import { limiter } from "../limiter";
+import { canGenerate } from "../schemas";
 import { processSingleton } from "../singleton";
+import { upstream } from "../upstream";
 
 /** From a 5 ms rejection to a 300 s generation (REQUEST_TIMEOUT's default). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
@@ -82,12 +84,20 @@ function createMetrics() {
     },
   });
   new Gauge({
+    name: "gateway_orphaned",
+    help: "Generations whose client left (or timed out) that the GPU server may still run; they hold their slots until it is done.",
+    registers,
+    collect() {
+      this.set(upstream().orphaned());
+    },
+  });
+  new Gauge({
     name: "gateway_upstream_up",
     help: "1 when the GPU server's latest health answer is healthy, else 0.",
     registers,
     async collect() {
       const result = await upstreamHealth();
-      this.set(result.ok && result.health.status === "healthy" ? 1 : 0);
+      this.set(result.ok && result.health.status === "healthy" && canGenerate(result.health) ? 1 : 0);
     },
   });
   return metrics;

@@ -1,4 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { GatewayError, fail } from "../errors";
+import type { Slot } from "../limiter/types";
+import { canGenerate } from "../schemas";
 import type { GenerateRequest, ServerState } from "../schemas";
 import { UpstreamServer, neverSent } from "./server";
 import type { CallContext, HealthResult, OpenResponse, UpstreamOptions } from "./server";
@@ -18,6 +21,16 @@ export interface BalancerOptions extends UpstreamOptions {
   now?: () => number;
   /** Hears each ejection and return, for the logs. */
   onChange?: (change: ServerChange) => void;
+  /** Hears each orphaned generation given up, for the logs. */
+  onOrphanEnd?: (end: OrphanEnd) => void;
+}
+
+export interface OrphanEnd {
+  url: string;
+  /** How long its slot was held after the gateway stopped waiting for it. */
+  heldMs: number;
+  /** "finished": the server's load says it is done; "timeout": REQUEST_TIMEOUT passed first; "server gone": connections refused. */
+  reason: "finished" | "timeout" | "server gone";
 }
 
 export interface ServerChange {
@@ -32,6 +45,38 @@ export interface ServerChange {
 export const HEALTH_REUSE_MS = 1000;
 /** The probe at the end of an ejection runs this much after it, so it finds the period over. */
 const REJOIN_SLACK_MS = 10;
+
+/**
+ * Orphaned generations (see `Balancer.orphan`): the first probe soon after,
+ * for a server that stops on a closed connection; then one in this interval.
+ */
+const ORPHAN_FIRST_PROBE_MS = 30;
+const ORPHAN_PROBE_MS = 250;
+/**
+ * A call younger than this when a probe leaves may not be in the server's
+ * queue yet (the genuine server enqueues a stream only once its headers are
+ * out, and its event loop stalls while it encodes an image): it is left out
+ * of the count, which can only make the count hold orphans longer.
+ */
+const ARRIVAL_SLACK_MS = 100;
+/**
+ * A call still waiting for its answer this long after a probe's answer was
+ * unfinished when the server answered the probe, not finished with its answer
+ * on the way (the genuine server notices a finished stream within 0.1 s).
+ */
+const LIVE_GRACE_MS = 500;
+
+/** One generation this gateway sent to a server, from the send until the server is done with it. */
+interface Call {
+  readonly sentAt: number;
+  /** The limiter's slot: freed with the call, unless the call is tried again elsewhere. */
+  readonly slot: Slot;
+  /** Set when the gateway stopped waiting while the server may still run it. */
+  orphanedAt: number | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const NO_SLOT: Slot = { release: () => undefined };
 
 interface Member {
   readonly server: UpstreamServer;
@@ -56,6 +101,10 @@ interface Member {
    * then. Null when unknown (no answer yet, or no such field).
    */
   capacity: number | null;
+  /** Generations sent to it and not done with, in the order they were sent. */
+  calls: Set<Call>;
+  /** True while its orphans are being watched. */
+  watching: boolean;
 }
 
 interface Waiter {
@@ -106,6 +155,8 @@ export class Balancer {
       probedAt: 0,
       probing: undefined,
       capacity: null,
+      calls: new Set(),
+      watching: false,
     }));
     this.publicUrl = this.members.map((member) => member.server.publicUrl).join(",");
   }
@@ -115,32 +166,54 @@ export class Balancer {
     return this.members.length;
   }
 
-  /** POST /generate on the freest server; see UpstreamServer.generate. */
-  generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer[]> {
-    return this.attempt(signal, async (member) => {
+  /**
+   * POST /generate on the freest server; see UpstreamServer.generate. The
+   * limiter's `slot` is the call's from here on: it is freed when the server
+   * is done with the generation, which for a call the gateway gave up on (the
+   * client left, a timeout) may be later than the call's end: see `orphan`.
+   */
+  generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<Buffer[]> {
+    return this.attempt(signal, slot, async (member, call) => {
       try {
         const answer = await member.server.generate(request, signal, context);
-        this.settle(member);
+        this.judge(member);
+        this.release(member, call);
         return answer;
       } catch (error) {
-        this.settle(member, error);
+        this.judge(member, error);
+        // An answer (of any status) means the server is done; only a call cut short may still run there.
+        if (this.retried(error)) this.release(member, call, false);
+        else if (error instanceof GatewayError && (error.code === "upstream_status" || error.code === "upstream_bad_response")) this.release(member, call);
+        else this.orphan(member, call);
         throw error;
       }
     });
   }
 
-  /** POST /generate-stream on the freest server; the server counts as busy until the stream's close(). */
-  generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<OpenResponse> {
-    return this.attempt(signal, async (member) => {
+  /**
+   * POST /generate-stream on the freest server. The server counts as busy,
+   * and `slot` held, until the stream's close(): at once if the stream ended,
+   * else (an abandoned stream) once the server is done with it.
+   */
+  generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<OpenResponse> {
+    return this.attempt(signal, slot, async (member, call) => {
       let response: OpenResponse;
       try {
         response = await member.server.generateStream(request, signal, context);
       } catch (error) {
-        this.settle(member, error);
+        this.judge(member, error);
+        if (this.retried(error)) this.release(member, call, false);
+        else if (error instanceof GatewayError && error.code === "upstream_status") this.release(member, call);
+        else this.orphan(member, call);
         throw error;
       }
-      return this.tracked(member, response);
+      return this.tracked(member, call, response);
     });
+  }
+
+  /** Generations whose client the gateway stopped waiting for, which the servers may still run (they hold their slots). */
+  orphaned(): number {
+    return this.members.reduce((count, member) => count + this.orphansOf(member).length, 0);
   }
 
   /**
@@ -168,6 +241,7 @@ export class Balancer {
       available_slots: member.health?.ok ? member.health.health.available_slots : null,
       consecutive_failures: member.failures,
       ejections: member.ejections,
+      orphaned: this.orphansOf(member).length,
       health: reported(member.health),
     }));
   }
@@ -195,7 +269,10 @@ export class Balancer {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    for (const member of this.members) clearTimeout(member.rejoinTimer);
+    for (const member of this.members) {
+      clearTimeout(member.rejoinTimer);
+      for (const call of member.calls) this.release(member, call);
+    }
     for (const waiter of this.waiters.splice(0)) waiter.resolve(undefined);
     await Promise.all(this.members.map((member) => member.server.close()));
   }
@@ -205,21 +282,37 @@ export class Balancer {
    * (see `neverSent`) is tried on the next one; when no server is left, the
    * answer is 503 at once. Every other failure is the caller's answer.
    */
-  private async attempt<T>(signal: AbortSignal, run: (member: Member) => Promise<T>): Promise<T> {
+  private async attempt<T>(signal: AbortSignal, slot: Slot, run: (member: Member, call: Call) => Promise<T>): Promise<T> {
     this.start();
     const tried = new Set<Member>();
     let lastError: unknown;
     for (;;) {
-      const member = await this.reserve(tried, signal);
-      if (!member) throw fail.noServerAvailable(lastError);
+      let member: Member | undefined;
       try {
-        return await run(member);
+        member = await this.reserve(tried, signal);
       } catch (error) {
-        if (this.members.length === 1 || !neverSent(error)) throw error;
+        slot.release();
+        throw error;
+      }
+      if (!member) {
+        slot.release();
+        throw fail.noServerAvailable(lastError);
+      }
+      const call: Call = { sentAt: this.now(), slot, orphanedAt: undefined, timer: undefined };
+      member.calls.add(call);
+      try {
+        return await run(member, call);
+      } catch (error) {
+        if (!this.retried(error)) throw error;
         tried.add(member);
         lastError = error;
       }
     }
+  }
+
+  /** Whether a failed call is tried on another server: only when it never reached this one, and there are others. */
+  private retried(error: unknown): boolean {
+    return this.members.length > 1 && neverSent(error);
   }
 
   /**
@@ -293,40 +386,140 @@ export class Balancer {
     return this.members.some((member) => member.ejectedUntil === undefined && !tried.has(member));
   }
 
-  /** A call on `member` ended: frees its place and counts the outcome toward ejection. */
-  private settle(member: Member, error?: unknown): void {
-    member.inFlight--;
+  /** Counts a call's outcome toward ejection. */
+  private judge(member: Member, error?: unknown): void {
     if (countsAsFailure(error)) {
       this.failed(member);
     } else if (!isNeutral(error)) {
       member.failures = 0;
     }
+  }
+
+  /**
+   * A call is over for the server: its place on it is free again, and so is
+   * the limiter's slot, unless the call goes on to another server (`slot` false).
+   */
+  private release(member: Member, call: Call, slot = true): void {
+    if (!member.calls.delete(call)) return;
+    clearTimeout(call.timer);
+    member.inFlight--;
+    if (slot) call.slot.release();
     this.drain();
   }
 
-  /** The stream, with `member` busy until its body ends or it is closed, whichever comes first. */
-  private tracked(member: Member, response: OpenResponse): OpenResponse {
-    let settled = false;
-    const settle = (error?: unknown) => {
-      if (settled) return;
-      settled = true;
-      this.settle(member, error);
+  /**
+   * The gateway stopped waiting for a call (its client left, a deadline or a
+   * broken stream), but the server may still run it: the genuine server
+   * never looks at the connection and runs every queued generation to its
+   * end. The call keeps its place and slot, so MAX_CONCURRENT_REQUESTS still
+   * bounds what the server runs and queues, until the server's load shows it
+   * done (at the first probe, for a server that stops on a closed
+   * connection), and at most REQUEST_TIMEOUT.
+   */
+  private orphan(member: Member, call: Call): void {
+    if (!member.calls.has(call) || call.orphanedAt !== undefined) return;
+    call.orphanedAt = this.now();
+    call.timer = setTimeout(() => {
+      this.giveUp(member, call, "timeout");
+    }, this.options.requestTimeoutMs);
+    call.timer.unref();
+    void this.watch(member);
+  }
+
+  private giveUp(member: Member, call: Call, reason: OrphanEnd["reason"]): void {
+    if (!member.calls.has(call) || call.orphanedAt === undefined) return;
+    this.options.onOrphanEnd?.({ url: member.server.publicUrl, heldMs: this.now() - call.orphanedAt, reason });
+    this.release(member, call);
+  }
+
+  private orphansOf(member: Member): Call[] {
+    return [...member.calls].filter((call) => call.orphanedAt !== undefined);
+  }
+
+  /** Probes a server while it has orphans, and lets go of those its load says are done. */
+  private async watch(member: Member): Promise<void> {
+    if (member.watching) return;
+    member.watching = true;
+    try {
+      for (let wait = ORPHAN_FIRST_PROBE_MS; ; wait = ORPHAN_PROBE_MS) {
+        await sleep(wait, undefined, { ref: false });
+        if (this.closed || this.orphansOf(member).length === 0) return;
+        const askedAt = this.now();
+        const inFlight = member.inFlight;
+        const result = await member.server.health();
+        this.observe(member, result, inFlight);
+        await this.countOrphans(member, result, askedAt);
+      }
+    } finally {
+      member.watching = false;
+    }
+  }
+
+  /**
+   * Which orphans a probe shows done. The server's unfinished work
+   * (`active_generations` + `current_queue_size`) when it answered includes
+   * every call of this gateway that was there then and not done; so of the
+   * calls sent before the probe, all but that many are done. Calls still
+   * waiting for their answer are taken as not done (hence the grace: one
+   * whose answer was on its way shows it meanwhile), so the done ones are
+   * orphans, and that many orphans let go. Other clients of the server only
+   * add to its load, which keeps orphans longer, never shorter. Connections
+   * refused: the server is not running (its queue is gone).
+   */
+  private async countOrphans(member: Member, result: HealthResult, askedAt: number): Promise<void> {
+    if (!result.ok) {
+      if (result.failure && neverSent(result.failure)) for (const call of this.orphansOf(member)) this.giveUp(member, call, "server gone");
+      return;
+    }
+    const { active_generations: active, current_queue_size: queued } = result.health;
+    if (active === null || queued === null) return; // it does not say: the orphans' deadlines decide
+    const counted = [...member.calls].filter((call) => call.sentAt <= askedAt - ARRIVAL_SLACK_MS);
+    if (counted.some((call) => call.orphanedAt === undefined || call.orphanedAt > askedAt)) {
+      await sleep(LIVE_GRACE_MS, undefined, { ref: false });
+    }
+    const holding = counted.filter((call) => member.calls.has(call));
+    let done = holding.length - (active + queued);
+    for (const call of holding) {
+      if (done <= 0) break;
+      if (call.orphanedAt === undefined) continue;
+      this.giveUp(member, call, "finished");
+      done--;
+    }
+  }
+
+  /**
+   * The stream, with `member` busy until the stream is done with: when its
+   * body ends, or on close() — an orphan then, unless the caller saw the
+   * server's last event.
+   */
+  private tracked(member: Member, call: Call, response: OpenResponse): OpenResponse {
+    let judged = false;
+    const judge = (error?: unknown) => {
+      if (judged) return;
+      judged = true;
+      this.judge(member, error);
+    };
+    const release = () => {
+      this.release(member, call);
     };
     async function* chunks(): AsyncGenerator<Buffer> {
       try {
         for await (const chunk of response.chunks) yield chunk;
       } catch (error) {
-        settle(error);
+        judge(error);
         throw error;
-      } finally {
-        settle();
       }
+      // The server ended the stream: it is done with the generation.
+      judge();
+      release();
     }
     return {
       chunks: chunks(),
-      close: () => {
+      close: (finished = false) => {
         response.close();
-        settle();
+        judge();
+        if (finished) release();
+        else this.orphan(member, call);
       },
     };
   }
@@ -460,7 +653,7 @@ export class Balancer {
  * missing field as unknown, not as down).
  */
 function serves(result: HealthResult): boolean {
-  return result.ok && (result.health.status === "healthy" || result.health.status === "unknown");
+  return result.ok && canGenerate(result.health);
 }
 
 /** The share of a server's capacity this gateway uses; a server with none free comes after every other. */

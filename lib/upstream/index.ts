@@ -23,6 +23,11 @@ export function upstream(): Balancer {
           logger().info({ server: url }, "text-to-image server back in rotation");
         }
       },
+      onOrphanEnd: ({ url, heldMs, reason }) => {
+        const fields = { server: url, held_ms: Math.round(heldMs), reason };
+        if (reason === "timeout") logger().warn(fields, "orphaned generation not seen done within REQUEST_TIMEOUT: its slot is freed");
+        else logger().debug(fields, "orphaned generation done: its slot is freed");
+      },
     });
   });
 }

@@ -19,6 +19,9 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
+const MINUS = 0x2d;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
 
 export interface LeanParse {
   value: unknown;
@@ -152,6 +155,36 @@ function findTopLevelString(bytes: Buffer, wanted: Buffer, open = false): [numbe
     i = skipSpace(bytes, i + 1);
   }
   return found;
+}
+
+/**
+ * The text of each number that is a value of a top-level object, by key (a
+ * later duplicate wins, as in JSON.parse): what a JSON number was written as,
+ * which JSON.parse forgets (10000000000000000000 and 1e19 are one double).
+ * For a text JSON.parse has accepted; empty for anything but an object.
+ */
+export function topLevelNumbers(bytes: Buffer): Map<string, string> {
+  const numbers = new Map<string, string>();
+  let i = skipSpace(bytes, 0);
+  if (bytes[i] !== OPEN_BRACE) return numbers;
+  i = skipSpace(bytes, i + 1);
+  while (bytes[i] === QUOTE) {
+    const keyEnd = stringEnd(bytes, i);
+    if (keyEnd < 0) break;
+    const key = JSON.parse(bytes.toString("utf8", i, keyEnd + 1)) as string;
+    i = skipSpace(bytes, keyEnd + 1);
+    if (bytes[i] !== COLON) break;
+    const start = skipSpace(bytes, i + 1);
+    const end = skipValue(bytes, start);
+    if (end < 0) break;
+    const first = bytes[start] ?? 0;
+    if (first === MINUS || (first >= DIGIT_0 && first <= DIGIT_9)) numbers.set(key, bytes.toString("latin1", start, end).trim());
+    else numbers.delete(key);
+    i = skipSpace(bytes, end);
+    if (bytes[i] !== COMMA) break;
+    i = skipSpace(bytes, i + 1);
+  }
+  return numbers;
 }
 
 function skipSpace(bytes: Buffer, i: number): number {

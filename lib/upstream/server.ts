@@ -2,8 +2,9 @@ import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
 import type { Attributes } from "@opentelemetry/api";
 import { GatewayError, fail } from "../errors";
-import type { GenerateRequest } from "../schemas";
-import { GenerateResponse, UpstreamHealth } from "../schemas";
+import type { GenerateRequest, ValidationDetail as ValidationEntry } from "../schemas";
+import { z } from "zod";
+import { GenerateResponse, UpstreamHealth, ValidationDetail, requestJson } from "../schemas";
 import { parseSkippingString } from "./lean-json";
 import { startUpstreamSpan } from "./tracing";
 
@@ -66,8 +67,13 @@ export function neverSent(error: unknown): boolean {
 export interface OpenResponse {
   /** The body as it arrives; failures are thrown as GatewayErrors. */
   chunks: AsyncIterable<Buffer>;
-  /** Drops the body (if unread) and the deadline. Safe to call more than once. */
-  close(): void;
+  /**
+   * Drops the body (if unread) and the deadline. Safe to call more than once.
+   * `finished`: the caller saw the server's last word (a stream's final
+   * event), so the server is done with the request even if the body was not
+   * read to its end; otherwise it may still be working on it.
+   */
+  close(finished?: boolean): void;
 }
 
 export type HealthResult =
@@ -117,7 +123,7 @@ export class UpstreamServer {
         operation: "generate",
         path: "/generate",
         method: "POST",
-        body: JSON.stringify(request),
+        body: requestJson(request),
         attributes: generateAttributes(request, context),
         requestId: context.requestId,
         traceContext: context.traceContext,
@@ -167,7 +173,7 @@ export class UpstreamServer {
         operation: "generate-stream",
         path: "/generate-stream",
         method: "POST",
-        body: JSON.stringify(request),
+        body: requestJson(request),
         accept: "text/event-stream",
         attributes: generateAttributes(request, context),
         requestId: context.requestId,
@@ -358,8 +364,21 @@ async function statusError(response: Dispatcher.ResponseData): Promise<GatewayEr
   }
   const text = Buffer.concat(chunks).toString("utf8");
   const retryAfter = response.headers["retry-after"];
+  const list = validationList(text, response.statusCode);
+  if (list) return fail.upstreamValidation(list);
   const detail = extractDetail(text, response.statusCode);
   return fail.upstreamStatus(response.statusCode, detail, typeof retryAfter === "string" ? retryAfter : undefined);
+}
+
+/** A 422 in FastAPI's shape: relayed as the list it is (a client may read it field by field). */
+function validationList(text: string, status: number): ValidationEntry[] | undefined {
+  if (status !== 422) return undefined;
+  try {
+    const parsed = z.object({ detail: z.array(ValidationDetail) }).safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data.detail : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function extractDetail(text: string, status: number): string {

@@ -159,19 +159,21 @@ test("history survives a reload and restores the settings", async ({ page }) => 
   await expect(ui.history).toContainText("Your last 20 images appear here");
 });
 
-test("Download PNG saves a valid PNG of the requested size, named from the prompt and seed", async ({ page }) => {
+test("Download JPEG saves the GPU server's JPEG of the requested size, named from the prompt and seed", async ({ page }) => {
   const ui = new GeneratorPage(page);
   await ui.open();
   await ui.fill({ prompt: "Red fox in snow!", width: 320, height: 256 });
   await ui.generate.click();
   const seed = await ui.waitForResult();
+  // The browser decoded it: a real JPEG, shown at its size.
+  expect(await ui.resultImage.evaluate((image: HTMLImageElement) => [image.naturalWidth, image.naturalHeight])).toEqual([320, 256]);
 
-  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download PNG" }).click()]);
-  expect(download.suggestedFilename()).toBe(`red-fox-in-snow-${seed}.png`);
-  const png = await readFile(await download.path());
-  expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  expect(png.toString("latin1", 12, 16)).toBe("IHDR");
-  expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([320, 256]);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download JPEG" }).click()]);
+  expect(download.suggestedFilename()).toBe(`red-fox-in-snow-${seed}.jpg`);
+  const jpeg = await readFile(await download.path());
+  expect([jpeg[0], jpeg[1], jpeg.at(-2), jpeg.at(-1)]).toEqual([0xff, 0xd8, 0xff, 0xd9]);
+  const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+  expect([jpeg.readUInt16BE(sof + 7), jpeg.readUInt16BE(sof + 5)]).toEqual([320, 256]);
 });
 
 test("a 375 px wide screen needs no horizontal scrolling, even with a result", async ({ page }) => {
@@ -264,4 +266,21 @@ test("the page works by keyboard alone, and focus stays on a usable, visibly rin
   await ui.waitForResult();
   await expect(ui.generate).toBeFocused(); // Cancel is gone
   expect(await ui.resultImage.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(256);
+});
+
+test("a seed of 20 digits keeps every digit, to the GPU server and back; a width off the 16 grid is refused in the form", async ({ page }) => {
+  const ui = new GeneratorPage(page);
+  await ui.open();
+  await ui.fill({ prompt: "a precise seed" });
+  await page.getByLabel("Random seed").uncheck();
+  await page.getByLabel("Seed", { exact: true }).fill("18446744073709551615");
+  await ui.generate.click();
+  await ui.waitForResult();
+  await expect(ui.resultSeed).toHaveText("18446744073709551615");
+
+  const before = (await emulator.stats()).generateRequests;
+  await page.getByLabel("Width (px)").fill("1000");
+  await ui.generate.click();
+  await expect(page.getByLabel("Width (px)")).toHaveAccessibleDescription("256–2048 px, in multiples of 16. Input should be a multiple of 16");
+  expect((await emulator.stats()).generateRequests).toBe(before);
 });

@@ -225,7 +225,7 @@ test("a frontend on a listed origin calls /health and /generate across origins",
       ok: true,
       status: 200,
       requestId: expect.any(String), // an exposed header
-      body: expect.objectContaining({ image_base64: expect.stringMatching(/^data:image\/png;base64,/) }),
+      body: expect.objectContaining({ image_base64: expect.stringMatching(/^data:image\/jpeg;base64,/) }),
     }),
   ]);
   expect((await emulator.stats()).generateRequests).toBe(1);

@@ -35,6 +35,7 @@ describe("GET /api", () => {
       text2image_server_url: emulator.url,
       mode: "gateway",
       api_key_required: false,
+      size_multiple: 16,
     });
     expect(JSON.stringify(answer.body)).not.toContain("hunter2secret");
   });
@@ -50,10 +51,12 @@ describe("GET /api/health", () => {
       in_flight: 0,
       queued: 0,
       max_concurrent: 3,
+      orphaned: 0,
       text2image_server: {
         status: "healthy",
         model_loaded: true,
         cuda_available: true,
+        cuda_device: "Emulated GPU",
         current_queue_size: 0,
         active_generations: 0,
         available_slots: expect.any(Number) as unknown,
@@ -88,7 +91,7 @@ describe("POST /api/generate", () => {
     expect(response.headers.get("content-type")).toMatch(/^application\/json/);
     const body = (await response.json()) as Record<string, unknown>;
     expect(body).toMatchObject({ seed: 42, width: 320, height: 256 });
-    expect(body.image_base64).toMatch(/^data:image\/png;base64,iVBORw0KGgo/);
+    expect(body.image_base64).toMatch(/^data:image\/jpeg;base64,\/9j\//);
     expect(Object.keys(body)).toEqual(expect.arrayContaining(["generation_time_ms", "image_id"]));
     expect(emulator.stats().lastBodies).toEqual([
       {

@@ -191,7 +191,7 @@ export async function expectIdleAndServing(
   } else {
     const plain = await postJson(`${gateway.url}/api/generate`, PROBE_BODY);
     expect(plain.status, "a generation after the fault").toBe(200);
-    expect((plain.body as { image_base64?: unknown }).image_base64).toMatch(/^data:image\/png;base64,/);
+    expect((plain.body as { image_base64?: unknown }).image_base64).toMatch(/^data:image\/jpeg;base64,/);
     const stream = await streamGenerate(`${gateway.url}/api/generate-stream`, PROBE_BODY);
     expect(stream.types.at(-1), "a stream after the fault").toBe("complete");
   }

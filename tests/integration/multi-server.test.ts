@@ -100,6 +100,7 @@ describe("two servers", () => {
       in_flight: 0,
       queued: 0,
       max_concurrent: 8,
+      orphaned: 0,
       text2image_server: {
         status: "healthy",
         model_loaded: true,
@@ -117,6 +118,7 @@ describe("two servers", () => {
         available_slots: 4,
         consecutive_failures: 0,
         ejections: 0,
+        orphaned: 0,
         health: expect.objectContaining({ status: "healthy", available_slots: 4 }) as unknown,
       })),
     });

@@ -214,8 +214,8 @@ describe("what the log leaves out", () => {
     const plain = await postJson(`${gateway.url}/api/generate`, small, withId("private-1"));
     const stream = await postStream(small, withId("private-2"));
     const streamed = await stream.text();
-    expect(JSON.stringify(plain.body)).toContain("data:image/png;base64,");
-    expect(streamed).toContain("data:image/png;base64,");
+    expect(JSON.stringify(plain.body)).toContain("data:image/jpeg;base64,");
+    expect(streamed).toContain("data:image/jpeg;base64,");
     await lineFor("private-1");
     await lineFor("private-2");
     const output = gateway.output();

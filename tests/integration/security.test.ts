@@ -158,7 +158,7 @@ describe("API keys (GATEWAY_API_KEYS)", () => {
       const answer = await generate(`${keyed.url}${path}`, headers);
       expect(answer.status).toBe(200);
       if (stream) expect((answer.body as { type: string }[]).at(-1)?.type).toBe("complete");
-      else expect(answer.body).toMatchObject({ image_base64: expect.stringMatching(/^data:image\/png;base64,/) as unknown });
+      else expect(answer.body).toMatchObject({ image_base64: expect.stringMatching(/^data:image\/jpeg;base64,/) as unknown });
     }
     expect(emulator.stats().generateRequests).toBe(2);
   });

@@ -90,7 +90,7 @@ describe("on SIGTERM, with a generation in flight", () => {
 
     const [answer, answeredAt] = await inFlight;
     expect(answer.status).toBe(200);
-    expect((answer.body as { image_base64: string }).image_base64).toMatch(/^data:image\/png;base64,iVBORw0KGgo/);
+    expect((answer.body as { image_base64: string }).image_base64).toMatch(/^data:image\/jpeg;base64,\/9j\//);
     expect(answer.headers.get("connection")).toBe("close");
 
     const [{ code, signal }, exitedAt] = await exit;
@@ -124,10 +124,10 @@ describe("on SIGTERM, with a stream in flight", () => {
 
     const [stream, endedAt] = await inFlight;
     expect(stream.response.status).toBe(200);
-    expect(stream.types).toEqual([...Array<string>(STEPS).fill("progress"), "complete"]);
+    expect(stream.types).toEqual(["queued", ...Array<string>(STEPS + 1).fill("progress"), "complete"]);
     // Still streaming after the signal: progress went on arriving on the open connection.
     expect(stream.events.filter((event) => event.data?.type === "progress" && event.at > signalledAt).length).toBeGreaterThan(0);
-    expect(stream.events.at(-1)?.data?.image_base64).toMatch(/^data:image\/png;base64,/);
+    expect(stream.events.at(-1)?.data?.image_base64).toMatch(/^data:image\/jpeg;base64,/);
 
     const [{ code, signal }, exitedAt] = await exit;
     expect({ code, signal }).toEqual({ code: 0, signal: null });
@@ -159,7 +159,7 @@ describe("past SHUTDOWN_GRACE", () => {
     const { response, types, events } = await stream;
     expect(response.status).toBe(200);
     expect(types.at(-1)).toBe("error");
-    expect(types.slice(0, -1).every((type) => type === "progress")).toBe(true);
+    expect(types.slice(0, -1).every((type) => type === "progress" || type === "queued")).toBe(true);
     expect(events.at(-1)?.data).toEqual({ type: "error", message: SHUTTING_DOWN });
     // The GPU server saw both connections close before the images were done.
     expect(await eventually(() => emulator.stats().aborted === 2)).toBe(true);

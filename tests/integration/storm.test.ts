@@ -67,7 +67,7 @@ const KINDS: Kind[] = [
   { name: "reset before headers", weight: 4, directive: "[[fault:reset_before_headers]]", generate: { 502: LOST }, streamEnd: { type: "none" } },
   { name: "reset mid-body", weight: 4, directive: "[[fault:reset_mid_body]]", generate: { 502: LOST }, streamEnd: { type: "error", message: LOST } },
   { name: "malformed JSON", weight: 4, directive: "[[fault:malformed_json]]", generate: { 502: invalid("body is not JSON") }, streamEnd: { type: "error", message: invalid("an event is not JSON") } },
-  { name: "no image", weight: 4, directive: "[[fault:missing_image]]", generate: { 502: invalid("no image_base64 in the answer") }, streamEnd: { type: "error", message: invalid("an event does not match the contract") } },
+  { name: "no image", weight: 4, directive: "[[fault:missing_image]]", generate: { 502: invalid("no image_base64 in the answer") }, streamEnd: { type: "error", message: invalid("the complete event has no image") } },
   { name: "oversize", weight: 3, directive: `[[fault:oversize:${MAX_RESPONSE_BYTES * 2}]]`, generate: { 502: TOO_LARGE }, streamEnd: { type: "error", message: TOO_LARGE } },
   { name: "stream cut", weight: 4, directive: "[[fault:stream_cut]]", generate: { 200: "" }, streamEnd: { type: "error", message: LOST } },
   { name: "stream malformed", weight: 3, directive: "[[fault:stream_malformed]]", generate: { 200: "" }, streamEnd: { type: "error", message: invalid("an event is not JSON") } },

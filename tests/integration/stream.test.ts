@@ -42,12 +42,14 @@ describe.each([["/api/generate-stream"], ["/generate-stream"]])("POST %s", (path
     expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
     expect(response.headers.get("cache-control")).toBe("no-cache, no-transform");
     expect(response.headers.get("x-accel-buffering")).toBe("no");
-    expect(types).toEqual([...Array<string>(STEPS).fill("progress"), "complete"]);
-    const steps = events.filter((event) => event.data?.type === "progress").map((event) => event.data?.step);
-    expect(steps).toEqual([1, 2, 3, 4, 5, 6]);
+    // The GPU server's events as it sent them: its queued first, integer percent, the last progress twice.
+    expect(types).toEqual(["queued", ...Array<string>(STEPS + 1).fill("progress"), "complete"]);
+    expect(events.find((event) => event.data)?.data).toEqual({ type: "queued", queue_position: 1, request_id: expect.any(String) as unknown });
+    const progress = events.filter((event) => event.data?.type === "progress").map((event) => [event.data?.step, event.data?.progress]);
+    expect(progress).toEqual([[1, 16], [2, 33], [3, 50], [4, 66], [5, 83], [6, 100], [6, 100]]);
     const complete = events.find((event) => event.data?.type === "complete")?.data;
     expect(complete).toMatchObject({ width: 256, height: 256 });
-    expect(complete?.image_base64).toMatch(/^data:image\/png;base64,iVBORw0KGgo/);
+    expect(complete?.image_base64).toMatch(/^data:image\/jpeg;base64,\/9j\//);
     expect(await idle()).toBe(true);
   });
 
@@ -85,10 +87,14 @@ describe("admission", () => {
     const third = streamGenerate(`${gateway.url}/api/generate-stream`, small);
     const results = await Promise.all([first, second, third]);
     expect(results.map((result) => result.response.status)).toEqual([200, 200, 200]);
-    expect(results[0].types[0]).toBe("progress");
-    expect(results[1].events.find((event) => event.data)?.data).toEqual({ type: "queued", position: 1 });
-    const thirdQueued = results[2].events.filter((event) => event.data?.type === "queued").map((event) => event.data?.position);
-    expect(thirdQueued).toEqual([2, 1]);
+    // The first had a slot at once: only the GPU server's queued event. The others waited for the gateway's one slot.
+    expect(results[0].events.filter((event) => event.data?.type === "queued").map((event) => event.data)).toEqual([
+      { type: "queued", queue_position: 1, request_id: expect.any(String) as unknown },
+    ]);
+    expect(results[1].events.find((event) => event.data)?.data).toEqual({ type: "queued", queue_position: 1, position: 1 });
+    const gatewayQueued = (index: number) =>
+      results[index]?.events.filter((event) => event.data?.type === "queued" && !event.data.request_id).map((event) => event.data?.queue_position);
+    expect(gatewayQueued(2)).toEqual([2, 1]);
     for (const result of results) expect(result.types.at(-1)).toBe("complete");
     expect(emulator.stats().maxConcurrent).toBe(1);
   });
@@ -100,7 +106,7 @@ describe("admission", () => {
     const second = streamGenerate(`${gateway.url}/api/generate-stream`, { ...small, prompt: "doomed [[fault:status:500]]" });
     const [, failed] = await Promise.all([first, second]);
     expect(failed.response.status).toBe(200);
-    expect(failed.types).toEqual(["queued", "error"]);
+    expect(failed.types).toEqual(["queued", "error"]); // the gateway's queued event, then the GPU server's 500
     expect(failed.events.at(-1)?.data).toEqual({ type: "error", message: "Text-to-image server error: Internal Server Error" });
   });
 });

@@ -20,7 +20,7 @@ const request: GenerateRequest = {
   width: 256,
   height: 256,
   seed: 1,
-  num_inference_steps: 2,
+  num_inference_steps: 6,
   guidance_scale: 0,
 };
 
@@ -77,6 +77,14 @@ async function failure(call: Promise<unknown>): Promise<GatewayError> {
     throw error;
   }
   throw new Error("the call succeeded");
+}
+
+async function waitUntil(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 function state(target: Balancer, index: number) {
@@ -175,15 +183,83 @@ describe("caps", () => {
     expect(state(target, 0).in_flight).toBe(1);
     let text = "";
     for await (const chunk of read.chunks) text += chunk.toString();
-    expect(text).toContain('"type":"complete"');
+    expect(text).toContain('"type": "complete"');
     expect(state(target, 0).in_flight).toBe(0);
     read.close();
     expect(state(target, 0).in_flight).toBe(0);
 
-    const dropped = await target.generateStream(request, signal());
+    const finished = await target.generateStream(request, signal());
     expect(state(target, 0).in_flight).toBe(1);
-    dropped.close();
+    finished.close(true); // the caller saw the server's last event
     expect(state(target, 0).in_flight).toBe(0);
+  });
+});
+
+describe("orphaned generations", () => {
+  const slot = () => {
+    const held = {
+      released: 0,
+      release: () => {
+        held.released++;
+      },
+    };
+    return held;
+  };
+  const long = { ...request, num_inference_steps: 12 };
+
+  it("a server that stops on a closed connection gets its place back at the first probe", async () => {
+    const stopping = await emulator({ stepMs: 100, onDisconnect: "stop" });
+    const target = balancer([stopping.url]);
+    const held = slot();
+    const client = new AbortController();
+    const call = target.generate(long, client.signal, {}, held);
+    await waitUntil(() => stopping.stats().work === 1);
+    client.abort();
+    expect((await failure(call)).code).toBe("client_closed");
+    expect([held.released, state(target, 0).orphaned]).toEqual([0, 1]);
+    const started = performance.now();
+    await waitUntil(() => held.released === 1);
+    expect(performance.now() - started).toBeLessThan(1000); // 1.2 s of steps were left
+    expect(state(target, 0)).toMatchObject({ in_flight: 0, orphaned: 0 });
+  });
+
+  it("a server that runs it to its end (the genuine one) keeps the slot taken until it is done", async () => {
+    const genuine = await emulator({ stepMs: 50, slots: 1 });
+    const target = balancer([genuine.url]);
+    const held = [slot(), slot()];
+    const plain = new AbortController();
+    const streamed = new AbortController();
+    const call = target.generate(long, plain.signal, {}, held[0]);
+    const stream = await target.generateStream(long, streamed.signal, {}, held[1]);
+    await waitUntil(() => genuine.stats().work === 2);
+    plain.abort();
+    streamed.abort();
+    stream.close(); // abandoned before its last event
+    await call.catch(() => undefined);
+    await waitUntil(() => genuine.stats().active === 0);
+    expect(target.orphaned()).toBe(2);
+    // 2 × 600 ms of work on one slot: the slots still taken are never fewer than the generations left.
+    const taken = () => held.filter((h) => h.released === 0).length;
+    while (genuine.stats().work > 0) {
+      expect(taken()).toBeGreaterThanOrEqual(genuine.stats().work);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await waitUntil(() => taken() === 0, 2000);
+    expect(held.map((h) => h.released)).toEqual([1, 1]);
+    expect(target.orphaned()).toBe(0);
+  });
+
+  it("an orphan whose server never says it is done is let go after REQUEST_TIMEOUT", async () => {
+    const genuine = await emulator({ stepMs: 200, slots: 1 });
+    const target = balancer([genuine.url], { requestTimeoutMs: 400 });
+    const held = slot();
+    const client = new AbortController();
+    const call = target.generate(long, client.signal, {}, held);
+    await waitUntil(() => genuine.stats().work === 1);
+    client.abort();
+    await call.catch(() => undefined);
+    await waitUntil(() => held.released === 1, 1000);
+    expect(genuine.stats().work).toBe(1); // still generating, but REQUEST_TIMEOUT bounds the wait
   });
 });
 
@@ -309,7 +385,7 @@ describe("failover", () => {
     const good = await emulator();
     const target = balancer([await deadUrl(), good.url]);
     const answer = JSON.parse((await generate(target)).toString()) as Record<string, unknown>;
-    expect(answer.image_base64).toMatch(/^data:image\/png;base64,/);
+    expect(answer.image_base64).toMatch(/^data:image\/jpeg;base64,/);
     expect(good.stats().generateRequests).toBe(1);
     expect(state(target, 0).consecutive_failures).toBeGreaterThanOrEqual(1);
     expect(target.states().map((server) => server.in_flight)).toEqual([0, 0]);
@@ -322,7 +398,7 @@ describe("failover", () => {
     let text = "";
     for await (const chunk of response.chunks) text += chunk.toString();
     response.close();
-    expect(text).toContain('"type":"complete"');
+    expect(text).toContain('"type": "complete"');
     expect(good.stats().generateRequests).toBe(1);
   });
 
@@ -349,7 +425,10 @@ describe("failover", () => {
     expect(await failure(read())).toMatchObject({ status: 502 });
     response.close();
     expect([cutting.stats().generateRequests, other.stats().generateRequests]).toEqual([1, 0]);
-    expect(state(target, 0)).toMatchObject({ in_flight: 0, consecutive_failures: 1 });
+    expect(state(target, 0)).toMatchObject({ consecutive_failures: 1 });
+    // Cut short, the call may still run there: its place is held until the server's load shows it done.
+    await waitUntil(() => state(target, 0).in_flight === 0);
+    expect(state(target, 0).orphaned).toBe(0);
   });
 
   it("never replays a 5xx answer", async () => {
@@ -415,6 +494,7 @@ describe("health and metrics of several servers", () => {
         available_slots: 3,
         consecutive_failures: 0,
         ejections: 0,
+        orphaned: 0,
         health: expect.objectContaining({ status: "healthy", available_slots: 3 }) as unknown,
       },
       expect.objectContaining({ url: b.url, state: "up", available_slots: 1 }),

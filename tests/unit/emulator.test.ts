@@ -4,25 +4,28 @@ import { startEmulator } from "../../emulator/server";
 import type { Emulator, Fault } from "../../emulator/server";
 
 const STEP_MS = 5;
-let emu: Emulator;
-let tight: Emulator; // 1 slot, queue of 1, slower steps: for queueing and aborts
+let emu: Emulator; // PNG images, for the decoder below
+let tight: Emulator; // 1 slot, queue of 1, slower steps, stops on a closed connection: for queueing and aborts
+let genuine: Emulator; // the defaults: JPEG, and a generation whose client left runs to its end
 
 beforeAll(async () => {
-  [emu, tight] = await Promise.all([
-    startEmulator({ stepMs: STEP_MS }),
-    startEmulator({ stepMs: 20, slots: 1, maxQueue: 1 }),
+  [emu, tight, genuine] = await Promise.all([
+    startEmulator({ stepMs: STEP_MS, imageFormat: "png" }),
+    startEmulator({ stepMs: 50, slots: 1, maxQueue: 1, onDisconnect: "stop" }),
+    startEmulator({ stepMs: 30, slots: 1, maxQueue: 2 }),
   ]);
 });
 afterAll(async () => {
-  await Promise.all([emu.close(), tight.close()]);
+  await Promise.all([emu.close(), tight.close(), genuine.close()]);
 });
 beforeEach(() => {
   emu.reset();
   emu.setStepMs(STEP_MS);
   tight.reset();
+  genuine.reset();
 });
 
-const SMALL = { width: 256, height: 256, num_inference_steps: 2 };
+const SMALL = { width: 256, height: 256, num_inference_steps: 6 };
 
 function post(target: Emulator, path: string, body: unknown, init: RequestInit = {}): Promise<Response> {
   return fetch(target.url + path, {
@@ -109,19 +112,18 @@ describe("contract endpoints", () => {
     const res = await fetch(`${emu.url}/health`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
-      status: "healthy", model_loaded: true, cuda_available: true,
+      status: "healthy", model_loaded: true, cuda_available: true, cuda_device: "Emulated GPU",
       current_queue_size: 0, active_generations: 0, available_slots: 4,
     });
     expect(emu.stats().healthRequests).toBe(1);
   });
 
   it("POST /generate returns a real PNG of exactly the requested size", async () => {
-    const res = await post(emu, "/generate", { prompt: "a red fox", width: 320, height: 256, seed: 7, num_inference_steps: 3 });
+    const res = await post(emu, "/generate", { prompt: "a red fox", width: 320, height: 256, seed: 7, num_inference_steps: 6 });
     expect(res.status).toBe(200);
     const body = await json(res);
-    expect(body).toMatchObject({ seed: 7, width: 320, height: 256 });
-    expect(body.image_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    expect(body.generation_time_ms).toBeGreaterThanOrEqual(3 * STEP_MS - 1);
+    expect(body).toMatchObject({ seed: 7, width: 320, height: 256, image_id: null });
+    expect(body.generation_time_ms).toBeGreaterThanOrEqual(6 * STEP_MS - 1);
     expect(Number.isInteger(body.queue_wait_ms)).toBe(true);
     const { width, height, pixels } = decodePng(body.image_base64);
     expect([width, height]).toEqual([320, 256]);
@@ -189,40 +191,40 @@ describe("contract endpoints", () => {
     expect(counters).toEqual({
       total_requests: 2, successful_generations: 1, failed_generations: 0, current_queue_size: 0, active_generations: 0,
     });
-    expect(average).toBeGreaterThanOrEqual(2 * STEP_MS - 1);
+    expect(average).toBeGreaterThanOrEqual(6 * STEP_MS - 1);
     expect(emu.stats().metricsRequests).toBe(1);
   });
 
   it("stepMs 0 answers at once", async () => {
     emu.setStepMs(0);
     const started = performance.now();
-    const res = await post(emu, "/generate", { prompt: "instant", width: 256, height: 256, num_inference_steps: 50 });
+    const res = await post(emu, "/generate", { prompt: "instant", width: 256, height: 256, num_inference_steps: 12 });
     expect(res.status).toBe(200);
     expect(performance.now() - started).toBeLessThan(150);
   });
 });
 
 describe("POST /generate-stream", () => {
-  it("sends one progress event per step, stepMs apart, then the complete event", async () => {
+  it("as the genuine server: queued first, one integer-percent progress event per step, the last one twice, then complete", async () => {
     emu.setStepMs(40);
-    const res = await post(emu, "/generate-stream", { prompt: "stream", seed: 3, width: 256, height: 256, num_inference_steps: 5 });
+    const res = await post(emu, "/generate-stream", { prompt: "stream", seed: 3, width: 256, height: 256, num_inference_steps: 6 });
     expect(res.status).toBe(200);
-    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    expect(res.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
     const { events, error } = await readEvents(res);
     expect(error).toBeUndefined();
     const parsed = events.map((event) => JSON.parse(event.data) as Record<string, unknown>);
-    expect(parsed.slice(0, 5)).toEqual([1, 2, 3, 4, 5].map((step) => ({
-      type: "progress", step, total_steps: 5, progress: Math.round((step / 5) * 100) / 100, message: "Denoising",
-    })));
-    expect(parsed[5]).toMatchObject({ type: "complete", seed: 3, width: 256, height: 256 });
-    expect(Object.keys(parsed[5] ?? {}).sort()).toEqual(
-      ["generation_time_ms", "height", "image_base64", "image_id", "queue_wait_ms", "seed", "type", "width"],
-    );
-    expect(decodePng(parsed[5]?.image_base64).height).toBe(256);
-    expect(parsed).toHaveLength(6);
+    expect(parsed[0]).toEqual({ type: "queued", queue_position: 1, request_id: expect.stringMatching(/^[0-9a-f-]{36}$/) as unknown });
+    // Python's json.dumps spacing, as the genuine server writes its events.
+    expect(events[1]?.data).toBe('{"type": "progress", "step": 1, "total_steps": 6, "progress": 16}');
+    expect(parsed.slice(1, 8).map((event) => event.progress)).toEqual([16, 33, 50, 66, 83, 100, 100]);
+    expect(parsed.slice(1, 8).map((event) => event.step)).toEqual([1, 2, 3, 4, 5, 6, 6]);
+    expect(parsed[8]).toMatchObject({ type: "complete", seed: 3, width: 256, height: 256, image_id: null });
+    expect(Object.keys(parsed[8] ?? {})).toEqual(["type", "image_base64", "seed", "generation_time_ms", "queue_wait_ms", "width", "height", "image_id"]);
+    expect(decodePng(parsed[8]?.image_base64).height).toBe(256);
+    expect(parsed).toHaveLength(9);
     const times = events.map((event) => event.at);
-    for (let i = 1; i < 5; i++) expect((times[i] ?? 0) - (times[i - 1] ?? 0)).toBeGreaterThan(20);
-    expect((times[5] ?? 0) - (times[0] ?? 0)).toBeGreaterThan(4 * 40 * 0.75);
+    for (let i = 2; i < 7; i++) expect((times[i] ?? 0) - (times[i - 1] ?? 0)).toBeGreaterThan(20);
+    expect((times[8] ?? 0) - (times[1] ?? 0)).toBeGreaterThan(5 * 40 * 0.75);
   });
 
   it("validation errors come before the stream as plain JSON", async () => {
@@ -233,8 +235,8 @@ describe("POST /generate-stream", () => {
 });
 
 describe("queue, cancellation and records", () => {
-  it("a full queue answers 503 Queue is full, and /health shows the queue", async () => {
-    const long = { prompt: "long", ...SMALL, num_inference_steps: 10 };
+  it("a full queue answers the genuine server's 503, and /health shows the queue", async () => {
+    const long = { prompt: "long", ...SMALL, num_inference_steps: 12 };
     const first = post(tight, "/generate", long);
     await waitFor(async () => (await health(tight)).active_generations === 1);
     const second = post(tight, "/generate", long);
@@ -243,7 +245,7 @@ describe("queue, cancellation and records", () => {
 
     const third = await post(tight, "/generate", long);
     expect(third.status).toBe(503);
-    expect(await third.json()).toEqual({ detail: "Queue is full" });
+    expect(await third.json()).toEqual({ detail: "Request queue is full (max 1). Please try again later." });
     const [a, b] = await Promise.all([first, second]);
     expect([a.status, b.status]).toEqual([200, 200]);
     expect((await json(b)).queue_wait_ms).toBeGreaterThan(100);
@@ -252,7 +254,7 @@ describe("queue, cancellation and records", () => {
 
   it("aborting mid-generation stops the work, frees the slot and counts one abort", async () => {
     const client = new AbortController();
-    const pending = post(tight, "/generate", { prompt: "slow", ...SMALL, num_inference_steps: 50 }, { signal: client.signal });
+    const pending = post(tight, "/generate", { prompt: "slow", ...SMALL, num_inference_steps: 12 }, { signal: client.signal });
     await waitFor(async () => (await health(tight)).active_generations === 1);
     client.abort();
     await expect(pending).rejects.toThrow();
@@ -261,12 +263,12 @@ describe("queue, cancellation and records", () => {
 
     const started = performance.now();
     expect((await post(tight, "/generate", { prompt: "next", ...SMALL })).status).toBe(200);
-    expect(performance.now() - started).toBeLessThan(500); // not stuck behind the abandoned 1 s job
+    expect(performance.now() - started).toBeLessThan(500); // 300 ms of steps, not stuck behind the abandoned 600 ms job
     expect(tight.stats()).toMatchObject({ aborted: 1, completed: 1, active: 0 });
   });
 
   it("aborting while queued leaves the queue", async () => {
-    const first = post(tight, "/generate", { prompt: "first", ...SMALL, num_inference_steps: 20 });
+    const first = post(tight, "/generate", { prompt: "first", ...SMALL, num_inference_steps: 12 });
     await waitFor(async () => (await health(tight)).active_generations === 1);
     const client = new AbortController();
     const queued = post(tight, "/generate", { prompt: "queued", ...SMALL }, { signal: client.signal });
@@ -274,7 +276,7 @@ describe("queue, cancellation and records", () => {
     client.abort();
     await expect(queued).rejects.toThrow();
     await waitFor(() => tight.stats().aborted === 1);
-    // Still behind the 400 ms first job, yet no longer in the queue.
+    // Still behind the 600 ms first job, yet no longer in the queue.
     expect(await health(tight)).toMatchObject({ current_queue_size: 0, active_generations: 1 });
     expect((await first).status).toBe(200);
     await waitFor(() => tight.stats().completed === 1);
@@ -283,9 +285,9 @@ describe("queue, cancellation and records", () => {
 
   it("a client leaving mid-stream counts as aborted and frees the slot", async () => {
     const client = new AbortController();
-    const res = await post(tight, "/generate-stream", { prompt: "s", ...SMALL, num_inference_steps: 50 }, { signal: client.signal });
+    const res = await post(tight, "/generate-stream", { prompt: "s", ...SMALL, num_inference_steps: 12 }, { signal: client.signal });
     if (!res.body) throw new Error("no body");
-    await res.body.getReader().read(); // the first progress event
+    await res.body.getReader().read(); // the queued event
     client.abort();
     await waitFor(() => tight.stats().aborted === 1);
     expect(await health(tight)).toMatchObject({ available_slots: 1 });
@@ -305,12 +307,15 @@ describe("queue, cancellation and records", () => {
     expect(emu.stats().maxConcurrent).toBe(3);
   });
 
-  it("lastBodies and lastHeaders keep what was received, invalid bodies too", async () => {
-    const body = { prompt: "kept", extra: [1, { a: null }], ...SMALL };
+  it("lastBodies keep what was validated (an invalid body as received), lastHeaders the headers", async () => {
+    const body = { prompt: "kept", extra: [1, { a: null }], ...SMALL, seed: "18446744073709551615" };
     await post(emu, "/generate", body, { headers: { "content-type": "application/json", "x-trace": "abc" } });
     await post(emu, "/generate-stream", { prompt: 42 });
     const stats = emu.stats();
-    expect(stats.lastBodies).toEqual([body, { prompt: 42 }]);
+    expect(stats.lastBodies).toEqual([
+      { prompt: "kept", negative_prompt: "", ...SMALL, seed: 18446744073709551615, guidance_scale: 0 },
+      { prompt: 42 },
+    ]);
     expect(stats.lastHeaders[0]).toMatchObject({ "x-trace": "abc", "content-type": "application/json" });
     expect(stats.lastHeaders).toHaveLength(2);
   });
@@ -335,7 +340,7 @@ describe("faults", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/json");
     const text = await res.text();
-    expect(text).toContain('"image_base64":"data:image/png;base64,iVBOR');
+    expect(text).toContain('{"image_base64":"data:image/png;base64,iVBOR');
     expect(() => JSON.parse(text) as unknown).toThrow();
   });
 
@@ -383,8 +388,8 @@ describe("faults", () => {
 
   it("stream_cut sends two progress events, then drops the connection", async () => {
     emu.setFault({ kind: "stream_cut" });
-    const { events, error } = await readEvents(await post(emu, "/generate-stream", { prompt: "x", ...SMALL, num_inference_steps: 5 }));
-    expect(events.map((event) => (JSON.parse(event.data) as Record<string, unknown>).step)).toEqual([1, 2]);
+    const { events, error } = await readEvents(await post(emu, "/generate-stream", { prompt: "x", ...SMALL }));
+    expect(events.map((event) => (JSON.parse(event.data) as Record<string, unknown>).step)).toEqual([undefined, 1, 2]);
     expect(error).toBeDefined();
     expectNoAbort();
   });
@@ -393,7 +398,14 @@ describe("faults", () => {
     emu.setFault({ kind: "stream_malformed" });
     const { events, error } = await readEvents(await post(emu, "/generate-stream", { prompt: "x", ...SMALL }));
     expect(error).toBeUndefined();
-    expect(events.map((event) => event.data)).toEqual([expect.stringContaining('"step":1'), "{not json"]);
+    expect(events.map((event) => event.data)).toEqual([expect.stringContaining('"queued"'), expect.stringContaining('"step": 1'), "{not json"]);
+  });
+
+  it("stream_end ends the stream cleanly after two progress events, with no final event (the genuine server's failure)", async () => {
+    emu.setFault({ kind: "stream_end" });
+    const { events, error } = await readEvents(await post(emu, "/generate-stream", { prompt: "x", ...SMALL }));
+    expect(error).toBeUndefined();
+    expect(events.map((event) => (JSON.parse(event.data) as Record<string, unknown>).type)).toEqual(["queued", "progress", "progress"]);
   });
 
   it("body faults apply to the stream's complete event", async () => {
@@ -493,7 +505,7 @@ describe("control endpoints", () => {
 
     expect((await post(emu, "/_emulator/reset", "")).status).toBe(200);
     expect(emu.stats()).toEqual({
-      generateRequests: 0, healthRequests: 0, metricsRequests: 0, active: 0, maxConcurrent: 0,
+      generateRequests: 0, healthRequests: 0, metricsRequests: 0, active: 0, maxConcurrent: 0, work: 0, maxWork: 0,
       aborted: 0, completed: 0, lastBodies: [], lastHeaders: [],
     });
     expect((await post(emu, "/generate", { prompt: "x", ...SMALL })).status).toBe(200);
@@ -517,7 +529,7 @@ describe("outage", () => {
 describe("noise images", () => {
   let noisy: Emulator;
   beforeAll(async () => {
-    noisy = await startEmulator({ stepMs: 0, image: "noise" });
+    noisy = await startEmulator({ stepMs: 0, image: "noise", imageFormat: "png" });
   });
   afterAll(() => noisy.close());
 
@@ -529,5 +541,69 @@ describe("noise images", () => {
     const image = (text: string) => (JSON.parse(text) as Record<string, unknown>).image_base64;
     expect(image(await (await request()).text())).toBe(image(first));
     expect(decodePng(image(first)).pixels.length).toBe(1024 * (1 + 3 * 1024));
+  });
+});
+
+/** The size a baseline JPEG's SOF0 segment declares, after checking its start and end markers. */
+function jpegSize(dataUri: unknown): { width: number; height: number } {
+  const prefix = "data:image/jpeg;base64,";
+  expect(typeof dataUri === "string" && dataUri.startsWith(prefix)).toBe(true);
+  const jpeg = Buffer.from(String(dataUri).slice(prefix.length), "base64");
+  expect([jpeg[0], jpeg[1], jpeg.at(-2), jpeg.at(-1)]).toEqual([0xff, 0xd8, 0xff, 0xd9]);
+  const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+  expect(sof).toBeGreaterThan(0);
+  return { height: jpeg.readUInt16BE(sof + 5), width: jpeg.readUInt16BE(sof + 7) };
+}
+
+describe("as the genuine server, by default", () => {
+  it("answers JPEG images", async () => {
+    const body = await json(await post(genuine, "/generate", { prompt: "jpeg", width: 320, height: 256, num_inference_steps: 6 }));
+    expect(jpegSize(body.image_base64)).toEqual({ width: 320, height: 256 });
+  });
+
+  it("echoes a seed past 2^53 digit for digit", async () => {
+    const text = await (await post(genuine, "/generate", '{"prompt": "big", "seed": 18446744073709551615, "width": 256, "height": 256, "num_inference_steps": 6}')).text();
+    expect(text).toContain('"seed":18446744073709551615,');
+  });
+
+  it("runs a generation whose client left to its end, and a queued one too", async () => {
+    const running = new AbortController();
+    const queued = new AbortController();
+    const long = { prompt: "orphan", ...SMALL, num_inference_steps: 10 }; // 300 ms each
+    const first = post(genuine, "/generate", long, { signal: running.signal });
+    await waitFor(async () => (await health(genuine)).active_generations === 1);
+    const second = post(genuine, "/generate-stream", long, { signal: queued.signal });
+    await waitFor(async () => (await health(genuine)).current_queue_size === 1);
+    running.abort();
+    queued.abort();
+    await expect(first).rejects.toThrow();
+    await second.then((res) => res.body?.cancel()).catch(() => undefined);
+    await waitFor(() => genuine.stats().active === 0);
+    // Both clients are gone, yet the GPU still has both generations to do.
+    expect(genuine.stats().work).toBe(2);
+    expect(await health(genuine)).toMatchObject({ active_generations: 1, current_queue_size: 1 });
+    await waitFor(() => genuine.stats().work === 0, 3000);
+    expect((await json(await fetch(`${genuine.url}/metrics`))).successful_generations).toBe(2);
+    expect(genuine.stats()).toMatchObject({ maxWork: 2, aborted: 2 });
+  });
+
+  it("fails a size that is not a multiple of 16 in the pipeline: a 500, or a stream that ends after queued", async () => {
+    const res = await post(genuine, "/generate", { prompt: "odd", width: 1000, height: 512, num_inference_steps: 6 });
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ detail: "Generation failed: Width must be divisible by 16 (got 1000). Please adjust the width to a multiple of 16." });
+    const { events, error } = await readEvents(await post(genuine, "/generate-stream", { prompt: "odd", width: 512, height: 1000 }));
+    expect(error).toBeUndefined();
+    expect(events.map((event) => (JSON.parse(event.data) as Record<string, unknown>).type)).toEqual(["queued"]);
+  });
+
+  it("answers 503 without CUDA or a model, and says so in /health while still 'healthy'", async () => {
+    genuine.setDevice({ cudaAvailable: false });
+    const res = await post(genuine, "/generate", { prompt: "x", ...SMALL });
+    expect([res.status, await res.json()]).toEqual([503, { detail: "CUDA not available" }]);
+    expect(await health(genuine)).toMatchObject({ status: "healthy", cuda_available: false, cuda_device: null });
+    genuine.setDevice({ cudaAvailable: true, modelLoaded: false });
+    const stream = await post(genuine, "/generate-stream", { prompt: "x", ...SMALL });
+    expect([stream.status, await stream.json()]).toEqual([503, { detail: "Model not loaded" }]);
+    expect(await health(genuine)).toMatchObject({ model_loaded: false });
   });
 });

@@ -13,7 +13,8 @@ vi.mock("server-only", () => ({}));
 
 import { GatewayError } from "@/lib/errors";
 import { readJsonObject } from "@/lib/http";
-import { PROMPT_MAX_CHARS, SIZE_MAX, SIZE_MIN, STEPS_MAX, STEPS_MIN, validateGenerateRequest } from "@/lib/schemas";
+import { codePoints } from "@/lib/pydantic";
+import { PROMPT_MAX_CHARS, SEED_MAX, SIZE_MAX, SIZE_MIN, SIZE_MULTIPLE_DEFAULT, STEPS_MAX, STEPS_MIN, validateGenerateRequest } from "@/lib/schemas";
 import type { GenerateRequest } from "@/lib/schemas";
 import { EventSplitter } from "@/lib/sse";
 import { parseSkippingString } from "@/lib/upstream/lean-json";
@@ -135,13 +136,14 @@ function expectedCode({ bytes, contentType }: Body): string | undefined {
 
 function expectValidRequest(data: GenerateRequest): void {
   expect(Object.keys(data).sort()).toEqual([...FIELDS].sort());
-  expect(data.prompt.length).toBeGreaterThanOrEqual(1);
-  expect(data.prompt.length).toBeLessThanOrEqual(PROMPT_MAX_CHARS);
-  expect(data.negative_prompt.length).toBeLessThanOrEqual(PROMPT_MAX_CHARS);
+  expect(codePoints(data.prompt)).toBeGreaterThanOrEqual(1);
+  expect(codePoints(data.prompt)).toBeLessThanOrEqual(PROMPT_MAX_CHARS);
+  expect(codePoints(data.negative_prompt)).toBeLessThanOrEqual(PROMPT_MAX_CHARS);
   for (const size of [data.width, data.height]) {
-    expect(Number.isInteger(size) && size >= SIZE_MIN && size <= SIZE_MAX).toBe(true);
+    expect(Number.isInteger(size) && size >= SIZE_MIN && size <= SIZE_MAX && size % SIZE_MULTIPLE_DEFAULT === 0).toBe(true);
   }
-  expect(Number.isSafeInteger(data.seed)).toBe(true);
+  const { seed } = data;
+  expect(typeof seed === "bigint" ? seed > Number.MAX_SAFE_INTEGER && seed <= SEED_MAX : Number.isSafeInteger(seed) && seed >= -1).toBe(true);
   expect(Number.isInteger(data.num_inference_steps) && data.num_inference_steps >= STEPS_MIN && data.num_inference_steps <= STEPS_MAX).toBe(true);
   expect(Number.isFinite(data.guidance_scale)).toBe(true);
 }
@@ -183,9 +185,9 @@ const validBody = fc
           fc.constantFrom("p".repeat(PROMPT_MAX_CHARS), "😀".repeat(PROMPT_MAX_CHARS / 2), "x"),
         ),
         negative_prompt: fc.oneof(fc.string({ unit: "binary", maxLength: 300 }), fc.constantFrom("", "n".repeat(PROMPT_MAX_CHARS))),
-        height: fc.integer({ min: SIZE_MIN, max: SIZE_MAX }),
-        width: fc.integer({ min: SIZE_MIN, max: SIZE_MAX }),
-        seed: fc.oneof(fc.constant(-1), fc.maxSafeInteger(), fc.integer()),
+        height: fc.integer({ min: SIZE_MIN / SIZE_MULTIPLE_DEFAULT, max: SIZE_MAX / SIZE_MULTIPLE_DEFAULT }).map((n) => n * SIZE_MULTIPLE_DEFAULT),
+        width: fc.integer({ min: SIZE_MIN / SIZE_MULTIPLE_DEFAULT, max: SIZE_MAX / SIZE_MULTIPLE_DEFAULT }).map((n) => n * SIZE_MULTIPLE_DEFAULT),
+        seed: fc.oneof(fc.constant(-1), fc.maxSafeNat(), fc.nat()),
         num_inference_steps: fc.integer({ min: STEPS_MIN, max: STEPS_MAX }),
         guidance_scale: fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer({ min: -20, max: 20 })),
       },

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { parseConfig } from "@/lib/config";
 import { fail } from "@/lib/errors";
-import { buildOpenApiDocument, seedOperationId } from "@/lib/openapi";
+import { JSON_SCHEMA_OPTIONS, buildOpenApiDocument, seedOperationId } from "@/lib/openapi";
 import type { JsonSchema, Method, OpenApiDocument, Operation } from "@/lib/openapi";
 import * as schemas from "@/lib/schemas";
 
@@ -58,7 +58,7 @@ function without(value: object, keys: string[]): Record<string, unknown> {
 }
 
 function standalone(schema: z.ZodType, io: "input" | "output"): JsonSchema {
-  return without(z.toJSONSchema(schema, { target: "draft-2020-12", io }), ["$schema"]);
+  return without(z.toJSONSchema(schema, { ...JSON_SCHEMA_OPTIONS, io }), ["$schema"]);
 }
 
 describe("the OpenAPI document", () => {

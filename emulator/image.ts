@@ -1,7 +1,10 @@
 import { createHash } from "node:crypto";
 import { crc32, deflateSync } from "node:zlib";
+import { encodeJpeg } from "./jpeg";
 
 export type ImageMode = "pattern" | "noise";
+/** The genuine server's `storage.image_format`: JPEG unless configured otherwise. */
+export type ImageFormat = "jpeg" | "png";
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const CACHE_SIZE = 16;
@@ -16,8 +19,11 @@ function chunk(type: string, data: Buffer): Buffer {
   return out;
 }
 
-/** Encodes 8-bit RGB scanlines that already start with their filter byte (h * (1 + 3w) bytes). */
-export function encodePng(width: number, height: number, scanlines: Buffer): Buffer {
+/** Encodes 8-bit RGB pixels (h * 3w bytes, rows top to bottom). */
+export function encodePng(width: number, height: number, rgb: Uint8Array): Buffer {
+  const stride = 3 * width;
+  const scanlines = Buffer.alloc(height * (1 + stride)); // filter byte 0 (None) before each row
+  for (let y = 0; y < height; y++) scanlines.set(rgb.subarray(y * stride, (y + 1) * stride), y * (1 + stride) + 1);
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
@@ -47,7 +53,7 @@ function prng(seed: number): () => number {
  * from a hash of (prompt, seed). "noise" replaces one pixel in five with a random colour so
  * the PNG compresses about as badly as a photo: a 1024x1024 one is ~1.1 MB (~1.45 MB as base64).
  */
-function scanlines(prompt: string, seed: number, width: number, height: number, mode: ImageMode): Buffer {
+function pixels(prompt: string, seed: string, width: number, height: number, mode: ImageMode): Buffer {
   const hash = createHash("sha256").update(`${seed}\0${prompt}`).digest();
   const byte = (i: number) => hash[i] ?? 0;
   const from = [byte(0), byte(1), byte(2)];
@@ -60,15 +66,15 @@ function scanlines(prompt: string, seed: number, width: number, height: number, 
   const radius2 = ((0.15 + (byte(12) / 255) * 0.25) * Math.min(width, height)) ** 2;
   const noise = mode === "noise" ? prng(hash.readUInt32BE(16)) : null;
 
-  const stride = 1 + 3 * width;
-  const out = Buffer.alloc(height * stride); // filter byte 0 (None) on every row
+  const stride = 3 * width;
+  const out = Buffer.alloc(height * stride);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const t = (x / width + y / height) / 2;
       const inDisc = (x - cx) ** 2 + (y - cy) ** 2 < radius2;
       const shade = Math.floor((x + y) / band) % 2 === 0 ? 1 : 0.8;
       const bits = noise ? noise() : 1;
-      const at = y * stride + 1 + 3 * x;
+      const at = y * stride + 3 * x;
       for (let c = 0; c < 3; c++) {
         const base = inDisc ? (disc[c] ?? 0) : ((from[c] ?? 0) * (1 - t) + (to[c] ?? 0) * t) * shade;
         out[at + c] = bits % 5 === 0 ? bits >>> (8 * c + 2) : base;
@@ -80,17 +86,23 @@ function scanlines(prompt: string, seed: number, width: number, height: number, 
 
 const cache = new Map<string, string>();
 
-/** The PNG for (prompt, seed, size, mode) as a data URI; the last 16 are cached. */
-export function imageDataUri(prompt: string, seed: number, width: number, height: number, mode: ImageMode): string {
-  const key = `${mode} ${width}x${height} ${seed} ${prompt}`;
+/**
+ * The image for (prompt, seed, size, mode) as a data URI, JPEG (quality 90,
+ * the genuine server's default) or PNG; the last 16 are cached.
+ */
+export function imageDataUri(prompt: string, seed: string, width: number, height: number, mode: ImageMode, format: ImageFormat = "jpeg"): string {
+  const key = `${format} ${mode} ${width}x${height} ${seed} ${prompt}`;
   const hit = cache.get(key);
   if (hit !== undefined) {
     cache.delete(key); // re-insert so the Map's order is least recently used first
     cache.set(key, hit);
     return hit;
   }
-  const png = encodePng(width, height, scanlines(prompt, seed, width, height, mode));
-  const uri = `data:image/png;base64,${png.toString("base64")}`;
+  const rgb = pixels(prompt, seed, width, height, mode);
+  const uri =
+    format === "jpeg"
+      ? `data:image/jpeg;base64,${encodeJpeg(width, height, rgb).toString("base64")}`
+      : `data:image/png;base64,${encodePng(width, height, rgb).toString("base64")}`;
   cache.set(key, uri);
   if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value ?? key);
   return uri;
