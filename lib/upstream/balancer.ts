@@ -60,9 +60,10 @@ const ORPHAN_PROBE_MS = 250;
  */
 const ARRIVAL_SLACK_MS = 100;
 /**
- * A call still waiting for its answer this long after a probe's answer was
- * unfinished when the server answered the probe, not finished with its answer
- * on the way (the genuine server notices a finished stream within 0.1 s).
+ * How long after a probe's answer the count waits, so that a call the server
+ * had already finished, its answer still on the way, shows it by arriving:
+ * taken for unfinished, it would let an orphan go one too soon. (The genuine
+ * server notices a finished stream within 0.1 s.)
  */
 const LIVE_GRACE_MS = 500;
 
