@@ -1,5 +1,6 @@
 import { defineConfig } from "@playwright/test";
 import { nextStartArgs } from "./scripts/next-start";
+import { chromiumPath } from "./tests/programs";
 import { EMULATOR_PORT, EMULATOR_URL, GATEWAY_PORT, GATEWAY_URL, STEP_MS } from "./tests/e2e/servers";
 
 /**
@@ -28,7 +29,7 @@ export default defineConfig({
       use: {
         browserName: "chromium",
         launchOptions: {
-          executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+          executablePath: chromiumPath(),
           // As root on a closed network: without these, start-up stalls on refused connections.
           args: [
             "--no-sandbox",

@@ -1,7 +1,7 @@
 /**
  * A real redis-server (Debian's: `apt-get install -y redis-server`) on
  * 127.0.0.1 and a free port, in memory only, for the tests of the shared
- * limiter. REDIS_SERVER_PATH overrides where the binary is.
+ * limiter. Found as tests/programs.ts finds it (REDIS_SERVER_PATH, then the usual paths).
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -9,8 +9,9 @@ import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { freePort } from "./proc";
+import { redisServerPath } from "./programs";
 
-export const REDIS_SERVER_PATH = process.env.REDIS_SERVER_PATH || "/usr/bin/redis-server";
+export const REDIS_SERVER_PATH = redisServerPath();
 
 export interface RedisServer {
   readonly port: number;
@@ -58,7 +59,7 @@ function launch(port: number): { child: ChildProcess; output: () => string } {
 
 export async function startRedisServer(): Promise<RedisServer> {
   if (!existsSync(REDIS_SERVER_PATH)) {
-    throw new Error(`redis-server not found at ${REDIS_SERVER_PATH}: apt-get install -y redis-server, or set REDIS_SERVER_PATH`);
+    throw new Error(`redis-server not found at ${REDIS_SERVER_PATH}: apt-get install -y redis-server, or set REDIS_SERVER_PATH (npm test installs it where it can)`);
   }
   const port = await freePort();
   let current: { child: ChildProcess; output: () => string } | undefined;

@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { WebSocket } from "undici";
 import type { MessageEvent } from "undici";
@@ -24,8 +24,26 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** What the build is made of: a file changed after it means the tests would run old code. */
+const BUILD_INPUTS = ["app", "lib", "proxy.ts", "instrumentation.ts", "next.config.mjs", "package.json", "package-lock.json"];
+
+/** The first build input newer than the build, if any. */
+function newerThanBuild(builtAt: number): string | undefined {
+  for (const input of BUILD_INPUTS) {
+    const full = path.join(root, input);
+    if (!existsSync(full)) continue;
+    const files = statSync(full).isDirectory() ? readdirSync(full, { recursive: true, encoding: "utf8" }).map((file) => path.join(full, file)) : [full];
+    const newer = files.find((file) => statSync(file).mtimeMs > builtAt);
+    if (newer) return path.relative(root, newer);
+  }
+  return undefined;
+}
+
 export async function startGateway(env: Record<string, string>): Promise<Gateway> {
-  if (!existsSync(path.join(root, ".next/BUILD_ID"))) throw new Error("Build the gateway first: npm run build");
+  const buildId = path.join(root, ".next/BUILD_ID");
+  if (!existsSync(buildId)) throw new Error("Build the gateway first: npm run build (npm test builds it)");
+  const changed = newerThanBuild(statSync(buildId).mtimeMs);
+  if (changed) throw new Error(`${changed} changed after the last build, which these tests would not see: npm run build (npm test builds first)`);
   const port = await freePort();
   const child = spawn(process.execPath, nextStartArgs("-p", String(port), "-H", "127.0.0.1"), {
     cwd: root,
