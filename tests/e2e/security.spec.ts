@@ -13,12 +13,9 @@ import { expect, test } from "@playwright/test";
 import type { Page } from "@playwright/test";
 import { nextStartArgs } from "../../scripts/next-start";
 import { GeneratorPage } from "./generator-page";
-import { EMULATOR_URL, emulator } from "./servers";
+import { EMULATOR_URL, KEYED_PORT, LISTED_PORT, UNLISTED_PORT, emulator } from "./servers";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const KEYED_PORT = 13010;
-const LISTED_PORT = 13011;
-const UNLISTED_PORT = 13012;
 const KEYED_URL = `http://127.0.0.1:${KEYED_PORT}`;
 const API_KEY = "e2e-key-5f0c2a9d8e7b6a41";
 
