@@ -3,7 +3,10 @@
  * the baseline and the gateway with variants of its environment, alternated
  * over rounds; prints rps, server CPU per answer and peak RSS for each.
  *
- *   tsx bench/ablate.ts [--scenario generate|health] [--duration 8] [--rounds 2] [--variant name:ENV1=a,ENV2=b]...
+ *   tsx bench/ablate.ts [--scenario generate|health|stream] [--duration 8] [--rounds 2] [--variant name:ENV1=a,--node-flag=b]...
+ *
+ * A variant's entries that start with `--` are Node flags (`semi16:--max-semi-space-size=16`);
+ * one replaces the start script's flag of the same name.
  */
 import { parseArgs } from "node:util";
 import { runLoad } from "./load";
@@ -21,11 +24,24 @@ const { values: args } = parseArgs({
 const load =
   args.scenario === "health"
     ? { path: "/api/health", method: "GET" as const, body: undefined, connections: 50 }
-    : { path: "/api/generate", method: "POST" as const, body: GENERATE_BODY, connections: 16 };
-const variants: [string, Record<string, string> | "baseline"][] = [["baseline", "baseline"], ["gateway", {}]];
+    : { path: args.scenario === "stream" ? "/api/generate-stream" : "/api/generate", method: "POST" as const, body: GENERATE_BODY, connections: 16 };
+interface Variant {
+  env: Record<string, string>;
+  nodeFlags: string[];
+}
+// The baseline app has no stream route: a stream ablation compares gateways only.
+const variants: [string, Variant | "baseline"][] = [
+  ...(args.scenario === "stream" ? [] : [["baseline", "baseline"] as [string, "baseline"]]),
+  ["gateway", { env: {}, nodeFlags: [] }],
+];
 for (const spec of args.variant) {
-  const [name = spec, pairs = ""] = spec.split(":");
-  variants.push([name, Object.fromEntries(pairs.split(",").map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]))]);
+  const [name = spec, entries = ""] = spec.split(":");
+  const variant: Variant = { env: {}, nodeFlags: [] };
+  for (const entry of entries.split(",").filter(Boolean)) {
+    if (entry.startsWith("--")) variant.nodeFlags.push(entry);
+    else variant.env[entry.slice(0, entry.indexOf("="))] = entry.slice(entry.indexOf("=") + 1);
+  }
+  variants.push([name, variant]);
 }
 
 ensureBuilds(false);
@@ -33,8 +49,8 @@ const results = new Map<string, { rps: number[]; cpu: number[]; rss: number[] }>
 const emulator = await startEmulator();
 try {
   for (let round = 0; round < Number(args.rounds); round++) {
-    for (const [name, env] of variants) {
-      const server: Server = env === "baseline" ? await startBaseline({ upstreamUrl: emulator.url }) : await startGateway({ upstreamUrl: emulator.url, env });
+    for (const [name, variant] of variants) {
+      const server: Server = variant === "baseline" ? await startBaseline({ upstreamUrl: emulator.url }) : await startGateway({ upstreamUrl: emulator.url, ...variant });
       try {
         const spec = { url: server.url + load.path, method: load.method, body: load.body, connections: load.connections };
         await runLoad({ ...spec, duration: 3 });

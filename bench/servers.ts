@@ -141,7 +141,7 @@ export async function startEmulator(): Promise<Server> {
 
 export interface NextOptions {
   upstreamUrl: string;
-  /** Extra node flags, before the next binary (e.g. --cpu-prof). */
+  /** Extra node flags, before the next binary (e.g. --cpu-prof); for the gateway, one replaces the start script's flag of the same name. */
   nodeFlags?: string[];
   env?: Record<string, string>;
 }
@@ -151,11 +151,17 @@ export async function startGateway({ upstreamUrl, nodeFlags = [], env = {} }: Ne
   const port = await freePort();
   return launch({
     name: "gateway",
-    args: [...nodeFlags, ...nextStartArgs("-p", String(port), "-H", "127.0.0.1")],
+    args: [...nodeFlags, ...nextStartArgs("-p", String(port), "-H", "127.0.0.1").filter((arg) => !replaced(arg, nodeFlags))],
     env: { NODE_ENV: "production", TEXT2IMAGE_SERVER_URL: upstreamUrl, ...env },
     port,
     readyPath: "/api/health",
   });
+}
+
+/** Whether `arg` is a Node flag that one of `nodeFlags` sets anew. */
+function replaced(arg: string, nodeFlags: string[]): boolean {
+  const name = (flag: string) => flag.split("=")[0];
+  return arg.startsWith("--") && nodeFlags.some((flag) => flag.startsWith("--") && name(flag) === name(arg));
 }
 
 /** The bare Next.js app of bench/baseline under `next start`. */
