@@ -179,7 +179,7 @@ function renderReport(): string {
     "",
     "Written by `npm run bench` (bench/run.ts). Direct = the emulator itself; baseline = a bare Next.js app",
     "(bench/baseline: a fixed JSON route and a route that pipes the emulator's answer through);",
-    "gateway = the built gateway as `npm start` runs it (Node with `--max-semi-space-size=8`), default configuration. Ratios compare runs of the same round.",
+    "gateway = the built gateway as `npm start` runs it (Node with the flags of its start script), default configuration. Ratios compare runs of the same round.",
     "",
     `- date: ${new Date().toISOString()}`,
     `- machine: ${cpus.length} cores, ${cpus[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before, ${loadAfter.map((l) => l.toFixed(2)).join(" ")} after`,

@@ -29,10 +29,10 @@ export class EventSplitter {
   private length = 0;
 
   push(chunk: Buffer): Buffer[] {
-    // Search only the new bytes and the last few old ones (an end may straddle
-    // two chunks); a megabyte event is copied once, when it is whole.
-    const tail = this.tail();
-    const end = findEventEnd(tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk);
+    // Search only the new bytes, and the last few old ones joined to the first few
+    // new (an end may straddle two chunks): a megabyte event is copied once, when it is whole.
+    const end = this.firstEnd(chunk);
+    const before = this.length;
     this.chunks.push(chunk);
     this.length += chunk.length;
     if (end < 0) return [];
@@ -40,7 +40,7 @@ export class EventSplitter {
     // One chunk may hold many events (a proxy's buffer of keep-alives): cut them in a loop.
     const events: Buffer[] = [];
     let start = 0;
-    for (const eventEnd of eventEnds(buffered, this.length - chunk.length - tail.length + end)) {
+    for (const eventEnd of eventEnds(buffered, before + end)) {
       events.push(buffered.subarray(start, eventEnd));
       start = eventEnd;
     }
@@ -53,6 +53,17 @@ export class EventSplitter {
   /** Bytes of an event that has not ended yet. */
   get pending(): number {
     return this.length;
+  }
+
+  /** Index in `chunk` just past the first blank line that ends there, or -1. */
+  private firstEnd(chunk: Buffer): number {
+    const tail = this.tail();
+    const within = findEventEnd(chunk);
+    if (tail.length === 0) return within;
+    const straddling = findEventEnd(Buffer.concat([tail, chunk.subarray(0, LONGEST_END - 1)])) - tail.length;
+    // No end lies wholly in the old bytes (it would have been cut), so one found there ends in `chunk`.
+    if (straddling <= 0) return within;
+    return within < 0 ? straddling : Math.min(within, straddling);
   }
 
   private tail(): Buffer {
