@@ -14,8 +14,9 @@ export async function register(): Promise<void> {
   }
   // The Node-only import keeps process.exit and signal handling out of the Edge bundle.
   if (process.env.NEXT_RUNTIME === "nodejs") {
-    const { checkConfigOrExit, handleShutdownSignals } = await import("./lib/startup");
+    const { checkConfigOrExit, handleShutdownSignals, guardRequestsFromStart } = await import("./lib/startup");
     checkConfigOrExit();
+    guardRequestsFromStart();
     handleShutdownSignals();
   }
 }

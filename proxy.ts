@@ -1,5 +1,6 @@
 import { NextResponse } from "next/server";
 import type { NextRequest } from "next/server";
+import { errorResponse, fail } from "./lib/errors";
 
 /**
  * Security headers for the pages (/, /docs, 404s): a Content-Security-Policy with
@@ -9,8 +10,13 @@ import type { NextRequest } from "next/server";
  * nothing here (its headers come from next.config.mjs and lib/http.ts).
  */
 export function proxy(request: NextRequest) {
+  const { pathname } = request.nextUrl;
+  // The API's paths in another case (/API/generate) come here: a JSON 404 as under /api, not the page's HTML.
+  if (/^\/api(?:\/|$)/i.test(pathname)) return errorResponse(fail.notFound(pathname));
+  // The pages take no body: no server actions here.
+  if (request.method !== "GET" && request.method !== "HEAD") return errorResponse(fail.methodNotAllowed(request.method, ["GET", "HEAD"]));
   const nonce = newNonce();
-  const policy = contentSecurityPolicy(nonce, request.nextUrl.pathname);
+  const policy = contentSecurityPolicy(nonce, pathname);
   const headers = new Headers(request.headers);
   headers.set("content-security-policy", policy);
   headers.set("x-nonce", nonce);

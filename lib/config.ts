@@ -30,13 +30,13 @@ const serverUrls = z.string().transform((value, ctx) => {
   for (const part of parts) {
     const parsed = serverUrl.safeParse(part);
     if (!parsed.success) {
-      const message = parts.length > 1 ? `each comma-separated entry ${URL_FORM}; ${JSON.stringify(part)} is not` : URL_FORM;
+      const message = parts.length > 1 ? `each comma-separated entry ${URL_FORM}; ${JSON.stringify(withoutCredentials(part))} is not` : URL_FORM;
       ctx.addIssue({ code: "custom", message });
       return z.NEVER;
     }
     const where = (url: URL) => url.origin + url.pathname.replace(/\/+$/, "");
     if (urls.some((url) => where(url) === where(parsed.data))) {
-      ctx.addIssue({ code: "custom", message: `lists ${JSON.stringify(part)} twice` });
+      ctx.addIssue({ code: "custom", message: `lists ${JSON.stringify(withoutCredentials(part))} twice` });
       return z.NEVER;
     }
     urls.push(parsed.data);
@@ -141,6 +141,7 @@ const schema = z
     MAX_QUEUE: count(0).default(100),
     QUEUE_TIMEOUT: seconds.optional(),
     MAX_BODY_BYTES: count(1).default(64 * 1024),
+    REQUEST_BODY_TIMEOUT: seconds.default(30),
     SIZE_MULTIPLE: count(1).default(SIZE_MULTIPLE_DEFAULT),
     MAX_RESPONSE_BYTES: count(1).default(64 * 1024 * 1024),
     SSE_KEEPALIVE_INTERVAL: seconds.default(15),
@@ -160,42 +161,73 @@ const schema = z
     EJECT_AFTER_FAILURES: count(1).default(3),
     EJECT_BASE_SECONDS: seconds.default(10),
     EJECT_MAX_SECONDS: seconds.default(300),
+    // Set by Vercel on its functions.
+    VERCEL: z.string().optional(),
   })
-  .transform((env) => ({
-    /** The GPU servers, in the order given (at least one). */
-    serverUrls: env.TEXT2IMAGE_SERVER_URL,
-    /** The first of them: the one server of a single-server set-up. */
-    serverUrl: env.TEXT2IMAGE_SERVER_URL[0] ?? new URL("http://localhost:8001"),
-    requestTimeoutMs: env.REQUEST_TIMEOUT * 1000,
-    maxConcurrent: env.MAX_CONCURRENT_REQUESTS,
-    maxQueue: env.MAX_QUEUE,
-    queueTimeoutMs: (env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT) * 1000,
-    maxBodyBytes: env.MAX_BODY_BYTES,
-    /** Width and height must be multiples of it: the genuine pipeline fails other sizes with a 500. */
-    sizeMultiple: env.SIZE_MULTIPLE,
-    maxResponseBytes: env.MAX_RESPONSE_BYTES,
-    sseKeepAliveMs: env.SSE_KEEPALIVE_INTERVAL * 1000,
-    shutdownGraceMs: env.SHUTDOWN_GRACE * 1000,
-    logLevel: env.LOG_LEVEL,
-    logPrompts: env.LOG_PROMPTS,
-    serverToken: env.TEXT2IMAGE_SERVER_TOKEN,
-    apiKeys: env.GATEWAY_API_KEYS,
-    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
-    /** Proxies trusted to append to X-Forwarded-For: 0 none, Infinity all (TRUST_PROXY=true). */
-    trustedProxyHops: env.TRUST_PROXY,
-    corsOrigins: env.CORS_ORIGINS,
-    /** Set: one concurrency limit over every gateway sharing this Redis. */
-    redisUrl: env.REDIS_URL,
-    leaseTtlMs: env.LEASE_TTL * 1000,
-    /** Redis unreachable: `local` limits per instance, `closed` refuses new work. */
-    redisFailureMode: env.REDIS_FAILURE_MODE,
-    /** Generations one GPU server may run at once (default: the gateway's whole MAX_CONCURRENT_REQUESTS). */
-    maxConcurrentPerServer: env.MAX_CONCURRENT_PER_SERVER ?? env.MAX_CONCURRENT_REQUESTS,
-    healthIntervalMs: env.HEALTH_INTERVAL * 1000,
-    ejectAfterFailures: env.EJECT_AFTER_FAILURES,
-    ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
-    ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
-  }));
+  .transform((env) => {
+    const deadlines = fitDeadlines(env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT, env.REQUEST_TIMEOUT, env.VERCEL !== undefined);
+    return {
+      /** What start-up prints as warnings: settings the platform made the gateway change. */
+      warnings: deadlines.warnings,
+      /** The GPU servers, in the order given (at least one). */
+      serverUrls: env.TEXT2IMAGE_SERVER_URL,
+      /** The first of them: the one server of a single-server set-up. */
+      serverUrl: env.TEXT2IMAGE_SERVER_URL[0] ?? new URL("http://localhost:8001"),
+      requestTimeoutMs: deadlines.requestS * 1000,
+      maxConcurrent: env.MAX_CONCURRENT_REQUESTS,
+      maxQueue: env.MAX_QUEUE,
+      queueTimeoutMs: deadlines.queueS * 1000,
+      maxBodyBytes: env.MAX_BODY_BYTES,
+      /** How long a request body may take to arrive, whole: a slow upload holds a socket and the drain. */
+      bodyTimeoutMs: env.REQUEST_BODY_TIMEOUT * 1000,
+      /** Width and height must be multiples of it: the genuine pipeline fails other sizes with a 500. */
+      sizeMultiple: env.SIZE_MULTIPLE,
+      maxResponseBytes: env.MAX_RESPONSE_BYTES,
+      sseKeepAliveMs: env.SSE_KEEPALIVE_INTERVAL * 1000,
+      shutdownGraceMs: env.SHUTDOWN_GRACE * 1000,
+      logLevel: env.LOG_LEVEL,
+      logPrompts: env.LOG_PROMPTS,
+      serverToken: env.TEXT2IMAGE_SERVER_TOKEN,
+      apiKeys: env.GATEWAY_API_KEYS,
+      rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+      /** Proxies trusted to append to X-Forwarded-For: 0 none, Infinity all (TRUST_PROXY=true). */
+      trustedProxyHops: env.TRUST_PROXY,
+      corsOrigins: env.CORS_ORIGINS,
+      /** Set: one concurrency limit over every gateway sharing this Redis. */
+      redisUrl: env.REDIS_URL,
+      leaseTtlMs: env.LEASE_TTL * 1000,
+      /** Redis unreachable: `local` limits per instance, `closed` refuses new work. */
+      redisFailureMode: env.REDIS_FAILURE_MODE,
+      /** Generations one GPU server may run at once (default: the gateway's whole MAX_CONCURRENT_REQUESTS). */
+      maxConcurrentPerServer: env.MAX_CONCURRENT_PER_SERVER ?? env.MAX_CONCURRENT_REQUESTS,
+      healthIntervalMs: env.HEALTH_INTERVAL * 1000,
+      ejectAfterFailures: env.EJECT_AFTER_FAILURES,
+      ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
+      ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
+    };
+  });
+
+/**
+ * The generate routes' `maxDuration` (a literal there, as Next requires; a
+ * test holds the two together): on Vercel the function is ended then, so a
+ * request's queue wait and generation must end before, for the gateway to
+ * give its own 503 or 504 rather than be cut off.
+ */
+export const GENERATE_MAX_DURATION_S = 300;
+/** Time left at the end of maxDuration to send the answer. */
+export const FUNCTION_SLACK_S = 5;
+
+function fitDeadlines(queueS: number, requestS: number, onVercel: boolean): { queueS: number; requestS: number; warnings: string[] } {
+  const budget = GENERATE_MAX_DURATION_S - FUNCTION_SLACK_S;
+  if (!onVercel || queueS + requestS <= budget) return { queueS, requestS, warnings: [] };
+  // Both shrink in proportion: each keeps its share of the wait the operator meant.
+  const scale = budget / (queueS + requestS);
+  const fitted = { queueS: Math.floor(queueS * scale * 10) / 10, requestS: Math.floor(requestS * scale * 10) / 10 };
+  const warning =
+    `QUEUE_TIMEOUT + REQUEST_TIMEOUT (${queueS + requestS} s) do not fit in the generate routes' maxDuration (${GENERATE_MAX_DURATION_S} s), ` +
+    `at which Vercel ends the function: using QUEUE_TIMEOUT=${fitted.queueS} and REQUEST_TIMEOUT=${fitted.requestS}; set them to at most ${budget} s together`;
+  return { ...fitted, warnings: [warning] };
+}
 
 export type Config = z.output<typeof schema>;
 
@@ -222,7 +254,16 @@ const SECRET_VARIABLES = new Set(["GATEWAY_API_KEYS", "TEXT2IMAGE_SERVER_TOKEN"]
 
 function shown(name: string, value: string): string {
   if (SECRET_VARIABLES.has(name)) return "(hidden)";
-  return JSON.stringify(value.replace(/\/\/[^/@]*@/g, "//"));
+  return JSON.stringify(withoutCredentials(value));
+}
+
+/**
+ * Drops everything from `//` to the last `@` of each comma-separated entry:
+ * a password may hold a raw `@`, `/` or `#` that URL parsing would stop at,
+ * and a hidden path is better than a shown secret.
+ */
+function withoutCredentials(text: string): string {
+  return text.replace(/\/\/[^,\s]*@/g, "//");
 }
 
 let cached: Config | undefined;

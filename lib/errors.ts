@@ -10,8 +10,10 @@ export type ErrorCode =
   | "invalid_body"
   | "validation_failed"
   | "payload_too_large"
+  | "body_timeout"
   | "unsupported_media_type"
   | "method_not_allowed"
+  | "invalid_target"
   | "not_found"
   | "queue_full"
   | "queue_timeout"
@@ -25,6 +27,7 @@ export type ErrorCode =
   | "upstream_transport"
   | "upstream_bad_response"
   | "upstream_status"
+  | "upstream_credentials"
   | "client_closed"
   | "internal";
 
@@ -62,6 +65,10 @@ export const fail = {
   validation: (detail: ValidationDetail[]) => new GatewayError("validation_failed", 422, detail),
   payloadTooLarge: (limit: number) =>
     new GatewayError("payload_too_large", 413, `Request body is larger than ${limit} bytes (MAX_BODY_BYTES)`),
+  bodyTimeout: (limitMs: number) =>
+    new GatewayError("body_timeout", 408, `The request body did not arrive within ${seconds(limitMs)} (REQUEST_BODY_TIMEOUT)`, {
+      headers: { Connection: "close" },
+    }),
   unsupportedMediaType: (got: string | null) =>
     new GatewayError(
       "unsupported_media_type",
@@ -72,6 +79,9 @@ export const fail = {
     new GatewayError("method_not_allowed", 405, `Method ${method} not allowed; use ${allow.join(" or ")}`, {
       headers: { Allow: allow.join(", ") },
     }),
+  /** A request target that is neither a path nor a URL (`OPTIONS *`). */
+  badTarget: (target: string) =>
+    new GatewayError("invalid_target", 400, `Request target ${target.slice(0, 100)} is not served here: ask for a path`),
   notFound: (path: string) => new GatewayError("not_found", 404, `No endpoint at ${path}`),
   queueFull: () =>
     new GatewayError("queue_full", 503, "Gateway queue is full", { headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS } }),
@@ -160,6 +170,17 @@ export const fail = {
     const text = status === 503 || status === 504 ? detail : `Text-to-image server error: ${detail}`;
     return new GatewayError("upstream_status", status, text, { headers });
   },
+  /**
+   * The GPU server answered 401 or 403: the gateway's own credentials are
+   * wrong, which no client can fix, so not the client's 401/403 but a 502 (a
+   * configuration error, logged as one).
+   */
+  upstreamCredentials: (status: number) =>
+    new GatewayError(
+      "upstream_credentials",
+      502,
+      `Text-to-image server refused the gateway's credentials (HTTP ${status}): check TEXT2IMAGE_SERVER_TOKEN and the credentials in TEXT2IMAGE_SERVER_URL`,
+    ),
   /**
    * The GPU server refused a request the gateway had validated: its 422 list
    * goes to the client as it is (the gateway's rules fell behind the server's).

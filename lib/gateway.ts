@@ -13,9 +13,9 @@ import { EventSplitter, EventStream, inspectEvent } from "./sse";
 import { upstream } from "./upstream";
 import type { OpenResponse } from "./upstream";
 
-/** Reads and validates a generate body; nothing invalid goes further. */
-export async function readGenerateRequest(request: Request): Promise<GenerateRequest> {
-  const body = await readJsonObject(request, config().maxBodyBytes);
+/** Reads and validates a generate body; nothing invalid goes further. A drain that starts meanwhile stops the read (`signal`). */
+export async function readGenerateRequest(request: Request, signal?: AbortSignal): Promise<GenerateRequest> {
+  const body = await readJsonObject(request, { maxBytes: config().maxBodyBytes, timeoutMs: config().bodyTimeoutMs, signal });
   const result = validateGenerateRequest(body, { sizeMultiple: config().sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);
   return result.data;
@@ -28,7 +28,7 @@ export async function readGenerateRequest(request: Request): Promise<GenerateReq
  */
 export async function generate(request: Request, record: RequestRecord): Promise<Response> {
   const work = admitWork(request.signal);
-  const params = await readGenerateRequest(request);
+  const params = await readGenerateRequest(request, work.queueSignal);
   record.generating(params);
   let answer: Buffer[];
   try {
@@ -68,7 +68,7 @@ function admitWork(client: AbortSignal): Work {
 export async function generateStream(request: Request, record: RequestRecord): Promise<Response> {
   const cancel = new AbortController();
   const work = admitWork(cancel.signal);
-  const params = await readGenerateRequest(request);
+  const params = await readGenerateRequest(request, work.queueSignal);
   record.generating(params);
   const onClientGone = () => {
     cancel.abort(fail.clientClosed(request.signal.reason));

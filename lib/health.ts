@@ -1,7 +1,7 @@
 import "server-only";
 import { limiter, limiterDegraded } from "./limiter";
 import { shutdown } from "./shutdown";
-import { upstream } from "./upstream";
+import { reportedHealth, upstream } from "./upstream";
 import type { HealthResult } from "./upstream";
 import { canGenerate } from "./schemas";
 import type { GatewayHealth } from "./schemas";
@@ -34,7 +34,7 @@ export async function healthReport(): Promise<GatewayHealth> {
     gateway: "running",
     ...load,
     orphaned: balancer.orphaned(),
-    text2image_server: result.ok ? result.health : { status: result.status, error: result.error },
+    text2image_server: reportedHealth(result),
     ...(balancer.size > 1 ? { servers: balancer.states() } : {}),
     ...(draining ? { shutting_down: true as const } : {}),
   };

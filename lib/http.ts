@@ -137,12 +137,20 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Its top-level numbers come as JsonNumbers, with the text they were written
  * in: a seed of 20 digits keeps them, and 1e19 stays a float, as in Python.
  */
-export async function readJsonObject(request: Request, maxBytes: number): Promise<Record<string, unknown>> {
+export interface BodyLimits {
+  maxBytes: number;
+  /** The whole body must have arrived within this (408 after). */
+  timeoutMs: number;
+  /** Stops the read (a shutdown's drain): its reason is thrown. */
+  signal?: AbortSignal;
+}
+
+export async function readJsonObject(request: Request, { maxBytes, timeoutMs, signal }: BodyLimits): Promise<Record<string, unknown>> {
   const contentType = request.headers.get("content-type");
   if (contentType !== null && !isJsonType(contentType)) throw fail.unsupportedMediaType(contentType);
   if (Number(request.headers.get("content-length")) > maxBytes) throw fail.payloadTooLarge(maxBytes);
 
-  const bytes = await readCapped(request, maxBytes);
+  const bytes = await readCapped(request, maxBytes, timeoutMs, signal);
   let value: unknown;
   try {
     value = JSON.parse(utf8.decode(bytes));
@@ -163,20 +171,38 @@ function isJsonType(contentType: string): boolean {
   return mediaType === "application/json" || (mediaType.startsWith("application/") && mediaType.endsWith("+json"));
 }
 
-async function readCapped(request: Request, maxBytes: number): Promise<Uint8Array> {
+async function readCapped(request: Request, maxBytes: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
+  // One deadline for the whole body: a client trickling a byte at a time gets no longer than one sending nothing.
+  let stop: (error: unknown) => void = () => undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    stop = reject;
+  });
+  const timer = setTimeout(() => {
+    stop(fail.bodyTimeout(timeoutMs));
+  }, timeoutMs);
+  const onAbort = () => {
+    stop(signal?.reason);
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   const chunks: Uint8Array[] = [];
   let length = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    length += value.byteLength;
-    if (length > maxBytes) {
-      await reader.cancel();
-      throw fail.payloadTooLarge(maxBytes);
+  try {
+    if (signal?.aborted) throw signal.reason;
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), stopped]);
+      if (done) break;
+      length += value.byteLength;
+      if (length > maxBytes) throw fail.payloadTooLarge(maxBytes);
+      chunks.push(value);
     }
-    chunks.push(value);
+  } catch (error) {
+    void reader.cancel().catch(() => undefined);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
   }
   return Buffer.concat(chunks, length);
 }

@@ -279,13 +279,14 @@ export const GatewayInfo = z.object({
 });
 export type GatewayInfo = z.output<typeof GatewayInfo>;
 
-/** A GPU server's health as the gateway reports it: its own answer, or why it could not be asked. */
-const ServerHealthFailure = z
+/** Why a GPU server's health could not be had: the gateway reports this in its place. */
+export const ServerHealthFailure = z
   .object({
     status: z.string().describe('"unreachable" or "error_<reason>"'),
     error: z.string(),
   })
   .describe("The GPU server could not be asked");
+export type ServerHealthFailure = z.output<typeof ServerHealthFailure>;
 
 /** One GPU server behind the gateway, when several are configured. */
 export const ServerState = z.object({
@@ -333,15 +334,7 @@ export const GatewayHealth = z.object({
   queued: z.int().nonnegative().describe("Requests waiting for a slot"),
   max_concurrent: z.int().positive().describe("MAX_CONCURRENT_REQUESTS"),
   text2image_server: z
-    .union([
-      UpstreamHealth,
-      z
-        .object({
-          status: z.string().describe('"unreachable" or "error_<reason>"'),
-          error: z.string(),
-        })
-        .describe("The GPU server could not be asked"),
-    ])
+    .union([UpstreamHealth, ServerHealthFailure])
     .describe(
       'The GPU server\'s own /health answer. With several servers, an aggregate of those in rotation that answered: status "healthy" if any is, model_loaded and cuda_available true if any is, queue, generations and available_slots summed',
     ),

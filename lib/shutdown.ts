@@ -82,9 +82,19 @@ export class Work {
   }
 }
 
+/**
+ * What the process holds open (pools, Redis connections, timers), closed
+ * after the drain, in two phases: the users of the limiter first (the
+ * upstream client gives back the slots its orphans held), then the limiter
+ * (which gives them back to Redis).
+ */
+export type ClosePhase = "users" | "limiter";
+const CLOSE_PHASES: readonly ClosePhase[] = ["users", "limiter"];
+
 /** The registry and its drain. */
 export class Drain {
   private readonly works = new Set<Work>();
+  private readonly closers: { phase: ClosePhase; close: () => Promise<void> }[] = [];
   private drained: Promise<DrainOutcome> | undefined;
   private onIdle: (() => void) | undefined;
 
@@ -117,6 +127,19 @@ export class Drain {
   drain(graceMs: number, settleMs: number): Promise<DrainOutcome> {
     this.drained ??= this.run(graceMs, settleMs);
     return this.drained;
+  }
+
+  /** Registers something to close on the way out (see ClosePhase). */
+  closeOnExit(phase: ClosePhase, close: () => Promise<void>): void {
+    this.closers.push({ phase, close });
+  }
+
+  /** Closes what was registered, phase by phase; a failure or a hang (past `timeoutMs`) does not stop the rest. */
+  async closeAll(timeoutMs: number): Promise<void> {
+    for (const phase of CLOSE_PHASES) {
+      const closing = this.closers.filter((closer) => closer.phase === phase).map((closer) => closer.close().catch(() => undefined));
+      await settlesWithin(Promise.all(closing).then(() => undefined), timeoutMs);
+    }
   }
 
   private async run(graceMs: number, settleMs: number): Promise<DrainOutcome> {

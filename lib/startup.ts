@@ -1,5 +1,6 @@
 import { trace } from "@opentelemetry/api";
 import { ConfigError, config } from "./config";
+import { peerStamp } from "./security/client";
 import { shutdown } from "./shutdown";
 
 /**
@@ -9,7 +10,7 @@ import { shutdown } from "./shutdown";
  */
 export function checkConfigOrExit(): void {
   try {
-    config();
+    for (const warning of config().warnings) note("warn", `configuration: ${warning}`, {});
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
@@ -17,9 +18,20 @@ export function checkConfigOrExit(): void {
   }
 }
 
+/**
+ * Puts the gateway in front of Node's http server from now on (see
+ * lib/security/client.ts): each request stamped with its socket's address,
+ * for the rate limit, and TRACE or `OPTIONS *` answered in JSON.
+ */
+export function guardRequestsFromStart(): void {
+  peerStamp();
+}
+
 const SIGNALS = ["SIGTERM", "SIGINT"] as const;
 /** After the grace period, how long cut-off requests get to send their 503 or error event before the exit. */
 const SETTLE_MS = 1000;
+/** How long each phase of closing connections (lib/shutdown.ts) may take before the exit. */
+const CLOSE_MS = 1000;
 /** How long the last traces may take to leave before the exit. */
 const TRACE_FLUSH_MS = 1000;
 
@@ -53,6 +65,7 @@ async function drainAndExit(signal: NodeJS.Signals): Promise<void> {
   const graceMs = config().shutdownGraceMs;
   note("info", "shutting down: draining", { signal, in_flight: registry.inFlight, grace_ms: graceMs });
   const outcome = await registry.drain(graceMs, SETTLE_MS);
+  await registry.closeAll(CLOSE_MS);
   note(outcome === "gave_up" ? "warn" : "info", "shut down", { outcome, duration_ms: Math.round(performance.now() - startedAt) });
   await flushTraces();
   process.exit(0);

@@ -1,6 +1,7 @@
 import "server-only";
 import { config } from "../config";
 import { logger } from "../observe/log";
+import { shutdown } from "../shutdown";
 import { processSingleton } from "../singleton";
 import { LocalLimiter } from "./local";
 import { RedisLimiter } from "./redis";
@@ -17,7 +18,7 @@ export function limiter(): Limiter {
   return processSingleton("limiter", () => {
     const settings = config();
     if (settings.redisUrl === undefined) return new LocalLimiter(settings);
-    return new RedisLimiter({
+    const shared = new RedisLimiter({
       ...settings,
       redisUrl: settings.redisUrl,
       failureMode: settings.redisFailureMode,
@@ -26,6 +27,8 @@ export function limiter(): Limiter {
         else logger().warn({ limiter: mode, err: cause }, "limiter: Redis unreachable");
       },
     });
+    shutdown().closeOnExit("limiter", () => shared.close());
+    return shared;
   });
 }
 

@@ -142,7 +142,7 @@ export class RequestRecord {
     recordRequest({ route: this.route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
 
     const level =
-      this.errorKind === "internal" ? "error" : status >= 500 ? "warn" : status < 400 && POLLED_ROUTES.has(this.route) ? "debug" : "info";
+      this.errorKind === "internal" || this.errorKind === "upstream_credentials" ? "error" : status >= 500 ? "warn" : status < 400 && POLLED_ROUTES.has(this.route) ? "debug" : "info";
     const log = logger();
     if (!log.isLevelEnabled(level)) return;
 

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { subscribe } from "node:diagnostics_channel";
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { isIP } from "node:net";
-import type { Socket } from "node:net";
+import { fail } from "../errors";
+import { processSingleton } from "../singleton";
 
 /**
  * Who a request comes from, for per-client rate limits.
@@ -11,26 +12,74 @@ import type { Socket } from "node:net";
  * `x-forwarded-for` to the socket's address, but only when the client sent
  * none (`??=` in next/dist/server/base-server.js): a client that sends its own
  * X-Forwarded-For chooses its key. So the gateway stamps the true peer address
- * on each request itself, from Node's `http.server.request.start` diagnostics
- * channel, under a header name that is random per process (a client cannot
- * send it). The stamp starts once this module is first loaded (the first
- * request to any route); until then, and on hosts where no Node http server
- * runs the app, the address Next passes in X-Forwarded-For stands in.
+ * on each request itself, under a header name that is random per process (a
+ * client cannot send it), from server start (instrumentation.ts) on: see
+ * `guardNodeServers`. Requests Next took before that (it listens, and queues
+ * them, while it starts) share one key. On Vercel, the address its edge
+ * writes in X-Forwarded-For stands in.
  */
 export interface PeerStamp {
-  /** The header carrying the socket's address, once stamping runs. */
+  /** The header carrying the socket's address. */
   readonly header: string;
 }
 
-/** Subscribes to the http server's requests; call once per process. */
-export function stampPeers(): PeerStamp {
+/** The process's stamp: the Node http servers are guarded from the first call. None on Vercel, whose edge sets X-Forwarded-For. */
+export function peerStamp(): PeerStamp | undefined {
+  if (process.env.VERCEL) return undefined;
+  return processSingleton("peer-stamp", guardNodeServers);
+}
+
+/**
+ * Methods Node hands to the request listener that no endpoint takes, and that
+ * Next answers with a 500 and a stack trace (fetch's Request refuses them).
+ * CONNECT never reaches the listener; TRACK is refused by Node's parser.
+ */
+const REFUSED_METHODS = new Set(["TRACE"]);
+const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
+
+/**
+ * Sees every Node http server of the process at its first request (the
+ * `http.server.request.start` channel publishes before the server emits
+ * `request`), and puts itself in front of its request listeners: each request
+ * gets its peer stamp, and what would reach Next only to crash there (TRACE,
+ * the asterisk target of `OPTIONS *`) gets its JSON answer here, and prints
+ * nothing.
+ */
+function guardNodeServers(): PeerStamp {
   const header = `x-gateway-peer-${randomBytes(12).toString("hex")}`;
+  const guarded = new WeakSet<Server>();
   subscribe("http.server.request.start", (message) => {
-    const { request, socket } = message as { request: IncomingMessage; socket: Socket };
-    request.headers[header] = socket.remoteAddress ?? "";
+    const { server } = message as { server: Server };
+    if (guarded.has(server)) return;
+    guarded.add(server);
+    const emit = server.emit.bind(server);
+    server.emit = function (event: string | symbol, ...args: unknown[]) {
+      if (event === "request") {
+        const [request, response] = args as [IncomingMessage, ServerResponse];
+        request.headers[header] = request.socket.remoteAddress ?? "";
+        if (refused(request, response)) return true;
+      }
+      return emit(event, ...args);
+    } as typeof server.emit;
   });
   return { header };
 }
+
+/** Answers a request no route can take; false for every other. */
+function refused(request: IncomingMessage, response: ServerResponse): boolean {
+  const method = request.method ?? "";
+  const target = request.url ?? "";
+  // Origin form (a path) and absolute form (what a proxy is sent) are for Next; `*` and the like are not.
+  const servable = target.startsWith("/") || /^https?:\/\//i.test(target);
+  const error = REFUSED_METHODS.has(method) ? fail.methodNotAllowed(method, ALLOWED) : servable ? undefined : fail.badTarget(target);
+  if (!error) return false;
+  const body = JSON.stringify({ detail: error.detail });
+  response.writeHead(error.status, { ...error.headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  response.end(body);
+  return true;
+}
+
+const UNSTAMPED = "unstamped";
 
 /**
  * The client's address: the socket's peer, or with `trustedHops` proxies in
@@ -43,7 +92,9 @@ export function clientAddress(headers: Headers, stamp: PeerStamp | undefined, tr
     .split(",")
     .map((entry) => entry.trim())
     .filter((entry) => entry !== "");
-  const peer = (stamp && headers.get(stamp.header)) || undefined;
+  // A request the stamp missed (Next takes connections, and queues their requests, before start-up ends)
+  // cannot be told apart from its neighbours: they share one key, rather than each choose its own.
+  const peer = stamp ? headers.get(stamp.header) || UNSTAMPED : undefined;
   // Nearest first: the socket's peer, then each proxy's view from the right.
   const chain = peer === undefined ? forwarded.reverse() : [peer, ...forwarded.reverse()];
   const chosen = chain[Math.min(trustedHops, chain.length - 1)] ?? "unknown";

@@ -68,13 +68,27 @@ export class CorsPolicy {
  * Whether a browser sent this request from another site that CORS_ORIGINS does
  * not list. A JSON POST needs a preflight, which such a site fails; but a form
  * or a fetch with a body of no declared type skips the preflight, and the
- * gateway takes a body without Content-Type as JSON. `Sec-Fetch-Site` (sent by
- * every current browser, set by the browser alone) tells those apart; without
- * it (curl, servers, old browsers) the request is not a browser's cross-site one.
+ * gateway takes a body without Content-Type as JSON. `Sec-Fetch-Site` (set by
+ * the browser alone) tells those apart. Browsers without it (older Safari)
+ * still send `Origin` on every cross-origin POST: there, an Origin that is
+ * neither the gateway's own (Host, or X-Forwarded-Host behind a proxy) nor
+ * listed is foreign. No Origin at all (curl, servers) is not a browser's
+ * cross-site request.
  */
 export function isForeignBrowserRequest(headers: Headers, policy: CorsPolicy): boolean {
   const site = headers.get("sec-fetch-site");
-  if (site !== "cross-site" && site !== "same-site") return false;
   const origin = headers.get("origin");
-  return origin === null || !policy.allows(origin);
+  if (site === "cross-site" || site === "same-site") return origin === null || !policy.allows(origin);
+  if (site !== null || origin === null) return false;
+  return !isOwnOrigin(origin, headers) && !policy.allows(origin);
+}
+
+function isOwnOrigin(origin: string, headers: Headers): boolean {
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false; // "null": a sandboxed frame, a file, a redirect across sites
+  }
+  return host === headers.get("host") || host === headers.get("x-forwarded-host")?.split(",")[0]?.trim();
 }

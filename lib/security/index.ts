@@ -2,7 +2,7 @@ import "server-only";
 import { config } from "../config";
 import { fail } from "../errors";
 import { processSingleton } from "../singleton";
-import { clientAddress, stampPeers } from "./client";
+import { clientAddress, peerStamp } from "./client";
 import { CorsPolicy, isForeignBrowserRequest } from "./cors";
 import type { HeaderList } from "./cors";
 import { ApiKeys } from "./keys";
@@ -31,9 +31,6 @@ function security(): Security {
   });
 }
 
-// The true peer address, stamped on each request from here on (see client.ts).
-const peerStamp = processSingleton("peer-stamp", stampPeers);
-
 /** Whether requests to the generate endpoints must carry a key (GET /api says so to the page). */
 export function apiKeyRequired(): boolean {
   return security().keys.required;
@@ -52,7 +49,7 @@ export function admit(request: Request, rules: AccessRules): HeaderList {
   }
   const keyId = rules.apiKey ? keys.verify(request.headers) : undefined;
   if (!rules.rateLimit || !limiter.enabled) return [];
-  const client = keyId ?? `ip:${clientAddress(request.headers, peerStamp, config().trustedProxyHops)}`;
+  const client = keyId ?? `ip:${clientAddress(request.headers, peerStamp(), config().trustedProxyHops)}`;
   return Object.entries(quotaHeaders(limiter.take(client)));
 }
 

@@ -3,7 +3,7 @@ import { GatewayError, fail } from "../errors";
 import type { Slot } from "../limiter/types";
 import { canGenerate } from "../schemas";
 import type { GenerateRequest, ServerState } from "../schemas";
-import { UpstreamServer, neverSent } from "./server";
+import { UpstreamServer, neverSent, reportedHealth } from "./server";
 import type { CallContext, HealthResult, OpenResponse, UpstreamOptions } from "./server";
 
 export interface BalancerOptions extends UpstreamOptions {
@@ -184,7 +184,7 @@ export class Balancer {
         this.judge(member, error);
         // An answer (of any status) means the server is done; only a call cut short may still run there.
         if (this.retried(error)) this.release(member, call, false);
-        else if (error instanceof GatewayError && (error.code === "upstream_status" || error.code === "upstream_bad_response")) this.release(member, call);
+        else if (answered(error) || (error instanceof GatewayError && error.code === "upstream_bad_response")) this.release(member, call);
         else this.orphan(member, call);
         throw error;
       }
@@ -204,7 +204,7 @@ export class Balancer {
       } catch (error) {
         this.judge(member, error);
         if (this.retried(error)) this.release(member, call, false);
-        else if (error instanceof GatewayError && error.code === "upstream_status") this.release(member, call);
+        else if (answered(error)) this.release(member, call);
         else this.orphan(member, call);
         throw error;
       }
@@ -664,13 +664,19 @@ function load(member: Member, fallback: number): number {
   return member.inFlight / capacity;
 }
 
-/** Failures that count toward ejection: no connection, a lost one, no answer in time, a 5xx. */
+/** The server answered with an error status: it is done with the call. */
+function answered(error: unknown): boolean {
+  return error instanceof GatewayError && (error.code === "upstream_status" || error.code === "upstream_credentials");
+}
+
+/** Failures that count toward ejection: no connection, a lost one, no answer in time, a 5xx, refused credentials (it cannot serve this gateway). */
 function countsAsFailure(error: unknown): boolean {
   if (!(error instanceof GatewayError)) return false;
   switch (error.code) {
     case "upstream_unavailable":
     case "upstream_transport":
     case "upstream_timeout":
+    case "upstream_credentials":
       return true;
     case "upstream_status":
       return isServerError(error);
@@ -690,7 +696,7 @@ function isNeutral(error: unknown): boolean {
 
 function reported(result: HealthResult | undefined): ServerState["health"] {
   if (result === undefined) return null;
-  return result.ok ? result.health : { status: result.status, error: result.error };
+  return reportedHealth(result);
 }
 
 function anyTrue(values: (boolean | null)[]): boolean | null {

@@ -1,10 +1,12 @@
 import "server-only";
 import { config } from "../config";
 import { logger } from "../observe/log";
+import { shutdown } from "../shutdown";
 import { processSingleton } from "../singleton";
 import { Balancer } from "./balancer";
 
 export type { HealthResult, OpenResponse } from "./server";
+export { reportedHealth } from "./server";
 export type { Balancer } from "./balancer";
 
 /**
@@ -14,7 +16,7 @@ export type { Balancer } from "./balancer";
 export function upstream(): Balancer {
   return processSingleton("upstream", () => {
     const settings = config();
-    return new Balancer(settings.serverUrls, {
+    const balancer = new Balancer(settings.serverUrls, {
       ...settings,
       onChange: ({ event, url, periodMs, failures }) => {
         if (event === "ejected") {
@@ -29,5 +31,7 @@ export function upstream(): Balancer {
         else logger().debug(fields, "orphaned generation done: its slot is freed");
       },
     });
+    shutdown().closeOnExit("users", () => balancer.close());
+    return balancer;
   });
 }

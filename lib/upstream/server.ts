@@ -2,7 +2,7 @@ import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
 import type { Attributes } from "@opentelemetry/api";
 import { GatewayError, fail } from "../errors";
-import type { GenerateRequest, ValidationDetail as ValidationEntry } from "../schemas";
+import type { GenerateRequest, ServerHealthFailure } from "../schemas";
 import { z } from "zod";
 import { GenerateResponse, UpstreamHealth, ValidationDetail, requestJson } from "../schemas";
 import { parseSkippingString } from "./lean-json";
@@ -79,7 +79,12 @@ export interface OpenResponse {
 export type HealthResult =
   | { ok: true; health: UpstreamHealth }
   /** `failure`: the classified error, when the call itself failed (the balancer counts it). */
-  | { ok: false; status: string; error: string; failure?: GatewayError };
+  | ({ ok: false; failure?: GatewayError } & ServerHealthFailure);
+
+/** A health result as /api/health reports it: the server's own answer, or why there is none. */
+export function reportedHealth(result: HealthResult): UpstreamHealth | ServerHealthFailure {
+  return result.ok ? result.health : { status: result.status, error: result.error };
+}
 
 /**
  * One GPU server: a keep-alive undici pool, its timeouts and caps, and the
@@ -323,6 +328,8 @@ function healthStatus(failure: GatewayError): string {
       return `error_${failure.status}`;
     case "upstream_bad_response":
       return "error_invalid_response";
+    case "upstream_credentials":
+      return "error_credentials";
     default:
       return "unreachable";
   }
@@ -362,6 +369,7 @@ async function statusError(response: Dispatcher.ResponseData): Promise<GatewayEr
   } finally {
     response.body.destroy();
   }
+  if (response.statusCode === 401 || response.statusCode === 403) return fail.upstreamCredentials(response.statusCode);
   const text = Buffer.concat(chunks).toString("utf8");
   const retryAfter = response.headers["retry-after"];
   const list = validationList(text, response.statusCode);
@@ -371,7 +379,7 @@ async function statusError(response: Dispatcher.ResponseData): Promise<GatewayEr
 }
 
 /** A 422 in FastAPI's shape: relayed as the list it is (a client may read it field by field). */
-function validationList(text: string, status: number): ValidationEntry[] | undefined {
+function validationList(text: string, status: number): ValidationDetail[] | undefined {
   if (status !== 422) return undefined;
   try {
     const parsed = z.object({ detail: z.array(ValidationDetail) }).safeParse(JSON.parse(text));

@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
@@ -179,5 +180,53 @@ describe("unknown paths", () => {
   it("answer JSON 404 under /api", async () => {
     const answer = await call(`${gateway.url}/api/nothing/here`);
     expect(answer).toMatchObject({ status: 404, body: { detail: "No endpoint at /api/nothing/here" } });
+  });
+
+  it.each(["/API/generate", "/Api/health", "/API"])("answer JSON 404 for %s, not the page's HTML", async (path) => {
+    const answer = await call(`${gateway.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(answer.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(answer).toMatchObject({ status: 404, body: { detail: `No endpoint at ${path}` } });
+  });
+});
+
+/** One raw HTTP/1.1 exchange: what fetch refuses to send (TRACE, the asterisk form). */
+function rawExchange(port: number, head: string): Promise<{ status: number; headers: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => (text += chunk));
+    socket.on("error", reject);
+    socket.on("end", () => {
+      const [headers = "", body = ""] = text.split("\r\n\r\n");
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]), headers, body });
+    });
+    socket.write(`${head}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+  });
+}
+
+describe("methods and targets no endpoint takes", () => {
+  it.each([
+    ["TRACE /api/health HTTP/1.1", 405, "Method TRACE not allowed"],
+    ["TRACE / HTTP/1.1", 405, "Method TRACE not allowed"],
+    ["TRACE /api/generate HTTP/1.1", 405, "Method TRACE not allowed"],
+    ["OPTIONS * HTTP/1.1", 400, "Request target * is not served here: ask for a path"],
+  ])("%s answers %i in JSON and prints nothing", async (head, status, detail) => {
+    const printed = gateway.output().length;
+    const answer = await rawExchange(Number(new URL(gateway.url).port), head);
+    expect(answer.status).toBe(status);
+    expect(answer.headers).toMatch(/^content-type: application\/json/im);
+    expect(JSON.parse(answer.body)).toMatchObject({ detail: expect.stringContaining(detail) as unknown });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(gateway.output().slice(printed)).not.toMatch(/TypeError|Error:|\n\s+at /);
+  });
+
+  it.each(["POST", "PUT", "DELETE", "PATCH"])("the pages answer %s with 405 and Allow: GET, HEAD", async (method) => {
+    for (const path of ["/", "/docs"]) {
+      const answer = await call(`${gateway.url}${path}`, { method });
+      expect(answer.status, path).toBe(405);
+      expect(answer.headers.get("allow")).toBe("GET, HEAD");
+      expect(answer.body).toMatchObject({ detail: `Method ${method} not allowed; use GET or HEAD` });
+    }
   });
 });

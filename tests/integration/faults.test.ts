@@ -72,7 +72,21 @@ interface FaultCase {
   timeout?: boolean;
 }
 
+const REFUSED_CREDENTIALS = (status: number) =>
+  `Text-to-image server refused the gateway's credentials (HTTP ${status}): check TEXT2IMAGE_SERVER_TOKEN and the credentials in TEXT2IMAGE_SERVER_URL`;
+
 const FAULTS: Record<string, FaultCase> = {
+  // The client cannot fix the gateway's own credentials: a 502, never the server's 401 or 403 (with no WWW-Authenticate).
+  "upstream 401": {
+    fault: { kind: "status", status: 401, detail: "Invalid token" },
+    generate: { status: 502, detail: REFUSED_CREDENTIALS(401) },
+    stream: { status: 502, detail: REFUSED_CREDENTIALS(401) },
+  },
+  "upstream 403": {
+    fault: { kind: "status", status: 403, detail: "Forbidden" },
+    generate: { status: 502, detail: REFUSED_CREDENTIALS(403) },
+    stream: { status: 502, detail: REFUSED_CREDENTIALS(403) },
+  },
   "upstream 429": {
     fault: { kind: "status", status: 429, detail: "slow down" },
     generate: { status: 429, detail: "Text-to-image server error: slow down" },

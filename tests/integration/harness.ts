@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { connect } from "node:net";
 import path from "node:path";
 import { WebSocket } from "undici";
 import type { MessageEvent } from "undici";
@@ -39,7 +40,16 @@ function newerThanBuild(builtAt: number): string | undefined {
   return undefined;
 }
 
-export async function startGateway(env: Record<string, string>): Promise<Gateway> {
+export interface StartOptions {
+  /**
+   * `api` (default): ready once GET /api answers, which loads that route.
+   * `listening`: once the port takes a connection, with no route loaded, as
+   * a fresh process meets its first traffic.
+   */
+  readyWhen?: "api" | "listening";
+}
+
+export async function startGateway(env: Record<string, string>, { readyWhen = "api" }: StartOptions = {}): Promise<Gateway> {
   const buildId = path.join(root, ".next/BUILD_ID");
   if (!existsSync(buildId)) throw new Error("Build the gateway first: npm run build (npm test builds it)");
   const changed = newerThanBuild(statSync(buildId).mtimeMs);
@@ -63,13 +73,7 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${output}`);
-    try {
-      const response = await fetch(`${url}/api`);
-      await response.arrayBuffer();
-      if (response.ok) break;
-    } catch {
-      // not listening yet
-    }
+    if (readyWhen === "listening" ? await accepts(port) : await answersOk(`${url}/api`)) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`gateway did not start:\n${output}`);
@@ -86,6 +90,29 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
       await exited;
     },
   };
+}
+
+async function answersOk(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(url);
+    await response.arrayBuffer();
+    return response.ok;
+  } catch {
+    return false; // not listening yet
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => {
+      resolve(false);
+    });
+  });
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes; returns whether it did. */

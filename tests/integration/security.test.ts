@@ -49,6 +49,7 @@ beforeAll(async () => {
       GATEWAY_API_KEYS: `${KEY_A}, ${KEY_B}`,
       CORS_ORIGINS: APP_ORIGIN,
       MAX_BODY_BYTES: String(MAX_BODY_BYTES),
+      REQUEST_BODY_TIMEOUT: "1",
       LOG_LEVEL: "trace",
     }),
     startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, GATEWAY_API_KEYS: `${KEY_A},${KEY_B}`, RATE_LIMIT_PER_MINUTE: "3" }),
@@ -190,6 +191,20 @@ describe("API keys (GATEWAY_API_KEYS)", () => {
   });
 });
 
+describe("body timeout (REQUEST_BODY_TIMEOUT)", () => {
+  it.each(GENERATE_PATHS)("%s answers a body still unfinished after REQUEST_BODY_TIMEOUT with 408 in JSON", async (path) => {
+    const startedAt = performance.now();
+    const answer = await answerToUnfinishedBody(`${keyed.url}${path}`, bearer(KEY_A), 5000);
+    const elapsed = performance.now() - startedAt;
+    expect(answer).not.toBe("no answer");
+    const { status, body } = answer as { status: number; body: string };
+    expect(status).toBe(408);
+    expect(JSON.parse(body)).toMatchObject({ detail: "The request body did not arrive within 1 s (REQUEST_BODY_TIMEOUT)" });
+    expect(elapsed).toBeGreaterThanOrEqual(950);
+    upstreamSawNothing();
+  });
+});
+
 describe("body cap", () => {
   it.each(GENERATE_PATHS)("%s answers 413 before any upstream I/O", async (path) => {
     const answer = await postJson(`${keyed.url}${path}`, { prompt: "p".repeat(MAX_BODY_BYTES) }, { headers: { "content-type": "application/json", ...bearer(KEY_A) } });
@@ -251,6 +266,19 @@ describe("rate limits (RATE_LIMIT_PER_MINUTE)", () => {
     for (const forwardedFor of ["198.51.100.2", "203.0.113.9, 198.51.100.3", ""]) {
       const answer = await generate(`${perAddress.url}/api/generate`, forwardedFor ? { "x-forwarded-for": forwardedFor } : {});
       expect(answer.status, forwardedFor).toBe(429);
+    }
+  });
+
+  it("keys by the socket's address from a fresh process's very first request: a burst with made-up X-Forwarded-For gets the limit, no more", async () => {
+    const fresh = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, RATE_LIMIT_PER_MINUTE: "3" }, { readyWhen: "listening" });
+    try {
+      const statuses = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => generate(`${fresh.url}/api/generate`, { "x-forwarded-for": `198.51.100.${i + 1}` }).then((answer) => answer.status)),
+      );
+      expect(statuses.filter((status) => status === 200)).toHaveLength(3);
+      expect(statuses.filter((status) => status === 429)).toHaveLength(17);
+    } finally {
+      await fresh.stop();
     }
   });
 
@@ -336,6 +364,19 @@ describe("CORS (CORS_ORIGINS)", () => {
     expect(response.status).toBe(403);
     expect(await response.json()).toMatchObject({ detail: "Requests from this web origin are not allowed (CORS_ORIGINS)" });
     upstreamSawNothing();
+  });
+
+  it.each(["http://evil.example", "null"])("refuses that POST from Origin %s without Fetch Metadata too (older Safari)", async (origin) => {
+    const response = await fetch(`${behindProxy.url}/generate`, { method: "POST", headers: { origin }, body: new Blob([JSON.stringify(small)]) });
+    expect(response.status).toBe(403);
+    expect(await response.json()).toMatchObject({ detail: "Requests from this web origin are not allowed (CORS_ORIGINS)" });
+    upstreamSawNothing();
+  });
+
+  it("takes that POST from the gateway's own origin without Fetch Metadata", async () => {
+    const response = await fetch(`${behindProxy.url}/generate`, { method: "POST", headers: { origin: behindProxy.url }, body: new Blob([JSON.stringify(small)]) });
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
   });
 });
 

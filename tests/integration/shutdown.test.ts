@@ -4,9 +4,11 @@
  * SHUTDOWN_GRACE, then is aborted) and the process exits 0, where Next's own
  * handler would refuse new connections and exit 143.
  */
+import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
+import { startRedisServer } from "../redis-server";
 import { call, eventually, postJson, signalGateway, startGateway, streamGenerate } from "./harness";
 import type { Gateway } from "./harness";
 
@@ -164,6 +166,31 @@ describe("past SHUTDOWN_GRACE", () => {
     // The GPU server saw both connections close before the images were done.
     expect(await eventually(() => emulator.stats().aborted === 2)).toBe(true);
     expect(emulator.stats().completed).toBe(0);
+  });
+});
+
+describe("on the way out", () => {
+  it("gives back the shared limiter's slots in Redis, even one the GPU server may still be running, instead of leaving them to lapse", async () => {
+    const redis = await startRedisServer();
+    const client = new Redis(redis.url);
+    try {
+      emulator.setStepMs(1000);
+      const gw = await start({ REDIS_URL: redis.url, LEASE_TTL: "60", SHUTDOWN_GRACE: "0.3" });
+      const plain = postJson(`${gw.url}/api/generate`, small);
+      expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
+      const leases = "{text2image-gateway:limiter}:leases";
+      expect(await client.zcard(leases)).toBe(1);
+
+      const { code } = await signalGateway(gw);
+      expect(code).toBe(0);
+      expectShutdown503(await plain);
+      // Cut off while the GPU server (which ignores closed connections) still runs it: an orphan, whose slot
+      // the gateway held until the exit. Left in Redis, it would bar every other gateway's slot for LEASE_TTL.
+      expect(await client.zcard(leases)).toBe(0);
+    } finally {
+      client.disconnect();
+      await redis.stop();
+    }
   });
 });
 

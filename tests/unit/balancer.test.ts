@@ -4,10 +4,10 @@
  * ejection and its doubling, never ejecting the last server, and failover only
  * for calls that never reached a server.
  */
-import { createServer } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator, EmulatorOptions, Fault } from "../../emulator/server";
+import { freePort } from "../proc";
 import { ConfigError, parseConfig } from "@/lib/config";
 import { GatewayError } from "@/lib/errors";
 import type { GenerateRequest } from "@/lib/schemas";
@@ -38,12 +38,7 @@ async function emulator(options: EmulatorOptions = {}): Promise<Emulator> {
 
 /** A loopback URL nobody listens on: connections to it are refused. */
 async function deadUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (typeof address !== "object" || address === null) throw new Error("no port");
-  return `http://127.0.0.1:${address.port}`;
+  return `http://127.0.0.1:${await freePort()}`;
 }
 
 function balancer(urls: string[], options: Partial<BalancerOptions> = {}): Balancer {

@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "@/lib/config";
+import { ConfigError, FUNCTION_SLACK_S, GENERATE_MAX_DURATION_S, parseConfig } from "@/lib/config";
 
 describe("configuration", () => {
   it("uses the documented defaults", () => {
@@ -37,5 +39,40 @@ describe("configuration", () => {
   ])("stops on %s=%s, naming the variable and the form it needs", (name, value, form) => {
     expect(() => parseConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => parseConfig({ [name]: value })).toThrow(new RegExp(`${name}="${value.replace(".", "\\.")}": .*${form}`));
+  });
+
+  it.each([
+    ["TEXT2IMAGE_SERVER_URL", "http://gpu-a:8001,http://bob:s3cr@t-pw@gpu-b:99999", ["s3cr", "t-pw", "bob"]],
+    ["TEXT2IMAGE_SERVER_URL", "http://bob:pa/ss#w@rd@gpu-b:99999", ["pa/ss", "w@rd", "bob"]],
+    ["TEXT2IMAGE_SERVER_URL", "http://u:p@gpu-a:8001, http://u:p@gpu-a:8001/", ["u:p"]],
+    ["REDIS_URL", "http://:r3dis-pw@cache:6379", ["r3dis-pw"]],
+  ])("never prints a credential of %s in a start-up error: %s", (name, value, secrets) => {
+    let message = "";
+    try {
+      parseConfig({ [name]: value });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain(name);
+    for (const secret of secrets) expect(message).not.toContain(secret);
+  });
+
+  describe("on Vercel, where a function ends at maxDuration", () => {
+    it("fits the queue wait and the generation inside the generate routes' maxDuration, and says so", () => {
+      const settings = parseConfig({ VERCEL: "1" });
+      expect(settings.queueTimeoutMs + settings.requestTimeoutMs).toBeLessThanOrEqual((GENERATE_MAX_DURATION_S - FUNCTION_SLACK_S) * 1000);
+      expect(settings.queueTimeoutMs).toBeGreaterThan(0);
+      expect(settings.warnings.join("\n")).toMatch(/QUEUE_TIMEOUT \+ REQUEST_TIMEOUT \(600 s\) .*maxDuration \(300 s\)/);
+    });
+
+    it("keeps what fits, and changes nothing off Vercel", () => {
+      expect(parseConfig({ VERCEL: "1", REQUEST_TIMEOUT: "200", QUEUE_TIMEOUT: "60" })).toMatchObject({ requestTimeoutMs: 200_000, queueTimeoutMs: 60_000, warnings: [] });
+      expect(parseConfig({})).toMatchObject({ requestTimeoutMs: 300_000, queueTimeoutMs: 300_000, warnings: [] });
+    });
+
+    it.each(["generate", "generate-stream"])("the %s route declares that maxDuration", (name) => {
+      const source = readFileSync(path.join(import.meta.dirname, `../../app/api/${name}/route.ts`), "utf8");
+      expect(/export const maxDuration = (\d+);/.exec(source)?.[1]).toBe(String(GENERATE_MAX_DURATION_S));
+    });
   });
 });

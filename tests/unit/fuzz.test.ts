@@ -111,7 +111,7 @@ async function outcomeOf({ bytes, contentType }: Body, maxBytes = MAX_BODY_BYTES
   // A byte body keeps the Content-Type as given (a string body would get text/plain).
   const request = new Request("http://x/api/generate", { method: "POST", body: bytes, headers });
   try {
-    const result = validateGenerateRequest(await readJsonObject(request, maxBytes));
+    const result = validateGenerateRequest(await readJsonObject(request, { maxBytes, timeoutMs: 5000 }));
     return result.ok ? { ok: true, data: result.data } : { ok: false, status: 422, code: "validation_failed", detail: result.detail };
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error; // anything else would be a 500

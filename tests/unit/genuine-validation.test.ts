@@ -31,7 +31,7 @@ type Verdict = { ok: true; json: string } | { ok: false; status: number; detail:
 async function gateway(body: string): Promise<Verdict> {
   const request = new Request("http://gateway.test/api/generate", { method: "POST", headers: { "content-type": "application/json" }, body });
   try {
-    const result = validateGenerateRequest(await readJsonObject(request, 1 << 20));
+    const result = validateGenerateRequest(await readJsonObject(request, { maxBytes: 1 << 20, timeoutMs: 5000 }));
     return result.ok ? { ok: true, json: requestJson(result.data) } : { ok: false, status: 422, detail: result.detail };
   } catch (error) {
     if (error instanceof GatewayError) return { ok: false, status: error.status, detail: error.detail };

@@ -23,9 +23,18 @@ describe("the client's address", () => {
     expect(address(headers, 9)).toBe("6.6.6.6");
   });
 
-  it("falls back on the X-Forwarded-For Next sets from the socket before the peer stamp runs", () => {
+  it("without a stamping server (Vercel's functions), is the X-Forwarded-For the platform sets", () => {
     expect(address({ "x-forwarded-for": "127.0.0.1" }, 0, false)).toBe("127.0.0.1");
     expect(address({}, 0, false)).toBe("unknown");
+  });
+
+  it("puts every request the stamp missed (queued by Next before start-up ended) under one key, whatever X-Forwarded-For claims", () => {
+    const unstamped = address({ "x-forwarded-for": "198.51.100.1" }, 0);
+    expect(address({ "x-forwarded-for": "198.51.100.2" }, 0)).toBe(unstamped);
+    expect(address({}, 0)).toBe(unstamped);
+    expect(unstamped).not.toMatch(/198\.51/);
+    // Behind trusted proxies, their X-Forwarded-For is what counts, stamped or not.
+    expect(address({ "x-forwarded-for": "198.51.100.1, 10.0.0.1" }, 2)).toBe("198.51.100.1");
   });
 });
 

@@ -57,6 +57,14 @@ describe("isForeignBrowserRequest", () => {
     expect(request({ "sec-fetch-site": "same-site", origin: "https://other.example.com" })).toBe(true);
   });
 
+  it("without Fetch Metadata (older browsers), flags an Origin that is neither the gateway's own nor listed", () => {
+    expect(request({ origin: "https://evil.example", host: "gateway.example.com" })).toBe(true);
+    expect(request({ origin: "null", host: "gateway.example.com" })).toBe(true);
+    expect(request({ origin: "https://gateway.example.com", host: "gateway.example.com" })).toBe(false);
+    expect(request({ origin: "https://gateway.example.com", host: "10.0.0.5:3000", "x-forwarded-host": "gateway.example.com" })).toBe(false);
+    expect(request({ origin: APP, host: "gateway.example.com" })).toBe(false);
+  });
+
   it("lets through same-origin pages, listed origins and non-browser clients", () => {
     expect(request({ "sec-fetch-site": "same-origin", origin: "https://gateway.example.com" })).toBe(false);
     expect(request({ "sec-fetch-site": "cross-site", origin: APP })).toBe(false);
