@@ -142,6 +142,7 @@ const schema = z
     QUEUE_TIMEOUT: seconds.optional(),
     MAX_BODY_BYTES: count(1).default(64 * 1024),
     REQUEST_BODY_TIMEOUT: seconds.default(30),
+    SEND_TIMEOUT: seconds.default(30),
     SIZE_MULTIPLE: count(1).default(SIZE_MULTIPLE_DEFAULT),
     MAX_RESPONSE_BYTES: count(1).default(64 * 1024 * 1024),
     SSE_KEEPALIVE_INTERVAL: seconds.default(15),
@@ -180,6 +181,8 @@ const schema = z
       maxBodyBytes: env.MAX_BODY_BYTES,
       /** How long a request body may take to arrive, whole: a slow upload holds a socket and the drain. */
       bodyTimeoutMs: env.REQUEST_BODY_TIMEOUT * 1000,
+      /** A response whose client takes none of it for this long is cut, and its memory freed. */
+      sendTimeoutMs: env.SEND_TIMEOUT * 1000,
       /** Width and height must be multiples of it: the genuine pipeline fails other sizes with a 500. */
       sizeMultiple: env.SIZE_MULTIPLE,
       maxResponseBytes: env.MAX_RESPONSE_BYTES,

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { subscribe } from "node:diagnostics_channel";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { isIP } from "node:net";
+import { config } from "../config";
 import { fail } from "../errors";
 import { processSingleton } from "../singleton";
 
@@ -13,10 +14,11 @@ import { processSingleton } from "../singleton";
  * none (`??=` in next/dist/server/base-server.js): a client that sends its own
  * X-Forwarded-For chooses its key. So the gateway stamps the true peer address
  * on each request itself, under a header name that is random per process (a
- * client cannot send it), from server start (instrumentation.ts) on: see
- * `guardNodeServers`. Requests Next took before that (it listens, and queues
- * them, while it starts) share one key. On Vercel, the address its edge
- * writes in X-Forwarded-For stands in.
+ * client cannot send it): from the process's first request under `npm
+ * start` (scripts/peer-stamp.mjs), else from instrumentation.ts on (see
+ * `guardNodeServers`); requests a bare `next start` took before that (it
+ * listens, and queues them, while it starts) share one key. On Vercel, the
+ * address its edge writes in X-Forwarded-For stands in.
  */
 export interface PeerStamp {
   /** The header carrying the socket's address. */
@@ -26,7 +28,7 @@ export interface PeerStamp {
 /** The process's stamp: the Node http servers are guarded from the first call. None on Vercel, whose edge sets X-Forwarded-For. */
 export function peerStamp(): PeerStamp | undefined {
   if (process.env.VERCEL) return undefined;
-  return processSingleton("peer-stamp", guardNodeServers);
+  return processSingleton("peer-stamp", () => guardNodeServers(config().sendTimeoutMs));
 }
 
 /**
@@ -41,12 +43,15 @@ const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
  * Sees every Node http server of the process at its first request (the
  * `http.server.request.start` channel publishes before the server emits
  * `request`), and puts itself in front of its request listeners: each request
- * gets its peer stamp, and what would reach Next only to crash there (TRACE,
- * the asterisk target of `OPTIONS *`) gets its JSON answer here, and prints
- * nothing.
+ * gets its peer stamp, what would reach Next only to crash there (TRACE,
+ * the asterisk target of `OPTIONS *`) gets its JSON answer here and prints
+ * nothing, and each response is watched by the send timeout.
  */
-function guardNodeServers(): PeerStamp {
-  const header = `x-gateway-peer-${randomBytes(12).toString("hex")}`;
+function guardNodeServers(sendTimeoutMs: number): PeerStamp {
+  // `npm start` stamps from the first request on (scripts/peer-stamp.mjs); this stamp, the same, covers `next start` run bare.
+  const preloaded = (globalThis as Record<symbol, unknown>)[Symbol.for("text2image-gateway.peer-header")];
+  const header = typeof preloaded === "string" ? preloaded : `x-gateway-peer-${randomBytes(12).toString("hex")}`;
+  const watchdog = new SendWatchdog(sendTimeoutMs);
   const guarded = new WeakSet<Server>();
   subscribe("http.server.request.start", (message) => {
     const { server } = message as { server: Server };
@@ -58,11 +63,56 @@ function guardNodeServers(): PeerStamp {
         const [request, response] = args as [IncomingMessage, ServerResponse];
         request.headers[header] = request.socket.remoteAddress ?? "";
         if (refused(request, response)) return true;
+        watchdog.watch(response);
       }
       return emit(event, ...args);
     } as typeof server.emit;
   });
   return { header };
+}
+
+/**
+ * Cuts a response whose client has taken none of it for `timeoutMs` while
+ * some of it waits to be sent (nginx's send_timeout): Next waits for the
+ * socket to drain, so without this a client that stops reading holds its
+ * answer, megabytes of image, in memory until it disconnects. A response
+ * with nothing unsent (a generation still running) is never cut. Progress
+ * is the bytes handed to the kernel: the socket's written bytes less those
+ * still buffered.
+ */
+class SendWatchdog {
+  private readonly watched = new Map<ServerResponse, { sent: number; since: number }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  watch(response: ServerResponse): void {
+    this.watched.set(response, { sent: 0, since: performance.now() });
+    response.once("close", () => {
+      this.watched.delete(response);
+    });
+    this.timer ??= setInterval(() => {
+      this.check();
+    }, Math.min(1000, this.timeoutMs / 4)).unref();
+  }
+
+  private check(): void {
+    const now = performance.now();
+    for (const [response, progress] of this.watched) {
+      const socket = response.socket;
+      if (!socket) continue;
+      const sent = socket.bytesWritten - socket.writableLength;
+      // Unsent bytes wait in the response (while the socket pushes back) or in the socket.
+      if (response.writableLength + socket.writableLength === 0 || sent !== progress.sent) {
+        progress.sent = sent;
+        progress.since = now;
+      } else if (now - progress.since >= this.timeoutMs) {
+        this.watched.delete(response);
+        // A reset, not a close: a closing socket would still try to deliver what the kernel holds for it.
+        socket.resetAndDestroy();
+      }
+    }
+  }
 }
 
 /** Answers a request no route can take; false for every other. */
