@@ -17,7 +17,12 @@ export type { Limiter, LimiterMode, LimiterStats, Slot } from "./types";
 export function limiter(): Limiter {
   return processSingleton("limiter", () => {
     const settings = config();
-    if (settings.redisUrl === undefined) return new LocalLimiter(settings);
+    if (settings.redisUrl === undefined) {
+      const local = new LocalLimiter(settings);
+      // Until the balancer says otherwise (lib/upstream/index.ts), every server is in rotation.
+      local.setCapacity(settings.maxConcurrentPerServer * settings.serverUrls.length);
+      return local;
+    }
     const shared = new RedisLimiter({
       ...settings,
       redisUrl: settings.redisUrl,

@@ -16,14 +16,33 @@ export interface LocalLimiterOptions {
 /** In-process limiter: a counter and a FIFO of waiters. */
 export class LocalLimiter implements Limiter {
   private inFlight = 0;
+  /** MAX_CONCURRENT_REQUESTS, or less while the GPU servers in rotation can take less (setCapacity). */
+  private capacity: number;
   // A Set keeps insertion order (FIFO) and lets a waiter that gives up leave in O(1).
   private readonly waiters = new Set<Waiter>();
 
-  constructor(private readonly options: LocalLimiterOptions) {}
+  constructor(private readonly options: LocalLimiterOptions) {
+    this.capacity = options.maxConcurrent;
+  }
+
+  /**
+   * Admits at most `capacity` (never more than maxConcurrent) from now on:
+   * waiters are let in when it grows; when it shrinks, the calls in flight
+   * run on and the slots they free are not handed over until it fits.
+   */
+  setCapacity(capacity: number): void {
+    this.capacity = Math.max(1, Math.min(capacity, this.options.maxConcurrent));
+    while (this.inFlight < this.capacity) {
+      const next = this.waiters.values().next();
+      if (next.done) break;
+      this.inFlight++;
+      next.value.grant();
+    }
+  }
 
   acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
     if (signal.aborted) return Promise.reject(fail.clientClosed(signal.reason));
-    if (this.inFlight < this.options.maxConcurrent && this.waiters.size === 0) {
+    if (this.inFlight < this.capacity && this.waiters.size === 0) {
       this.inFlight++;
       return Promise.resolve(this.newSlot());
     }
@@ -70,7 +89,7 @@ export class LocalLimiter implements Limiter {
   }
 
   stats(): LimiterStats {
-    return { in_flight: this.inFlight, queued: this.waiters.size, max_concurrent: this.options.maxConcurrent };
+    return { in_flight: this.inFlight, queued: this.waiters.size, max_concurrent: this.capacity };
   }
 
   private newSlot(): Slot {
@@ -87,7 +106,7 @@ export class LocalLimiter implements Limiter {
   /** A freed slot goes straight to the oldest waiter, so in_flight never dips and newcomers cannot jump the queue. */
   private handOver(): void {
     const next = this.waiters.values().next();
-    if (next.done) this.inFlight--;
+    if (next.done || this.inFlight > this.capacity) this.inFlight--;
     else next.value.grant();
   }
 }

@@ -14,6 +14,12 @@ export interface Limiter {
   acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot>;
   stats(): LimiterStats;
   /**
+   * Admits at most this many from now on (never more than its maximum): the
+   * GPU servers in rotation can take no more. The in-process limiter has it;
+   * the Redis one's limit spans gateways and stays as it is.
+   */
+  setCapacity?(capacity: number): void;
+  /**
    * At shutdown, after the requests in flight are done: lets go of shared
    * state and connections (the Redis limiter has some; the local one none).
    */

@@ -23,6 +23,8 @@ export interface BalancerOptions extends UpstreamOptions {
   onChange?: (change: ServerChange) => void;
   /** Hears each orphaned generation given up, for the logs. */
   onOrphanEnd?: (end: OrphanEnd) => void;
+  /** Hears the generations the servers in rotation can take, whenever that changes (see `capacity`). */
+  onCapacity?: (capacity: number) => void;
 }
 
 export interface OrphanEnd {
@@ -210,6 +212,16 @@ export class Balancer {
       }
       return this.tracked(member, call, response);
     });
+  }
+
+  /**
+   * What the servers in rotation can take at once through this gateway:
+   * MAX_CONCURRENT_PER_SERVER for each. The limiter admits no more than this,
+   * so an admitted call always finds a server with room, and every wait is
+   * the limiter's (bounded by QUEUE_TIMEOUT, counted, told to streams).
+   */
+  capacity(): number {
+    return this.members.filter((member) => member.ejectedUntil === undefined).length * this.options.maxConcurrentPerServer;
   }
 
   /** Generations whose client the gateway stopped waiting for, which the servers may still run (they hold their slots). */
@@ -546,6 +558,7 @@ export class Balancer {
     member.rejoinTimer = setTimeout(() => void this.probe(member, 0), periodMs + REJOIN_SLACK_MS);
     member.rejoinTimer.unref();
     this.options.onChange?.({ event: "ejected", url: member.server.publicUrl, periodMs, failures: member.failures });
+    this.options.onCapacity?.(this.capacity());
     this.drain();
   }
 
@@ -615,6 +628,7 @@ export class Balancer {
     member.rejoinedAt = now;
     clearTimeout(member.rejoinTimer);
     this.options.onChange?.({ event: "rejoined", url: member.server.publicUrl });
+    this.options.onCapacity?.(this.capacity());
     this.drain();
   }
 

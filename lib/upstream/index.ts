@@ -1,5 +1,6 @@
 import "server-only";
 import { config } from "../config";
+import { limiter } from "../limiter";
 import { logger } from "../observe/log";
 import { shutdown } from "../shutdown";
 import { processSingleton } from "../singleton";
@@ -24,6 +25,9 @@ export function upstream(): Balancer {
         } else {
           logger().info({ server: url }, "text-to-image server back in rotation");
         }
+      },
+      onCapacity: (capacity) => {
+        limiter().setCapacity?.(capacity);
       },
       onOrphanEnd: ({ url, heldMs, reason }) => {
         const fields = { server: url, held_ms: Math.round(heldMs), reason };

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, freePort, postJson, startGateway, streamGenerate } from "./harness";
+import { call, eventually, freePort, gatewayLoad, postJson, startGateway, streamGenerate } from "./harness";
 import type { Gateway } from "./harness";
 
 const small = { prompt: "a paper boat", width: 256, height: 256, num_inference_steps: 6 };
@@ -322,5 +322,43 @@ describe("every server out", () => {
     const metrics = await call(`${gateway.url}/api/metrics`);
     expect(metrics.status).toBe(200);
     expect(Object.keys((metrics.body as { servers: object }).servers)).toEqual(urls);
+  });
+});
+
+describe("servers that can take fewer than MAX_CONCURRENT_REQUESTS (MAX_CONCURRENT_PER_SERVER × servers)", () => {
+  let a: Emulator;
+  let b: Emulator;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startEmulator({ stepMs: 300 }), startEmulator({ stepMs: 300 })]);
+    gateway = await startGateway({
+      TEXT2IMAGE_SERVER_URL: `${a.url},${b.url}`,
+      MAX_CONCURRENT_REQUESTS: "10",
+      MAX_CONCURRENT_PER_SERVER: "1",
+      QUEUE_TIMEOUT: "1",
+      REQUEST_TIMEOUT: "10",
+    });
+  });
+
+  afterAll(async () => {
+    await gateway.stop();
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it("admit only what the servers can take: the rest wait in the one queue, counted, told, and bounded by QUEUE_TIMEOUT", async () => {
+    const plain = Array.from({ length: 5 }, (_, seed) => postJson(`${gateway.url}/api/generate`, { ...small, seed }));
+    expect(await eventually(() => a.stats().active + b.stats().active === 2)).toBe(true);
+    const stream = streamGenerate(`${gateway.url}/api/generate-stream`, small);
+    expect(await eventually(async () => (await gatewayLoad(gateway.url)).queued === 4)).toBe(true);
+    expect(await gatewayLoad(gateway.url)).toEqual({ in_flight: 2, queued: 4 });
+
+    const statuses = (await Promise.all(plain)).map((answer) => answer.status).sort();
+    expect(statuses).toEqual([200, 200, 503, 503, 503]);
+    const { types, events } = await stream;
+    // A stream that had to wait heard so, then got the queue timeout's error at the end.
+    expect(types[0]).toBe("queued");
+    expect(events.at(-1)?.data).toEqual({ type: "error", message: "No generation slot became free within 1 s (QUEUE_TIMEOUT)" });
+    expect(Math.max(a.stats().maxConcurrent, b.stats().maxConcurrent)).toBe(1);
   });
 });

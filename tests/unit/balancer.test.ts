@@ -300,6 +300,28 @@ describe("ejection", () => {
     expect(Date.parse(state(target, 0).ejected_until ?? "") - clock.now()).toBe(10_000);
   });
 
+  it("tells its capacity, MAX_CONCURRENT_PER_SERVER for each server in rotation, as servers leave and return", async () => {
+    const [bad, good] = await Promise.all([emulator(), emulator()]);
+    bad.setFault({ kind: "status", status: 500, detail: "CUDA error" });
+    const clock = manualClock();
+    const heard: number[] = [];
+    const target = balancer([bad.url, good.url], {
+      maxConcurrentPerServer: 3,
+      ejectAfterFailures: 1,
+      ejectBaseMs: 10_000,
+      now: clock.now,
+      onCapacity: (capacity) => heard.push(capacity),
+    });
+    expect(target.capacity()).toBe(6);
+    while (state(target, 0).state !== "ejected") await generate(target).catch(() => undefined);
+    expect(target.capacity()).toBe(3);
+    bad.setFault(null);
+    clock.advance(10_000);
+    await target.health();
+    expect(state(target, 0).state).toBe("up");
+    expect(heard).toEqual([3, 6]);
+  });
+
   it("ejects a server that refuses its probes, with no traffic at all", async () => {
     const good = await emulator();
     const clock = manualClock();

@@ -20,6 +20,30 @@ describe("LocalLimiter", () => {
     expect(limiter.stats()).toEqual({ in_flight: 2, queued: 1, max_concurrent: 2 });
   });
 
+  it("admits no more than its capacity, which follows the servers in rotation and never passes maxConcurrent", async () => {
+    const limiter = new LocalLimiter({ maxConcurrent: 4, maxQueue: 5, queueTimeoutMs: 10_000 });
+    limiter.setCapacity(2);
+    const a = await limiter.acquire(open());
+    const b = await limiter.acquire(open());
+    const waiting = [limiter.acquire(open()), limiter.acquire(open()), limiter.acquire(open())];
+    expect(limiter.stats()).toEqual({ in_flight: 2, queued: 3, max_concurrent: 2 });
+    // A server back in rotation: room for more, at once.
+    limiter.setCapacity(3);
+    const c = await waiting[0];
+    expect(limiter.stats()).toEqual({ in_flight: 3, queued: 2, max_concurrent: 3 });
+    // One out again: what runs runs on; a freed slot is not handed over until the rest fits.
+    limiter.setCapacity(1);
+    a.release();
+    b.release();
+    expect(limiter.stats()).toEqual({ in_flight: 1, queued: 2, max_concurrent: 1 });
+    c?.release();
+    await waiting[1];
+    expect(limiter.stats()).toEqual({ in_flight: 1, queued: 1, max_concurrent: 1 });
+    limiter.setCapacity(99);
+    expect(limiter.stats()).toMatchObject({ in_flight: 2, queued: 0, max_concurrent: 4 });
+    await waiting[2];
+  });
+
   it("serves waiters in arrival order as slots free up", async () => {
     const limiter = new LocalLimiter({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 10_000 });
     const first = await limiter.acquire(open());
