@@ -2,6 +2,7 @@ import type { Metadata, Viewport } from "next";
 import { headers } from "next/headers";
 import type { ReactNode } from "react";
 import "./globals.css";
+import { ZOD_JITLESS } from "./zod-jitless";
 
 export const metadata: Metadata = {
   title: "Text-to-Image Gateway",
@@ -13,15 +14,6 @@ export const viewport: Viewport = {
   initialScale: 1,
   colorScheme: "light dark",
 };
-
-/**
- * Runs before any bundle: zod 4 probes `new Function("")` when its first object
- * schema is built (to compile fast parsers) and, under this CSP, the browser
- * reports that probe as a violation even though zod catches it. `jitless` skips
- * the probe; zod keeps its global config at globalThis.__zod_globalConfig
- * (tests/unit/security-csp.test.ts holds it to that).
- */
-const ZOD_JITLESS = "globalThis.__zod_globalConfig=Object.assign(globalThis.__zod_globalConfig||{},{jitless:true});";
 
 export default async function RootLayout({ children }: { children: ReactNode }) {
   // Reading the request makes every page render per request, never prerendered:

@@ -159,6 +159,7 @@ const schema = z
     REDIS_FAILURE_MODE: redisFailureMode.default("local"),
     MAX_CONCURRENT_PER_SERVER: count(1).optional(),
     HEALTH_INTERVAL: seconds.default(5),
+    HEALTH_REUSE: seconds.default(1),
     EJECT_AFTER_FAILURES: count(1).default(3),
     EJECT_BASE_SECONDS: seconds.default(10),
     EJECT_MAX_SECONDS: seconds.default(300),
@@ -204,6 +205,8 @@ const schema = z
       /** Generations one GPU server may run at once (default: the gateway's whole MAX_CONCURRENT_REQUESTS). */
       maxConcurrentPerServer: env.MAX_CONCURRENT_PER_SERVER ?? env.MAX_CONCURRENT_REQUESTS,
       healthIntervalMs: env.HEALTH_INTERVAL * 1000,
+      /** One GPU-server health answer serves every /api/health caller for this long: pollers cost the GPU server one call. */
+      healthReuseMs: env.HEALTH_REUSE * 1000,
       ejectAfterFailures: env.EJECT_AFTER_FAILURES,
       ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
       ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,

@@ -11,6 +11,8 @@ export interface BalancerOptions extends UpstreamOptions {
   maxConcurrentPerServer: number;
   /** Time between background health probes of each server (several servers only). */
   healthIntervalMs: number;
+  /** How long one health answer serves every caller (HEALTH_REUSE): /api/health pollers and the background probe alike. */
+  healthReuseMs: number;
   /** Connection failures or 5xx in a row that take a server out (EJECT_AFTER_FAILURES). */
   ejectAfterFailures: number;
   /** The first ejection's length; each further one in a row doubles it... */
@@ -43,8 +45,6 @@ export interface ServerChange {
   failures?: number;
 }
 
-/** How long one health answer serves every caller: /api/health pollers and the background probe alike. */
-export const HEALTH_REUSE_MS = 1000;
 /** The probe at the end of an ejection runs this much after it, so it finds the period over. */
 const REJOIN_SLACK_MS = 10;
 
@@ -233,13 +233,13 @@ export class Balancer {
    * The GPU servers' health, never throwing: one server's own answer, or with
    * several an aggregate of those in rotation that answered. Coalesced per
    * server with the background probe: callers during a probe share it, and an
-   * answer serves everyone for HEALTH_REUSE_MS.
+   * answer serves everyone for `healthReuseMs`.
    */
   async health(): Promise<HealthResult> {
     this.start();
     const [only] = this.members;
-    if (only && this.members.length === 1) return this.probe(only, HEALTH_REUSE_MS);
-    await Promise.all(this.members.map((member) => this.probe(member, HEALTH_REUSE_MS)));
+    if (only && this.members.length === 1) return this.probe(only, this.options.healthReuseMs);
+    await Promise.all(this.members.map((member) => this.probe(member, this.options.healthReuseMs)));
     return this.aggregate();
   }
 
@@ -586,7 +586,7 @@ export class Balancer {
 
   /** The background probe: skips a server whose latest answer (to an /api/health poll, say) is fresh enough. */
   private probeAll(): void {
-    const maxAgeMs = Math.min(HEALTH_REUSE_MS, this.options.healthIntervalMs / 2);
+    const maxAgeMs = Math.min(this.options.healthReuseMs, this.options.healthIntervalMs / 2);
     for (const member of this.members) void this.probe(member, maxAgeMs);
   }
 

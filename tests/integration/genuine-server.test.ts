@@ -19,7 +19,7 @@ let gateway: Gateway;
 beforeAll(async () => {
   // One generation at a time, as the genuine server's single worker runs them.
   emulator = await startEmulator({ stepMs: 20, slots: 1, maxQueue: 20 });
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: String(MAX_CONCURRENT), REQUEST_TIMEOUT: "20" });
+  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: String(MAX_CONCURRENT), REQUEST_TIMEOUT: "20", HEALTH_REUSE: "0.1" });
 });
 
 afterAll(async () => {
@@ -130,7 +130,7 @@ describe("health says when the server cannot generate", () => {
     ["model_loaded false", { modelLoaded: false }],
   ])("%s: degraded, the server's fields passed on", async (_, device) => {
     emulator.setDevice(device);
-    await new Promise((resolve) => setTimeout(resolve, 1100)); // past the reuse of the last answer
+    await new Promise((resolve) => setTimeout(resolve, 150)); // past HEALTH_REUSE
     const health = (await call(`${gateway.url}/api/health`)).body as { status: string; text2image_server: Record<string, unknown> };
     expect(health.status).toBe("degraded");
     expect(health.text2image_server).toMatchObject({ status: "healthy", cuda_device: device.cudaAvailable === false ? null : "Emulated GPU" });

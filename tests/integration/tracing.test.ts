@@ -76,6 +76,7 @@ beforeAll(async () => {
     OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
     OTEL_SERVICE_NAME: "gateway-under-test",
     OTEL_BSP_SCHEDULE_DELAY: "100",
+    HEALTH_REUSE: "0.1",
   });
 });
 
@@ -143,7 +144,7 @@ describe("traces", () => {
 
   it("cover health and metrics calls too", async () => {
     await call(`${gateway.url}/api/metrics`);
-    await new Promise((resolve) => setTimeout(resolve, 1100)); // past the health coalescing window
+    await new Promise((resolve) => setTimeout(resolve, 150)); // past HEALTH_REUSE
     await call(`${gateway.url}/api/health`);
     expect(await eventually(() => ["upstream health", "upstream metrics"].every((name) => receiver.spans.some((span) => span.name === name)), 10_000)).toBe(true);
   });

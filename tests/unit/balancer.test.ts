@@ -50,6 +50,7 @@ function balancer(urls: string[], options: Partial<BalancerOptions> = {}): Balan
       maxResponseBytes: 10_000_000,
       maxConcurrentPerServer: 10,
       healthIntervalMs: 60_000,
+      healthReuseMs: 1000,
       ejectAfterFailures: 3,
       ejectBaseMs: 10_000,
       ejectMaxMs: 300_000,
