@@ -48,9 +48,10 @@ const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
  * nothing, and each response is watched by the send timeout.
  */
 function guardNodeServers(sendTimeoutMs: number): PeerStamp {
-  // `npm start` stamps from the first request on (scripts/peer-stamp.mjs); this stamp, the same, covers `next start` run bare.
+  // `npm start` stamps from the first request on (scripts/peer-stamp.mjs); only a bare `next start` needs this stamp.
   const preloaded = (globalThis as Record<symbol, unknown>)[Symbol.for("text2image-gateway.peer-header")];
-  const header = typeof preloaded === "string" ? preloaded : `x-gateway-peer-${randomBytes(12).toString("hex")}`;
+  const stampHere = typeof preloaded !== "string";
+  const header = stampHere ? `x-gateway-peer-${randomBytes(12).toString("hex")}` : preloaded;
   const watchdog = new SendWatchdog(sendTimeoutMs);
   const guarded = new WeakSet<Server>();
   subscribe("http.server.request.start", (message) => {
@@ -61,7 +62,7 @@ function guardNodeServers(sendTimeoutMs: number): PeerStamp {
     server.emit = function (event: string | symbol, ...args: unknown[]) {
       if (event === "request") {
         const [request, response] = args as [IncomingMessage, ServerResponse];
-        request.headers[header] = request.socket.remoteAddress ?? "";
+        if (stampHere) request.headers[header] = request.socket.remoteAddress ?? "";
         if (refused(request, response)) return true;
         watchdog.watch(response);
       }
