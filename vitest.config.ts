@@ -8,5 +8,11 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },
-  resolve: { alias: { "@": new URL(".", import.meta.url).pathname } },
+  resolve: {
+    alias: {
+      "@": new URL(".", import.meta.url).pathname,
+      // The marker that keeps server modules out of client bundles: the tests run them in plain Node, as the server does.
+      "server-only": new URL("node_modules/server-only/empty.js", import.meta.url).pathname,
+    },
+  },
 });

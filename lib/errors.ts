@@ -31,8 +31,16 @@ export type ErrorCode =
   | "client_closed"
   | "internal";
 
+const BRAND = Symbol.for("text2image-gateway.error");
+
 export class GatewayError extends Error {
   override name = "GatewayError";
+  readonly [BRAND] = true;
+
+  /** Next may bundle this module more than once (instrumentation, each route): the brand, not the class, makes one. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === "object" && value !== null && BRAND in value;
+  }
 
   constructor(
     readonly code: ErrorCode,
@@ -192,17 +200,22 @@ export const fail = {
       cause,
     }),
   clientClosed: (cause?: unknown) => new GatewayError("client_closed", CLIENT_CLOSED_STATUS, "Client closed the request", { cause }),
+  /**
+   * A wait or a call stopped by its signal: the reason it was aborted with
+   * when that is the gateway's own (the drain aborts with its 503), else the
+   * client left. Every abort is classified here, where it happens.
+   */
+  aborted: (reason: unknown) => (reason instanceof GatewayError ? reason : fail.clientClosed(reason)),
   internal: (cause: unknown) => new GatewayError("internal", 500, "Internal gateway error", { cause }),
 } as const;
 
 /**
- * The JSON response for any thrown value; unknown errors become a logged 500,
- * never a stack trace. With a request id, it goes in the body beside `detail`
+ * The JSON response for any thrown value; unknown errors become a 500, never
+ * a stack trace (the request's log line carries the cause, at `error`). With a request id, it goes in the body beside `detail`
  * and in the `x-request-id` header, so a caller can quote it.
  */
 export function errorResponse(error: unknown, requestId?: string): Response {
   const known = error instanceof GatewayError ? error : fail.internal(error);
-  if (known.code === "internal") console.error("gateway: unexpected error", error);
   if (requestId === undefined) return Response.json({ detail: known.detail }, { status: known.status, headers: known.headers });
   return Response.json(
     { detail: known.detail, request_id: requestId },

@@ -1,34 +1,25 @@
-import "server-only";
-import { limiter, limiterDegraded } from "./limiter";
-import { shutdown } from "./shutdown";
-import { reportedHealth, upstream } from "./upstream";
-import type { HealthResult } from "./upstream";
+import type { LimiterStats } from "./limiter/types";
+import type { Registry } from "./registry";
 import { canGenerate } from "./schemas";
 import type { GatewayHealth } from "./schemas";
-
-/**
- * The GPU servers' health, coalesced: callers during a probe share it, and its
- * answer is reused for a second, so many open pages cost one upstream call per
- * server. With several servers the background probe is the same call.
- */
-export function upstreamHealth(): Promise<HealthResult> {
-  return upstream().health();
-}
+import { reportedHealth } from "./upstream/server";
 
 /**
  * The body of GET /api/health: the gateway's own state and the GPU server's.
  * With several servers, `text2image_server` is their aggregate and `servers`
- * lists each one; with one, the body is the seed's. While draining for a
- * shutdown it is "degraded" with `shutting_down: true`, so balancers and
- * pages stop sending generations here.
+ * lists each one; with one, the body is the original gateway's. While
+ * draining for a shutdown it is "degraded" with `shutting_down: true`, so
+ * balancers and pages stop sending generations here. The GPU servers'
+ * health is coalesced: callers during a probe share it, and its answer is
+ * reused for HEALTH_REUSE, so many open pages cost one call per server.
  */
-export async function healthReport(): Promise<GatewayHealth> {
-  const balancer = upstream();
+export async function healthReport(gateway: Registry): Promise<GatewayHealth> {
+  const balancer = gateway.upstream;
   const result = await balancer.health();
-  const load = limiter().stats();
+  const load = gateway.limiter.stats();
   // With Redis unreachable, `limiter` says so: "local (redis unreachable)".
   const healthy = result.ok && result.health.status === "healthy" && canGenerate(result.health) && !limiterDegraded(load);
-  const draining = shutdown().draining;
+  const draining = gateway.drain.draining;
   return {
     status: healthy && !draining ? "healthy" : "degraded",
     gateway: "running",
@@ -38,4 +29,9 @@ export async function healthReport(): Promise<GatewayHealth> {
     ...(balancer.size > 1 ? { servers: balancer.states() } : {}),
     ...(draining ? { shutting_down: true as const } : {}),
   };
+}
+
+/** True when REDIS_URL is set but Redis cannot be reached: the limit is per instance, or no new work is taken. */
+function limiterDegraded(stats: LimiterStats): boolean {
+  return stats.limiter !== undefined && stats.limiter !== "redis" && stats.limiter !== "local";
 }

@@ -1,24 +1,35 @@
-import "server-only";
+import { after } from "next/server";
 import { GatewayError, errorResponse, fail } from "./errors";
 import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
 import { JsonNumber } from "./pydantic";
-import { topLevelNumbers } from "./upstream/lean-json";
+import type { RouteEntry } from "./routes";
 import { admit, corsHeaders, preflightHeaders } from "./security";
-import type { AccessRules, HeaderList } from "./security";
+import type { HeaderList } from "./security";
+import { topLevelNumbers } from "./upstream/lean-json";
 
-/** A route's handler: the request, and the record it fills in for the log line and metrics. */
-export type Handler = (request: Request, record: RequestRecord) => Response | Promise<Response>;
+/**
+ * What a handler gets besides the request: the record it fills in for the log
+ * line and metrics, and `afterResponse`, to run something once the response
+ * is closed (sent, or the client gone), as a generation's release.
+ */
+export interface RequestContext {
+  record: RequestRecord;
+  afterResponse: (task: () => void) => void;
+}
+
+/** A route's handler. */
+export type Handler = (request: Request, context: RequestContext) => Response | Promise<Response>;
 type Method = "GET" | "POST";
 
 /**
  * A route's exports: the given handlers behind the error table, 405 with
  * `Allow` for every other method (Next would answer those with an empty body).
- * `name` labels the route's logs and metrics; give the handler's own path
- * (the seed paths are rewrites and must count as the route they land on).
- * `access` puts the handlers behind the API key and the rate limit (checked
- * before the handler runs); OPTIONS (CORS preflights) stays open.
+ * The entry's path labels the route's logs and metrics (an alias is a
+ * rewrite and counts as the route it lands on); a `guarded` entry puts the
+ * handlers behind the API key and the rate limit (checked before the handler
+ * runs); OPTIONS (CORS preflights) stays open.
  */
-export function route(handlers: Partial<Record<Method, Handler>>, name?: string, access: AccessRules = {}) {
+export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handler>>) {
   const allow = handlers.GET ? ["GET", "HEAD", ...Object.keys(handlers).filter((m) => m !== "GET")] : Object.keys(handlers);
   const notAllowed: Handler = (request) => {
     throw fail.methodNotAllowed(request.method, allow);
@@ -26,9 +37,9 @@ export function route(handlers: Partial<Record<Method, Handler>>, name?: string,
   const methods = [...allow, "OPTIONS"];
   const options: Handler = (request) =>
     new Response(null, { status: 204, headers: [["Allow", methods.join(", ")], ...preflightHeaders(request, methods)] });
-  const secured = access.apiKey || access.rateLimit ? (handler: Handler) => admitted(handler, access) : (handler: Handler) => handler;
+  const secured = entry.guarded ? admitted : (handler: Handler) => handler;
   const get = handlers.GET && secured(handlers.GET);
-  const observed = (handler: Handler | undefined) => observe(name, handler ?? notAllowed);
+  const observed = (handler: Handler | undefined) => observe(entry, handler ?? notAllowed);
   return {
     GET: observed(get),
     HEAD: observed(get ? withoutBody(get) : notAllowed),
@@ -46,47 +57,48 @@ export function route(handlers: Partial<Record<Method, Handler>>, name?: string,
  * with that id, and the request's record is finished (one log line, its
  * metrics) when the response is given, or later if the handler holds it.
  */
-export function observe(name: string | undefined, handler: Handler): (request: Request) => Promise<Response> {
-  const guarded = guard(handler);
+export function observe(entry: RouteEntry, handler: Handler): (request: Request) => Promise<Response> {
   return async (request) => {
-    const record = new RequestRecord(name ?? new URL(request.url).pathname, request);
-    const response = await guarded(request, record);
+    const record = new RequestRecord(entry, request);
+    const tasks: (() => void)[] = [];
+    const response = await answer(handler, request, { record, afterResponse: (task) => tasks.push(task) });
+    // Next's after() runs once the response is closed; only generations need it, so health checks pay nothing.
+    if (tasks.length > 0) {
+      after(() => {
+        for (const task of tasks) task();
+      });
+    }
     record.responded(response.status);
     return withHeaders(response, [[REQUEST_ID_HEADER, record.id], ...corsHeaders(request)]);
   };
 }
 
+/** The handler's response, or for what it throws the error table's, told to the record. */
+async function answer(handler: Handler, request: Request, context: RequestContext): Promise<Response> {
+  try {
+    return await handler(request, context);
+  } catch (error) {
+    context.record.failed(error);
+    return errorResponse(error, context.record.id);
+  }
+}
+
 /**
- * The handler behind the route's access rules: a request without a valid key,
- * over its rate limit or from a foreign site is answered before its body is
- * read. Every answer of an admitted request carries its RateLimit-* headers.
+ * The handler behind the access rules: a request without a valid key, over
+ * its rate limit or from a foreign site is answered before its body is read.
+ * Every answer of an admitted request carries its RateLimit-* headers.
  */
-function admitted(handler: Handler, access: AccessRules): Handler {
-  const guarded = guard(handler);
-  return async (request, record) => {
-    const headers = admit(request, access);
-    const response = await guarded(request, record);
+function admitted(handler: Handler): Handler {
+  return async (request, context) => {
+    const headers = admit(request);
+    const response = await answer(handler, request, context);
     return headers.length > 0 ? withHeaders(response, headers) : response;
   };
 }
 
-function guard(handler: Handler): Handler {
-  return async (request, record) => {
-    try {
-      return await handler(request, record);
-    } catch (thrown) {
-      // An unclassified failure after the client left (a body read cut short, say) is the client's doing.
-      const error = request.signal.aborted && !(thrown instanceof GatewayError) ? fail.clientClosed(thrown) : thrown;
-      record.failed(error);
-      return errorResponse(error, record.id);
-    }
-  };
-}
-
 function withoutBody(handler: Handler): Handler {
-  const guarded = guard(handler);
-  return async (request, record) => {
-    const response = await guarded(request, record);
+  return async (request, context) => {
+    const response = await answer(handler, request, context);
     await response.body?.cancel();
     return new Response(null, { status: response.status, headers: response.headers });
   };
@@ -199,7 +211,8 @@ async function readCapped(request: Request, maxBytes: number, timeoutMs: number,
     }
   } catch (error) {
     void reader.cancel().catch(() => undefined);
-    throw error;
+    // A body cut short by the client is its doing, not an internal error.
+    throw request.signal.aborted && !(error instanceof GatewayError) ? fail.clientClosed(error) : error;
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);

@@ -12,6 +12,8 @@ import packageJson from "../package.json";
 import { parseConfig } from "./config";
 import { fail } from "./errors";
 import type { GatewayError } from "./errors";
+import { ROUTES } from "./routes";
+import type { RouteEntry } from "./routes";
 import {
   CompleteEvent,
   ErrorBody,
@@ -429,9 +431,8 @@ function healthExample(gateway: Record<string, unknown>, server: Record<string, 
 // ---------------------------------------------------------------- operations
 
 interface Endpoint {
-  path: string;
-  /** The original gateway's path for the same handler, if any. */
-  seedPath?: string;
+  /** Its path, and the original gateway's path for the same handler, if any. */
+  route: RouteEntry;
   method: Method;
   operation: Omit<Operation, "tags"> & { tag: Tag };
 }
@@ -451,7 +452,7 @@ function endpoints(): Endpoint[] {
   const sample = { image_base64: TINY_JPEG, seed: 1234567, generation_time_ms: 3480, width: 1024, height: 1024, image_id: "b0c1d2e3" };
   return [
     {
-      path: "/api",
+      route: ROUTES.info,
       method: "get",
       operation: {
         operationId: "getInfo",
@@ -473,8 +474,7 @@ function endpoints(): Endpoint[] {
       },
     },
     {
-      path: "/api/health",
-      seedPath: "/health",
+      route: ROUTES.health,
       method: "get",
       operation: {
         operationId: "getHealth",
@@ -510,12 +510,10 @@ function endpoints(): Endpoint[] {
       },
     },
     {
-      path: "/api/generate",
-      seedPath: "/generate",
+      route: ROUTES.generate,
       method: "post",
       operation: {
         operationId: "generate",
-        security: OPTIONAL_API_KEY,
         summary: "Generate an image",
         description:
           "Validates the body (nothing invalid reaches the GPU server), waits for a slot, sends all seven fields upstream and streams the GPU server's answer back unchanged.",
@@ -530,12 +528,10 @@ function endpoints(): Endpoint[] {
       },
     },
     {
-      path: "/api/generate-stream",
-      seedPath: "/generate-stream",
+      route: ROUTES.generateStream,
       method: "post",
       operation: {
         operationId: "generateStream",
-        security: OPTIONAL_API_KEY,
         summary: "Generate an image, with progress as server-sent events",
         description:
           "Validated and admitted as `POST /api/generate`. Errors before the stream starts are JSON errors with their status; after, the stream ends with an `error` event. Each event is one line `data: <json>` and a blank line: `queued` while waiting for a slot, `progress` per inference step, then `complete` (with the image) or `error`. Lines starting with `:` are keep-alive comments.",
@@ -552,8 +548,7 @@ function endpoints(): Endpoint[] {
       },
     },
     {
-      path: "/api/metrics",
-      seedPath: "/metrics",
+      route: ROUTES.metrics,
       method: "get",
       operation: {
         operationId: "getMetrics",
@@ -580,7 +575,7 @@ function endpoints(): Endpoint[] {
       },
     },
     {
-      path: "/api/metrics/gateway",
+      route: ROUTES.gatewayMetrics,
       method: "get",
       operation: {
         operationId: "getGatewayMetrics",
@@ -605,7 +600,7 @@ function endpoints(): Endpoint[] {
       },
     },
     {
-      path: "/api/openapi.json",
+      route: ROUTES.openApi,
       method: "get",
       operation: {
         operationId: "getOpenApiDocument",
@@ -622,25 +617,26 @@ function endpoints(): Endpoint[] {
 }
 
 /** The operationId of an endpoint's copy at its original gateway path. */
-export function seedOperationId(operationId: string): string {
-  return `${operationId}AtSeedPath`;
+export function aliasOperationId(operationId: string): string {
+  return `${operationId}AtOriginalPath`;
 }
 
 /** The gateway's OpenAPI 3.1 document: every endpoint under /api and at its original path. */
 export function buildOpenApiDocument(): OpenApiDocument {
   const paths: Record<string, PathItem> = {};
-  const seedPaths: Record<string, PathItem> = {};
-  for (const { path, seedPath, method, operation } of endpoints()) {
-    const { tag, ...rest } = operation;
+  const aliases: Record<string, PathItem> = {};
+  for (const { route, method, operation } of endpoints()) {
+    const { path, alias, guarded } = route;
+    const { tag, ...rest } = { ...operation, ...(guarded ? { security: OPTIONAL_API_KEY } : {}) };
     paths[path] = { ...paths[path], [method]: { ...rest, tags: [tag] } };
-    if (seedPath) {
+    if (alias) {
       const copy: Operation = {
         ...rest,
-        operationId: seedOperationId(rest.operationId),
+        operationId: aliasOperationId(rest.operationId),
         description: `Same handler and answers as \`${method.toUpperCase()} ${path}\`. ${rest.description}`,
         tags: ["original paths"],
       };
-      seedPaths[seedPath] = { ...seedPaths[seedPath], [method]: copy };
+      aliases[alias] = { ...aliases[alias], [method]: copy };
     }
   }
   return {
@@ -655,7 +651,7 @@ export function buildOpenApiDocument(): OpenApiDocument {
       ].join("\n\n"),
     },
     tags: TAGS,
-    paths: { ...paths, ...seedPaths },
+    paths: { ...paths, ...aliases },
     components: {
       schemas: componentSchemas(),
       headers: {

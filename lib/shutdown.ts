@@ -4,11 +4,9 @@
  * nothing new is admitted (503), requests still waiting for a slot get the
  * same 503, and generations already running may finish within the grace
  * period; then they are cut off, upstream call included, so the GPU stops.
- * One registry per process: the instrumentation hook and every route bundle
- * share it through globalThis.
+ * The process's drain is its registry's (lib/registry.ts).
  */
-import { GatewayError, fail } from "./errors";
-import { processSingleton } from "./singleton";
+import { fail } from "./errors";
 
 /** How a drain ended: nothing was in flight, everything finished, the rest was cut off, or it did not end in time. */
 export type DrainOutcome = "idle" | "drained" | "cut_off" | "gave_up";
@@ -21,7 +19,6 @@ export type DrainOutcome = "idle" | "drained" | "cut_off" | "gave_up";
 export class Work {
   private readonly waiting = new AbortController();
   private readonly running = new AbortController();
-  private abortedByShutdown = false;
   private released = false;
   private readonly onClientGone = () => {
     this.waiting.abort(this.client.reason);
@@ -57,16 +54,6 @@ export class Work {
     this.abort(this.running);
   }
 
-  /**
-   * The limiter and the upstream client take any abort for the client's
-   * (`client_closed`); one the shutdown caused, with the client still there,
-   * is the shutdown's 503.
-   */
-  explain(error: unknown): unknown {
-    const byShutdown = this.abortedByShutdown && !this.client.aborted;
-    return byShutdown && error instanceof GatewayError && error.code === "client_closed" ? fail.shuttingDown(error) : error;
-  }
-
   /** Leaves the registry; only the first call counts. */
   release(): void {
     if (this.released) return;
@@ -77,24 +64,13 @@ export class Work {
 
   private abort(controller: AbortController): void {
     if (controller.signal.aborted) return;
-    this.abortedByShutdown = true;
     controller.abort(fail.shuttingDown());
   }
 }
 
-/**
- * What the process holds open (pools, Redis connections, timers), closed
- * after the drain, in two phases: the users of the limiter first (the
- * upstream client gives back the slots its orphans held), then the limiter
- * (which gives them back to Redis).
- */
-export type ClosePhase = "users" | "limiter";
-const CLOSE_PHASES: readonly ClosePhase[] = ["users", "limiter"];
-
 /** The registry and its drain. */
 export class Drain {
   private readonly works = new Set<Work>();
-  private readonly closers: { phase: ClosePhase; close: () => Promise<void> }[] = [];
   private drained: Promise<DrainOutcome> | undefined;
   private onIdle: (() => void) | undefined;
 
@@ -129,19 +105,6 @@ export class Drain {
     return this.drained;
   }
 
-  /** Registers something to close on the way out (see ClosePhase). */
-  closeOnExit(phase: ClosePhase, close: () => Promise<void>): void {
-    this.closers.push({ phase, close });
-  }
-
-  /** Closes what was registered, phase by phase; a failure or a hang (past `timeoutMs`) does not stop the rest. */
-  async closeAll(timeoutMs: number): Promise<void> {
-    for (const phase of CLOSE_PHASES) {
-      const closing = this.closers.filter((closer) => closer.phase === phase).map((closer) => closer.close().catch(() => undefined));
-      await settlesWithin(Promise.all(closing).then(() => undefined), timeoutMs);
-    }
-  }
-
   private async run(graceMs: number, settleMs: number): Promise<DrainOutcome> {
     if (this.works.size === 0) return "idle";
     const idle = new Promise<void>((resolve) => {
@@ -155,7 +118,8 @@ export class Drain {
 }
 
 /** Whether `promise` settles within `ms`; the timer never outlives the answer. */
-async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
+export async function settlesWithin(promise: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (promise === undefined) return true;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => {
     timer = setTimeout(() => {
@@ -163,13 +127,9 @@ async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolea
     }, ms);
   });
   try {
-    return await Promise.race([promise.then(() => true), timeout]);
+    // A rejection is an end too: what failed to close is not waited for.
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** The process's registry. */
-export function shutdown(): Drain {
-  return processSingleton("shutdown", () => new Drain());
 }

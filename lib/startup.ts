@@ -1,7 +1,6 @@
 import { trace } from "@opentelemetry/api";
-import { ConfigError, config } from "./config";
-import { peerStamp } from "./security/client";
-import { shutdown } from "./shutdown";
+import { ConfigError } from "./config";
+import { registry } from "./registry";
 
 /**
  * Parses the configuration at start-up, so a bad value stops the server
@@ -10,7 +9,8 @@ import { shutdown } from "./shutdown";
  */
 export function checkConfigOrExit(): void {
   try {
-    for (const warning of config().warnings) note("warn", `configuration: ${warning}`, {});
+    const gateway = registry();
+    for (const warning of gateway.config.warnings) gateway.logger.warn(`configuration: ${warning}`);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
@@ -18,19 +18,10 @@ export function checkConfigOrExit(): void {
   }
 }
 
-/**
- * Puts the gateway in front of Node's http server from now on (see
- * lib/security/client.ts): each request stamped with its socket's address,
- * for the rate limit, and TRACE or `OPTIONS *` answered in JSON.
- */
-export function guardRequestsFromStart(): void {
-  peerStamp();
-}
-
 const SIGNALS = ["SIGTERM", "SIGINT"] as const;
 /** After the grace period, how long cut-off requests get to send their 503 or error event before the exit. */
 const SETTLE_MS = 1000;
-/** How long each phase of closing connections (lib/shutdown.ts) may take before the exit. */
+/** How long each phase of closing connections (Registry.close) may take before the exit. */
 const CLOSE_MS = 1000;
 /** How long the last traces may take to leave before the exit. */
 const TRACE_FLUSH_MS = 1000;
@@ -58,15 +49,16 @@ function onSignal(signal: NodeJS.Signals): void {
 }
 
 async function drainAndExit(signal: NodeJS.Signals): Promise<void> {
-  const registry = shutdown();
+  const gateway = registry();
+  const { drain, logger } = gateway;
   // A repeated signal (a shell sends SIGINT to the whole process group) changes nothing.
-  if (registry.draining) return;
+  if (drain.draining) return;
   const startedAt = performance.now();
-  const graceMs = config().shutdownGraceMs;
-  note("info", "shutting down: draining", { signal, in_flight: registry.inFlight, grace_ms: graceMs });
-  const outcome = await registry.drain(graceMs, SETTLE_MS);
-  await registry.closeAll(CLOSE_MS);
-  note(outcome === "gave_up" ? "warn" : "info", "shut down", { outcome, duration_ms: Math.round(performance.now() - startedAt) });
+  const graceMs = gateway.config.shutdownGraceMs;
+  logger.info({ signal, in_flight: drain.inFlight, grace_ms: graceMs }, "shutting down: draining");
+  const outcome = await drain.drain(graceMs, SETTLE_MS);
+  await gateway.close(CLOSE_MS);
+  logger[outcome === "gave_up" ? "warn" : "info"]({ outcome, duration_ms: Math.round(performance.now() - startedAt) }, "shut down");
   await flushTraces();
   process.exit(0);
 }
@@ -84,13 +76,4 @@ async function flushTraces(): Promise<void> {
     }),
   ]);
   clearTimeout(timer);
-}
-
-const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
-
-/** A lifecycle line in the request log's JSON shape, at LOG_LEVEL (the pino logger is for routes: server-only). */
-function note(level: "info" | "warn", msg: string, fields: Record<string, unknown>): void {
-  const threshold = config().logLevel;
-  if (threshold === "silent" || LEVELS.indexOf(level) < LEVELS.indexOf(threshold)) return;
-  console.log(JSON.stringify({ level, time: new Date().toISOString(), pid: process.pid, ...fields, msg }));
 }

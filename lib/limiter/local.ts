@@ -41,7 +41,7 @@ export class LocalLimiter implements Limiter {
   }
 
   acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
-    if (signal.aborted) return Promise.reject(fail.clientClosed(signal.reason));
+    if (signal.aborted) return Promise.reject(fail.aborted(signal.reason));
     if (this.inFlight < this.capacity && this.waiters.size === 0) {
       this.inFlight++;
       return Promise.resolve(this.newSlot());
@@ -65,7 +65,7 @@ export class LocalLimiter implements Limiter {
       };
       const onAbort = () => {
         leave();
-        reject(fail.clientClosed(signal.reason));
+        reject(fail.aborted(signal.reason));
       };
       const timer = setTimeout(() => {
         leave();

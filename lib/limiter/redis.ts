@@ -109,7 +109,7 @@ const NEVER = new AbortController().signal;
 
 /** Throws client_closed once the client has gone. */
 function stillWanted(signal: AbortSignal): void {
-  if (signal.aborted) throw fail.clientClosed(signal.reason);
+  if (signal.aborted) throw fail.aborted(signal.reason);
 }
 
 /**
@@ -285,7 +285,7 @@ export class RedisLimiter implements Limiter {
         reject(error);
       };
       const onAbort = () => {
-        giveUp(fail.clientClosed(signal.reason));
+        giveUp(fail.aborted(signal.reason));
       };
       const timer = setTimeout(() => {
         giveUp(fail.queueTimeout(this.options.queueTimeoutMs));

@@ -1,10 +1,6 @@
-import "server-only";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { upstreamHealth } from "../health";
-import { limiter } from "../limiter";
+import type { Registry as Gateway } from "../registry";
 import { canGenerate } from "../schemas";
-import { processSingleton } from "../singleton";
-import { upstream } from "../upstream";
 
 /** From a 5 ms rejection to a 300 s generation (REQUEST_TIMEOUT's default). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
@@ -22,7 +18,10 @@ export interface RequestOutcome {
   errorKind: string | undefined;
 }
 
-function createMetrics() {
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The gateway's metrics; the gauges read `gateway`'s limiter and servers when scraped. */
+export function createMetrics(gateway: Gateway) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
@@ -72,7 +71,7 @@ function createMetrics() {
     help: "Generations running on the GPU server now.",
     registers,
     collect() {
-      this.set(limiter().stats().in_flight);
+      this.set(gateway.limiter.stats().in_flight);
     },
   });
   new Gauge({
@@ -80,7 +79,7 @@ function createMetrics() {
     help: "Requests waiting for a generation slot now.",
     registers,
     collect() {
-      this.set(limiter().stats().queued);
+      this.set(gateway.limiter.stats().queued);
     },
   });
   new Gauge({
@@ -88,7 +87,7 @@ function createMetrics() {
     help: "Generations whose client left (or timed out) that the GPU server may still run; they hold their slots until it is done.",
     registers,
     collect() {
-      this.set(upstream().orphaned());
+      this.set(gateway.upstream.orphaned());
     },
   });
   new Gauge({
@@ -96,21 +95,15 @@ function createMetrics() {
     help: "1 when the GPU server's latest health answer is healthy, else 0.",
     registers,
     async collect() {
-      const result = await upstreamHealth();
+      const result = await gateway.upstream.health();
       this.set(result.ok && result.health.status === "healthy" && canGenerate(result.health) ? 1 : 0);
     },
   });
   return metrics;
 }
 
-/** The process's metrics: one registry, whichever route bundle asks first. */
-function metrics() {
-  return processSingleton("metrics", createMetrics);
-}
-
 /** Adds one finished request to the counters and histograms. */
-export function recordRequest(outcome: RequestOutcome): void {
-  const m = metrics();
+export function recordRequest(m: Metrics, outcome: RequestOutcome): void {
   const { route, errorKind } = outcome;
   m.requests.inc({ route, status: String(outcome.status) });
   m.duration.observe({ route }, outcome.durationMs / 1000);
@@ -124,7 +117,6 @@ export function recordRequest(outcome: RequestOutcome): void {
 }
 
 /** The Prometheus text exposition of every metric, and its content type. */
-export async function exposition(): Promise<{ body: string; contentType: string }> {
-  const { registry } = metrics();
+export async function exposition({ registry }: Metrics): Promise<{ body: string; contentType: string }> {
   return { body: await registry.metrics(), contentType: registry.contentType };
 }

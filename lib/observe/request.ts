@@ -1,11 +1,11 @@
-import "server-only";
-import { config } from "../config";
 import { GatewayError } from "../errors";
 import type { ErrorCode } from "../errors";
+import type { GenerationObserver } from "../pipeline";
+import { registry } from "../registry";
+import type { RouteEntry } from "../routes";
 import type { GenerateRequest } from "../schemas";
 import type { CallContext } from "../upstream/server";
 import { TRACE_CONTEXT_HEADERS } from "../upstream/tracing";
-import { logger } from "./log";
 import { recordRequest } from "./metrics";
 import { requestIdFrom } from "./request-id";
 
@@ -14,19 +14,15 @@ export { REQUEST_ID_HEADER } from "./request-id";
 type Phase = "queue" | "upstream";
 
 /**
- * Polled by load balancers, the page and Prometheus: their successful answers
- * are logged at debug, so probes do not drown the request log (nor cost a
- * write each). Their metrics still count every one; failures stay at info.
+ * What one request did, filled in as it goes (by `route()`, the doors and the
+ * pipeline it observes) and finished exactly once: one log line and its
+ * metrics. A request ends when its answer is given, or, for a stream, when
+ * the stream ends. A polled route's successes (balancers, the page,
+ * Prometheus) are logged at debug, so probes do not drown the log.
  */
-const POLLED_ROUTES = new Set(["/api/health", "/api/metrics/gateway"]);
-
-/**
- * What one request did, filled in as it goes (by `route()` and `lib/gateway.ts`)
- * and finished exactly once: one log line and its metrics. A request ends
- * when its answer is given, or, for a stream, when the stream ends.
- */
-export class RequestRecord {
+export class RequestRecord implements GenerationObserver {
   readonly id: string;
+  readonly route: string;
   readonly method: string;
   private readonly startedAt = performance.now();
   private readonly phases: Partial<Record<Phase, number>> = {};
@@ -40,9 +36,10 @@ export class RequestRecord {
   private readonly traceContext: Record<string, string> = {};
 
   constructor(
-    readonly route: string,
+    private readonly entry: RouteEntry,
     request: Request,
   ) {
+    this.route = entry.path;
     this.id = requestIdFrom(request.headers);
     this.method = request.method;
     for (const name of TRACE_CONTEXT_HEADERS) {
@@ -54,16 +51,6 @@ export class RequestRecord {
   /** The validated generate parameters: their sizes are logged, the prompt only with LOG_PROMPTS. */
   generating(params: GenerateRequest): void {
     this.params = params;
-  }
-
-  /** Times `work` as the queue wait or the upstream time, however it ends. */
-  async measure<T>(phase: Phase, work: () => Promise<T>): Promise<T> {
-    const end = this.begin(phase);
-    try {
-      return await work();
-    } finally {
-      end();
-    }
   }
 
   /** Starts timing a phase; the returned function stops it (only its first call counts). */
@@ -83,7 +70,7 @@ export class RequestRecord {
     return {
       requestId: this.id,
       queueWaitMs: queued === undefined ? undefined : ms(queued),
-      logPrompt: config().logPrompts,
+      logPrompt: registry().config.logPrompts,
       traceContext: this.traceContext,
     };
   }
@@ -139,11 +126,11 @@ export class RequestRecord {
   private report(status: number): void {
     const durationMs = performance.now() - this.startedAt;
     const { queue: queueWaitMs, upstream: upstreamMs } = this.phases;
-    recordRequest({ route: this.route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
+    recordRequest(registry().metrics, { route: this.route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
 
     const level =
-      this.errorKind === "internal" || this.errorKind === "upstream_credentials" ? "error" : status >= 500 ? "warn" : status < 400 && POLLED_ROUTES.has(this.route) ? "debug" : "info";
-    const log = logger();
+      this.errorKind === "internal" || this.errorKind === "upstream_credentials" ? "error" : status >= 500 ? "warn" : status < 400 && this.entry.polled ? "debug" : "info";
+    const log = registry().logger;
     if (!log.isLevelEnabled(level)) return;
 
     const params = this.params;
@@ -162,7 +149,7 @@ export class RequestRecord {
         height: params.height,
         steps: params.num_inference_steps,
         prompt_length: params.prompt.length,
-        prompt: config().logPrompts ? params.prompt : undefined,
+        prompt: registry().config.logPrompts ? params.prompt : undefined,
       }),
       err: this.cause,
     };

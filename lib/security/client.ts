@@ -2,9 +2,7 @@ import { randomBytes } from "node:crypto";
 import { subscribe } from "node:diagnostics_channel";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { isIP } from "node:net";
-import { config } from "../config";
 import { fail } from "../errors";
-import { processSingleton } from "../singleton";
 
 /**
  * Who a request comes from, for per-client rate limits.
@@ -25,12 +23,6 @@ export interface PeerStamp {
   readonly header: string;
 }
 
-/** The process's stamp: the Node http servers are guarded from the first call. None on Vercel, whose edge sets X-Forwarded-For. */
-export function peerStamp(): PeerStamp | undefined {
-  if (process.env.VERCEL) return undefined;
-  return processSingleton("peer-stamp", () => guardNodeServers(config().sendTimeoutMs));
-}
-
 /**
  * Methods Node hands to the request listener that no endpoint takes, and that
  * Next answers with a 500 and a stack trace (fetch's Request refuses them).
@@ -47,7 +39,7 @@ const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
  * the asterisk target of `OPTIONS *`) gets its JSON answer here and prints
  * nothing, and each response is watched by the send timeout.
  */
-function guardNodeServers(sendTimeoutMs: number): PeerStamp {
+export function guardNodeServers(sendTimeoutMs: number): PeerStamp {
   // `npm start` stamps from the first request on (scripts/peer-stamp.mjs); only a bare `next start` needs this stamp.
   const preloaded = (globalThis as Record<symbol, unknown>)[Symbol.for("text2image-gateway.peer-header")];
   const stampHere = typeof preloaded !== "string";

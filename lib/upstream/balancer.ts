@@ -265,7 +265,12 @@ export class Balancer {
    */
   async metrics(): Promise<Buffer> {
     const [only] = this.members;
-    if (only && this.members.length === 1) return only.server.metrics();
+    // A passthrough: any failure of it is the upstream's, so a 502.
+    if (only && this.members.length === 1) {
+      return only.server.metrics().catch((error: unknown) => {
+        throw error instanceof GatewayError ? fail.metricsUnavailable(error) : error;
+      });
+    }
     const entries = await Promise.all(
       this.members.map(async (member): Promise<[string, unknown]> => {
         try {
@@ -336,11 +341,11 @@ export class Balancer {
   private reserve(tried: ReadonlySet<Member>, signal: AbortSignal): Promise<Member | undefined> {
     const member = this.pick(tried);
     if (member || !this.anyLeft(tried)) return Promise.resolve(member);
-    if (signal.aborted) return Promise.reject(fail.clientClosed(signal.reason));
+    if (signal.aborted) return Promise.reject(fail.aborted(signal.reason));
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(fail.clientClosed(signal.reason));
+        reject(fail.aborted(signal.reason));
       };
       const waiter: Waiter = {
         tried,

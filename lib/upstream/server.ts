@@ -216,10 +216,10 @@ export class UpstreamServer {
     const timer = setTimeout(() => {
       controller.abort(new DOMException("deadline", "TimeoutError"));
     }, timeoutMs);
-    // Whatever reason the caller's signal carries (Next aborts request.signal
-    // with its own ResponseAborted), its abort means the client went away.
+    // Whatever reason the caller's signal carries (Next aborts request.signal with its own
+    // ResponseAborted), its abort means the client went away, unless it is the drain's 503.
     const onCallerAbort = () => {
-      controller.abort(fail.clientClosed(signal?.reason));
+      controller.abort(fail.aborted(signal?.reason));
     };
     if (signal?.aborted) onCallerAbort();
     else signal?.addEventListener("abort", onCallerAbort, { once: true });

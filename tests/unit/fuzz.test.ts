@@ -8,8 +8,6 @@
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
 
-// lib/http.ts is server-only; here it runs in plain Node.
-vi.mock("server-only", () => ({}));
 
 import { GatewayError } from "@/lib/errors";
 import { readJsonObject } from "@/lib/http";

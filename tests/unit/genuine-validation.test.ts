@@ -13,8 +13,6 @@ import { readJsonObject } from "@/lib/http";
 import { requestJson, validateGenerateRequest } from "@/lib/schemas";
 import type { ValidationDetail } from "@/lib/schemas";
 
-// lib/http.ts is server-only; here it runs in plain Node.
-vi.mock("server-only", () => ({}));
 
 interface Case {
   body: string;

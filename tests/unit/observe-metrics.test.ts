@@ -1,21 +1,29 @@
-import { describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { parseConfig } from "@/lib/config";
+import { createMetrics, exposition, recordRequest } from "@/lib/observe/metrics";
+import { Registry } from "@/lib/registry";
+import { freePort } from "../proc";
 
-vi.mock("server-only", () => ({}));
-vi.mock("@/lib/limiter", () => ({ limiter: () => ({ stats: () => ({ in_flight: 2, queued: 5, max_concurrent: 3 }) }) }));
-vi.mock("@/lib/health", () => ({ upstreamHealth: () => Promise.resolve({ ok: false, status: "unreachable", error: "down" }) }));
-
-const { exposition, recordRequest } = await import("@/lib/observe/metrics");
+// A real registry: its limiter holds 2 and queues 5, its one GPU server refuses connections.
+const gateway = new Registry(parseConfig({ TEXT2IMAGE_SERVER_URL: `http://127.0.0.1:${await freePort()}`, MAX_CONCURRENT_REQUESTS: "2" }));
+const waiting = new AbortController();
+for (let i = 0; i < 7; i++) void gateway.limiter.acquire(waiting.signal).catch(() => undefined);
+const metrics = createMetrics(gateway);
+afterAll(async () => {
+  waiting.abort();
+  await gateway.close(1000);
+});
 
 const base = { route: "/api/generate", queueWaitMs: undefined, upstreamMs: undefined, bytes: 0, errorKind: undefined };
 
 describe("the gateway's metrics", () => {
   it("count each outcome where it belongs", async () => {
-    recordRequest({ ...base, status: 200, durationMs: 1500, queueWaitMs: 3, upstreamMs: 1400, bytes: 1000 });
-    recordRequest({ ...base, status: 503, durationMs: 1, queueWaitMs: 0, errorKind: "queue_full" });
-    recordRequest({ ...base, status: 502, durationMs: 40, queueWaitMs: 1, upstreamMs: 30, errorKind: "upstream_transport" });
-    recordRequest({ ...base, status: 499, durationMs: 7, queueWaitMs: 7, errorKind: "client_closed" });
-    recordRequest({ ...base, route: "/api/health", status: 200, durationMs: 2 });
-    const { body, contentType } = await exposition();
+    recordRequest(metrics, { ...base, status: 200, durationMs: 1500, queueWaitMs: 3, upstreamMs: 1400, bytes: 1000 });
+    recordRequest(metrics, { ...base, status: 503, durationMs: 1, queueWaitMs: 0, errorKind: "queue_full" });
+    recordRequest(metrics, { ...base, status: 502, durationMs: 40, queueWaitMs: 1, upstreamMs: 30, errorKind: "upstream_transport" });
+    recordRequest(metrics, { ...base, status: 499, durationMs: 7, queueWaitMs: 7, errorKind: "client_closed" });
+    recordRequest(metrics, { ...base, route: "/api/health", status: 200, durationMs: 2 });
+    const { body, contentType } = await exposition(metrics);
     expect(contentType).toMatch(/^text\/plain/);
     for (const line of [
       'gateway_requests_total{route="/api/generate",status="200"} 1',

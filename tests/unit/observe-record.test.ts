@@ -1,44 +1,53 @@
-import { beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
+import { parseConfig } from "@/lib/config";
+import { fail } from "@/lib/errors";
+import { exposition } from "@/lib/observe/metrics";
+import { RequestRecord } from "@/lib/observe/request";
+import { Registry, setRegistry } from "@/lib/registry";
+import { ROUTES } from "@/lib/routes";
+import type { RouteEntry } from "@/lib/routes";
 
-// The record's module is server-only; here it runs with its log and metrics captured.
-vi.mock("server-only", () => ({}));
+// A real registry whose log lines are captured.
 const lines: { level: string; line: Record<string, unknown> }[] = [];
-const outcomes: unknown[] = [];
-vi.mock("@/lib/observe/log", () => ({
-  logger: () => ({
-    isLevelEnabled: () => true,
-    debug: (line: Record<string, unknown>) => lines.push({ level: "debug", line }),
-    info: (line: Record<string, unknown>) => lines.push({ level: "info", line }),
-    warn: (line: Record<string, unknown>) => lines.push({ level: "warn", line }),
-    error: (line: Record<string, unknown>) => lines.push({ level: "error", line }),
-  }),
-}));
-vi.mock("@/lib/observe/metrics", () => ({ recordRequest: (outcome: unknown) => outcomes.push(outcome) }));
-const settings = { logPrompts: false };
-vi.mock("@/lib/config", () => ({ config: () => settings }));
+let gateway: Registry;
+function freshGateway(env: Record<string, string> = {}) {
+  gateway = new Registry(parseConfig({ TEXT2IMAGE_SERVER_URL: "http://127.0.0.1:9", LOG_LEVEL: "debug", ...env }), {
+    logTo: {
+      write(text: string) {
+        const line = JSON.parse(text) as Record<string, unknown>;
+        lines.push({ level: String(line.level), line });
+      },
+    },
+  });
+  setRegistry(gateway);
+}
 
-const { RequestRecord } = await import("@/lib/observe/request");
-const { fail } = await import("@/lib/errors");
+/** The requests the registry's metrics counted, by route and status. */
+async function counted(): Promise<string[]> {
+  const { body } = await exposition(gateway.metrics);
+  return body.split("\n").filter((line) => line.startsWith("gateway_requests_total{"));
+}
 
 const params = { prompt: "a secret garden", negative_prompt: "", width: 512, height: 256, seed: -1, num_inference_steps: 7, guidance_scale: 0 };
 
 function record(id?: string) {
   const headers: Record<string, string> = id ? { "x-request-id": id } : {};
-  return new RequestRecord("/api/generate", new Request("http://gateway/generate", { method: "POST", headers }));
+  return new RequestRecord(ROUTES.generate, new Request("http://gateway/generate", { method: "POST", headers }));
 }
 
 beforeEach(() => {
   lines.length = 0;
-  outcomes.length = 0;
-  settings.logPrompts = false;
+  freshGateway();
 });
 
 describe("a request's record", () => {
   it("writes one line with the generate parameters, never the prompt by default", async () => {
     const r = record("req-1");
     r.generating(params);
-    await r.measure("queue", () => Promise.resolve());
-    await r.measure("upstream", () => new Promise((resolve) => setTimeout(resolve, 20)));
+    r.begin("queue")();
+    const upstream = r.begin("upstream");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    upstream();
     r.sent(1234);
     r.responded(200);
     r.responded(200);
@@ -55,17 +64,17 @@ describe("a request's record", () => {
       height: 256,
       steps: 7,
       prompt_length: params.prompt.length,
-      error_kind: undefined,
-      prompt: undefined,
     });
+    expect(line).not.toHaveProperty("error_kind");
+    expect(line).not.toHaveProperty("prompt");
     expect(line?.upstream_ms).toBeGreaterThanOrEqual(15);
     expect(line?.duration_ms).toBeGreaterThanOrEqual(line?.upstream_ms as number);
     expect(line?.queue_wait_ms).toBeGreaterThanOrEqual(0);
-    expect(outcomes).toEqual([expect.objectContaining({ route: "/api/generate", status: 200, bytes: 1234, errorKind: undefined })]);
+    expect(await counted()).toEqual(['gateway_requests_total{route="/api/generate",status="200"} 1']);
   });
 
   it("logs the prompt with LOG_PROMPTS", () => {
-    settings.logPrompts = true;
+    freshGateway({ LOG_PROMPTS: "true" });
     const r = record();
     r.generating(params);
     r.responded(200);
@@ -107,32 +116,32 @@ describe("a request's record", () => {
     internal.responded(500);
     expect(lines.map((entry) => entry.level)).toEqual(["warn", "error"]);
     expect(lines[0]?.line.err).toBeUndefined();
-    expect(lines[1]?.line).toMatchObject({ error_kind: "internal", err: bug });
+    expect(lines[1]?.line).toMatchObject({ error_kind: "internal", err: { type: "TypeError", message: bug.message } });
   });
 
-  it("logs the polled routes' successes at debug, their failures and every other route at info", () => {
-    const answer = (route: string, method: string, status: number) => {
-      new RequestRecord(route, new Request(`http://gateway${route}`, { method })).responded(status);
+  it("logs the polled routes' successes at debug, their failures and every other route at info", async () => {
+    const answer = (route: RouteEntry, method: string, status: number) => {
+      new RequestRecord(route, new Request(`http://gateway${route.path}`, { method })).responded(status);
     };
-    answer("/api/health", "GET", 200);
-    answer("/api/metrics/gateway", "GET", 200);
-    answer("/api/health", "POST", 405);
-    answer("/api", "GET", 200);
+    answer(ROUTES.health, "GET", 200);
+    answer(ROUTES.gatewayMetrics, "GET", 200);
+    answer(ROUTES.health, "POST", 405);
+    answer(ROUTES.info, "GET", 200);
     expect(lines.map(({ level, line }) => [level, line.route, line.status])).toEqual([
       ["debug", "/api/health", 200],
       ["debug", "/api/metrics/gateway", 200],
       ["info", "/api/health", 405],
       ["info", "/api", 200],
     ]);
-    expect(outcomes).toHaveLength(4);
+    expect(await counted()).toHaveLength(4);
   });
 
-  it("gives the upstream client the request id, the queue wait and the caller's trace context", async () => {
+  it("gives the upstream client the request id, the queue wait and the caller's trace context", () => {
     const r = record("abc");
     expect(r.upstreamContext()).toEqual({ requestId: "abc", queueWaitMs: undefined, logPrompt: false, traceContext: {} });
-    await r.measure("queue", () => Promise.resolve());
+    r.begin("queue")();
     expect(r.upstreamContext().queueWaitMs).toBeGreaterThanOrEqual(0);
     const traced = new Request("http://gateway/generate", { method: "POST", headers: { traceparent: "00-ab-cd-01", tracestate: "a=b", baggage: "x=y" } });
-    expect(new RequestRecord("/api/generate", traced).upstreamContext().traceContext).toEqual({ traceparent: "00-ab-cd-01", tracestate: "a=b" });
+    expect(new RequestRecord(ROUTES.generate, traced).upstreamContext().traceContext).toEqual({ traceparent: "00-ab-cd-01", tracestate: "a=b" });
   });
 });

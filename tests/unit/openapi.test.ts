@@ -5,15 +5,17 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { parseConfig } from "@/lib/config";
 import { fail } from "@/lib/errors";
-import { JSON_SCHEMA_OPTIONS, buildOpenApiDocument, seedOperationId } from "@/lib/openapi";
+import { JSON_SCHEMA_OPTIONS, aliasOperationId, buildOpenApiDocument } from "@/lib/openapi";
 import type { JsonSchema, Method, OpenApiDocument, Operation } from "@/lib/openapi";
 import * as schemas from "@/lib/schemas";
+import nextConfig from "@/next.config";
 
 const document = buildOpenApiDocument();
 /**
  * Every route the app serves under /api, read from the app itself: each
  * route.ts under app/api (the catch-all 404 aside) with the methods its route()
  * call gives handlers for. A new route without its OpenAPI entry fails here.
+ * The original gateway's paths are what next.config.ts rewrites to them.
  */
 function apiEndpoints(): [string, Method][] {
   const apiDir = path.join(import.meta.dirname, "../../app/api");
@@ -22,18 +24,16 @@ function apiEndpoints(): [string, Method][] {
     .flatMap((file) => {
       const folder = path.dirname(file);
       const source = readFileSync(path.join(apiDir, file), "utf8");
-      const handlers = /route\(\{([\s\S]*?)\n?\}\s*,/.exec(source)?.[1] ?? source.slice(source.indexOf("route({"));
+      const handlers = source.slice(source.indexOf("route(ROUTES."));
       const methods = [...new Set([...handlers.matchAll(/\b(GET|POST)\s*:/g)].map((match) => (match[1] as string).toLowerCase() as Method))];
       return methods.map((method): [string, Method] => [folder === "." ? "/api" : `/api/${folder.split(path.sep).join("/")}`, method]);
     });
 }
 const API_ENDPOINTS = apiEndpoints();
-const SEED_ENDPOINTS: [string, Method][] = [
-  ["/health", "get"],
-  ["/generate", "post"],
-  ["/generate-stream", "post"],
-  ["/metrics", "get"],
-];
+const REWRITES = await nextConfig.rewrites?.() as { source: string; destination: string }[];
+const ALIAS_ENDPOINTS: [string, Method][] = REWRITES.flatMap(({ source, destination }) =>
+  API_ENDPOINTS.filter(([path]) => path === destination).map(([, method]): [string, Method] => [source, method]),
+);
 const GENERATE_ERRORS = ["400", "401", "403", "405", "413", "415", "422", "429", "500", "502", "503", "504"];
 
 function operations(doc: OpenApiDocument = document): [string, Method, Operation][] {
@@ -84,25 +84,21 @@ describe("the OpenAPI document", () => {
   it("documents every endpoint under /api and at the original gateway's paths, and nothing else", () => {
     expect(API_ENDPOINTS.length).toBeGreaterThanOrEqual(7);
     const documented = operations().map(([path, method]) => `${method} ${path}`);
-    expect(documented.sort()).toEqual([...API_ENDPOINTS, ...SEED_ENDPOINTS].map(([path, method]) => `${method} ${path}`).sort());
+    expect(documented.sort()).toEqual([...API_ENDPOINTS, ...ALIAS_ENDPOINTS].map(([path, method]) => `${method} ${path}`).sort());
   });
 
-  it("gives each seed path next.config.mjs rewrites the operation of its /api path, under its own operationId", async () => {
-    const configPath = "../../next.config.mjs"; // a variable: the module has no types
-    const { default: nextConfig } = (await import(configPath)) as {
-      default: { rewrites(): Promise<{ source: string; destination: string }[]> };
-    };
-    const rewrites = await nextConfig.rewrites();
-    expect(rewrites.map(({ source }) => source).sort()).toEqual(SEED_ENDPOINTS.map(([path]) => path).sort());
-    for (const { source, destination } of rewrites) {
-      const seed = document.paths[source];
+  it("gives each original gateway path next.config.ts rewrites the operation of its /api path, under its own operationId", () => {
+    expect(REWRITES.length).toBeGreaterThanOrEqual(4);
+    expect(ALIAS_ENDPOINTS.length).toBe(REWRITES.length);
+    for (const { source, destination } of REWRITES) {
+      const alias = document.paths[source];
       const api = document.paths[destination];
-      expect(Object.keys(seed ?? {}), source).toEqual(Object.keys(api ?? {}));
+      expect(Object.keys(alias ?? {}), source).toEqual(Object.keys(api ?? {}));
       for (const method of Object.keys(api ?? {}) as Method[]) {
-        const [seedOperation, apiOperation] = [seed?.[method], api?.[method]] as [Operation, Operation];
+        const [aliasOperation, apiOperation] = [alias?.[method], api?.[method]] as [Operation, Operation];
         const own = ["operationId", "tags", "description"];
-        expect(without(seedOperation, own), source).toEqual(without(apiOperation, own));
-        expect(seedOperation.operationId).toBe(seedOperationId(apiOperation.operationId));
+        expect(without(aliasOperation, own), source).toEqual(without(apiOperation, own));
+        expect(aliasOperation.operationId).toBe(aliasOperationId(apiOperation.operationId));
       }
     }
     const ids = operations().map(([, , { operationId }]) => operationId);
@@ -123,7 +119,7 @@ describe("the OpenAPI document", () => {
     }
     expect(component.properties.num_inference_steps).toMatchObject({ minimum: schemas.STEPS_MIN, maximum: schemas.STEPS_MAX, default: 9 });
     expect(component.properties.seed).toMatchObject({ type: "integer", default: -1 });
-    for (const [path, method] of [...API_ENDPOINTS, ...SEED_ENDPOINTS]) {
+    for (const [path, method] of [...API_ENDPOINTS, ...ALIAS_ENDPOINTS]) {
       const body = document.paths[path]?.[method]?.requestBody;
       if (method === "post") expect(body?.content["application/json"]?.schema, path).toEqual({ $ref: "#/components/schemas/GenerateRequest" });
       else expect(body, path).toBeUndefined();

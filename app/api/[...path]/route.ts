@@ -1,10 +1,11 @@
 import { fail } from "@/lib/errors";
 import { observe } from "@/lib/http";
+import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";
 
 /** Unknown /api paths answer JSON like every other endpoint, not Next's HTML 404. */
-const notFound = observe("/api/[...path]", (request) => {
+const notFound = observe(ROUTES.unknown, (request) => {
   throw fail.notFound(new URL(request.url).pathname);
 });
 

@@ -1,12 +1,14 @@
 import { route } from "@/lib/http";
 import { exposition } from "@/lib/observe/metrics";
+import { registry } from "@/lib/registry";
+import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";
 
 /** GET /api/metrics/gateway: the gateway's own metrics, in Prometheus text format. */
-export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route({
+export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.gatewayMetrics, {
   GET: async () => {
-    const { body, contentType } = await exposition();
+    const { body, contentType } = await exposition(registry().metrics);
     return new Response(body, { headers: { "content-type": contentType, "cache-control": "no-store" } });
   },
-}, "/api/metrics/gateway");
+});

@@ -1,5 +1,7 @@
-/** @type {import('next').NextConfig} */
-const nextConfig = {
+import type { NextConfig } from "next";
+import { rewrites } from "./lib/routes";
+
+const nextConfig: NextConfig = {
   // The gateway relays megabytes of base64 that barely compress; gzip would
   // cost CPU per image for little gain. Put compression in the load balancer if wanted.
   compress: false,
@@ -11,8 +13,8 @@ const nextConfig = {
     preloadEntriesOnStart: false,
   },
   // On every answer, API included; the pages' Content-Security-Policy comes from proxy.ts (it needs a nonce per request).
-  async headers() {
-    return [
+  headers: () =>
+    Promise.resolve([
       {
         source: "/:path*",
         headers: [
@@ -21,17 +23,9 @@ const nextConfig = {
           { key: "X-Frame-Options", value: "DENY" },
         ],
       },
-    ];
-  },
-  // The seed gateway's paths, for existing frontends: same handlers as /api/*.
-  async rewrites() {
-    return [
-      { source: "/health", destination: "/api/health" },
-      { source: "/generate", destination: "/api/generate" },
-      { source: "/generate-stream", destination: "/api/generate-stream" },
-      { source: "/metrics", destination: "/api/metrics" },
-    ];
-  },
+    ]),
+  // The original gateway's paths, for existing frontends: the same handlers as under /api (lib/routes.ts).
+  rewrites: () => Promise.resolve(rewrites()),
 };
 
 export default nextConfig;

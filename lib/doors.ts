@@ -1,0 +1,94 @@
+/**
+ * The generation pipeline's doors onto HTTP (lib/pipeline.ts):
+ * POST /api/generate answers JSON, POST /api/generate-stream server-sent
+ * events. Both read, validate and admit the same way; each generation is
+ * released once its response is closed.
+ */
+import "server-only";
+import { GatewayError, fail } from "./errors";
+import { readJsonObject, streamedJson } from "./http";
+import type { RequestContext } from "./http";
+import type { RequestRecord } from "./observe/request";
+import { Generation } from "./pipeline";
+import type { UpstreamEvent } from "./pipeline";
+import { registry } from "./registry";
+import { EventStream } from "./sse";
+
+/** Begins a generation for `request`, released once its response is closed, and reads its body into it. */
+async function accepted(request: Request, client: AbortSignal, { record, afterResponse }: RequestContext): Promise<Generation> {
+  const { config } = registry();
+  const generation = new Generation(registry(), client, record);
+  afterResponse(() => {
+    generation.close();
+  });
+  await generation.accept((signal) => readJsonObject(request, { maxBytes: config.maxBodyBytes, timeoutMs: config.bodyTimeoutMs, signal }));
+  return generation;
+}
+
+/**
+ * POST /api/generate: the GPU server's answer, unchanged. The slot is freed
+ * as soon as the GPU server has answered, not when the client has read the image.
+ */
+export async function generate(request: Request, context: RequestContext): Promise<Response> {
+  const generation = await accepted(request, request.signal, context);
+  const answer = await generation.image();
+  context.record.sent(answer.reduce((bytes, chunk) => bytes + chunk.length, 0));
+  const response = streamedJson(answer);
+  // Answered while draining: the client's next request should open a connection elsewhere.
+  if (registry().drain.draining) response.headers.set("connection", "close");
+  return response;
+}
+
+/**
+ * POST /api/generate-stream. The event stream starts only when there is
+ * something to send: `queued` events for a request that must wait, or the
+ * upstream's 200. Until then a failure is the usual JSON error with its
+ * status; after, a final `error` event. The record stays open until the stream ends.
+ */
+export async function generateStream(request: Request, context: RequestContext): Promise<Response> {
+  // The client is gone when its request is aborted, or when it cancels the stream it reads.
+  const client = new AbortController();
+  const onClientGone = () => {
+    client.abort(fail.clientClosed(request.signal.reason));
+  };
+  const generation = await accepted(request, client.signal, context);
+  request.signal.addEventListener("abort", onClientGone, { once: true });
+  context.afterResponse(() => {
+    request.signal.removeEventListener("abort", onClientGone);
+  });
+  const events = new EventStream(registry().config.sseKeepAliveMs, onClientGone);
+
+  let markQueued!: () => void;
+  const queued = new Promise<"queued">((resolve) => {
+    markQueued = () => {
+      resolve("queued");
+    };
+  });
+  const opening = generation.events((position) => {
+    events.send({ type: "queued", queue_position: position, position });
+    markQueued();
+  });
+  let first: AsyncGenerator<UpstreamEvent> | "queued";
+  try {
+    first = await Promise.race([opening, queued]);
+  } catch (error) {
+    events.end();
+    throw error;
+  }
+  void relay(first === "queued" ? opening : first, events, context.record).finally(context.record.hold());
+  return events.response();
+}
+
+/** Passes the upstream's events to the client as each one completes, unchanged; a failure ends the stream with an `error` event. */
+async function relay(opening: Promise<AsyncGenerator<UpstreamEvent>> | AsyncGenerator<UpstreamEvent>, events: EventStream, record: RequestRecord): Promise<void> {
+  try {
+    for await (const { bytes } of await opening) {
+      events.write(bytes);
+      record.sent(bytes.length);
+    }
+    events.end();
+  } catch (error) {
+    record.failed(error);
+    events.fail((error instanceof GatewayError ? error : fail.internal(error)).message);
+  }
+}

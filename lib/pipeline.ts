@@ -1,0 +1,137 @@
+/**
+ * The one way a generation runs, whichever door it came in by: admit, read
+ * and validate, wait for a slot, call a GPU server, check its answer,
+ * release. Nothing here knows HTTP: the doors (lib/doors.ts) make a JSON
+ * answer or an event stream of it.
+ */
+import { fail } from "./errors";
+import type { ErrorCode } from "./errors";
+import type { Slot } from "./limiter/types";
+import type { Registry } from "./registry";
+import { validateGenerateRequest } from "./schemas";
+import type { GenerateRequest } from "./schemas";
+import type { Work } from "./shutdown";
+import { EventSplitter, inspectEvent } from "./sse";
+import type { CallContext, OpenResponse } from "./upstream/server";
+
+/** Who hears how a generation goes: a request's record does (lib/observe/request.ts). */
+export interface GenerationObserver {
+  /** The validated parameters. */
+  generating(params: GenerateRequest): void;
+  /** Starts timing the wait for a slot or the upstream call; the returned function stops it. */
+  begin(phase: "queue" | "upstream"): () => void;
+  /** What the upstream call sends on (the request id, the trace context). */
+  upstreamContext(): CallContext;
+  /** The GPU server told of its own failure in the stream, with a 200 already sent. */
+  failedWith(kind: ErrorCode): void;
+}
+
+/** One event of the GPU server's stream, its bytes as they came. `type` is undefined for a comment. */
+export interface UpstreamEvent {
+  bytes: Buffer;
+  type: string | undefined;
+}
+
+/**
+ * One generation. Counted in flight from its making (the 503 while the
+ * gateway drains) to `close()`, its one release, which its door calls once
+ * the answer is delivered: a drain never exits with an answer half sent.
+ * The slot it waits for is the upstream call's once granted, and freed when
+ * the GPU server is done with it (lib/upstream/balancer.ts). Every failure
+ * it throws is already the error table's (lib/errors.ts).
+ */
+export class Generation {
+  private readonly work: Work;
+  private params: GenerateRequest | undefined;
+
+  /** `client` aborts when whoever asked for the image is gone. */
+  constructor(
+    private readonly gateway: Registry,
+    client: AbortSignal,
+    private readonly observer: GenerationObserver,
+  ) {
+    this.work = gateway.drain.beginWork(client);
+  }
+
+  /** Reads the request (a drain that starts meanwhile stops the read) and validates it: nothing invalid goes further. */
+  async accept(read: (signal: AbortSignal) => Promise<unknown>): Promise<GenerateRequest> {
+    const result = validateGenerateRequest(await read(this.work.queueSignal), { sizeMultiple: this.gateway.config.sizeMultiple });
+    if (!result.ok) throw fail.validation(result.detail);
+    this.observer.generating(result.data);
+    this.params = result.data;
+    return result.data;
+  }
+
+  /** The GPU server's whole /generate answer (a JSON object, checked), in the chunks it came in. */
+  async image(): Promise<Buffer[]> {
+    const { result, done } = await this.call((params, slot) =>
+      this.gateway.upstream.generate(params, this.work.signal, this.observer.upstreamContext(), slot),
+    );
+    done();
+    return result;
+  }
+
+  /**
+   * The GPU server's /generate-stream once it answered 200: its events, each
+   * whole and unchanged, up to its `complete` or `error` event. A malformed
+   * event, or a stream that ends before the image, throws. `onQueued` hears
+   * the place in line while the generation waits for a slot.
+   */
+  async events(onQueued?: (position: number) => void): Promise<AsyncGenerator<UpstreamEvent>> {
+    const { result, done } = await this.call(
+      (params, slot) => this.gateway.upstream.generateStream(params, this.work.signal, this.observer.upstreamContext(), slot),
+      onQueued,
+    );
+    return this.checked(result, done);
+  }
+
+  close(): void {
+    this.work.release();
+  }
+
+  /** Waits for a slot (bounded by QUEUE_TIMEOUT), then sends; `done` stops the upstream time. */
+  private async call<T>(send: (params: GenerateRequest, slot: Slot) => Promise<T>, onQueued?: (position: number) => void): Promise<{ result: T; done: () => void }> {
+    const params = this.params;
+    if (params === undefined) throw new Error("a generation is accepted before it is sent");
+    const queued = this.observer.begin("queue");
+    let slot: Slot;
+    try {
+      slot = await this.gateway.limiter.acquire(this.work.queueSignal, onQueued);
+    } finally {
+      queued();
+    }
+    const done = this.observer.begin("upstream");
+    try {
+      return { result: await send(params, slot), done };
+    } catch (error) {
+      done();
+      throw error;
+    }
+  }
+
+  /** The slot is held while the GPU streams, and after a stream cut short until the server is done with it. */
+  private async *checked(response: OpenResponse, done: () => void): AsyncGenerator<UpstreamEvent> {
+    const splitter = new EventSplitter();
+    let finished = false;
+    try {
+      for await (const chunk of response.chunks) {
+        for (const bytes of splitter.push(chunk)) {
+          const event = inspectEvent(bytes);
+          if (event.kind === "malformed") throw fail.upstreamBadResponse(event.reason);
+          const type = event.kind === "event" ? event.type : undefined;
+          finished = type === "complete" || type === "error";
+          // The GPU server's own error event: its failure, told in the stream instead of a status.
+          if (type === "error") this.observer.failedWith("upstream_status");
+          yield { bytes, type };
+          if (finished) return;
+        }
+      }
+      // The genuine server ends its stream this way when the generation fails (a timeout, a pipeline error).
+      finished = true;
+      throw fail.upstreamBadResponse("the stream ended before the image was complete");
+    } finally {
+      done();
+      response.close(finished);
+    }
+  }
+}

@@ -1,0 +1,154 @@
+import { pino } from "pino";
+import type { DestinationStream, Logger } from "pino";
+import { config } from "./config";
+import type { Config } from "./config";
+import { LocalLimiter } from "./limiter/local";
+import { RedisLimiter } from "./limiter/redis";
+import type { Limiter } from "./limiter/types";
+import { createMetrics } from "./observe/metrics";
+import type { Metrics } from "./observe/metrics";
+import { guardNodeServers } from "./security/client";
+import type { PeerStamp } from "./security/client";
+import { CorsPolicy } from "./security/cors";
+import { ApiKeys } from "./security/keys";
+import { RateLimiter } from "./security/rate-limit";
+import { Drain, settlesWithin } from "./shutdown";
+import { Balancer } from "./upstream/balancer";
+
+/**
+ * Everything the process holds, built from one configuration: the logger, the
+ * limiter, the GPU servers' pools, the shutdown drain, the access rules, the
+ * metrics. Each part is made on first use (a gateway that is never asked to
+ * generate opens no pool, no Redis connection). Next bundles each route on
+ * its own, so module state would give every route its own pools: the
+ * process's registry lives on globalThis, the one thing they share, and a test
+ * may build one from any configuration and run the pipeline on it in-process.
+ */
+export class Registry {
+  #logger: Logger | undefined;
+  #drain: Drain | undefined;
+  #limiter: Limiter | undefined;
+  #upstream: Balancer | undefined;
+  #access: Access | undefined;
+  #metrics: Metrics | undefined;
+  #peerStamp: PeerStamp | undefined | null = null;
+
+  /** `logTo` is where the log lines go instead of stdout (a test's capture). */
+  constructor(
+    readonly config: Config,
+    private readonly options: { logTo?: DestinationStream } = {},
+  ) {}
+
+  /** JSON lines on stdout at LOG_LEVEL, written synchronously so a line is out before the process may die. */
+  get logger(): Logger {
+    return (this.#logger ??= pino(
+      {
+        level: this.config.logLevel,
+        base: { pid: process.pid },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+      },
+      this.options.logTo ?? pino.destination({ dest: 1, sync: true }),
+    ));
+  }
+
+  /** The generations in flight, and the drain SIGTERM starts (lib/shutdown.ts). */
+  get drain(): Drain {
+    return (this.#drain ??= new Drain());
+  }
+
+  /**
+   * One limit over every gateway sharing REDIS_URL when it is set, else this
+   * process's own, which admits no more than the servers in rotation can
+   * take (the balancer tells it as that changes).
+   */
+  get limiter(): Limiter {
+    if (this.#limiter) return this.#limiter;
+    const settings = this.config;
+    if (settings.redisUrl === undefined) {
+      const local = new LocalLimiter(settings);
+      local.setCapacity(this.upstream.capacity());
+      return (this.#limiter = local);
+    }
+    return (this.#limiter = new RedisLimiter({
+      ...settings,
+      redisUrl: settings.redisUrl,
+      failureMode: settings.redisFailureMode,
+      onModeChange: (mode, cause) => {
+        if (mode === "redis") this.logger.info({ limiter: mode }, "limiter: Redis reachable, one limit over every gateway");
+        else this.logger.warn({ limiter: mode, err: cause }, "limiter: Redis unreachable");
+      },
+    }));
+  }
+
+  /** The GPU servers (TEXT2IMAGE_SERVER_URL, one or several), each with its pool, behind one balancer. */
+  get upstream(): Balancer {
+    return (this.#upstream ??= new Balancer(this.config.serverUrls, {
+      ...this.config,
+      onChange: ({ event, url, periodMs, failures }) => {
+        if (event === "ejected") this.logger.warn({ server: url, ejected_for_ms: periodMs, consecutive_failures: failures }, "text-to-image server ejected");
+        else this.logger.info({ server: url }, "text-to-image server back in rotation");
+      },
+      onCapacity: (capacity) => {
+        this.limiter.setCapacity?.(capacity);
+      },
+      onOrphanEnd: ({ url, heldMs, reason }) => {
+        const fields = { server: url, held_ms: Math.round(heldMs), reason };
+        if (reason === "timeout") this.logger.warn(fields, "orphaned generation not seen done within REQUEST_TIMEOUT: its slot is freed");
+        else this.logger.debug(fields, "orphaned generation done: its slot is freed");
+      },
+    }));
+  }
+
+  /** API keys, rate limits, allowed web origins (lib/security). */
+  get access(): Access {
+    return (this.#access ??= {
+      keys: new ApiKeys(this.config.apiKeys),
+      rateLimits: new RateLimiter({ perMinute: this.config.rateLimitPerMinute }),
+      cors: new CorsPolicy(this.config.corsOrigins),
+    });
+  }
+
+  get metrics(): Metrics {
+    return (this.#metrics ??= createMetrics(this));
+  }
+
+  /**
+   * The peer stamp of each request (lib/security/client.ts): the Node http
+   * servers are guarded from the first call. None on Vercel, whose edge sets
+   * X-Forwarded-For.
+   */
+  peerStamp(): PeerStamp | undefined {
+    if (this.#peerStamp === null) this.#peerStamp = process.env.VERCEL ? undefined : guardNodeServers(this.config.sendTimeoutMs);
+    return this.#peerStamp;
+  }
+
+  /**
+   * At shutdown, after the drain: the pools first (the balancer gives back
+   * the slots its orphans held), then the limiter (which gives them back to
+   * Redis). A failure or a hang past `timeoutMs` does not stop what follows.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    await settlesWithin(this.#upstream?.close(), timeoutMs);
+    await settlesWithin(this.#limiter?.close?.(), timeoutMs);
+  }
+}
+
+export interface Access {
+  keys: ApiKeys;
+  rateLimits: RateLimiter;
+  cors: CorsPolicy;
+}
+
+const KEY = Symbol.for("text2image-gateway.registry");
+const store = globalThis as typeof globalThis & { [KEY]?: Registry };
+
+/** The process's registry, built from process.env on first use. */
+export function registry(): Registry {
+  return (store[KEY] ??= new Registry(config()));
+}
+
+/** Makes `replacement` the process's registry (an in-process test's, built from its own configuration). */
+export function setRegistry(replacement: Registry): void {
+  store[KEY] = replacement;
+}

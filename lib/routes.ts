@@ -1,0 +1,48 @@
+/**
+ * Every endpoint, once. Each entry's `path` is its folder under app/ (the
+ * handler's route.ts passes its entry to `route()`); `alias` is the original
+ * gateway's path for it, a rewrite. From this list come the rewrites
+ * (next.config.ts), the pages' proxy matcher (proxy.ts: Next reads it as a
+ * literal, so tests/unit/routes.test.ts checks it against `pageMatcher()`),
+ * the logs' and metrics' route labels, and the OpenAPI paths. Adding an
+ * endpoint is its folder and its entry here.
+ */
+export interface RouteEntry {
+  /** The handler's path under /api, also its label in logs and metrics. */
+  readonly path: string;
+  /** The original gateway's path, rewritten to `path`. */
+  readonly alias?: string;
+  /** Polled by balancers, pages or Prometheus: a success is logged at debug, not info. */
+  readonly polled?: boolean;
+  /** Behind GATEWAY_API_KEYS and RATE_LIMIT_PER_MINUTE, when they are set. */
+  readonly guarded?: boolean;
+}
+
+export const ROUTES = {
+  info: { path: "/api" },
+  health: { path: "/api/health", alias: "/health", polled: true },
+  generate: { path: "/api/generate", alias: "/generate", guarded: true },
+  generateStream: { path: "/api/generate-stream", alias: "/generate-stream", guarded: true },
+  metrics: { path: "/api/metrics", alias: "/metrics" },
+  gatewayMetrics: { path: "/api/metrics/gateway", polled: true },
+  openApi: { path: "/api/openapi.json" },
+  /** Any other /api path: a JSON 404. */
+  unknown: { path: "/api/[...path]" },
+} as const satisfies Record<string, RouteEntry>;
+
+const ENTRIES: readonly RouteEntry[] = Object.values(ROUTES);
+
+/** The original gateway's paths, for existing frontends: rewrites onto the same handlers. */
+export function rewrites(): { source: string; destination: string }[] {
+  return ENTRIES.flatMap((entry) => (entry.alias ? [{ source: entry.alias, destination: entry.path }] : []));
+}
+
+/**
+ * The source of the proxy's matcher: every path but the API (under /api or
+ * at an alias) and Next's static files, whose hot path so pays nothing for
+ * the pages' Content-Security-Policy.
+ */
+export function pageMatcher(): string {
+  const aliases = ENTRIES.flatMap((entry) => (entry.alias ? [`${entry.alias.slice(1)}$`] : []));
+  return `/((?!api(?:/|$)|_next/static/|_next/image|favicon\\.ico$|${aliases.join("|")}).*)`;
+}
