@@ -55,7 +55,7 @@ function contentSecurityPolicy(nonce: string, pathname: string): string {
 export const config = {
   matcher: [
     {
-      // Pages only: not /api, nor the seed API paths (rewrites to /api), nor Next's static files.
+      // Pages only: not /api, nor the original gateway's paths (lib/routes.ts: rewrites to /api), nor Next's static files.
       source: "/((?!api(?:/|$)|_next/static/|_next/image|favicon\\.ico$|health$|generate$|generate-stream$|metrics$).*)",
       missing: [
         { type: "header", key: "next-router-prefetch" },

@@ -171,7 +171,7 @@ export const fail = {
       `Text-to-image server response is larger than ${limit} bytes (MAX_RESPONSE_BYTES)`,
       { cause },
     ),
-  /** The seed's mapping of an upstream error status: 503 and 504 keep their detail. */
+  /** The original gateway's mapping of an upstream error status: 503 and 504 keep their detail. */
   upstreamStatus: (status: number, detail: string, retryAfter?: string) => {
     if (status < 400) return fail.upstreamBadResponse(`unexpected status ${status}`);
     const headers: Record<string, string> = retryAfter ? { "Retry-After": retryAfter } : {};

@@ -2,6 +2,7 @@ import { pino } from "pino";
 import type { DestinationStream, Logger } from "pino";
 import { config } from "./config";
 import type { Config } from "./config";
+import { GatedLimiter } from "./limiter/gated";
 import { LocalLimiter } from "./limiter/local";
 import { RedisLimiter } from "./limiter/redis";
 import type { Limiter } from "./limiter/types";
@@ -58,19 +59,17 @@ export class Registry {
   }
 
   /**
-   * One limit over every gateway sharing REDIS_URL when it is set, else this
-   * process's own, which admits no more than the servers in rotation can
-   * take (the balancer tells it as that changes).
+   * This process's own limit, which admits no more than the servers in
+   * rotation can take (the balancer tells it as that changes); with REDIS_URL,
+   * in front of one limit over every gateway sharing the Redis.
    */
   get limiter(): Limiter {
     if (this.#limiter) return this.#limiter;
     const settings = this.config;
-    if (settings.redisUrl === undefined) {
-      const local = new LocalLimiter(settings);
-      local.setCapacity(this.upstream.capacity());
-      return (this.#limiter = local);
-    }
-    return (this.#limiter = new RedisLimiter({
+    const local = new LocalLimiter(settings);
+    local.setCapacity(this.upstream.capacity());
+    if (settings.redisUrl === undefined) return (this.#limiter = local);
+    const shared = new RedisLimiter({
       ...settings,
       redisUrl: settings.redisUrl,
       failureMode: settings.redisFailureMode,
@@ -78,7 +77,8 @@ export class Registry {
         if (mode === "redis") this.logger.info({ limiter: mode }, "limiter: Redis reachable, one limit over every gateway");
         else this.logger.warn({ limiter: mode, err: cause }, "limiter: Redis unreachable");
       },
-    }));
+    });
+    return (this.#limiter = new GatedLimiter(local, shared, settings.queueTimeoutMs));
   }
 
   /** The GPU servers (TEXT2IMAGE_SERVER_URL, one or several), each with its pool, behind one balancer. */

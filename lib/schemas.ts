@@ -262,7 +262,7 @@ function plural(count: number | bigint, noun: string): string {
 // Bodies the gateway itself answers with. They describe what the handlers send
 // (the handlers check against them with `satisfies`) and feed the OpenAPI document.
 
-/** 200 of GET /api: what this service is (the seed's `GET /`). */
+/** 200 of GET /api: what this service is (the original gateway's `GET /`). */
 export const GatewayInfo = z.object({
   message: z.string(),
   version: z.string(),

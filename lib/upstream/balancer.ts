@@ -110,11 +110,6 @@ interface Member {
   watching: boolean;
 }
 
-interface Waiter {
-  tried: ReadonlySet<Member>;
-  resolve: (member: Member | undefined) => void;
-}
-
 /**
  * The GPU servers behind the gateway, with the calls the gateway makes
  * (generate, generateStream, health, metrics). Each call goes to the server
@@ -123,14 +118,13 @@ interface Waiter {
  * with each ejection in a row (Envoy's outlier detection), never the last one
  * in rotation. Only a call that never reached a server fails over to another.
  * With one server it passes calls straight through: no background probe, no
- * ejection, no failover; its failures are the seed's errors, unchanged.
+ * ejection, no failover; its failures are the original gateway's errors, unchanged.
  */
 export class Balancer {
   /** The servers' URLs without credentials, joined by commas. */
   readonly publicUrl: string;
   private readonly members: Member[];
   private readonly now: () => number;
-  private readonly waiters: Waiter[] = [];
   /** Breaks ties between equally free servers in turn. */
   private turn = -1;
   private started = false;
@@ -176,19 +170,14 @@ export class Balancer {
    * client left, a timeout) may be later than the call's end: see `orphan`.
    */
   generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<Buffer[]> {
-    return this.attempt(signal, slot, async (member, call) => {
+    return this.attempt(slot, async (member, call) => {
       try {
         const answer = await member.server.generate(request, signal, context);
         this.judge(member);
         this.release(member, call);
         return answer;
       } catch (error) {
-        this.judge(member, error);
-        // An answer (of any status) means the server is done; only a call cut short may still run there.
-        if (this.retried(error)) this.release(member, call, false);
-        else if (answered(error) || (error instanceof GatewayError && error.code === "upstream_bad_response")) this.release(member, call);
-        else this.orphan(member, call);
-        throw error;
+        throw this.callFailed(member, call, error);
       }
     });
   }
@@ -199,16 +188,12 @@ export class Balancer {
    * else (an abandoned stream) once the server is done with it.
    */
   generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<OpenResponse> {
-    return this.attempt(signal, slot, async (member, call) => {
+    return this.attempt(slot, async (member, call) => {
       let response: OpenResponse;
       try {
         response = await member.server.generateStream(request, signal, context);
       } catch (error) {
-        this.judge(member, error);
-        if (this.retried(error)) this.release(member, call, false);
-        else if (answered(error)) this.release(member, call);
-        else this.orphan(member, call);
-        throw error;
+        throw this.callFailed(member, call, error);
       }
       return this.tracked(member, call, response);
     });
@@ -291,7 +276,6 @@ export class Balancer {
       clearTimeout(member.rejoinTimer);
       for (const call of member.calls) this.release(member, call);
     }
-    for (const waiter of this.waiters.splice(0)) waiter.resolve(undefined);
     await Promise.all(this.members.map((member) => member.server.close()));
   }
 
@@ -300,18 +284,12 @@ export class Balancer {
    * (see `neverSent`) is tried on the next one; when no server is left, the
    * answer is 503 at once. Every other failure is the caller's answer.
    */
-  private async attempt<T>(signal: AbortSignal, slot: Slot, run: (member: Member, call: Call) => Promise<T>): Promise<T> {
+  private async attempt<T>(slot: Slot, run: (member: Member, call: Call) => Promise<T>): Promise<T> {
     this.start();
     const tried = new Set<Member>();
     let lastError: unknown;
     for (;;) {
-      let member: Member | undefined;
-      try {
-        member = await this.reserve(tried, signal);
-      } catch (error) {
-        slot.release();
-        throw error;
-      }
+      const member = this.pick(tried);
       if (!member) {
         slot.release();
         throw fail.noServerAvailable(lastError);
@@ -328,35 +306,23 @@ export class Balancer {
     }
   }
 
+  /**
+   * A call failed: counted toward ejection, and its place and slot freed,
+   * unless it goes on to another server or the server may still run it.
+   * An answer of any status (or an invalid one) means the server is done;
+   * only a call cut short may still run there (`orphan`).
+   */
+  private callFailed(member: Member, call: Call, error: unknown): unknown {
+    this.judge(member, error);
+    if (this.retried(error)) this.release(member, call, false);
+    else if (answered(error) || (error instanceof GatewayError && error.code === "upstream_bad_response")) this.release(member, call);
+    else this.orphan(member, call);
+    return error;
+  }
+
   /** Whether a failed call is tried on another server: only when it never reached this one, and there are others. */
   private retried(error: unknown): boolean {
     return this.members.length > 1 && neverSent(error);
-  }
-
-  /**
-   * A server for one call, counted as in flight: at once when one has room,
-   * else once one does (only when MAX_CONCURRENT_PER_SERVER is below the
-   * gateway's total). Undefined when every server is ejected or tried.
-   */
-  private reserve(tried: ReadonlySet<Member>, signal: AbortSignal): Promise<Member | undefined> {
-    const member = this.pick(tried);
-    if (member || !this.anyLeft(tried)) return Promise.resolve(member);
-    if (signal.aborted) return Promise.reject(fail.aborted(signal.reason));
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(fail.aborted(signal.reason));
-      };
-      const waiter: Waiter = {
-        tried,
-        resolve: (found) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(found);
-        },
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
   }
 
   /** Takes the best server in rotation below its cap, not yet tried by this call, and counts the call on it. */
@@ -364,10 +330,12 @@ export class Balancer {
     const count = this.members.length;
     this.turn = (this.turn + 1) % count;
     const fallback = this.typicalCapacity();
+    const candidates = this.members.filter((member) => member.ejectedUntil === undefined && !tried.has(member));
+    // The limiter admits no more than the servers in rotation can take, so one has room; only a call
+    // failing over from a server that refused it may find none, and goes over a cap rather than wait.
+    const roomy = candidates.filter((member) => member.inFlight < this.options.maxConcurrentPerServer);
     let best: Member | undefined;
-    for (const member of this.members) {
-      if (member.ejectedUntil !== undefined || tried.has(member)) continue;
-      if (member.inFlight >= this.options.maxConcurrentPerServer) continue;
+    for (const member of roomy.length > 0 ? roomy : candidates) {
       if (!best || this.better(member, best, fallback)) best = member;
     }
     if (best) best.inFlight++;
@@ -400,10 +368,6 @@ export class Balancer {
     return known.length === 0 ? 1 : known.reduce((total, capacity) => total + capacity, 0) / known.length;
   }
 
-  private anyLeft(tried: ReadonlySet<Member>): boolean {
-    return this.members.some((member) => member.ejectedUntil === undefined && !tried.has(member));
-  }
-
   /** Counts a call's outcome toward ejection. */
   private judge(member: Member, error?: unknown): void {
     if (countsAsFailure(error)) {
@@ -422,7 +386,6 @@ export class Balancer {
     clearTimeout(call.timer);
     member.inFlight--;
     if (slot) call.slot.release();
-    this.drain();
   }
 
   /**
@@ -564,17 +527,6 @@ export class Balancer {
     member.rejoinTimer.unref();
     this.options.onChange?.({ event: "ejected", url: member.server.publicUrl, periodMs, failures: member.failures });
     this.options.onCapacity?.(this.capacity());
-    this.drain();
-  }
-
-  /** Hands freed or returned servers to waiting calls, first come first served. */
-  private drain(): void {
-    for (const waiter of [...this.waiters]) {
-      const member = this.pick(waiter.tried);
-      if (!member && this.anyLeft(waiter.tried)) continue;
-      this.waiters.splice(this.waiters.indexOf(waiter), 1);
-      waiter.resolve(member);
-    }
   }
 
   /** Starts the background probes on first use, with several servers only; the timer never keeps the process up. */
@@ -634,7 +586,6 @@ export class Balancer {
     clearTimeout(member.rejoinTimer);
     this.options.onChange?.({ event: "rejoined", url: member.server.publicUrl });
     this.options.onCapacity?.(this.capacity());
-    this.drain();
   }
 
   private stateOf(member: Member): ServerState["state"] {

@@ -321,7 +321,7 @@ function generateAttributes(request: GenerateRequest, context: CallContext): Att
   };
 }
 
-/** The seed's `text2image_server.status` for a failed health call. */
+/** The original gateway's `text2image_server.status` for a failed health call. */
 function healthStatus(failure: GatewayError): string {
   switch (failure.code) {
     case "upstream_status":

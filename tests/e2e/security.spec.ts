@@ -22,7 +22,7 @@ const API_KEY = "e2e-key-5f0c2a9d8e7b6a41";
 let keyedGateway: ChildProcess;
 let frontends: Server[] = [];
 
-/** The "original frontend": a page on another origin that calls the gateway as the seed's frontend did. */
+/** The "original frontend": a page on another origin that calls the gateway as the original gateway's frontend did. */
 const FRONTEND_HTML = `<!doctype html>
 <html><head><meta charset="utf-8"><title>original frontend</title></head>
 <body><pre id="out">running</pre>

@@ -44,7 +44,7 @@ describe("the concurrency cap", () => {
     expect(await load()).toEqual({ in_flight: 0, queued: 0 });
   });
 
-  it("rejects past MAX_QUEUE with 503, Retry-After and the seed's words", async () => {
+  it("rejects past MAX_QUEUE with 503, Retry-After and the original gateway's words", async () => {
     // 6 steps of 40 ms: the first three still run when all sixteen have arrived,
     // and the ten queued are done in four rounds, well within QUEUE_TIMEOUT.
     emulator.setStepMs(40);

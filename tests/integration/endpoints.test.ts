@@ -43,7 +43,7 @@ describe("GET /api", () => {
 });
 
 describe("GET /api/health", () => {
-  it("reports the gateway and the GPU server with every field of the seed", async () => {
+  it("reports the gateway and the GPU server with every field of the original gateway", async () => {
     const answer = await call(`${gateway.url}/api/health`);
     expect(answer.status).toBe(200);
     expect(answer.body).toEqual({
@@ -135,7 +135,7 @@ describe("GET /api/metrics", () => {
   });
 });
 
-describe("the seed's paths", () => {
+describe("the original gateway's paths", () => {
   it.each([
     ["/health", "GET"],
     ["/metrics", "GET"],

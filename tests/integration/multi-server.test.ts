@@ -5,6 +5,8 @@
  * bodies. Prints the measured times to eject and to rejoin.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRedisServer } from "../redis-server";
+import type { RedisServer } from "../redis-server";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { call, eventually, freePort, gatewayLoad, postJson, startGateway, streamGenerate } from "./harness";
@@ -326,14 +328,18 @@ describe("every server out", () => {
   });
 });
 
-describe("servers that can take fewer than MAX_CONCURRENT_REQUESTS (MAX_CONCURRENT_PER_SERVER × servers)", () => {
+// With Redis the global limit stays MAX_CONCURRENT_REQUESTS; this gateway's own limit stands in front of it.
+describe.each(["in-process", "Redis"])("servers that can take fewer than MAX_CONCURRENT_REQUESTS (MAX_CONCURRENT_PER_SERVER × servers), %s limiter", (limiter) => {
   let a: Emulator;
   let b: Emulator;
   let gateway: Gateway;
+  let redis: RedisServer | undefined;
 
   beforeAll(async () => {
     [a, b] = await Promise.all([startEmulator({ stepMs: 300 }), startEmulator({ stepMs: 300 })]);
+    redis = limiter === "Redis" ? await startRedisServer() : undefined;
     gateway = await startGateway({
+      ...(redis ? { REDIS_URL: redis.url } : {}),
       TEXT2IMAGE_SERVER_URL: `${a.url},${b.url}`,
       MAX_CONCURRENT_REQUESTS: "10",
       MAX_CONCURRENT_PER_SERVER: "1",
@@ -344,7 +350,7 @@ describe("servers that can take fewer than MAX_CONCURRENT_REQUESTS (MAX_CONCURRE
 
   afterAll(async () => {
     await gateway.stop();
-    await Promise.all([a.close(), b.close()]);
+    await Promise.all([a.close(), b.close(), redis?.stop()]);
   });
 
   it("admit only what the servers can take: the rest wait in the one queue, counted, told, and bounded by QUEUE_TIMEOUT", async () => {

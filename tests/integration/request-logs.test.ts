@@ -88,7 +88,7 @@ describe("the request log", () => {
     expect(line).not.toHaveProperty("prompt");
   });
 
-  it("labels a seed path with the route it lands on", async () => {
+  it("labels an original gateway path with the route it lands on", async () => {
     const answer = await postJson(`${gateway.url}/generate`, small, withId("seed-path-1"));
     expect(answer.status).toBe(200);
     expect(await lineFor("seed-path-1")).toMatchObject({ route: "/api/generate", status: 200 });

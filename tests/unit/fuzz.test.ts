@@ -6,7 +6,7 @@
  * counterexample; FUZZ_SEED=<n> explores another part of the space.
  */
 import fc from "fast-check";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 
 
 import { GatewayError } from "@/lib/errors";

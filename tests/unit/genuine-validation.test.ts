@@ -7,7 +7,7 @@
  * (a 500 after the queue), the gateway refuses before the GPU.
  */
 import { readFileSync } from "node:fs";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { GatewayError } from "@/lib/errors";
 import { readJsonObject } from "@/lib/http";
 import { requestJson, validateGenerateRequest } from "@/lib/schemas";

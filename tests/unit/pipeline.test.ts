@@ -14,6 +14,7 @@ import { Generation } from "@/lib/pipeline";
 import type { GenerationObserver } from "@/lib/pipeline";
 import { Registry, setRegistry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
+import type { RouteEntry } from "@/lib/routes";
 import { startEmulator } from "@/emulator/server";
 import type { Emulator } from "@/emulator/server";
 
@@ -44,7 +45,7 @@ function post(body: unknown, signal?: AbortSignal): Request {
 }
 
 /** What route() gives a handler; `closed()` runs what waits for the response's close, as Next's after() would. */
-function context(entry = ROUTES.generate, request = post(BODY)) {
+function context(entry: RouteEntry = ROUTES.generate, request = post(BODY)) {
   const tasks: (() => void)[] = [];
   const record = new RequestRecord(entry, request);
   const ctx: RequestContext = { record, afterResponse: (task) => tasks.push(task) };
