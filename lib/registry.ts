@@ -59,26 +59,30 @@ export class Registry {
   }
 
   /**
-   * This process's own limit, which admits no more than the servers in
-   * rotation can take (the balancer tells it as that changes); with REDIS_URL,
-   * in front of one limit over every gateway sharing the Redis.
+   * One limit over every gateway sharing REDIS_URL when it is set, else this
+   * process's own. Either admits no more than the servers in rotation can
+   * take from this gateway (the balancer tells it as that changes).
    */
   get limiter(): Limiter {
     if (this.#limiter) return this.#limiter;
     const settings = this.config;
-    const local = new LocalLimiter(settings);
-    local.setCapacity(this.upstream.capacity());
-    if (settings.redisUrl === undefined) return (this.#limiter = local);
-    const shared = new RedisLimiter({
-      ...settings,
-      redisUrl: settings.redisUrl,
-      failureMode: settings.redisFailureMode,
-      onModeChange: (mode, cause) => {
-        if (mode === "redis") this.logger.info({ limiter: mode }, "limiter: Redis reachable, one limit over every gateway");
-        else this.logger.warn({ limiter: mode, err: cause }, "limiter: Redis unreachable");
-      },
-    });
-    return (this.#limiter = new GatedLimiter(local, shared, settings.queueTimeoutMs));
+    const limiter =
+      settings.redisUrl === undefined
+        ? new LocalLimiter(settings)
+        : new GatedLimiter(
+            new RedisLimiter({
+              ...settings,
+              redisUrl: settings.redisUrl,
+              failureMode: settings.redisFailureMode,
+              onModeChange: (mode, cause) => {
+                if (mode === "redis") this.logger.info({ limiter: mode }, "limiter: Redis reachable, one limit over every gateway");
+                else this.logger.warn({ limiter: mode, err: cause }, "limiter: Redis unreachable");
+              },
+            }),
+            settings,
+          );
+    limiter.setCapacity(this.upstream.capacity());
+    return (this.#limiter = limiter);
   }
 
   /** The GPU servers (TEXT2IMAGE_SERVER_URL, one or several), each with its pool, behind one balancer. */

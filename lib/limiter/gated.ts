@@ -1,28 +1,32 @@
 import { fail } from "../errors";
-import type { LocalLimiter } from "./local";
+import { LocalLimiter } from "./local";
+import type { LocalLimiterOptions } from "./local";
 import type { RedisLimiter } from "./redis";
 import type { Limiter, LimiterStats, Slot } from "./types";
 
 /**
- * The shared limit (Redis) behind this instance's own: a request first takes
- * a local slot, so this gateway never admits more than the GPU servers in
- * rotation can take from it (MAX_CONCURRENT_PER_SERVER × servers, following
- * ejections) nor more than MAX_CONCURRENT_REQUESTS, then a global one. One
- * QUEUE_TIMEOUT bounds both waits. While Redis is unreachable (`local`), the
- * local slot is the whole limit.
+ * The shared limit (Redis) behind this instance's own, when this instance's
+ * GPU servers are what bounds it: while the servers in rotation can take fewer
+ * than MAX_CONCURRENT_REQUESTS (MAX_CONCURRENT_PER_SERVER × servers, following
+ * ejections), a request first takes a local slot, then a global one, and one
+ * QUEUE_TIMEOUT bounds both waits. Otherwise the local gate is open, and the
+ * shared limit's one FIFO is the only queue.
  */
 export class GatedLimiter implements Limiter {
+  private readonly gate: LocalLimiter;
+
   constructor(
-    private readonly gate: LocalLimiter,
     private readonly shared: RedisLimiter,
-    private readonly queueTimeoutMs: number,
-  ) {}
+    private readonly options: LocalLimiterOptions,
+  ) {
+    this.gate = new LocalLimiter({ ...options, maxConcurrent: Infinity });
+  }
 
   async acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
     const timedOut = new AbortController();
     const timer = setTimeout(() => {
-      timedOut.abort(fail.queueTimeout(this.queueTimeoutMs));
-    }, this.queueTimeoutMs);
+      timedOut.abort(fail.queueTimeout(this.options.queueTimeoutMs));
+    }, this.options.queueTimeoutMs);
     const local = await this.gate.acquire(signal, onQueued).catch((error: unknown) => {
       clearTimeout(timer);
       throw error;
@@ -43,16 +47,14 @@ export class GatedLimiter implements Limiter {
     }
   }
 
-  /** The global counts while Redis serves (with the requests waiting here for a local slot), else this instance's. */
+  /** The shared limit's counts, with the requests waiting here for a local slot. */
   stats(): LimiterStats {
     const global = this.shared.stats();
-    const local = this.gate.stats();
-    if (global.limiter === "redis") return { ...global, queued: global.queued + local.queued };
-    return { ...local, limiter: global.limiter };
+    return { ...global, queued: global.queued + this.gate.stats().queued };
   }
 
   setCapacity(capacity: number): void {
-    this.gate.setCapacity(capacity);
+    this.gate.setCapacity(capacity < this.options.maxConcurrent ? capacity : Infinity);
   }
 
   close(): Promise<void> {

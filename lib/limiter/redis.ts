@@ -4,6 +4,7 @@ import { Redis } from "ioredis";
 import type { RedisOptions } from "ioredis";
 import { fail } from "../errors";
 import type { GatewayError } from "../errors";
+import { LocalLimiter } from "./local";
 import type { LocalLimiterOptions } from "./local";
 import { ENTER, SYNC, limiterKeys } from "./redis-scripts";
 import type { LimiterKeys } from "./redis-scripts";
@@ -15,7 +16,7 @@ export interface RedisLimiterOptions extends LocalLimiterOptions {
   redisUrl: string;
   /** A slot whose gateway stops renewing it (a crash) is free again after this long. */
   leaseTtlMs: number;
-  /** Redis unreachable: `local` leaves the limit to this instance's own (lib/limiter/gated.ts), `closed` refuses new work. */
+  /** Redis unreachable: `local` limits this instance alone, `closed` refuses new work. */
   failureMode: RedisFailureMode;
   /** Every gateway sharing one limit uses the same prefix (tests use their own). */
   keyPrefix?: string;
@@ -91,16 +92,20 @@ interface Waiter {
   position: number;
   readonly onQueued: ((position: number) => void) | undefined;
   granted(): void;
-  /** Redis went away while it waited: admitted on the local limit alone, or refused (closed). */
+  /** Redis went away while it waited: wait locally instead, or fail (closed). */
   moveOut(): void;
   /** The limiter closed under it. */
   abandon(): void;
 }
 
 interface Held {
+  /** Its local slot: when admitted locally, or counted against the local limit during an outage. */
+  local: Promise<Slot> | undefined;
   /** Its lease may be in Redis, so a release must remove it there. */
   inRedis: boolean;
 }
+
+const NEVER = new AbortController().signal;
 
 /** Throws client_closed once the client has gone. */
 function stillWanted(signal: AbortSignal): void {
@@ -121,6 +126,7 @@ export class RedisLimiter implements Limiter {
   private readonly subscriber: Redis;
   private readonly keys: LimiterKeys;
   private readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  private readonly local: LocalLimiter;
   private readonly pollMs: number;
   private readonly renewMs: number;
 
@@ -146,6 +152,7 @@ export class RedisLimiter implements Limiter {
 
   constructor(private readonly options: RedisLimiterOptions) {
     this.keys = limiterKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    this.local = new LocalLimiter(options);
     this.pollMs = Math.min(options.pollMs ?? DEFAULT_POLL_MS, options.leaseTtlMs / 3);
     this.renewMs = options.leaseTtlMs / 3;
 
@@ -195,7 +202,7 @@ export class RedisLimiter implements Limiter {
     stillWanted(signal);
     if (!this.settled) await this.firstOutcome;
     stillWanted(signal);
-    if (this.closed || !this.isUp()) return this.withoutRedis();
+    if (this.closed || !this.isUp()) return this.withoutRedis(signal, onQueued, deadline);
 
     const id = this.newId();
     let reply: number[];
@@ -204,7 +211,7 @@ export class RedisLimiter implements Limiter {
     } catch (error) {
       this.forgetLater(id); // it may have been entered before the answer was lost
       this.commandFailed(error);
-      return this.withoutRedis();
+      return this.withoutRedis(signal, onQueued, deadline);
     }
     this.commandSucceeded();
     const [position = -1, inFlight = 0, queued = 0] = reply;
@@ -216,7 +223,7 @@ export class RedisLimiter implements Limiter {
       this.kick();
       throw error;
     }
-    if (position === 0) return this.hold(id, { inRedis: true });
+    if (position === 0) return this.hold(id, { local: undefined, inRedis: true });
     if (position < 0) throw fail.queueFull();
     return this.wait(id, position, signal, onQueued, deadline);
   }
@@ -227,7 +234,7 @@ export class RedisLimiter implements Limiter {
       if (!this.closed && Date.now() - this.counts.at > STALE_COUNTS_MS) this.kick();
       return { in_flight: this.counts.inFlight, queued: this.counts.queued, ...base };
     }
-    return { in_flight: this.held.size, queued: this.waiters.size, ...base };
+    return { in_flight: this.held.size, queued: this.waiters.size + this.local.stats().queued, ...base };
   }
 
   /**
@@ -289,12 +296,12 @@ export class RedisLimiter implements Limiter {
         onQueued,
         granted: () => {
           leave();
-          resolve(this.hold(id, { inRedis: true }));
+          resolve(this.hold(id, { local: undefined, inRedis: true }));
         },
         moveOut: () => {
           leave();
           this.forgetLater(id);
-          Promise.resolve().then(() => this.withoutRedis()).then(resolve, reject);
+          this.withoutRedis(signal, onQueued, deadline).then(resolve, reject);
         },
         abandon: () => {
           leave();
@@ -308,10 +315,31 @@ export class RedisLimiter implements Limiter {
     });
   }
 
-  /** Admission while Redis cannot be reached: on this instance's own limit, in front of this one (`local`), or none (`closed`). */
-  private withoutRedis(): Slot {
+  /** Admission while Redis cannot be reached: the local limit, or none at all (`closed`). */
+  private async withoutRedis(signal: AbortSignal, onQueued: ((position: number) => void) | undefined, deadline: number): Promise<Slot> {
     if (this.closed || this.options.failureMode === "closed") throw fail.limiterUnavailable(this.lastError);
-    return this.hold(this.newId(), { inRedis: false });
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw fail.queueTimeout(this.options.queueTimeoutMs);
+    // The local limiter's own timeout counts from now; the request's started earlier.
+    const giveUp = new AbortController();
+    const timedOut = Symbol("queue timeout");
+    const timer = setTimeout(() => {
+      giveUp.abort(timedOut);
+    }, remaining);
+    const onAbort = () => {
+      giveUp.abort(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const slot = await this.local.acquire(giveUp.signal, onQueued);
+      return this.hold(this.newId(), { local: Promise.resolve(slot), inRedis: false });
+    } catch (error) {
+      if (giveUp.signal.reason === timedOut) throw fail.queueTimeout(this.options.queueTimeoutMs);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    }
   }
 
   private hold(id: string, held: Held): Slot {
@@ -322,6 +350,9 @@ export class RedisLimiter implements Limiter {
         if (released) return;
         released = true;
         this.held.delete(id);
+        void held.local?.then((slot) => {
+          slot.release();
+        });
         if (held.inRedis) {
           this.forgetLater(id);
           this.kick();
@@ -465,8 +496,21 @@ export class RedisLimiter implements Limiter {
     if (!up) this.handleOutage();
   }
 
-  /** Redis is unreachable: waiters are admitted on the local limit alone, or fail when `closed`. Safe to call again and again. */
+  /**
+   * Redis is unreachable: slots already held count against the local limit
+   * (so this instance stays within it), and waiters move to the local queue in
+   * their order, or fail when `closed`. Safe to call again and again.
+   */
   private handleOutage(): void {
+    if (this.options.failureMode === "local") {
+      for (const held of this.held.values()) {
+        if (held.local) continue;
+        const local = this.local.stats();
+        if (local.in_flight >= local.max_concurrent || local.queued > 0) break;
+        // Granted at once (there is room), so this neither waits nor times out.
+        held.local = this.local.acquire(NEVER);
+      }
+    }
     for (const waiter of [...this.waiters.values()]) waiter.moveOut();
   }
 

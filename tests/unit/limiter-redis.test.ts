@@ -6,12 +6,10 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "@/lib/config";
 import { GatewayError } from "@/lib/errors";
-import { GatedLimiter } from "@/lib/limiter/gated";
-import { LocalLimiter } from "@/lib/limiter/local";
 import { RedisLimiter } from "@/lib/limiter/redis";
 import type { RedisLimiterOptions } from "@/lib/limiter/redis";
 import { limiterKeys } from "@/lib/limiter/redis-scripts";
-import type { Limiter, Slot } from "@/lib/limiter/types";
+import type { Slot } from "@/lib/limiter/types";
 import { startRedisServer } from "../redis-server";
 import type { RedisServer } from "../redis-server";
 
@@ -61,13 +59,6 @@ function gateway(options: Partial<RedisLimiterOptions> = {}): RedisLimiter {
   return limiter;
 }
 
-/** A gateway as the registry builds it: its own limit (the servers it can reach) in front of the shared one. */
-function gated(options: Partial<RedisLimiterOptions> = {}): GatedLimiter {
-  const shared = gateway(options);
-  const settings = { maxConcurrent: 1, maxQueue: 10, queueTimeoutMs: 10_000, ...options };
-  return new GatedLimiter(new LocalLimiter(settings), shared, settings.queueTimeoutMs);
-}
-
 function codeOf(promise: Promise<unknown>): Promise<string> {
   return promise.then(
     () => "granted",
@@ -91,7 +82,7 @@ async function inRedis() {
 }
 
 /** Starts an acquire and resolves once it is queued (with the positions it hears) or granted. */
-function enqueue(limiter: Limiter, signal = open()) {
+function enqueue(limiter: RedisLimiter, signal = open()) {
   const heard: number[] = [];
   let queued!: () => void;
   const inLine = new Promise<void>((resolve) => (queued = resolve));
@@ -287,9 +278,9 @@ describe("RedisLimiter with Redis down", () => {
   it("falls back to the local limit (local), refuses new work (closed), and is global again once Redis returns", async () => {
     freshKeys();
     const modes: string[] = [];
-    const a = gated({ maxConcurrent: 2, onModeChange: (mode) => modes.push(mode) });
-    const b = gated({ maxConcurrent: 2 });
-    const c = gated({ maxConcurrent: 2, failureMode: "closed" });
+    const a = gateway({ maxConcurrent: 2, onModeChange: (mode) => modes.push(mode) });
+    const b = gateway({ maxConcurrent: 2 });
+    const c = gateway({ maxConcurrent: 2, failureMode: "closed" });
     const aHeld = [await a.acquire(open()), await a.acquire(open())];
     const bWaiting = enqueue(b);
     await bWaiting.inLine;
@@ -309,7 +300,7 @@ describe("RedisLimiter with Redis down", () => {
       expect(c.stats().limiter).toBe("unavailable (redis unreachable)");
       expect(modes).toEqual(["local (redis unreachable)"]);
 
-      // a's two slots, taken globally, count against its own limit too: a third waits for one of them.
+      // a's two slots, taken globally, now count against its local limit: a third waits for one of them.
       const third = enqueue(a);
       await third.inLine;
       expect(third.heard).toEqual([1]);
@@ -336,8 +327,8 @@ describe("RedisLimiter with Redis down", () => {
   it("starts without Redis: local limits (local) or 503 (closed) until it answers", async () => {
     freshKeys();
     const nowhere = "redis://127.0.0.1:9"; // the discard port: nothing listens
-    const local = gated({ redisUrl: nowhere });
-    const closed = gated({ redisUrl: nowhere, failureMode: "closed" });
+    const local = gateway({ redisUrl: nowhere });
+    const closed = gateway({ redisUrl: nowhere, failureMode: "closed" });
     const startedAt = performance.now();
     const slot = await local.acquire(open());
     expect(performance.now() - startedAt).toBeLessThan(1000);
