@@ -9,12 +9,14 @@ import { topLevelNumbers } from "./upstream/lean-json";
 
 /**
  * What a handler gets besides the request: the record it fills in for the log
- * line and metrics, and `afterResponse`, to run something once the response
- * is closed (sent, or the client gone), as a generation's release.
+ * line and metrics, `afterResponse`, to run something once the response is
+ * closed (sent, or the client gone), as a generation's release, and the
+ * headers its answer carries, whatever it is.
  */
 export interface RequestContext {
   record: RequestRecord;
   afterResponse: (task: () => void) => void;
+  headers: HeaderList;
 }
 
 /** A route's handler. */
@@ -42,7 +44,7 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
   const observed = (handler: Handler | undefined) => observe(entry, handler ?? notAllowed);
   return {
     GET: observed(get),
-    HEAD: observed(get ? withoutBody(get) : notAllowed),
+    HEAD: observed(get),
     POST: observed(handlers.POST && secured(handlers.POST)),
     PUT: observed(notAllowed),
     PATCH: observed(notAllowed),
@@ -54,14 +56,22 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
 /**
  * One request, observed: its id (kept from `x-request-id` or made) is echoed
  * in the response header, a thrown error becomes the error table's answer
- * with that id, and the request's record is finished (one log line, its
- * metrics) when the response is given, or later if the handler holds it.
+ * with that id (caught here only, once), a HEAD gets the GET's answer without
+ * its body, and the request's record is finished (one log line, its metrics)
+ * when the response is given, or later if the handler holds it.
  */
 export function observe(entry: RouteEntry, handler: Handler): (request: Request) => Promise<Response> {
   return async (request) => {
     const record = new RequestRecord(entry, request);
     const tasks: (() => void)[] = [];
-    const response = await answer(handler, request, { record, afterResponse: (task) => tasks.push(task) });
+    const context: RequestContext = { record, afterResponse: (task) => tasks.push(task), headers: [[REQUEST_ID_HEADER, record.id], ...corsHeaders(request)] };
+    let response: Response;
+    try {
+      response = await handler(request, context);
+    } catch (error) {
+      record.failed(error);
+      response = errorResponse(error, record.id);
+    }
     // Next's after() runs once the response is closed; only generations need it, so health checks pay nothing.
     if (tasks.length > 0) {
       after(() => {
@@ -69,18 +79,12 @@ export function observe(entry: RouteEntry, handler: Handler): (request: Request)
       });
     }
     record.responded(response.status);
-    return withHeaders(response, [[REQUEST_ID_HEADER, record.id], ...corsHeaders(request)]);
+    if (request.method === "HEAD") {
+      await response.body?.cancel();
+      response = new Response(null, { status: response.status, headers: response.headers });
+    }
+    return withHeaders(response, context.headers);
   };
-}
-
-/** The handler's response, or for what it throws the error table's, told to the record. */
-async function answer(handler: Handler, request: Request, context: RequestContext): Promise<Response> {
-  try {
-    return await handler(request, context);
-  } catch (error) {
-    context.record.failed(error);
-    return errorResponse(error, context.record.id);
-  }
 }
 
 /**
@@ -89,18 +93,9 @@ async function answer(handler: Handler, request: Request, context: RequestContex
  * Every answer of an admitted request carries its RateLimit-* headers.
  */
 function admitted(handler: Handler): Handler {
-  return async (request, context) => {
-    const headers = admit(request);
-    const response = await answer(handler, request, context);
-    return headers.length > 0 ? withHeaders(response, headers) : response;
-  };
-}
-
-function withoutBody(handler: Handler): Handler {
-  return async (request, context) => {
-    const response = await answer(handler, request, context);
-    await response.body?.cancel();
-    return new Response(null, { status: response.status, headers: response.headers });
+  return (request, context) => {
+    context.headers.push(...admit(request));
+    return handler(request, context);
   };
 }
 

@@ -48,7 +48,7 @@ function post(body: unknown, signal?: AbortSignal): Request {
 function context(entry: RouteEntry = ROUTES.generate, request = post(BODY)) {
   const tasks: (() => void)[] = [];
   const record = new RequestRecord(entry, request);
-  const ctx: RequestContext = { record, afterResponse: (task) => tasks.push(task) };
+  const ctx: RequestContext = { record, afterResponse: (task) => tasks.push(task), headers: [] };
   return {
     ctx,
     record,
