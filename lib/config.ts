@@ -80,11 +80,7 @@ const apiKeys = z
 
 const serverToken = z.string().trim().regex(VISIBLE_ASCII, { error: "must be visible ASCII characters without spaces" });
 
-/**
- * How many proxies in front of the gateway add to X-Forwarded-For: false (none:
- * the socket's address counts), true (every one: the left-most address counts),
- * or a number of hops counted from the right.
- */
+/** Proxies in front that add to X-Forwarded-For: false (the socket counts), true (the left-most counts), or hops from the right. */
 const trustProxy = z
   .string()
   .trim()
@@ -214,10 +210,9 @@ const schema = z
   });
 
 /**
- * The generate routes' `maxDuration` (a literal there, as Next requires; a
- * test holds the two together): on Vercel the function is ended then, so a
- * request's queue wait and generation must end before, for the gateway to
- * give its own 503 or 504 rather than be cut off.
+ * The generate routes' `maxDuration` (a literal there, as Next requires; a test
+ * holds the two together): Vercel ends the function then, so the queue wait and
+ * generation must end before, for the gateway's own 503 or 504 to be given.
  */
 export const GENERATE_MAX_DURATION_S = 300;
 /** Time left at the end of maxDuration to send the answer. */
@@ -263,11 +258,7 @@ function shown(name: string, value: string): string {
   return JSON.stringify(withoutCredentials(value));
 }
 
-/**
- * Drops everything from `//` to the last `@` of each comma-separated entry:
- * a password may hold a raw `@`, `/` or `#` that URL parsing would stop at,
- * and a hidden path is better than a shown secret.
- */
+/** Drops `//` to the last `@` of each entry: a password may hold a raw `@`, `/` or `#`, and a hidden path beats a shown secret. */
 function withoutCredentials(text: string): string {
   return text.replace(/\/\/[^,\s]*@/g, "//");
 }

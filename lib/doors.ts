@@ -1,9 +1,4 @@
-/**
- * The generation pipeline's doors onto HTTP (lib/pipeline.ts):
- * POST /api/generate answers JSON, POST /api/generate-stream server-sent
- * events. Both read, validate and admit the same way; each generation is
- * released once its response is closed.
- */
+/** The pipeline's doors onto HTTP: JSON for /api/generate, server-sent events for /api/generate-stream. */
 import "server-only";
 import { GatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
@@ -25,10 +20,7 @@ async function accepted(request: Request, client: AbortSignal, { record, afterRe
   return generation;
 }
 
-/**
- * POST /api/generate: the GPU server's answer, unchanged. The slot is freed
- * as soon as the GPU server has answered, not when the client has read the image.
- */
+/** POST /api/generate: the GPU server's answer, unchanged; its slot is free once the server answered, not once the client read it. */
 export async function generate(request: Request, context: RequestContext): Promise<Response> {
   const generation = await accepted(request, request.signal, context);
   const answer = await generation.image();
@@ -40,10 +32,9 @@ export async function generate(request: Request, context: RequestContext): Promi
 }
 
 /**
- * POST /api/generate-stream. The event stream starts only when there is
- * something to send: `queued` events for a request that must wait, or the
- * upstream's 200. Until then a failure is the usual JSON error with its
- * status; after, a final `error` event. The record stays open until the stream ends.
+ * POST /api/generate-stream. The stream starts with something to send: `queued`
+ * events, or the upstream's 200. Until then a failure is the usual JSON error;
+ * after, a final `error` event. The record stays open until the stream ends.
  */
 export async function generateStream(request: Request, context: RequestContext): Promise<Response> {
   // The client is gone when its request is aborted, or when it cancels the stream it reads.

@@ -1,8 +1,4 @@
-/**
- * The one error table: every failure the gateway can meet is built here, with
- * its HTTP status and the public `detail`. Internals (the original error, hosts
- * with credentials, stack traces) ride along as `cause`, for logs only.
- */
+/** The one error table: every failure with its status and public `detail`; internals ride along as `cause`, for logs only. */
 import type { ValidationDetail } from "./schemas";
 
 export type ErrorCode =
@@ -178,21 +174,14 @@ export const fail = {
     const text = status === 503 || status === 504 ? detail : `Text-to-image server error: ${detail}`;
     return new GatewayError("upstream_status", status, text, { headers });
   },
-  /**
-   * The GPU server answered 401 or 403: the gateway's own credentials are
-   * wrong, which no client can fix, so not the client's 401/403 but a 502 (a
-   * configuration error, logged as one).
-   */
+  /** The GPU server answered 401 or 403: the gateway's credentials, which no client can fix, so a 502 (logged as a configuration error). */
   upstreamCredentials: (status: number) =>
     new GatewayError(
       "upstream_credentials",
       502,
       `Text-to-image server refused the gateway's credentials (HTTP ${status}): check TEXT2IMAGE_SERVER_TOKEN and the credentials in TEXT2IMAGE_SERVER_URL`,
     ),
-  /**
-   * The GPU server refused a request the gateway had validated: its 422 list
-   * goes to the client as it is (the gateway's rules fell behind the server's).
-   */
+  /** The GPU server refused a request the gateway had validated: its 422 list goes on as it is. */
   upstreamValidation: (detail: ValidationDetail[]) => new GatewayError("upstream_status", 422, detail),
   /** GET /metrics is a passthrough: any failure of it is the upstream's, so 502. */
   metricsUnavailable: (cause: GatewayError) =>
@@ -200,19 +189,15 @@ export const fail = {
       cause,
     }),
   clientClosed: (cause?: unknown) => new GatewayError("client_closed", CLIENT_CLOSED_STATUS, "Client closed the request", { cause }),
-  /**
-   * A wait or a call stopped by its signal: the reason it was aborted with
-   * when that is the gateway's own (the drain aborts with its 503), else the
-   * client left. Every abort is classified here, where it happens.
-   */
+  /** A wait or call stopped by its signal: the gateway's own reason (the drain's 503), else the client left. Every abort is classified here. */
   aborted: (reason: unknown) => (reason instanceof GatewayError ? reason : fail.clientClosed(reason)),
   internal: (cause: unknown) => new GatewayError("internal", 500, "Internal gateway error", { cause }),
 } as const;
 
 /**
- * The JSON response for any thrown value; unknown errors become a 500, never
- * a stack trace (the request's log line carries the cause, at `error`). With a request id, it goes in the body beside `detail`
- * and in the `x-request-id` header, so a caller can quote it.
+ * The JSON response for any thrown value: unknown ones a 500, never a stack
+ * trace (the request's log line has the cause). A request id goes beside
+ * `detail` and in `x-request-id`, for a caller to quote.
  */
 export function errorResponse(error: unknown, requestId?: string): Response {
   const known = error instanceof GatewayError ? error : fail.internal(error);

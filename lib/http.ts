@@ -3,33 +3,26 @@ import { GatewayError, errorResponse, fail } from "./errors";
 import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
 import { JsonNumber } from "./pydantic";
 import type { RouteEntry } from "./routes";
-import { admit, corsHeaders, preflightHeaders } from "./security";
+import { registry } from "./registry";
+import { admit, preflightHeaders } from "./security";
 import type { HeaderList } from "./security";
 import { topLevelNumbers } from "./upstream/lean-json";
 
-/**
- * What a handler gets besides the request: the record it fills in for the log
- * line and metrics, `afterResponse`, to run something once the response is
- * closed (sent, or the client gone), as a generation's release, and the
- * headers its answer carries, whatever it is.
- */
+/** What a handler gets besides the request: its record, a way to run something once the response is closed, the headers any answer carries. */
 export interface RequestContext {
   record: RequestRecord;
   afterResponse: (task: () => void) => void;
   headers: HeaderList;
 }
 
-/** A route's handler. */
 export type Handler = (request: Request, context: RequestContext) => Response | Promise<Response>;
 type Method = "GET" | "POST";
 
 /**
- * A route's exports: the given handlers behind the error table, 405 with
- * `Allow` for every other method (Next would answer those with an empty body).
- * The entry's path labels the route's logs and metrics (an alias is a
- * rewrite and counts as the route it lands on); a `guarded` entry puts the
- * handlers behind the API key and the rate limit (checked before the handler
- * runs); OPTIONS (CORS preflights) stays open.
+ * A route's exports: the handlers behind the error table, 405 with `Allow` for
+ * other methods (Next would answer an empty body). The entry's path labels logs
+ * and metrics (an alias counts as the route it lands on); a `guarded` entry's
+ * handlers are behind the API key and rate limit; OPTIONS stays open.
  */
 export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handler>>) {
   const allow = handlers.GET ? ["GET", "HEAD", ...Object.keys(handlers).filter((m) => m !== "GET")] : Object.keys(handlers);
@@ -54,17 +47,17 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
 }
 
 /**
- * One request, observed: its id (kept from `x-request-id` or made) is echoed
- * in the response header, a thrown error becomes the error table's answer
- * with that id (caught here only, once), a HEAD gets the GET's answer without
- * its body, and the request's record is finished (one log line, its metrics)
- * when the response is given, or later if the handler holds it.
+ * One request, observed: its id (kept from `x-request-id` or made) is echoed,
+ * a thrown error becomes the error table's answer (here only), a HEAD gets the
+ * GET's answer without body, and the record is finished (one log line, its
+ * metrics) when the response is given, or later if the handler holds it.
  */
 export function observe(entry: RouteEntry, handler: Handler): (request: Request) => Promise<Response> {
   return async (request) => {
     const record = new RequestRecord(entry, request);
     const tasks: (() => void)[] = [];
-    const context: RequestContext = { record, afterResponse: (task) => tasks.push(task), headers: [[REQUEST_ID_HEADER, record.id], ...corsHeaders(request)] };
+    const cors = registry().access.cors.responseHeaders(request.headers.get("origin"));
+    const context: RequestContext = { record, afterResponse: (task) => tasks.push(task), headers: [[REQUEST_ID_HEADER, record.id], ...cors] };
     let response: Response;
     try {
       response = await handler(request, context);
@@ -87,11 +80,7 @@ export function observe(entry: RouteEntry, handler: Handler): (request: Request)
   };
 }
 
-/**
- * The handler behind the access rules: a request without a valid key, over
- * its rate limit or from a foreign site is answered before its body is read.
- * Every answer of an admitted request carries its RateLimit-* headers.
- */
+/** A request without a valid key, over its rate limit or from a foreign site is answered before its body is read; others carry RateLimit-*. */
 function admitted(handler: Handler): Handler {
   return (request, context) => {
     context.headers.push(...admit(request));
@@ -99,10 +88,7 @@ function admitted(handler: Handler): Handler {
   };
 }
 
-/**
- * Sets headers (`Vary` is appended to), copying the response if its headers
- * are immutable (as `Response.redirect`'s are).
- */
+/** Sets headers (`Vary` appended to), copying a response whose headers are immutable (`Response.redirect`'s). */
 function withHeaders(response: Response, headers: HeaderList): Response {
   const apply = (target: Headers) => {
     for (const [name, value] of headers) {
@@ -120,10 +106,7 @@ function withHeaders(response: Response, headers: HeaderList): Response {
   }
 }
 
-/**
- * A response whose body is streamed (Vercel refuses unstreamed bodies over
- * 4.5 MB), from one buffer or the chunks an upstream answer arrived in.
- */
+/** A streamed body (Vercel refuses unstreamed ones over 4.5 MB), from a buffer or an upstream answer's chunks. */
 export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status = 200): Response {
   const chunks = bytes instanceof Uint8Array ? [bytes] : bytes;
   const body = new ReadableStream<Uint8Array>({
@@ -138,11 +121,10 @@ export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status =
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * Reads a JSON object body: 415 for another content type (none at all is taken
- * as JSON, as FastAPI did up to 0.115), 413 once more than `maxBytes` arrive (counted while
- * reading: Content-Length may be absent or wrong), 400 when it is not a JSON object.
- * Its top-level numbers come as JsonNumbers, with the text they were written
- * in: a seed of 20 digits keeps them, and 1e19 stays a float, as in Python.
+ * Reads a JSON object body: 415 for another content type (none is JSON, as in
+ * FastAPI up to 0.115), 413 once more than `maxBytes` arrive (counted: the
+ * Content-Length may lie), 400 for no JSON object. Top-level numbers come as
+ * JsonNumbers with their text: a 20-digit seed keeps it, 1e19 stays a float.
  */
 export interface BodyLimits {
   maxBytes: number;

@@ -1,11 +1,8 @@
 /**
- * The gateway's OpenAPI 3.1 document. Only the skeleton (paths, operations,
- * which status each one can answer) is written here: every body schema is
- * generated from the zod schemas of lib/schemas.ts, every error example is made
- * by the constructors of lib/errors.ts, and every example body is checked
- * against its schema while the document is built, so none of it can drift from
- * what the handlers do. Pure (no server-only import): the route, the /docs page
- * and unit tests build it.
+ * The gateway's OpenAPI 3.1 document. Only the skeleton is written here: body
+ * schemas come from lib/schemas.ts, error examples from lib/errors.ts, and every
+ * example is checked against its schema as the document is built, so none can
+ * drift from what the handlers do.
  */
 import { z } from "zod";
 import packageJson from "../package.json";
@@ -103,20 +100,12 @@ function ref(name: SchemaName): JsonSchema {
   return { $ref: `${COMPONENT_PREFIX}${name}` };
 }
 
-/**
- * JSON Schemas of zod schemas, as zod 4 writes them: requests as they are read
- * (`input`: fields with a default are optional), answers as they are written
- * (`output`). Schemas used inside others become `$ref`s to their component.
- */
+/** zod 4's JSON Schemas: requests as read (defaults optional), answers as written; nested ones as `$ref`s. */
 function componentSchemas(): Record<string, JsonSchema> {
   return { ...toJsonSchemas(REQUEST_SCHEMAS, "input"), ...toJsonSchemas(RESPONSE_SCHEMAS, "output") };
 }
 
-/**
- * How zod writes the JSON Schemas. The int fields are checked as bigints (a
- * seed of 20 digits) and state their JSON Schema in their metadata; zod
- * leaves out a `default` it finds there, so it is put back.
- */
+/** The int fields, bigints, state their JSON Schema in metadata, whose `default` zod leaves out: it is put back. */
 export const JSON_SCHEMA_OPTIONS = {
   target: "draft-2020-12",
   unrepresentable: "any",
@@ -161,11 +150,7 @@ interface RequestCase {
   status: 200 | 400 | 422;
 }
 
-/**
- * Example bodies of POST /api/generate, valid and not, with the status the
- * gateway answers. Invalid ones get the same key among the examples of that
- * error response, whose `detail` is the one the gateway computes for them.
- */
+/** Example generate bodies with the status they get; an invalid one's key recurs in that error's examples, with the computed `detail`. */
 const GENERATE_CASES = {
   promptOnly: {
     summary: "Only a prompt: the defaults fill in the rest",
@@ -363,11 +348,7 @@ function jsonParseError(text: string): string {
   throw new Error(`${text} is valid JSON`);
 }
 
-/**
- * A text/event-stream as a sequence of events, each an object whose `data` is
- * the JSON of the `data:` line: the model OpenAPI 3.2 gives sequential media
- * types, which viewers such as Scalar already render as SSE wire text.
- */
+/** A text/event-stream as a sequence of `{data}` events: OpenAPI 3.2's sequential media types, which Scalar renders as SSE. */
 function eventStreamSchema(): JsonSchema {
   return {
     type: "array",

@@ -1,8 +1,7 @@
 /**
- * The one way a generation runs, whichever door it came in by: admit, read
- * and validate, wait for a slot, call a GPU server, check its answer,
- * release. Nothing here knows HTTP: the doors (lib/doors.ts) make a JSON
- * answer or an event stream of it.
+ * The one way a generation runs, whichever door it came in by: admit, validate,
+ * wait for a slot, call a GPU server, check, release. No HTTP here: the doors
+ * (lib/doors.ts) make a JSON answer or an event stream of it.
  */
 import { fail } from "./errors";
 import type { ErrorCode } from "./errors";
@@ -33,12 +32,10 @@ export interface UpstreamEvent {
 }
 
 /**
- * One generation. Counted in flight from its making (the 503 while the
- * gateway drains) to `close()`, its one release, which its door calls once
- * the answer is delivered: a drain never exits with an answer half sent.
- * The slot it waits for is the upstream call's once granted, and freed when
- * the GPU server is done with it (lib/upstream/balancer.ts). Every failure
- * it throws is already the error table's (lib/errors.ts).
+ * One generation, counted in flight from its making (a 503 while draining) to
+ * `close()`, its one release, once its answer is delivered: a drain never exits
+ * with an answer half sent. Its slot is the upstream call's once granted, freed
+ * when the GPU server is done. What it throws is already the error table's.
  */
 export class Generation {
   private readonly work: Work;
@@ -72,10 +69,9 @@ export class Generation {
   }
 
   /**
-   * The GPU server's /generate-stream once it answered 200: its events, each
-   * whole and unchanged, up to its `complete` or `error` event. A malformed
-   * event, or a stream that ends before the image, throws. `onQueued` hears
-   * the place in line while the generation waits for a slot.
+   * /generate-stream once it answered 200: its events, whole and unchanged, up to
+   * `complete` or `error`; a malformed one, or an end before the image, throws.
+   * `onQueued` hears the place in line while it waits for a slot.
    */
   async events(onQueued?: (position: number) => void): Promise<AsyncGenerator<UpstreamEvent>> {
     const { result, done } = await this.call(

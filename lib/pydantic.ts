@@ -1,10 +1,8 @@
 /**
- * pydantic 2's lax-mode coercions, as FastAPI applies them to a JSON body
- * (json.loads, then validation of the Python values): what the original
- * gateway and the genuine GPU server accept for an int, a float and a str
- * field, and the error type and message they give when they refuse.
- * Follows pydantic-core's `str_as_int`, `float_as_int` and `str_as_float`
- * (src/input/shared.rs). Pure: the page uses it too.
+ * pydantic 2's lax coercions as FastAPI applies them to a JSON body: what the
+ * original gateway and the genuine server accept for an int, float and str
+ * field, and the error they give. Follows pydantic-core's `str_as_int`,
+ * `float_as_int`, `str_as_float` (src/input/shared.rs). Pure: the page uses it.
  */
 
 export interface Refusal {
@@ -30,11 +28,7 @@ const JSON_INT = /^-?(?:0|[1-9]\d*)$/;
 /** Floats as big as 2**63 do not fit pydantic's i64 path: `float_as_int` refuses them. */
 const I64_LIMIT = 2 ** 63;
 
-/**
- * A JSON number with the text it was written as, where the body's text is
- * known: `10000000000000000000` is a Python int (kept digit for digit), while
- * `1e19` is a float (refused past 2**63), though both parse to the same double.
- */
+/** A JSON number with its text: `10000000000000000000` is a Python int (kept exactly), `1e19` a float (refused past 2**63), one double. */
 export class JsonNumber {
   constructor(
     readonly value: number,
@@ -42,10 +36,7 @@ export class JsonNumber {
   ) {}
 }
 
-/**
- * An int field. Numbers without their text are taken as JSON.stringify
- * writes them, which is what a JavaScript client sends.
- */
+/** An int field; a number without its text is taken as JSON.stringify writes it (what a JavaScript client sends). */
 export function laxInt(input: unknown): Coerced<bigint> {
   if (typeof input === "boolean") return { value: input ? 1n : 0n };
   if (typeof input === "number") return laxInt(new JsonNumber(input, JSON.stringify(input)));
@@ -81,11 +72,7 @@ function rustTrim(text: string): string {
   return text.replace(TRIM, "");
 }
 
-/**
- * pydantic-core's `clean_int_str`: trimmed, one leading `+` or `-`, leading
- * zeros, a `.` followed by zeros only, and single underscores between digits
- * are dropped. Undefined when nothing changed (the string is then no int).
- */
+/** pydantic-core's `clean_int_str`: trimmed, a sign, leading zeros, a `.` and zeros, single underscores dropped; undefined when unchanged. */
 function cleanIntString(original: string): string | undefined {
   let text = rustTrim(original);
   if (text.startsWith("+")) {
@@ -130,11 +117,7 @@ function stripUnderscores(text: string): string | undefined {
   return text.replaceAll("_", "");
 }
 
-/**
- * A float field. Rust's float grammar (what `str.parse::<f64>()` takes):
- * optional sign, then inf, infinity, nan, or digits with an optional point
- * and exponent.
- */
+/** A float field, strings by Rust's `str.parse::<f64>()`: a sign, then inf, infinity, nan, or digits, point, exponent. */
 const RUST_FLOAT = /^[+-]?(?:inf|infinity|nan|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)$/i;
 
 export function laxFloat(input: unknown): Coerced<number> {

@@ -17,13 +17,10 @@ import { Drain, settlesWithin } from "./shutdown";
 import { Balancer } from "./upstream/balancer";
 
 /**
- * Everything the process holds, built from one configuration: the logger, the
- * limiter, the GPU servers' pools, the shutdown drain, the access rules, the
- * metrics. Each part is made on first use (a gateway that is never asked to
- * generate opens no pool, no Redis connection). Next bundles each route on
- * its own, so module state would give every route its own pools: the
- * process's registry lives on globalThis, the one thing they share, and a test
- * may build one from any configuration and run the pipeline on it in-process.
+ * Everything the process holds, built from one configuration, each part on
+ * first use: logger, drain, limiter, pools, access rules, metrics. Next bundles
+ * each route on its own, so the process's registry lives on globalThis, the
+ * one thing they share; a test builds one from any configuration.
  */
 export class Registry {
   #logger: Logger | undefined;
@@ -58,11 +55,7 @@ export class Registry {
     return (this.#drain ??= new Drain());
   }
 
-  /**
-   * One limit over every gateway sharing REDIS_URL when it is set, else this
-   * process's own. Either admits no more than the servers in rotation can
-   * take from this gateway (the balancer tells it as that changes).
-   */
+  /** One limit over every gateway sharing REDIS_URL, else this process's own; either admits no more than the servers in rotation can take. */
   get limiter(): Limiter {
     if (this.#limiter) return this.#limiter;
     const settings = this.config;
@@ -117,21 +110,13 @@ export class Registry {
     return (this.#metrics ??= createMetrics(this));
   }
 
-  /**
-   * The peer stamp of each request (lib/security/client.ts): the Node http
-   * servers are guarded from the first call. None on Vercel, whose edge sets
-   * X-Forwarded-For.
-   */
+  /** The requests' peer stamp (lib/security/client.ts), the Node servers guarded from the first call; none on Vercel. */
   peerStamp(): PeerStamp | undefined {
     if (this.#peerStamp === null) this.#peerStamp = process.env.VERCEL ? undefined : guardNodeServers(this.config.sendTimeoutMs);
     return this.#peerStamp;
   }
 
-  /**
-   * At shutdown, after the drain: the pools first (the balancer gives back
-   * the slots its orphans held), then the limiter (which gives them back to
-   * Redis). A failure or a hang past `timeoutMs` does not stop what follows.
-   */
+  /** After the drain: the pools (orphans give back their slots), then the limiter (to Redis); a failure or hang does not stop the next. */
   async close(timeoutMs: number): Promise<void> {
     await settlesWithin(this.#upstream?.close(), timeoutMs);
     await settlesWithin(this.#limiter?.close?.(), timeoutMs);

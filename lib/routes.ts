@@ -1,11 +1,8 @@
 /**
- * Every endpoint, once. Each entry's `path` is its folder under app/ (the
- * handler's route.ts passes its entry to `route()`); `alias` is the original
- * gateway's path for it, a rewrite. From this list come the rewrites
- * (next.config.ts), the pages' proxy matcher (proxy.ts: Next reads it as a
- * literal, so tests/unit/routes.test.ts checks it against `pageMatcher()`),
- * the logs' and metrics' route labels, and the OpenAPI paths. Adding an
- * endpoint is its folder and its entry here.
+ * Every endpoint, once: `path` is its folder under app/ (whose route.ts passes
+ * the entry to `route()`), `alias` the original gateway's path, a rewrite. The
+ * rewrites, the proxy's matcher (a literal, checked against `pageMatcher()` by
+ * a test), the log and metric labels and the OpenAPI paths come from here.
  */
 export interface RouteEntry {
   /** The handler's path under /api, also its label in logs and metrics. */
@@ -37,11 +34,7 @@ export function rewrites(): { source: string; destination: string }[] {
   return ENTRIES.flatMap((entry) => (entry.alias ? [{ source: entry.alias, destination: entry.path }] : []));
 }
 
-/**
- * The source of the proxy's matcher: every path but the API (under /api or
- * at an alias) and Next's static files, whose hot path so pays nothing for
- * the pages' Content-Security-Policy.
- */
+/** The proxy's matcher: every path but the API (under /api or an alias) and static files, which so pay nothing for the pages' CSP. */
 export function pageMatcher(): string {
   const aliases = ENTRIES.flatMap((entry) => (entry.alias ? [`${entry.alias.slice(1)}$`] : []));
   return `/((?!api(?:/|$)|_next/static/|_next/image|favicon\\.ico$|${aliases.join("|")}).*)`;

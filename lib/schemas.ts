@@ -1,7 +1,4 @@
-/**
- * The one source of request and response shapes. Shared by the route handlers,
- * the upstream client and the page (so it must stay free of server-only code).
- */
+/** The one source of request and response shapes, for the handlers, the upstream client and the page (so: no server-only code). */
 import { z } from "zod";
 import { FINITE_NUMBER, JsonNumber, codePoints, laxFloat, laxInt, laxStr } from "./pydantic";
 import type { Coerced } from "./pydantic";
@@ -25,11 +22,7 @@ interface IntegerRule {
   description?: string;
 }
 
-/**
- * An int field, checked on the bigint that pydantic's lax reading gives
- * (lib/pydantic.ts), so a 20-digit seed keeps its digits. Its JSON Schema is
- * stated, as zod cannot write one for a bigint.
- */
+/** An int field, checked on the bigint of pydantic's lax reading (a 20-digit seed keeps its digits); its JSON Schema is stated, zod has none. */
 function bigintRule({ min, max, multipleOf }: IntegerRule) {
   const bounded = z.bigint().min(BigInt(min)).max(BigInt(max));
   return multipleOf === undefined ? bounded : bounded.multipleOf(BigInt(multipleOf));
@@ -86,10 +79,7 @@ function requestSchema(sizeMultiple: number) {
   });
 }
 
-/**
- * The generate request, as the gateway reads and sends it. Fields arrive in
- * pydantic's lax forms ("512", 1024.0, true) and leave in their plain form.
- */
+/** The generate request: fields arrive in pydantic's lax forms ("512", 1024.0, true) and leave plain. */
 export const GenerateRequest = requestSchema(SIZE_MULTIPLE_DEFAULT);
 /** A validated request, every field present: exactly what is sent upstream. */
 export type GenerateRequest = z.output<typeof GenerateRequest>;
@@ -107,10 +97,7 @@ const LAX_READ: Record<keyof GenerateRequest, (input: unknown) => Coerced<unknow
   guidance_scale: laxFloat,
 };
 
-/**
- * The request as JSON for the GPU server: a seed past 2^53 goes digit for
- * digit (JSON.stringify cannot write a bigint).
- */
+/** The request as JSON for the GPU server: a seed past 2^53 goes digit for digit (JSON.stringify cannot write a bigint). */
 export function requestJson(request: GenerateRequest): string {
   const { seed, ...fields } = request;
   return `${JSON.stringify(fields).slice(0, -1)},"seed":${String(seed)}}`;
@@ -127,11 +114,7 @@ export const GenerateResponse = z.looseObject({
   image_id: z.string().nullish(),
 });
 
-/**
- * Events of POST /api/generate-stream, one JSON object per SSE `data:` line.
- * The gateway relays the GPU server's events unchanged, whatever their type
- * and fields; these are the ones it knows, as documentation and for the page.
- */
+/** Events of POST /api/generate-stream, relayed unchanged whatever their type: these are the known ones, for the docs and the page. */
 export const QueuedEvent = z.looseObject({
   type: z.literal("queued"),
   queue_position: z.int().positive().describe("Place in line, 1 = next (the GPU server's own queue, or the gateway's while it waits for a slot)"),
@@ -161,10 +144,9 @@ export const UpstreamHealth = z.looseObject({
 export type UpstreamHealth = z.output<typeof UpstreamHealth>;
 
 /**
- * Whether a GPU server that answered /health can generate: it says healthy
- * (or nothing of its status, as an older server may), and neither its model
- * nor CUDA is reported missing. The genuine server says "healthy" even
- * without CUDA, and then answers every generation 503.
+ * Whether a GPU server that answered /health can generate: healthy (or silent,
+ * as an older server), with neither model nor CUDA reported missing. The genuine
+ * server says "healthy" without CUDA, then answers every generation 503.
  */
 export function canGenerate(health: UpstreamHealth): boolean {
   return (health.status === "healthy" || health.status === "unknown") && health.model_loaded !== false && health.cuda_available !== false;
@@ -190,10 +172,9 @@ export interface RequestRules {
 const schemas = new Map<number, typeof GenerateRequest>([[SIZE_MULTIPLE_DEFAULT, GenerateRequest]]);
 
 /**
- * Validates a generate request body as FastAPI with pydantic 2 does (lax
- * mode: "512" and 1024.0 are integers, "2.5" a number), plus the rules the
- * genuine pipeline applies later (sizes a multiple of SIZE_MULTIPLE, a seed
- * its generator takes, a finite guidance). Errors are FastAPI's 422 entries.
+ * Validates a generate body as FastAPI with pydantic 2 does (lax: "512" and
+ * 1024.0 are ints), plus the rules the genuine pipeline applies later (sizes a
+ * multiple of SIZE_MULTIPLE, a seed it takes, a finite guidance), in FastAPI's 422 entries.
  */
 export function validateGenerateRequest(body: unknown, { sizeMultiple = SIZE_MULTIPLE_DEFAULT }: RequestRules = {}): Validated<GenerateRequest> {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {

@@ -1,21 +1,14 @@
 /**
- * Graceful shutdown: the process-wide registry of generations in flight, and
- * the drain that SIGTERM and SIGINT start (see lib/startup.ts). Once draining,
- * nothing new is admitted (503), requests still waiting for a slot get the
- * same 503, and generations already running may finish within the grace
- * period; then they are cut off, upstream call included, so the GPU stops.
- * The process's drain is its registry's (lib/registry.ts).
+ * Graceful shutdown: the generations in flight, and the drain SIGTERM starts.
+ * Once draining, nothing new is admitted and waiters get the 503; running ones
+ * may finish within the grace period, then are cut off, upstream call included.
  */
 import { fail } from "./errors";
 
 /** How a drain ended: nothing was in flight, everything finished, the rest was cut off, or it did not end in time. */
 export type DrainOutcome = "idle" | "drained" | "cut_off" | "gave_up";
 
-/**
- * One generate request, counted in flight from its admission until it is
- * released, which must be once its response is closed (sent, or the client
- * gone): exiting earlier would cut the answer short.
- */
+/** One generate request, in flight from its admission until released once its response is closed: exiting earlier would cut it short. */
 export class Work {
   private readonly waiting = new AbortController();
   private readonly running = new AbortController();
@@ -82,10 +75,7 @@ export class Drain {
     return this.works.size;
   }
 
-  /**
-   * Admits one generation into the registry, or throws the 503 once the drain
-   * has begun. `client` aborts when its client goes away.
-   */
+  /** Admits one generation, or throws the 503 once draining; `client` aborts when its client goes. */
   beginWork(client: AbortSignal): Work {
     if (this.draining) throw fail.shuttingDown();
     const work = new Work(client, (done) => {
@@ -96,10 +86,7 @@ export class Drain {
     return work;
   }
 
-  /**
-   * Stops admitting, lets the work in flight finish for `graceMs`, then cuts
-   * it off and gives it `settleMs` to answer. Later calls get the first one's outcome.
-   */
+  /** Stops admitting, lets work finish for `graceMs`, then cuts it off with `settleMs` to answer; later calls get the first outcome. */
   drain(graceMs: number, settleMs: number): Promise<DrainOutcome> {
     this.drained ??= this.run(graceMs, settleMs);
     return this.drained;

@@ -1,8 +1,7 @@
 /**
- * Server-sent events as the gateway relays them: split the upstream's bytes
- * into events without decoding them, read each one's type, and send it on
- * unchanged. The `complete` event carries megabytes of base64, so splitting
- * searches only new bytes and reading skips the image (see lean-json.ts).
+ * Server-sent events as relayed: the upstream's bytes split into events, each
+ * one's type read, and sent on unchanged. A `complete` event carries megabytes:
+ * splitting searches only new bytes and reading skips the image (lean-json.ts).
  */
 import { parseSkippingString } from "./upstream/lean-json";
 import type { StreamEvent } from "./schemas";
@@ -89,11 +88,7 @@ function findEventEnd(bytes: Buffer): number {
   return best;
 }
 
-/**
- * The end of every whole event in `bytes`, the first being `first`. Each
- * terminator's next place is remembered until it is passed, so many small
- * events cost one pass over the bytes, not one per event.
- */
+/** The end of every whole event in `bytes`, the first at `first`: each terminator's next place is kept, so one pass serves many events. */
 function eventEnds(bytes: Buffer, first: number): number[] {
   const ends = [first];
   const next = EVENT_ENDS.map(() => -2); // -2: not searched yet, -1: none left
@@ -114,10 +109,8 @@ export type RelayedEvent = { kind: "comment" } | { kind: "event"; type: string |
 
 /**
  * What one upstream event is, read without decoding its image. Only what the
- * gateway relies on is checked: the data is JSON (clients parse it), and a
- * `complete` event holds an image. Every other type and field is the GPU
- * server's to add: the genuine one's `queued` (queue_position, request_id)
- * and integer-percent `progress` pass as they are, and so would new ones.
+ * gateway relies on is checked: the data is JSON, a `complete` event holds an
+ * image. Every other type and field is the server's to add, and passes as is.
  */
 export function inspectEvent(block: Buffer): RelayedEvent {
   const data: Buffer[] = [];
@@ -159,11 +152,7 @@ function splitLines(block: Buffer): Buffer[] {
 
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
 
-/**
- * The stream the client reads. Writes after the end (a client that left, a
- * late failure) are dropped: enqueueing on a closed stream throws, and an
- * uncaught throw there would crash the server (vercel/next.js#56529).
- */
+/** The stream the client reads. Writes after its end are dropped: enqueueing then throws, and would crash the server (vercel/next.js#56529). */
 export class EventStream {
   readonly readable: ReadableStream<Uint8Array>;
   private controller!: ReadableStreamDefaultController<Uint8Array>;

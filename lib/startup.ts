@@ -2,11 +2,7 @@ import { trace } from "@opentelemetry/api";
 import { ConfigError } from "./config";
 import { registry } from "./registry";
 
-/**
- * Parses the configuration at start-up, so a bad value stops the server
- * instead of failing the first request. Next only logs a throwing register()
- * and keeps serving, hence the explicit exit.
- */
+/** A bad configuration stops the server at start, not the first request: Next only logs a throwing register(), hence the exit. */
 export function checkConfigOrExit(): void {
   try {
     const gateway = registry();
@@ -27,14 +23,11 @@ const CLOSE_MS = 1000;
 const TRACE_FLUSH_MS = 1000;
 
 /**
- * On SIGTERM or SIGINT, drains (lib/shutdown.ts) and exits 0. This replaces
- * Next's own handler, which `next start` registers before register() runs
- * (next/dist/server/lib/start-server.js, hence removing the listeners found
- * here): it closes the listening socket at once, so new requests are refused
- * instead of answered 503, waits until every connection has closed, idle
- * keep-alive ones included, and exits 143 (130 for SIGINT). Setting
- * NEXT_MANUAL_SIG_HANDLE=true stops Next from registering it at all. Only in
- * production: `next dev` keeps its own quick restart.
+ * On SIGTERM or SIGINT, drains (lib/shutdown.ts) and exits 0, in place of the
+ * handler `next start` registers before register() runs (start-server.js):
+ * that one closes the listening socket at once (new requests refused, not
+ * answered 503), waits for every connection, idle ones included, and exits
+ * 143. Only in production: `next dev` keeps its quick restart.
  */
 export function handleShutdownSignals(): void {
   if (process.env.NODE_ENV !== "production") return;

@@ -3,7 +3,6 @@ import { route } from "@/lib/http";
 import { registry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
 import type { GatewayInfo } from "@/lib/schemas";
-import { apiKeyRequired } from "@/lib/security";
 
 export const dynamic = "force-dynamic";
 
@@ -17,7 +16,7 @@ export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.inf
       // One URL, or several joined by commas; never with credentials.
       text2image_server_url: registry().upstream.publicUrl,
       mode: "gateway",
-      api_key_required: apiKeyRequired(),
+      api_key_required: registry().access.keys.required,
       size_multiple: registry().config.sizeMultiple,
     } satisfies GatewayInfo),
 });

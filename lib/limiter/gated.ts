@@ -5,12 +5,9 @@ import type { RedisLimiter } from "./redis";
 import type { Limiter, LimiterStats, Slot } from "./types";
 
 /**
- * The shared limit (Redis) behind this instance's own, when this instance's
- * GPU servers are what bounds it: while the servers in rotation can take fewer
- * than MAX_CONCURRENT_REQUESTS (MAX_CONCURRENT_PER_SERVER × servers, following
- * ejections), a request first takes a local slot, then a global one, and one
- * QUEUE_TIMEOUT bounds both waits. Otherwise the local gate is open, and the
- * shared limit's one FIFO is the only queue.
+ * The shared limit behind this instance's own while its servers in rotation
+ * can take fewer than MAX_CONCURRENT_REQUESTS: a local slot first, then a global
+ * one, one QUEUE_TIMEOUT for both. Otherwise the gate is open and the shared FIFO is the only queue.
  */
 export class GatedLimiter implements Limiter {
   private readonly gate: LocalLimiter;

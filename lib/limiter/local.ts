@@ -25,11 +25,7 @@ export class LocalLimiter implements Limiter {
     this.capacity = options.maxConcurrent;
   }
 
-  /**
-   * Admits at most `capacity` (never more than maxConcurrent) from now on:
-   * waiters are let in when it grows; when it shrinks, the calls in flight
-   * run on and the slots they free are not handed over until it fits.
-   */
+  /** Admits at most `capacity` from now on: waiters go in when it grows; when it shrinks, freed slots are kept until it fits. */
   setCapacity(capacity: number): void {
     this.capacity = Math.max(1, Math.min(capacity, this.options.maxConcurrent));
     while (this.inFlight < this.capacity) {

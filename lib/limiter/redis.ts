@@ -38,11 +38,9 @@ const MAX_FORGET = 10_000;
 const COMMAND_TIMEOUT_MS = 1000;
 
 /**
- * Commands fail at once instead of waiting in ioredis's offline queue, so a
- * Redis outage turns into the failure mode within a round trip, not a hang;
- * ioredis keeps reconnecting in the background (at most a second apart).
- * Its own command timeout is only a backstop that clears stuck commands; the
- * one that decides is `COMMAND_TIMEOUT_MS`, which a busy event loop cannot trip.
+ * Commands fail at once instead of waiting in ioredis's offline queue: an outage
+ * becomes the failure mode within a round trip, not a hang (ioredis reconnects
+ * meanwhile). Its command timeout is a backstop; `COMMAND_TIMEOUT_MS` decides.
  */
 const CONNECTION: RedisOptions = {
   enableOfflineQueue: false,
@@ -54,10 +52,9 @@ const CONNECTION: RedisOptions = {
 };
 
 /**
- * Rejects when `promise` has not settled within `ms`, but only after the
- * event loop has read the I/O waiting for it (setImmediate runs after the
- * poll phase): a reply that came in while the loop was stalled, say by a
- * slow first request, still counts, and no outage is made up.
+ * Rejects when `promise` has not settled within `ms`, but only after the event
+ * loop has read the I/O waiting (setImmediate runs after the poll phase): a reply
+ * that came while the loop was stalled still counts, and no outage is made up.
  */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -107,19 +104,17 @@ interface Held {
 
 const NEVER = new AbortController().signal;
 
-/** Throws client_closed once the client has gone. */
 function stillWanted(signal: AbortSignal): void {
   if (signal.aborted) throw fail.aborted(signal.reason);
 }
 
 /**
  * One concurrency limit over every gateway sharing a Redis: slots are leases
- * that their gateway renews, waiters form one FIFO across gateways, and each
- * gateway makes one round trip (SYNC) per tick for all of its leases and
- * waiters: every `pollMs` while it has waiters, else at most a second apart,
- * and at once when another gateway publishes a change. While Redis cannot be
- * reached, a LocalLimiter stands in (or, `closed`, new work is refused), and
- * global limiting resumes when it can.
+ * their gateway renews, waiters form one FIFO across gateways, and a gateway
+ * makes one round trip (SYNC) per tick for all its leases and waiters: every
+ * `pollMs` while it has waiters, else at most a second apart, and at once when
+ * another publishes a change. While Redis is unreachable a LocalLimiter stands
+ * in (`closed`: new work is refused); global limiting resumes when it can.
  */
 export class RedisLimiter implements Limiter {
   private readonly client: Redis;
@@ -237,11 +232,7 @@ export class RedisLimiter implements Limiter {
     return { in_flight: this.held.size, queued: this.waiters.size + this.local.stats().queued, ...base };
   }
 
-  /**
-   * For shutdown, once the requests in flight are done: waiters get a 503,
-   * released slots and departed waiters are removed from Redis, and the
-   * connections close. A slot still held lapses after the lease TTL.
-   */
+  /** At shutdown: waiters get a 503, released slots and departed waiters leave Redis, connections close; a held slot lapses after its TTL. */
   async close(): Promise<void> {
     if (this.closed) return;
     for (const waiter of [...this.waiters.values()]) waiter.abandon();
@@ -252,11 +243,7 @@ export class RedisLimiter implements Limiter {
     this.disconnect();
   }
 
-  /**
-   * Stops at once, releasing nothing, as a crash (kill -9) would: what it
-   * holds lapses after the lease TTL, its queue entries once their
-   * heartbeats stop. Waiters get a 503.
-   */
+  /** Stops at once, releasing nothing, as a crash would: its leases and queue entries lapse in Redis; waiters get a 503. */
   disconnect(): void {
     for (const waiter of [...this.waiters.values()]) waiter.abandon();
     this.closed = true;
@@ -496,11 +483,7 @@ export class RedisLimiter implements Limiter {
     if (!up) this.handleOutage();
   }
 
-  /**
-   * Redis is unreachable: slots already held count against the local limit
-   * (so this instance stays within it), and waiters move to the local queue in
-   * their order, or fail when `closed`. Safe to call again and again.
-   */
+  /** Redis is unreachable: held slots count against the local limit, and waiters move to its queue in order, or fail (`closed`). Idempotent. */
   private handleOutage(): void {
     if (this.options.failureMode === "local") {
       for (const held of this.held.values()) {

@@ -1,28 +1,15 @@
-/**
- * Admission control: at most `maxConcurrent` generations in flight to the GPU,
- * a bounded FIFO queue in front. The in-process version is `LocalLimiter`; a
- * shared (Redis) one can implement the same interface.
- */
+/** Admission control: at most `maxConcurrent` generations in flight, a bounded FIFO queue in front; in-process or over Redis. */
 export interface Limiter {
   /**
-   * Resolves with a slot once the request may go upstream. Rejects with a
-   * GatewayError: `queue_full` at once, `queue_timeout` after the queue timeout,
-   * `client_closed` as soon as `signal` aborts. While the request waits,
-   * `onQueued` hears its place in line (1 = next) each time it changes; a
-   * request admitted at once never hears it.
+   * A slot once the request may go upstream; else `queue_full` at once,
+   * `queue_timeout` after the queue timeout, the abort's as `signal` aborts.
+   * While it waits, `onQueued` hears each new place in line (1 = next).
    */
   acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot>;
   stats(): LimiterStats;
-  /**
-   * Admits at most this many from now on (never more than its maximum): the
-   * GPU servers in rotation can take no more. The in-process limiter has it;
-   * the Redis one's limit spans gateways and stays as it is.
-   */
+  /** Admits at most this many from now on (never more than its maximum): what the GPU servers in rotation can take. */
   setCapacity?(capacity: number): void;
-  /**
-   * At shutdown, after the requests in flight are done: lets go of shared
-   * state and connections (the Redis limiter has some; the local one none).
-   */
+  /** At shutdown, after the requests in flight: lets go of shared state and connections. */
   close?(): Promise<void>;
 }
 
@@ -39,9 +26,5 @@ export interface LimiterStats {
   limiter?: LimiterMode;
 }
 
-/**
- * `redis`: one limit over every gateway sharing the Redis. `local`: this
- * instance's own limit. With REDIS_URL set and Redis unreachable, either the
- * local limit stands in or new work is refused, as REDIS_FAILURE_MODE says.
- */
+/** `redis`: one limit over every gateway; `local`: this instance's own. With Redis unreachable, REDIS_FAILURE_MODE says which stands in. */
 export type LimiterMode = "redis" | "local" | "local (redis unreachable)" | "unavailable (redis unreachable)";

@@ -14,11 +14,9 @@ export { REQUEST_ID_HEADER } from "./request-id";
 type Phase = "queue" | "upstream";
 
 /**
- * What one request did, filled in as it goes (by `route()`, the doors and the
- * pipeline it observes) and finished exactly once: one log line and its
- * metrics. A request ends when its answer is given, or, for a stream, when
- * the stream ends. A polled route's successes (balancers, the page,
- * Prometheus) are logged at debug, so probes do not drown the log.
+ * What one request did, filled in as it goes and finished once, when its answer
+ * is given or its stream ends: one log line and its metrics. A polled route's
+ * successes are logged at debug, so probes do not drown the log.
  */
 export class RequestRecord implements GenerationObserver {
   readonly id: string;
@@ -91,10 +89,7 @@ export class RequestRecord implements GenerationObserver {
     this.cause = cause;
   }
 
-  /**
-   * Keeps the record open past the response (a stream): it finishes once the
-   * response is given and every hold is released. Release with the stream's end.
-   */
+  /** Keeps the record open past the response (a stream) until every hold is released. */
   hold(): () => void {
     this.holds++;
     let released = false;

@@ -5,39 +5,27 @@ import { isIP } from "node:net";
 import { fail } from "../errors";
 
 /**
- * Who a request comes from, for per-client rate limits.
- *
- * Next's route handlers do not see the socket. `next start` does set
- * `x-forwarded-for` to the socket's address, but only when the client sent
- * none (`??=` in next/dist/server/base-server.js): a client that sends its own
- * X-Forwarded-For chooses its key. So the gateway stamps the true peer address
- * on each request itself, under a header name that is random per process (a
- * client cannot send it): from the process's first request under `npm
- * start` (scripts/peer-stamp.mjs), else from instrumentation.ts on (see
- * `guardNodeServers`); requests a bare `next start` took before that (it
- * listens, and queues them, while it starts) share one key. On Vercel, the
- * address its edge writes in X-Forwarded-For stands in.
+ * Who a request comes from, for per-client rate limits. Route handlers do not
+ * see the socket, and `next start` sets X-Forwarded-For only when the client
+ * sent none (`??=` in next/dist/server/base-server.js). So the gateway stamps
+ * the peer address on each request under a header name random per process:
+ * from the first request under `npm start` (scripts/peer-stamp.mjs), else from
+ * instrumentation.ts on, the requests a bare `next start` queued before that
+ * sharing one key. On Vercel, the address its edge writes stands in.
  */
 export interface PeerStamp {
-  /** The header carrying the socket's address. */
   readonly header: string;
 }
 
-/**
- * Methods Node hands to the request listener that no endpoint takes, and that
- * Next answers with a 500 and a stack trace (fetch's Request refuses them).
- * CONNECT never reaches the listener; TRACK is refused by Node's parser.
- */
+/** What Node passes on and Next answers with a 500 and a stack trace (fetch's Request refuses it); Node itself refuses CONNECT and TRACK. */
 const REFUSED_METHODS = new Set(["TRACE"]);
 const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
 
 /**
- * Sees every Node http server of the process at its first request (the
- * `http.server.request.start` channel publishes before the server emits
- * `request`), and puts itself in front of its request listeners: each request
- * gets its peer stamp, what would reach Next only to crash there (TRACE,
- * the asterisk target of `OPTIONS *`) gets its JSON answer here and prints
- * nothing, and each response is watched by the send timeout.
+ * Puts itself in front of every Node http server's request listeners at its
+ * first request (`http.server.request.start` publishes before `request`): each
+ * request gets its peer stamp, what would crash Next (TRACE, `OPTIONS *`) gets
+ * its JSON answer here, and each response is watched by the send timeout.
  */
 export function guardNodeServers(sendTimeoutMs: number): PeerStamp {
   // `npm start` stamps from the first request on (scripts/peer-stamp.mjs); only a bare `next start` needs this stamp.
@@ -65,13 +53,10 @@ export function guardNodeServers(sendTimeoutMs: number): PeerStamp {
 }
 
 /**
- * Cuts a response whose client has taken none of it for `timeoutMs` while
- * some of it waits to be sent (nginx's send_timeout): Next waits for the
- * socket to drain, so without this a client that stops reading holds its
- * answer, megabytes of image, in memory until it disconnects. A response
- * with nothing unsent (a generation still running) is never cut. Progress
- * is the bytes handed to the kernel: the socket's written bytes less those
- * still buffered.
+ * Cuts a response whose client took none of it for `timeoutMs` while some waits
+ * to be sent (nginx's send_timeout): else a client that stops reading holds its
+ * megabytes in memory until it leaves. One with nothing unsent (a generation
+ * still running) is never cut. Progress: bytes handed to the kernel.
  */
 class SendWatchdog {
   private readonly watched = new Map<ServerResponse, { sent: number; since: number }>();
@@ -125,10 +110,9 @@ function refused(request: IncomingMessage, response: ServerResponse): boolean {
 const UNSTAMPED = "unstamped";
 
 /**
- * The client's address: the socket's peer, or with `trustedHops` proxies in
- * front, the address the outermost trusted one saw (Infinity: the left-most
- * of X-Forwarded-For). IPv6 clients are grouped by /64, the block one
- * subscriber usually holds.
+ * The socket's peer, or with `trustedHops` proxies in front the address the
+ * outermost trusted one saw (Infinity: the left-most of X-Forwarded-For). IPv6
+ * clients are grouped by /64, the block one subscriber usually holds.
  */
 export function clientAddress(headers: Headers, stamp: PeerStamp | undefined, trustedHops: number): string {
   const forwarded = (headers.get("x-forwarded-for") ?? "")

@@ -1,8 +1,7 @@
 /**
- * CORS for other frontends (CORS_ORIGINS). Empty: same origin only, and no
- * CORS header is ever sent. A listed origin is echoed with credentials
- * allowed; `*` (only when given) lets any origin read, never with
- * credentials. Anything else gets no CORS headers: the browser blocks it.
+ * CORS for other frontends (CORS_ORIGINS). Empty: same origin only, no CORS
+ * header. A listed origin is echoed with credentials; `*` lets any origin read,
+ * never with credentials. Anything else gets none: the browser blocks it.
  */
 export const CORS_ALLOWED_HEADERS = ["content-type", "authorization", "x-api-key", "x-request-id", "traceparent", "tracestate"];
 export const CORS_EXPOSED_HEADERS = [
@@ -65,15 +64,12 @@ export class CorsPolicy {
 }
 
 /**
- * Whether a browser sent this request from another site that CORS_ORIGINS does
- * not list. A JSON POST needs a preflight, which such a site fails; but a form
- * or a fetch with a body of no declared type skips the preflight, and the
- * gateway takes a body without Content-Type as JSON. `Sec-Fetch-Site` (set by
- * the browser alone) tells those apart. Browsers without it (older Safari)
- * still send `Origin` on every cross-origin POST: there, an Origin that is
- * neither the gateway's own (Host, or X-Forwarded-Host behind a proxy) nor
- * listed is foreign. No Origin at all (curl, servers) is not a browser's
- * cross-site request.
+ * Whether a browser sent this from a site CORS_ORIGINS does not list. A JSON
+ * POST needs a preflight, which such a site fails, but a form or an untyped
+ * fetch body skips it (and a body without Content-Type is taken as JSON):
+ * `Sec-Fetch-Site` tells. Without it (older Safari), an `Origin` neither the
+ * gateway's own (Host, or X-Forwarded-Host) nor listed is foreign; no Origin
+ * at all (curl, servers) is no browser's cross-site request.
  */
 export function isForeignBrowserRequest(headers: Headers, policy: CorsPolicy): boolean {
   const site = headers.get("sec-fetch-site");

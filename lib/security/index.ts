@@ -7,17 +7,10 @@ import { quotaHeaders } from "./rate-limit";
 
 export type { HeaderList } from "./cors";
 
-/** Whether requests to the generate endpoints must carry a key (GET /api says so to the page). */
-export function apiKeyRequired(): boolean {
-  return registry().access.keys.required;
-}
-
 /**
- * Checks a request to a guarded route before anything else happens to it (no
- * body read, no upstream call): the site it comes from, its API key
- * (GATEWAY_API_KEYS), its share of RATE_LIMIT_PER_MINUTE (per key, or per
- * client address without keys). Throws the error table's 403, 401 or 429; on
- * success, returns the headers its answer carries (RateLimit-*).
+ * Checks a request to a guarded route before its body is read: its site, its
+ * API key, its share of RATE_LIMIT_PER_MINUTE (per key, else per address).
+ * Throws the 403, 401 or 429; else returns its RateLimit-* headers.
  */
 export function admit(request: Request): HeaderList {
   const gateway = registry();
@@ -29,11 +22,6 @@ export function admit(request: Request): HeaderList {
   if (!rateLimits.enabled) return [];
   const client = keyId ?? `ip:${clientAddress(request.headers, gateway.peerStamp(), gateway.config.trustedProxyHops)}`;
   return Object.entries(quotaHeaders(rateLimits.take(client)));
-}
-
-/** CORS headers for any API answer (none unless CORS_ORIGINS is set). */
-export function corsHeaders(request: Request): HeaderList {
-  return registry().access.cors.responseHeaders(request.headers.get("origin"));
 }
 
 /** The extra headers of an answer to a CORS preflight from an allowed origin. */

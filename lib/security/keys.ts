@@ -7,11 +7,7 @@ function digest(key: string): Buffer {
   return createHash("sha256").update(key, "utf8").digest();
 }
 
-/**
- * GATEWAY_API_KEYS, held as SHA-256 digests and compared in constant time:
- * every stored digest is compared, equal-length digests leak neither the
- * keys' lengths nor which key was closest.
- */
+/** GATEWAY_API_KEYS as SHA-256 digests, each compared in constant time: neither the keys' lengths nor the closest one leaks. */
 export class ApiKeys {
   private readonly digests: Buffer[];
 
@@ -24,11 +20,7 @@ export class ApiKeys {
     return this.digests.length > 0;
   }
 
-  /**
-   * The caller's key, from `Authorization: Bearer <key>` or `X-API-Key: <key>`:
-   * a stable id of the key that matched (for rate limits; it says nothing of
-   * the key itself), or undefined when no keys are configured. Throws 401.
-   */
+  /** The caller's key (`Authorization: Bearer` or `X-API-Key`): a stable id of it for rate limits, undefined without keys; else 401. */
   verify(headers: Headers): string | undefined {
     if (!this.required) return undefined;
     const presented = presentedKeys(headers);

@@ -27,10 +27,9 @@ export interface RateLimiterOptions {
 }
 
 /**
- * RATE_LIMIT_PER_MINUTE, per client, in this process: a token bucket that
- * holds `perMinute` requests and refills at `perMinute` a minute. A client
- * may burst up to the limit, then gets one more request each 60/limit s.
- * O(1) memory per client; full (idle) buckets are swept once a minute.
+ * RATE_LIMIT_PER_MINUTE per client, in this process: a token bucket of
+ * `perMinute` refilled at `perMinute` a minute (a burst up to the limit, then one
+ * each 60/limit s). O(1) memory per client; full buckets are swept each minute.
  */
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();

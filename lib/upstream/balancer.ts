@@ -15,17 +15,15 @@ export interface BalancerOptions extends UpstreamOptions {
   healthReuseMs: number;
   /** Connection failures or 5xx in a row that take a server out (EJECT_AFTER_FAILURES). */
   ejectAfterFailures: number;
-  /** The first ejection's length; each further one in a row doubles it... */
+  /** The first ejection's length, doubled for each further one in a row up to ejectMaxMs. */
   ejectBaseMs: number;
-  /** ...up to this. */
   ejectMaxMs: number;
   /** The clock: tests replace it to step through ejection periods. */
   now?: () => number;
-  /** Hears each ejection and return, for the logs. */
+  /** For the logs: each ejection and return, each orphan given up. */
   onChange?: (change: ServerChange) => void;
-  /** Hears each orphaned generation given up, for the logs. */
   onOrphanEnd?: (end: OrphanEnd) => void;
-  /** Hears the generations the servers in rotation can take, whenever that changes (see `capacity`). */
+  /** Hears `capacity()` whenever it changes. */
   onCapacity?: (capacity: number) => void;
 }
 
@@ -48,24 +46,19 @@ export interface ServerChange {
 /** The probe at the end of an ejection runs this much after it, so it finds the period over. */
 const REJOIN_SLACK_MS = 10;
 
-/**
- * Orphaned generations (see `Balancer.orphan`): the first probe soon after,
- * for a server that stops on a closed connection; then one in this interval.
- */
+/** Orphans (see `Balancer.orphan`) are probed soon after, for a server that stops on a closed connection, then at this interval. */
 const ORPHAN_FIRST_PROBE_MS = 30;
 const ORPHAN_PROBE_MS = 250;
 /**
- * A call younger than this when a probe leaves may not be in the server's
- * queue yet (the genuine server enqueues a stream only once its headers are
- * out, and its event loop stalls while it encodes an image): it is left out
- * of the count, which can only make the count hold orphans longer.
+ * A call younger than this when a probe leaves may not be in the server's queue
+ * yet (the genuine server enqueues a stream once its headers are out, and stalls
+ * while it encodes an image): left out of the count, it can only keep orphans longer.
  */
 const ARRIVAL_SLACK_MS = 100;
 /**
- * How long after a probe's answer the count waits, so that a call the server
- * had already finished, its answer still on the way, shows it by arriving:
- * taken for unfinished, it would let an orphan go one too soon. (The genuine
- * server notices a finished stream within 0.1 s.)
+ * How long after a probe's answer the count waits, so that a call the server had
+ * finished, its answer on the way, shows it by arriving: taken for unfinished, it
+ * would let an orphan go too soon. (The genuine server sees a finished stream within 0.1 s.)
  */
 const LIVE_GRACE_MS = 500;
 
@@ -98,11 +91,7 @@ interface Member {
   health: HealthResult | undefined;
   probedAt: number;
   probing: Promise<HealthResult> | undefined;
-  /**
-   * The slots it can give this gateway, by its latest probe: the
-   * `available_slots` it reported plus this gateway's calls it was running
-   * then. Null when unknown (no answer yet, or no such field).
-   */
+  /** By its latest probe: the `available_slots` it reported plus this gateway's calls it ran then; null when unknown. */
   capacity: number | null;
   /** Generations sent to it and not done with, in the order they were sent. */
   calls: Set<Call>;
@@ -158,16 +147,14 @@ export class Balancer {
     this.publicUrl = this.members.map((member) => member.server.publicUrl).join(",");
   }
 
-  /** How many servers there are. */
   get size(): number {
     return this.members.length;
   }
 
   /**
-   * POST /generate on the freest server; see UpstreamServer.generate. The
-   * limiter's `slot` is the call's from here on: it is freed when the server
-   * is done with the generation, which for a call the gateway gave up on (the
-   * client left, a timeout) may be later than the call's end: see `orphan`.
+   * POST /generate on the freest server. The limiter's `slot` is the call's from
+   * here on, freed when the server is done with the generation: for a call the
+   * gateway gave up on, that may be after the call's end (see `orphan`).
    */
   generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<Buffer[]> {
     return this.attempt(slot, async (member, call) => {
@@ -182,11 +169,7 @@ export class Balancer {
     });
   }
 
-  /**
-   * POST /generate-stream on the freest server. The server counts as busy,
-   * and `slot` held, until the stream's close(): at once if the stream ended,
-   * else (an abandoned stream) once the server is done with it.
-   */
+  /** POST /generate-stream on the freest server: it counts as busy, and `slot` held, until the stream is done with (see `tracked`). */
   generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<OpenResponse> {
     return this.attempt(slot, async (member, call) => {
       let response: OpenResponse;
@@ -200,10 +183,9 @@ export class Balancer {
   }
 
   /**
-   * What the servers in rotation can take at once through this gateway:
-   * MAX_CONCURRENT_PER_SERVER for each. The limiter admits no more than this,
-   * so an admitted call always finds a server with room, and every wait is
-   * the limiter's (bounded by QUEUE_TIMEOUT, counted, told to streams).
+   * What the servers in rotation can take at once through this gateway. The
+   * limiter admits no more, so an admitted call finds a server with room and
+   * every wait is the limiter's (bounded, counted, told to streams).
    */
   capacity(): number {
     return this.members.filter((member) => member.ejectedUntil === undefined).length * this.options.maxConcurrentPerServer;
@@ -215,10 +197,8 @@ export class Balancer {
   }
 
   /**
-   * The GPU servers' health, never throwing: one server's own answer, or with
-   * several an aggregate of those in rotation that answered. Coalesced per
-   * server with the background probe: callers during a probe share it, and an
-   * answer serves everyone for `healthReuseMs`.
+   * One server's own health answer, or an aggregate of those in rotation; never
+   * throws. Callers during a probe share it, and an answer serves for `healthReuseMs`.
    */
   async health(): Promise<HealthResult> {
     this.start();
@@ -244,13 +224,9 @@ export class Balancer {
     }));
   }
 
-  /**
-   * GET /metrics. One server: its JSON bytes, or its failure thrown. Several:
-   * `{"servers": {"<url>": <its JSON> | {"error": "..."}}}`, never throwing.
-   */
+  /** GET /metrics: one server's JSON bytes (its failure a 502), or `{"servers": {"<url>": <its JSON> | {"error": "..."}}}`. */
   async metrics(): Promise<Buffer> {
     const [only] = this.members;
-    // A passthrough: any failure of it is the upstream's, so a 502.
     if (only && this.members.length === 1) {
       return only.server.metrics().catch((error: unknown) => {
         throw error instanceof GatewayError ? fail.metricsUnavailable(error) : error;
@@ -279,11 +255,7 @@ export class Balancer {
     await Promise.all(this.members.map((member) => member.server.close()));
   }
 
-  /**
-   * Runs `run` on the freest server. A failure that never reached the server
-   * (see `neverSent`) is tried on the next one; when no server is left, the
-   * answer is 503 at once. Every other failure is the caller's answer.
-   */
+  /** Runs `run` on the freest server; a failure that never reached it (`neverSent`) is tried on the next, and none left is a 503. */
   private async attempt<T>(slot: Slot, run: (member: Member, call: Call) => Promise<T>): Promise<T> {
     this.start();
     const tried = new Set<Member>();
@@ -306,12 +278,7 @@ export class Balancer {
     }
   }
 
-  /**
-   * A call failed: counted toward ejection, and its place and slot freed,
-   * unless it goes on to another server or the server may still run it.
-   * An answer of any status (or an invalid one) means the server is done;
-   * only a call cut short may still run there (`orphan`).
-   */
+  /** A failed call counts toward ejection. An answer of any status means the server is done; a call cut short may still run there. */
   private callFailed(member: Member, call: Call, error: unknown): unknown {
     this.judge(member, error);
     if (this.retried(error)) this.release(member, call, false);
@@ -343,12 +310,10 @@ export class Balancer {
   }
 
   /**
-   * The order of choice: a server whose probe said it serves before one whose
-   * probe failed; then the smallest share of its capacity in use by this
-   * gateway (in flight / capacity: the fewest in flight, weighted by its
-   * slots); then the fewest in flight; then in turn. An idle server is a tie
-   * whatever its capacity, so light traffic goes round in turn and a slightly
-   * stale capacity cannot pull it all to one server.
+   * The order of choice: a server whose probe said it serves first; then the
+   * smallest share of its capacity in use (in flight / capacity); then the fewest
+   * in flight; then in turn. Idle servers tie whatever their capacity, so light
+   * traffic goes round and a stale capacity cannot pull it all to one server.
    */
   private better(a: Member, b: Member, fallback: number): boolean {
     const downA = this.stateOf(a) === "down";
@@ -368,7 +333,6 @@ export class Balancer {
     return known.length === 0 ? 1 : known.reduce((total, capacity) => total + capacity, 0) / known.length;
   }
 
-  /** Counts a call's outcome toward ejection. */
   private judge(member: Member, error?: unknown): void {
     if (countsAsFailure(error)) {
       this.failed(member);
@@ -377,10 +341,7 @@ export class Balancer {
     }
   }
 
-  /**
-   * A call is over for the server: its place on it is free again, and so is
-   * the limiter's slot, unless the call goes on to another server (`slot` false).
-   */
+  /** The call is over for the server: its place is free, and the limiter's slot unless the call goes on elsewhere (`slot` false). */
   private release(member: Member, call: Call, slot = true): void {
     if (!member.calls.delete(call)) return;
     clearTimeout(call.timer);
@@ -389,13 +350,11 @@ export class Balancer {
   }
 
   /**
-   * The gateway stopped waiting for a call (its client left, a deadline or a
-   * broken stream), but the server may still run it: the genuine server
-   * never looks at the connection and runs every queued generation to its
-   * end. The call keeps its place and slot, so MAX_CONCURRENT_REQUESTS still
-   * bounds what the server runs and queues, until the server's load shows it
-   * done (at the first probe, for a server that stops on a closed
-   * connection), and at most REQUEST_TIMEOUT.
+   * The gateway stopped waiting for a call (client gone, a deadline, a broken
+   * stream), but the genuine server never looks at the connection and runs every
+   * queued generation to its end. The call keeps its place and slot, so the
+   * limit still bounds what the server runs, until the server's load shows it
+   * done, and at most REQUEST_TIMEOUT.
    */
   private orphan(member: Member, call: Call): void {
     if (!member.calls.has(call) || call.orphanedAt !== undefined) return;
@@ -437,15 +396,12 @@ export class Balancer {
   }
 
   /**
-   * Which orphans a probe shows done. The server's unfinished work
-   * (`active_generations` + `current_queue_size`) when it answered includes
-   * every call of this gateway that was there then and not done; so of the
-   * calls sent before the probe, all but that many are done. Calls still
-   * waiting for their answer are taken as not done (hence the grace: one
-   * whose answer was on its way shows it meanwhile), so the done ones are
-   * orphans, and that many orphans let go. Other clients of the server only
-   * add to its load, which keeps orphans longer, never shorter. Connections
-   * refused: the server is not running (its queue is gone).
+   * Which orphans a probe shows done. The server's unfinished work (active +
+   * queued) includes every call of this gateway there then and not done, so of
+   * the calls sent before the probe all but that many are done; calls still
+   * waiting for their answer are not (hence the grace), so that many orphans go.
+   * Other clients only add load: orphans are kept longer, never shorter.
+   * Connections refused: the server is not running, its queue is gone.
    */
   private async countOrphans(member: Member, result: HealthResult, askedAt: number): Promise<void> {
     if (!result.ok) {
@@ -468,11 +424,7 @@ export class Balancer {
     }
   }
 
-  /**
-   * The stream, with `member` busy until the stream is done with: when its
-   * body ends, or on close() — an orphan then, unless the caller saw the
-   * server's last event.
-   */
+  /** The stream, `member` busy until its body ends or close(): an orphan then, unless the caller saw the server's last event. */
   private tracked(member: Member, call: Call, response: OpenResponse): OpenResponse {
     let judged = false;
     const judge = (error?: unknown) => {
@@ -505,7 +457,6 @@ export class Balancer {
     };
   }
 
-  /** One more failure in a row; enough of them take the server out. */
   private failed(member: Member): void {
     member.failures++;
     if (member.failures >= this.options.ejectAfterFailures) this.eject(member);
@@ -567,10 +518,9 @@ export class Balancer {
   }
 
   /**
-   * A probe's answer. A refused connection or a 5xx counts toward ejection as
-   * a call's would, so a dead server goes out even with no traffic; a good
-   * answer does not clear the count (only a served call does), or a server
-   * failing every generation but answering /health would never go.
+   * A probe's refused connection or 5xx counts toward ejection, so a dead server
+   * goes out with no traffic; a good answer does not clear the count (a served
+   * call does), or a server failing every generation but /health would stay.
    */
   private observe(member: Member, result: HealthResult, inFlight: number): void {
     const now = this.now();
@@ -593,11 +543,7 @@ export class Balancer {
     return member.health === undefined || serves(member.health) ? "up" : "down";
   }
 
-  /**
-   * One health answer for several servers, from those in rotation that
-   * answered: "healthy" when one of them serves, else the first one's status;
-   * model and CUDA true when one says so; queue, generations and slots summed.
-   */
+  /** For several servers, from those in rotation that answered: "healthy" if one serves; model and CUDA true if one says so; loads summed. */
   private aggregate(): HealthResult {
     const inRotation = this.members.filter((member) => member.ejectedUntil === undefined);
     const answers = inRotation.flatMap((member) => (member.health?.ok ? [member.health.health] : []));
@@ -618,11 +564,7 @@ export class Balancer {
   }
 }
 
-/**
- * A probe that lets a server serve: it answered and said "healthy" (or said
- * nothing of its status, as an older server may: the contract treats a
- * missing field as unknown, not as down).
- */
+/** It answered, and said "healthy" or nothing of its status (an older server: unknown, not down). */
 function serves(result: HealthResult): boolean {
   return result.ok && canGenerate(result.health);
 }
@@ -634,7 +576,6 @@ function load(member: Member, fallback: number): number {
   return member.inFlight / capacity;
 }
 
-/** The server answered with an error status: it is done with the call. */
 function answered(error: unknown): boolean {
   return error instanceof GatewayError && (error.code === "upstream_status" || error.code === "upstream_credentials");
 }

@@ -52,10 +52,9 @@ export interface CallContext {
 const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
 
 /**
- * Whether a failed call never reached the server (connection refused, host
- * not found, no connection in time), so another server may take it without
- * the risk of running a generation twice. Anything else may have reached a
- * GPU and is never replayed, as nginx does not replay a non-idempotent POST.
+ * Whether a failed call never reached the server, so another may take it with
+ * no risk of a generation run twice. Anything else may have reached a GPU and
+ * is never replayed, as nginx does not replay a non-idempotent POST.
  */
 export function neverSent(error: unknown): boolean {
   if (!(error instanceof GatewayError)) return false;
@@ -68,10 +67,9 @@ export interface OpenResponse {
   /** The body as it arrives; failures are thrown as GatewayErrors. */
   chunks: AsyncIterable<Buffer>;
   /**
-   * Drops the body (if unread) and the deadline. Safe to call more than once.
-   * `finished`: the caller saw the server's last word (a stream's final
-   * event), so the server is done with the request even if the body was not
-   * read to its end; otherwise it may still be working on it.
+   * Drops the body and the deadline; idempotent. `finished`: the caller saw the
+   * server's last word (a stream's final event), so the server is done even if
+   * the body was not read to its end; else it may still be working on it.
    */
   close(finished?: boolean): void;
 }
@@ -86,12 +84,8 @@ export function reportedHealth(result: HealthResult): UpstreamHealth | ServerHea
   return result.ok ? result.health : { status: result.status, error: result.error };
 }
 
-/**
- * One GPU server: a keep-alive undici pool, its timeouts and caps, and the
- * translation of every way a call can fail into a GatewayError.
- */
+/** One GPU server: a keep-alive undici pool, its timeouts and caps, and every way a call can fail as a GatewayError. */
 export class UpstreamServer {
-  /** The URL without credentials, safe to show. */
   readonly publicUrl: string;
   private readonly pool: Pool;
   private readonly basePath: string;
@@ -117,11 +111,7 @@ export class UpstreamServer {
     });
   }
 
-  /**
-   * POSTs a validated request to /generate. Resolves with the upstream's answer
-   * exactly as it sent it, in the chunks it arrived in (megabytes are never
-   * joined), after checking it holds an image.
-   */
+  /** POST /generate: the answer as it came, in its chunks (megabytes are never joined), once checked to hold an image. */
   async generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer[]> {
     const chunks = await this.call(
       {
@@ -167,11 +157,7 @@ export class UpstreamServer {
     return this.pool.close();
   }
 
-  /**
-   * POSTs a validated request to /generate-stream. Resolves once the server
-   * answered 2xx; the stream's chunks then arrive as it sends them. Errors
-   * while reading come out of the iterator already classified.
-   */
+  /** POST /generate-stream, once the server answered 2xx; the chunks' failures come out classified. */
   generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<OpenResponse> {
     return this.open(
       {
@@ -206,10 +192,9 @@ export class UpstreamServer {
   }
 
   /**
-   * Sends a request and waits for a 2xx answer's headers; any other status
-   * becomes the error table's answer. The deadline (`timeoutMs` for the whole
-   * exchange) and the caller's signal abort it; `close()` frees the
-   * connection and the timer, and must be called once the body is done with.
+   * Sends a request and waits for a 2xx answer's headers (any other status is
+   * the error table's). The deadline (`timeoutMs`, the whole exchange) and the
+   * caller's signal abort it; `close()` frees connection and timer, and must come.
    */
   private async open(request: UpstreamRequest, signal: AbortSignal | undefined, timeoutMs: number): Promise<OpenResponse> {
     const controller = new AbortController();

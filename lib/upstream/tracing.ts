@@ -3,12 +3,10 @@ import type { Attributes } from "@opentelemetry/api";
 import type { GatewayError } from "../errors";
 
 /**
- * A span per call to the GPU server. @vercel/otel instruments global fetch
- * only; the gateway talks through an undici Pool, so its calls are traced
- * here, by hand: no monkey-patching, and the span can carry what the gateway
- * knows (image size, steps, queue wait, bytes) and live as long as a stream.
- * Without a registered SDK (tracing off) the span is a no-op, and the
- * caller's own trace context, if it sent one, goes to the GPU server as it came.
+ * A span per call to the GPU server, by hand: @vercel/otel instruments global
+ * fetch, not an undici Pool, and here the span carries what the gateway knows
+ * (size, steps, queue wait, bytes) and lives as long as a stream. With tracing
+ * off it is a no-op, and the caller's trace context goes on as it came.
  */
 const tracer = trace.getTracer("text2image-gateway");
 
