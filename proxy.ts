@@ -7,7 +7,7 @@ import { errorResponse, fail } from "./lib/errors";
  * a fresh nonce per request. Next reads the nonce from the CSP request header
  * and puts it on its own scripts; 'strict-dynamic' lets those load the rest,
  * and no other script runs. The matcher keeps the API out: its hot path pays
- * nothing here (its headers come from next.config.ts and lib/http.ts).
+ * nothing here (its headers come from next.config.mjs and lib/http.ts).
  */
 export function proxy(request: NextRequest) {
   const { pathname } = request.nextUrl;

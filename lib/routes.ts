@@ -1,8 +1,9 @@
 /**
  * Every endpoint, once: `path` is its folder under app/ (whose route.ts passes
  * the entry to `route()`), `alias` the original gateway's path, a rewrite. The
- * rewrites, the proxy's matcher (a literal, checked against `pageMatcher()` by
- * a test), the log and metric labels and the OpenAPI paths come from here.
+ * log and metric labels and the OpenAPI paths come from here; the rewrites
+ * (next.config.mjs) and the proxy's matcher are literals, as Next reads them,
+ * held to `rewrites()` and `pageMatcher()` by tests/unit/routes.test.ts.
  */
 export interface RouteEntry {
   /** The handler's path under /api, also its label in logs and metrics. */

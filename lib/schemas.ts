@@ -240,8 +240,7 @@ function plural(count: number | bigint, noun: string): string {
   return `${count} ${noun}${count === 1 || count === 1n ? "" : "s"}`;
 }
 
-// Bodies the gateway itself answers with. They describe what the handlers send
-// (the handlers check against them with `satisfies`) and feed the OpenAPI document.
+// Bodies the gateway answers with: the handlers check theirs against them (`satisfies`), and the OpenAPI document shows them.
 
 /** 200 of GET /api: what this service is (the original gateway's `GET /`). */
 export const GatewayInfo = z.object({

@@ -201,8 +201,7 @@ export class UpstreamServer {
     const timer = setTimeout(() => {
       controller.abort(new DOMException("deadline", "TimeoutError"));
     }, timeoutMs);
-    // Whatever reason the caller's signal carries (Next aborts request.signal with its own
-    // ResponseAborted), its abort means the client went away, unless it is the drain's 503.
+    // Whatever the reason (Next's own ResponseAborted, say), the client went away, unless it is the drain's 503.
     const onCallerAbort = () => {
       controller.abort(fail.aborted(signal?.reason));
     };

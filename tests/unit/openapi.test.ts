@@ -8,14 +8,13 @@ import { fail } from "@/lib/errors";
 import { JSON_SCHEMA_OPTIONS, aliasOperationId, buildOpenApiDocument } from "@/lib/openapi";
 import type { JsonSchema, Method, OpenApiDocument, Operation } from "@/lib/openapi";
 import * as schemas from "@/lib/schemas";
-import nextConfig from "@/next.config";
 
 const document = buildOpenApiDocument();
 /**
  * Every route the app serves under /api, read from the app itself: each
  * route.ts under app/api (the catch-all 404 aside) with the methods its route()
  * call gives handlers for. A new route without its OpenAPI entry fails here.
- * The original gateway's paths are what next.config.ts rewrites to them.
+ * The original gateway's paths are what next.config.mjs rewrites to them.
  */
 function apiEndpoints(): [string, Method][] {
   const apiDir = path.join(import.meta.dirname, "../../app/api");
@@ -30,7 +29,9 @@ function apiEndpoints(): [string, Method][] {
     });
 }
 const API_ENDPOINTS = apiEndpoints();
-const REWRITES = await nextConfig.rewrites?.() as { source: string; destination: string }[];
+const configPath = "../../next.config.mjs"; // a variable: the module has no types
+const { default: nextConfig } = (await import(configPath)) as { default: { rewrites(): Promise<{ source: string; destination: string }[]> } };
+const REWRITES = await nextConfig.rewrites();
 const ALIAS_ENDPOINTS: [string, Method][] = REWRITES.flatMap(({ source, destination }) =>
   API_ENDPOINTS.filter(([path]) => path === destination).map(([, method]): [string, Method] => [source, method]),
 );
@@ -87,7 +88,7 @@ describe("the OpenAPI document", () => {
     expect(documented.sort()).toEqual([...API_ENDPOINTS, ...ALIAS_ENDPOINTS].map(([path, method]) => `${method} ${path}`).sort());
   });
 
-  it("gives each original gateway path next.config.ts rewrites the operation of its /api path, under its own operationId", () => {
+  it("gives each original gateway path next.config.mjs rewrites the operation of its /api path, under its own operationId", () => {
     expect(REWRITES.length).toBeGreaterThanOrEqual(4);
     expect(ALIAS_ENDPOINTS.length).toBe(REWRITES.length);
     for (const { source, destination } of REWRITES) {

@@ -2,8 +2,10 @@ import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROUTES, pageMatcher, rewrites } from "@/lib/routes";
-import nextConfig from "@/next.config";
 import { config as proxyConfig } from "@/proxy";
+
+const configPath = "../../next.config.mjs"; // a variable: the module has no types
+const { default: nextConfig } = (await import(configPath)) as { default: { rewrites(): Promise<{ source: string; destination: string }[]> } };
 
 const apiDir = path.join(import.meta.dirname, "../../app/api");
 
@@ -28,8 +30,8 @@ describe("the route table", () => {
     }
   });
 
-  it("is where next.config.ts takes its rewrites: the original gateway's four paths", async () => {
-    expect(await nextConfig.rewrites?.()).toEqual(rewrites());
+  it("holds next.config.mjs's rewrites (a literal: a .ts config costs 30 MB of SWC at start) to the table: the original gateway's four paths", async () => {
+    expect(await nextConfig.rewrites()).toEqual(rewrites());
     expect(rewrites()).toEqual([
       { source: "/health", destination: "/api/health" },
       { source: "/generate", destination: "/api/generate" },
