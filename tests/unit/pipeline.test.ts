@@ -84,6 +84,17 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
   }
 }
 
+/** Reads a generation's events to the end: the types relayed, and how it ended. */
+function relayAll(generation: Generation): { relayed: (string | undefined)[]; outcome: Promise<string> } {
+  const relayed: (string | undefined)[] = [];
+  const outcome = codeOf(
+    (async () => {
+      for await (const event of await generation.events()) relayed.push(event.type);
+    })(),
+  );
+  return { relayed, outcome };
+}
+
 describe("the generation pipeline", () => {
   it("runs admit, validate, queue, upstream and release in that order for any door", async () => {
     freshGateway();
@@ -137,12 +148,7 @@ describe("the generation pipeline", () => {
     emulator.setFault({ kind: "stream_end" });
     const generation = new Generation(gateway, new AbortController().signal, observer());
     await generation.accept(() => Promise.resolve(BODY));
-    const relayed: (string | undefined)[] = [];
-    const outcome = codeOf(
-      (async () => {
-        for await (const event of await generation.events()) relayed.push(event.type);
-      })(),
-    );
+    const { relayed, outcome } = relayAll(generation);
     expect(await outcome).toBe("upstream_bad_response");
     expect(relayed).toContain("progress");
     generation.close();
@@ -156,13 +162,9 @@ describe("the generation pipeline", () => {
     emulator.setFault({ kind: "stream_malformed" });
     const generation = new Generation(gateway, new AbortController().signal, observer());
     await generation.accept(() => Promise.resolve(BODY));
-    const relayed: (string | undefined)[] = [];
-    const outcome = codeOf(
-      (async () => {
-        for await (const event of await generation.events()) relayed.push(event.type);
-      })(),
-    );
+    const { relayed, outcome } = relayAll(generation);
     expect(await outcome).toBe("upstream_bad_response");
+    expect(relayed).toContain("progress");
     generation.close();
     await expect.poll(() => gateway.limiter.stats().in_flight).toBe(0);
   });
