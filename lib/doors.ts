@@ -1,5 +1,6 @@
 /** The pipeline's doors onto HTTP: JSON for /api/generate, server-sent events for /api/generate-stream. */
 import "server-only";
+import { createHash } from "node:crypto";
 import { GatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import type { RequestContext } from "./http";
@@ -8,6 +9,7 @@ import { Generation } from "./pipeline";
 import type { UpstreamEvent } from "./pipeline";
 import { registry } from "./registry";
 import { EventStream } from "./sse";
+import { parseSkippingString, plainStringSpan, topLevelNumbers } from "./upstream/lean-json";
 
 /** Begins a generation for `request`, released once its response is closed, and reads its body into it. */
 async function accepted(request: Request, client: AbortSignal, { record, afterResponse }: RequestContext): Promise<Generation> {
@@ -20,15 +22,67 @@ async function accepted(request: Request, client: AbortSignal, { record, afterRe
   return generation;
 }
 
-/** POST /api/generate: the GPU server's answer, unchanged; its slot is free once the server answered, not once the client read it. */
+/**
+ * POST /api/generate: the GPU server's answer, unchanged, or with Accept:
+ * image/* the image's own bytes. Its slot is free once the server answered,
+ * not once the client read it.
+ */
 export async function generate(request: Request, context: RequestContext): Promise<Response> {
+  const binary = prefersImageBytes(request.headers.get("accept"));
   const generation = await accepted(request, request.signal, context);
   const answer = await generation.image();
-  context.record.sent(answer.reduce((bytes, chunk) => bytes + chunk.length, 0));
-  const response = streamedJson(answer);
+  const { response, bytes } = binary ? imageResponse(answer) : { response: streamedJson(answer), bytes: answer.reduce((sum, chunk) => sum + chunk.length, 0) };
+  context.headers.push(["Vary", "Accept"]);
+  context.record.sent(bytes);
   // Answered while draining: the client's next request should open a connection elsewhere.
   if (registry().drain.draining) response.headers.set("connection", "close");
   return response;
+}
+
+const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/*"]);
+
+/** Whether Accept asks for the image itself over JSON (the default): by its q-value, a tie going to the one named first. */
+function prefersImageBytes(accept: string | null): boolean {
+  let image = { q: 0, at: Infinity };
+  let json = { q: 0, at: Infinity };
+  for (const [at, part] of (accept ?? "").split(",").entries()) {
+    const [type = "", ...params] = part.split(";").map((piece) => piece.trim().toLowerCase());
+    const q = Number(params.find((param) => param.startsWith("q="))?.slice(2) ?? 1);
+    const entry = { q: Number.isFinite(q) ? q : 0, at };
+    if (IMAGE_TYPES.has(type) && entry.q > image.q) image = entry;
+    else if (type === "application/json" && entry.q > json.q) json = entry;
+  }
+  return image.q > 0 && (image.q > json.q || (image.q === json.q && image.at < json.at));
+}
+
+/**
+ * The GPU server's image as its own bytes and type (a quarter fewer than its
+ * base64, no decoding in the browser), the answer's other fields in headers.
+ */
+function imageResponse(answer: Buffer[]): { response: Response; bytes: number } {
+  const whole = answer.length === 1 ? (answer[0] as Buffer) : Buffer.concat(answer);
+  const { value } = parseSkippingString(whole, "image_base64");
+  const fields = value as Record<string, unknown>;
+  const span = plainStringSpan(whole, "image_base64");
+  const uri = span ? whole.toString("latin1", span[0], span[1]) : String((JSON.parse(whole.toString("utf8")) as Record<string, unknown>).image_base64);
+  const { type, base64 } = /^data:(?<type>[\w.+-]+\/[\w.+-]+)(?:;[^,]*)?;base64,(?<base64>.*)$/s.exec(uri)?.groups ?? { type: "", base64: uri };
+  const image = Buffer.from(base64 ?? "", "base64");
+  const seed = new Map(topLevelNumbers(whole)).get("seed");
+  const headers: [string, string][] = [
+    ["content-type", type || sniffedType(image)],
+    ["x-image-sha256", createHash("sha256").update(image).digest("hex")],
+  ];
+  if (seed !== undefined) headers.push(["x-seed", seed]);
+  if (typeof fields.generation_time_ms === "number") headers.push(["x-generation-time-ms", String(fields.generation_time_ms)]);
+  if (typeof fields.image_id === "string") headers.push(["x-image-id", fields.image_id]);
+  // Streamed, as the JSON answer is (Vercel refuses unstreamed bodies over 4.5 MB).
+  return { response: new Response(new Blob([image]).stream(), { headers }), bytes: image.length };
+}
+
+/** A data URI without its type (a server that sends bare base64): PNG and JPEG by their first bytes. */
+function sniffedType(image: Buffer): string {
+  if (image.subarray(0, 4).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47]))) return "image/png";
+  return image[0] === 0xff && image[1] === 0xd8 ? "image/jpeg" : "application/octet-stream";
 }
 
 /**

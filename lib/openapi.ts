@@ -242,6 +242,16 @@ function errorResponse(status: number, description: string, examples: ErrorExamp
   };
 }
 
+/** The generate answer asked for with Accept: image/png, image/jpeg or image/*: the image's own bytes and type. */
+function withImageBytes(response: ResponseObject): ResponseObject {
+  const binary: MediaType = { schema: { type: "string", format: "binary" } };
+  return {
+    ...response,
+    description: `${response.description}; with \`Accept: image/png\`, \`image/jpeg\` or \`image/*\` preferred to JSON, the image's own bytes and type (the GPU server's: JPEG by default), its fields in \`X-Seed\`, \`X-Generation-Time-Ms\`, \`X-Image-Id\` and \`X-Image-Sha256\``,
+    content: { ...response.content, "image/jpeg": binary, "image/png": binary },
+  };
+}
+
 function jsonResponse(description: string, schema: SchemaName, examples: Record<string, Example>): ResponseObject {
   return { description, content: { "application/json": { schema: ref(schema), examples } } };
 }
@@ -501,9 +511,11 @@ function endpoints(): Endpoint[] {
         tag: "generation",
         requestBody: generateRequestBody(),
         responses: {
-          200: jsonResponse("The GPU server's answer, byte for byte", "GenerateResponse", {
-            image: checked(GenerateResponse, "A generated image (a real one is 1–8 MB of base64)", { ...sample, queue_wait_ms: 12 }),
-          }),
+          200: withImageBytes(
+            jsonResponse("The GPU server's answer, byte for byte", "GenerateResponse", {
+              image: checked(GenerateResponse, "A generated image (a real one is 1–8 MB of base64)", { ...sample, queue_wait_ms: 12 }),
+            }),
+          ),
           ...generateErrors(),
         },
       },

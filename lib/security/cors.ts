@@ -11,6 +11,11 @@ export const CORS_EXPOSED_HEADERS = [
   "ratelimit-remaining",
   "ratelimit-reset",
   "www-authenticate",
+  // An image answered as its own bytes carries its metadata in these (lib/doors.ts).
+  "x-seed",
+  "x-generation-time-ms",
+  "x-image-id",
+  "x-image-sha256",
 ];
 /** Seconds a browser may cache a preflight answer (Chromium caps it at 7200). */
 export const CORS_MAX_AGE_SECONDS = 600;

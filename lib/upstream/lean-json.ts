@@ -44,6 +44,12 @@ function parseWhole(bytes: Buffer, wanted: Buffer, key: string): LeanParse {
   return { value, skippedLength: end - start };
 }
 
+/** The byte range of the string value of `key` in a top-level object, when it is plain (no escape, no control character) and JSON.parse would keep it. */
+export function plainStringSpan(bytes: Buffer, key: string): [number, number] | undefined {
+  const span = findTopLevelString(bytes, Buffer.from(JSON.stringify(key)));
+  return span && isPlainString(bytes, span[0], span[1]) ? span : undefined;
+}
+
 /** Largest head joined to find where the skipped string opens. */
 const HEAD_LIMIT = 64 * 1024;
 

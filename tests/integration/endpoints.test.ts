@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { connect } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
@@ -112,6 +113,32 @@ describe("POST /api/generate", () => {
     const direct = await (await fetch(`${emulator.url}/generate`, { method: "POST", body: JSON.stringify({ ...body, negative_prompt: "", num_inference_steps: 9, guidance_scale: 0 }), headers: { "content-type": "application/json" } })).json() as { image_base64: string };
     const viaGateway = (await postJson(`${gateway.url}/api/generate`, body)).body as { image_base64: string };
     expect(viaGateway.image_base64).toBe(direct.image_base64);
+  });
+
+  it("answers the image's own bytes for Accept: image/*, at the original path too, and PNG when the server sends PNG", async () => {
+    const body = { prompt: "bytes", width: 256, height: 256, seed: 7 };
+    const direct = (await (await fetch(`${emulator.url}/generate`, { method: "POST", body: JSON.stringify({ ...body, negative_prompt: "", num_inference_steps: 9, guidance_scale: 0 }), headers: { "content-type": "application/json" } })).json()) as { image_base64: string };
+    for (const path of ["/api/generate", "/generate"]) {
+      const response = await fetch(`${gateway.url}${path}`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json", accept: "image/*" } });
+      const bytes = Buffer.from(await response.arrayBuffer());
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-type")).toBe("image/jpeg");
+      expect(response.headers.get("vary")).toMatch(/accept/i);
+      expect(response.headers.get("x-seed")).toBe("7");
+      expect(`data:image/jpeg;base64,${bytes.toString("base64")}`).toBe(direct.image_base64);
+    }
+    const png = await startEmulator({ stepMs: 1, imageFormat: "png" });
+    const pngGateway = await startGateway({ TEXT2IMAGE_SERVER_URL: png.url });
+    try {
+      const response = await fetch(`${pngGateway.url}/api/generate`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json", accept: "image/png" } });
+      const bytes = Buffer.from(await response.arrayBuffer());
+      expect(response.headers.get("content-type")).toBe("image/png");
+      expect(bytes.subarray(1, 4).toString("latin1")).toBe("PNG");
+      expect(response.headers.get("x-image-sha256")).toBe(createHash("sha256").update(bytes).digest("hex"));
+    } finally {
+      await pngGateway.stop();
+      await png.close();
+    }
   });
 
   it("answers a wrong method with 405 JSON and Allow", async () => {

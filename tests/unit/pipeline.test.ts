@@ -4,6 +4,7 @@
  * a socket, without `next start`. What only the built server shows (Next's
  * routing, after(), the socket guard) stays in tests/integration.
  */
+import { createHash } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "@/lib/config";
 import { generate, generateStream } from "@/lib/doors";
@@ -183,6 +184,34 @@ describe("the JSON door", () => {
     closed();
     expect(gateway.drain.inFlight).toBe(0);
     expect(gateway.limiter.stats().in_flight).toBe(0);
+  });
+
+  it("answers the image's own bytes and type for Accept: image/*, its fields in headers; JSON stays the default", async () => {
+    freshGateway();
+    const body = { ...BODY, seed: 12345678901234567890n.toString() };
+    const json = (await (await generate(post(body), context().ctx)).json()) as { image_base64: string; generation_time_ms: number };
+    const request = new Request("http://gateway/api/generate", {
+      method: "POST",
+      body: JSON.stringify({ ...BODY, seed: "__SEED__" }).replace('"__SEED__"', "12345678901234567890"),
+      headers: { "content-type": "application/json", accept: "image/png, application/json;q=0.9" },
+    });
+    const { ctx } = context(ROUTES.generate, request);
+    const response = await generate(request, ctx);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    const [prefix = "", base64 = ""] = json.image_base64.split(",");
+    expect(prefix).toBe("data:image/jpeg;base64");
+    // The GPU server's own type (JPEG here), whatever image type was asked for.
+    expect(response.headers.get("content-type")).toBe("image/jpeg");
+    expect(bytes.equals(Buffer.from(base64, "base64"))).toBe(true);
+    expect(response.headers.get("x-image-sha256")).toBe(createHash("sha256").update(bytes).digest("hex"));
+    expect(response.headers.get("x-seed")).toBe("12345678901234567890");
+    expect(Number(response.headers.get("x-generation-time-ms"))).toBeGreaterThanOrEqual(0);
+    expect(ctx.headers).toContainEqual(["Vary", "Accept"]);
+
+    for (const accept of ["application/json, image/png", "image/png;q=0.5, application/json", "*/*", "text/html"]) {
+      const asked = new Request("http://gateway/api/generate", { method: "POST", body: JSON.stringify(BODY), headers: { "content-type": "application/json", accept } });
+      expect((await generate(asked, context(ROUTES.generate, asked).ctx)).headers.get("content-type"), accept).toBe("application/json");
+    }
   });
 
   it("reads the body with the configured limits: 413 past MAX_BODY_BYTES, never sent upstream", async () => {
