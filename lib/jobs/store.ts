@@ -1,0 +1,277 @@
+/**
+ * Where jobs live: their records, their events (for a stream resumed with
+ * Last-Event-ID) and their images (content-addressed files). `JobStore` is
+ * what the routes and the runner use; `SqliteJobStore` is the embedded one,
+ * a SQLite database and image files under DATA_DIR, so a job survives
+ * `kill -9` and a restart with no service to run. A shared store (Redis and
+ * object storage) can implement the same interface later.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
+export const FINISHED: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "canceled"]);
+
+export interface JobOutput {
+  sha256: string;
+  content_type: string;
+  bytes: number;
+  width: number | null;
+  height: number | null;
+  /** The seed's digits: a seed past 2^53 keeps them. */
+  seed: string | null;
+  generation_time_ms: number | null;
+  image_id: string | null;
+}
+
+export interface JobError {
+  kind: string;
+  detail: string;
+}
+
+export interface Job {
+  id: string;
+  /** Whose job it is: an API key's id, or the client address without keys. */
+  owner: string;
+  status: JobStatus;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  /** The request as sent upstream (lib/schemas.ts requestJson): the seed as its digits. */
+  input: string;
+  output: JobOutput | null;
+  error: JobError | null;
+  idempotency_key: string | null;
+  /** SHA-256 of the normalised input: a replayed Idempotency-Key must come with the same one. */
+  input_hash: string;
+}
+
+export interface JobEvent {
+  /** 1, 2, ...: the SSE `id:` of the event, per job. */
+  seq: number;
+  /** The event's JSON, as sent in its `data:` line. */
+  data: string;
+}
+
+export interface StoredImage {
+  sha256: string;
+  content_type: string;
+  bytes: number;
+  file: string;
+}
+
+export interface JobStore {
+  /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
+  create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean };
+  get(id: string): Job | undefined;
+  /** `owner`'s jobs, newest first, older than `before` when given. */
+  list(owner: string, limit: number, before?: string): Job[];
+  /** Moves a job on; refused (false) once it has finished, so a late update never overwrites an end. */
+  update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): boolean;
+  /** Appends an event and returns it with its seq. */
+  append(id: string, data: string): JobEvent;
+  /** The job's events after `afterSeq` (0: all). */
+  events(id: string, afterSeq: number): JobEvent[];
+  /** Keeps an image once (content-addressed), written atomically. */
+  putImage(bytes: Buffer, contentType: string): StoredImage;
+  image(sha256: string): StoredImage | undefined;
+  /**
+   * At start: what a previous process left. A queued job never reached a GPU
+   * and is queued again; a running one may have, and is never replayed: it
+   * fails with `gateway_restarted`.
+   */
+  recover(now: Date): { requeued: Job[]; failed: Job[] };
+  /** Deletes the jobs finished before `before`, their events, and the images no job still uses. */
+  expire(before: Date): number;
+  close(): void;
+}
+
+const SCHEMA = `
+  PRAGMA journal_mode = WAL;
+  PRAGMA synchronous = NORMAL;
+  CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT,
+    input TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    idempotency_key TEXT
+  );
+  CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_key ON jobs (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
+  CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+  CREATE TABLE IF NOT EXISTS images (sha256 TEXT PRIMARY KEY, content_type TEXT NOT NULL, bytes INTEGER NOT NULL);
+`;
+
+interface JobRow {
+  id: string;
+  owner: string;
+  status: string;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  input: string;
+  input_hash: string;
+  output: string | null;
+  error: string | null;
+  idempotency_key: string | null;
+}
+
+/** An id no one guesses: 128 random bits, base64url. */
+export function newJobId(): string {
+  return randomBytes(16).toString("base64url");
+}
+
+export function inputHash(input: string): string {
+  return createHash("sha256").update(input).digest("hex");
+}
+
+/** The embedded store: `<dataDir>/jobs.db` and `<dataDir>/images/<sha256>`. */
+export class SqliteJobStore implements JobStore {
+  private readonly db: DatabaseSync;
+  private readonly imageDir: string;
+
+  constructor(dataDir: string) {
+    this.imageDir = path.join(dataDir, "images");
+    mkdirSync(this.imageDir, { recursive: true });
+    this.db = new DatabaseSync(path.join(dataDir, "jobs.db"));
+    this.db.exec(SCHEMA);
+  }
+
+  create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean } {
+    if (idempotencyKey !== undefined) {
+      const known = this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
+      if (known) return { job: known, created: false };
+    }
+    const job: Job = {
+      id: newJobId(),
+      owner,
+      status: "queued",
+      created_at: new Date().toISOString(),
+      started_at: null,
+      completed_at: null,
+      input,
+      input_hash: inputHash(input),
+      output: null,
+      error: null,
+      idempotency_key: idempotencyKey ?? null,
+    };
+    this.db
+      .prepare("INSERT INTO jobs (id, owner, status, created_at, input, input_hash, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .run(job.id, owner, job.status, job.created_at, input, job.input_hash, job.idempotency_key);
+    return { job, created: true };
+  }
+
+  get(id: string): Job | undefined {
+    return this.row("SELECT * FROM jobs WHERE id = ?", id);
+  }
+
+  list(owner: string, limit: number, before?: string): Job[] {
+    // rowid: the order of creation, which created_at (milliseconds) cannot break ties in.
+    const rows =
+      before === undefined
+        ? this.db.prepare("SELECT * FROM jobs WHERE owner = ? ORDER BY rowid DESC LIMIT ?").all(owner, limit)
+        : this.db
+            .prepare("SELECT * FROM jobs WHERE owner = ? AND rowid < COALESCE((SELECT rowid FROM jobs WHERE id = ? AND owner = ?), -1) ORDER BY rowid DESC LIMIT ?")
+            .all(owner, before, owner, limit);
+    return (rows as unknown as JobRow[]).map(fromRow);
+  }
+
+  update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): boolean {
+    const fields = Object.entries(change).map(([key, value]) => [key, value !== null && typeof value === "object" ? JSON.stringify(value) : value] as const);
+    if (fields.length === 0) return false;
+    const sets = fields.map(([key]) => `${key} = ?`).join(", ");
+    const result = this.db
+      .prepare(`UPDATE jobs SET ${sets} WHERE id = ? AND status NOT IN ('succeeded', 'failed', 'canceled')`)
+      .run(...fields.map(([, value]) => value ?? null), id);
+    return Number(result.changes) > 0;
+  }
+
+  append(id: string, data: string): JobEvent {
+    const row = this.db.prepare("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM events WHERE job_id = ?").get(id) as { seq: number };
+    this.db.prepare("INSERT INTO events (job_id, seq, data) VALUES (?, ?, ?)").run(id, row.seq, data);
+    return { seq: row.seq, data };
+  }
+
+  events(id: string, afterSeq: number): JobEvent[] {
+    return this.db.prepare("SELECT seq, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq").all(id, afterSeq) as unknown as JobEvent[];
+  }
+
+  putImage(bytes: Buffer, contentType: string): StoredImage {
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const file = path.join(this.imageDir, sha256);
+    if (!this.image(sha256)) {
+      // Written whole, then renamed: a reader or a crash never sees half an image.
+      const partial = `${file}.${randomBytes(6).toString("hex")}.partial`;
+      writeFileSync(partial, bytes);
+      renameSync(partial, file);
+      this.db.prepare("INSERT OR IGNORE INTO images (sha256, content_type, bytes) VALUES (?, ?, ?)").run(sha256, contentType, bytes.length);
+    }
+    return { sha256, content_type: contentType, bytes: bytes.length, file };
+  }
+
+  image(sha256: string): StoredImage | undefined {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
+    const row = this.db.prepare("SELECT sha256, content_type, bytes FROM images WHERE sha256 = ?").get(sha256) as Omit<StoredImage, "file"> | undefined;
+    if (!row) return undefined;
+    const file = path.join(this.imageDir, sha256);
+    try {
+      statSync(file);
+    } catch {
+      return undefined;
+    }
+    return { ...row, file };
+  }
+
+  recover(now: Date): { requeued: Job[]; failed: Job[] } {
+    const failed = this.rows("SELECT * FROM jobs WHERE status = 'running'");
+    const error = JSON.stringify({ kind: "gateway_restarted", detail: "The gateway restarted while the generation ran; it is not run again" });
+    this.db.prepare("UPDATE jobs SET status = 'failed', completed_at = ?, error = ? WHERE status = 'running'").run(now.toISOString(), error);
+    return { requeued: this.rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY rowid"), failed: failed.map((job) => this.get(job.id) ?? job) };
+  }
+
+  expire(before: Date): number {
+    const gone = this.rows("SELECT * FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ?", before.toISOString());
+    for (const job of gone) {
+      this.db.prepare("DELETE FROM events WHERE job_id = ?").run(job.id);
+      this.db.prepare("DELETE FROM jobs WHERE id = ?").run(job.id);
+    }
+    const orphans = this.db
+      .prepare("SELECT sha256 FROM images WHERE sha256 NOT IN (SELECT json_extract(output, '$.sha256') FROM jobs WHERE output IS NOT NULL)")
+      .all() as { sha256: string }[];
+    for (const { sha256 } of orphans) {
+      rmSync(path.join(this.imageDir, sha256), { force: true });
+      this.db.prepare("DELETE FROM images WHERE sha256 = ?").run(sha256);
+    }
+    return gone.length;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private row(sql: string, ...params: string[]): Job | undefined {
+    const row = this.db.prepare(sql).get(...params) as JobRow | undefined;
+    return row && fromRow(row);
+  }
+
+  private rows(sql: string, ...params: string[]): Job[] {
+    return (this.db.prepare(sql).all(...params) as unknown as JobRow[]).map(fromRow);
+  }
+}
+
+function fromRow(row: JobRow): Job {
+  return {
+    ...row,
+    status: row.status as JobStatus,
+    output: row.output === null ? null : (JSON.parse(row.output) as JobOutput),
+    error: row.error === null ? null : (JSON.parse(row.error) as JobError),
+  };
+}
