@@ -1,6 +1,5 @@
 /** The pipeline's doors onto HTTP: JSON for /api/generate, server-sent events for /api/generate-stream. */
 import "server-only";
-import { createHash } from "node:crypto";
 import { GatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import type { RequestContext } from "./http";
@@ -9,7 +8,7 @@ import { Generation } from "./pipeline";
 import type { UpstreamEvent } from "./pipeline";
 import { registry } from "./registry";
 import { EventStream } from "./sse";
-import { parseSkippingString, plainStringSpan, topLevelNumbers } from "./upstream/lean-json";
+import { answerImage } from "./upstream/image";
 
 /** Begins a generation for `request`, released once its response is closed, and reads its body into it. */
 async function accepted(request: Request, client: AbortSignal, { record, afterResponse }: RequestContext): Promise<Generation> {
@@ -60,29 +59,16 @@ function prefersImageBytes(accept: string | null): boolean {
  * base64, no decoding in the browser), the answer's other fields in headers.
  */
 function imageResponse(answer: Buffer[]): { response: Response; bytes: number } {
-  const whole = answer.length === 1 ? (answer[0] as Buffer) : Buffer.concat(answer);
-  const { value } = parseSkippingString(whole, "image_base64");
-  const fields = value as Record<string, unknown>;
-  const span = plainStringSpan(whole, "image_base64");
-  const uri = span ? whole.toString("latin1", span[0], span[1]) : String((JSON.parse(whole.toString("utf8")) as Record<string, unknown>).image_base64);
-  const { type, base64 } = /^data:(?<type>[\w.+-]+\/[\w.+-]+)(?:;[^,]*)?;base64,(?<base64>.*)$/s.exec(uri)?.groups ?? { type: "", base64: uri };
-  const image = Buffer.from(base64 ?? "", "base64");
-  const seed = new Map(topLevelNumbers(whole)).get("seed");
+  const image = answerImage(answer.length === 1 ? (answer[0] as Buffer) : Buffer.concat(answer));
   const headers: [string, string][] = [
-    ["content-type", type || sniffedType(image)],
-    ["x-image-sha256", createHash("sha256").update(image).digest("hex")],
+    ["content-type", image.contentType],
+    ["x-image-sha256", image.sha256],
   ];
-  if (seed !== undefined) headers.push(["x-seed", seed]);
-  if (typeof fields.generation_time_ms === "number") headers.push(["x-generation-time-ms", String(fields.generation_time_ms)]);
-  if (typeof fields.image_id === "string") headers.push(["x-image-id", fields.image_id]);
+  if (image.seed !== undefined) headers.push(["x-seed", image.seed]);
+  if (typeof image.fields.generation_time_ms === "number") headers.push(["x-generation-time-ms", String(image.fields.generation_time_ms)]);
+  if (typeof image.fields.image_id === "string") headers.push(["x-image-id", image.fields.image_id]);
   // Streamed, as the JSON answer is (Vercel refuses unstreamed bodies over 4.5 MB).
-  return { response: new Response(new Blob([image]).stream(), { headers }), bytes: image.length };
-}
-
-/** A data URI without its type (a server that sends bare base64): PNG and JPEG by their first bytes. */
-function sniffedType(image: Buffer): string {
-  if (image.subarray(0, 4).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47]))) return "image/png";
-  return image[0] === 0xff && image[1] === 0xd8 ? "image/jpeg" : "application/octet-stream";
+  return { response: new Response(new Blob([image.bytes]).stream(), { headers }), bytes: image.bytes.length };
 }
 
 /**

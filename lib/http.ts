@@ -139,7 +139,11 @@ export async function readJsonObject(request: Request, { maxBytes, timeoutMs, si
   if (contentType !== null && !isJsonType(contentType)) throw fail.unsupportedMediaType(contentType);
   if (Number(request.headers.get("content-length")) > maxBytes) throw fail.payloadTooLarge(maxBytes);
 
-  const bytes = await readCapped(request, maxBytes, timeoutMs, signal);
+  return parseJsonObject(await readCapped(request, maxBytes, timeoutMs, signal));
+}
+
+/** A JSON object from its bytes, its top-level numbers as JsonNumbers (see readJsonObject); 400 for anything else. */
+export function parseJsonObject(bytes: Uint8Array): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(utf8.decode(bytes));

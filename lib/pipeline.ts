@@ -25,10 +25,11 @@ export interface GenerationObserver {
   failedWith(kind: ErrorCode): void;
 }
 
-/** One event of the GPU server's stream, its bytes as they came. `type` is undefined for a comment. */
+/** One event of the GPU server's stream, its bytes as they came; `type` and `data` (its JSON) are undefined for a comment. */
 export interface UpstreamEvent {
   bytes: Buffer;
   type: string | undefined;
+  data: Buffer | undefined;
 }
 
 /**
@@ -114,11 +115,11 @@ export class Generation {
         for (const bytes of splitter.push(chunk)) {
           const event = inspectEvent(bytes);
           if (event.kind === "malformed") throw fail.upstreamBadResponse(event.reason);
-          const type = event.kind === "event" ? event.type : undefined;
+          const [type, data] = event.kind === "event" ? [event.type, event.data] : [undefined, undefined];
           finished = type === "complete" || type === "error";
           // The GPU server's own error event: its failure, told in the stream instead of a status.
           if (type === "error") this.observer.failedWith("upstream_status");
-          yield { bytes, type };
+          yield { bytes, type, data };
           if (finished) return;
         }
       }

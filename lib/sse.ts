@@ -105,7 +105,8 @@ function eventEnds(bytes: Buffer, first: number): number[] {
   }
 }
 
-export type RelayedEvent = { kind: "comment" } | { kind: "event"; type: string | undefined } | { kind: "malformed"; reason: string };
+/** An event's `data` is its JSON payload, the lines joined. */
+export type RelayedEvent = { kind: "comment" } | { kind: "event"; type: string | undefined; data: Buffer } | { kind: "malformed"; reason: string };
 
 /**
  * What one upstream event is, read without decoding its image. Only what the
@@ -129,7 +130,7 @@ export function inspectEvent(block: Buffer): RelayedEvent {
   }
   const type = typeof parsed.value === "object" && parsed.value !== null ? (parsed.value as { type?: unknown }).type : undefined;
   if (type === "complete" && !parsed.skippedLength) return { kind: "malformed", reason: "the complete event has no image" };
-  return { kind: "event", type: typeof type === "string" ? type : undefined };
+  return { kind: "event", type: typeof type === "string" ? type : undefined, data: payload };
 }
 
 /** Lines of an event, found with native searches: the image line is megabytes. */
