@@ -159,6 +159,9 @@ const schema = z
     EJECT_AFTER_FAILURES: count(1).default(3),
     EJECT_BASE_SECONDS: seconds.default(10),
     EJECT_MAX_SECONDS: seconds.default(300),
+    DATA_DIR: z.string().trim().default("./data"),
+    JOB_TTL: seconds.default(24 * 60 * 60),
+    DATA_MAX_BYTES: count(1).default(5 * 1024 ** 3),
     // Set by Vercel on its functions.
     VERCEL: z.string().optional(),
   })
@@ -206,6 +209,10 @@ const schema = z
       ejectAfterFailures: env.EJECT_AFTER_FAILURES,
       ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
       ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
+      /** Where jobs and their images live (lib/jobs). */
+      dataDir: env.DATA_DIR,
+      jobTtlMs: env.JOB_TTL * 1000,
+      dataMaxBytes: env.DATA_MAX_BYTES,
     };
   });
 

@@ -13,6 +13,8 @@ import type { PeerStamp } from "./security/client";
 import { CorsPolicy } from "./security/cors";
 import { ApiKeys } from "./security/keys";
 import { RateLimiter } from "./security/rate-limit";
+import { JobRunner } from "./jobs/runner";
+import { SqliteJobStore } from "./jobs/store";
 import { Drain, settlesWithin } from "./shutdown";
 import { Balancer } from "./upstream/balancer";
 
@@ -30,6 +32,7 @@ export class Registry {
   #access: Access | undefined;
   #metrics: Metrics | undefined;
   #peerStamp: PeerStamp | undefined | null = null;
+  #jobs: JobRunner | undefined;
 
   /** `logTo` is where the log lines go instead of stdout (a test's capture). */
   constructor(
@@ -106,6 +109,14 @@ export class Registry {
     });
   }
 
+  /** Jobs (lib/jobs), in SQLite and files under DATA_DIR; made at start, so what a previous process left is taken up at once. */
+  get jobs(): JobRunner {
+    if (this.#jobs) return this.#jobs;
+    this.#jobs = new JobRunner(this, new SqliteJobStore(this.config.dataDir));
+    this.#jobs.resume();
+    return this.#jobs;
+  }
+
   get metrics(): Metrics {
     return (this.#metrics ??= createMetrics(this));
   }
@@ -120,6 +131,7 @@ export class Registry {
   async close(timeoutMs: number): Promise<void> {
     await settlesWithin(this.#upstream?.close(), timeoutMs);
     await settlesWithin(this.#limiter?.close?.(), timeoutMs);
+    this.#jobs?.store.close();
   }
 }
 
