@@ -4,13 +4,15 @@ import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
 import { JsonNumber } from "./pydantic";
 import type { RouteEntry } from "./routes";
 import { registry } from "./registry";
-import { admit, preflightHeaders } from "./security";
+import { admit, preflightHeaders, takeRateLimit } from "./security";
 import type { HeaderList } from "./security";
 import { topLevelNumbers } from "./upstream/lean-json";
 
 /** What a handler gets besides the request: its record, a way to run something once the response is closed, the headers any answer carries. */
 export interface RequestContext {
   record: RequestRecord;
+  /** Who asks, on a route with access rules (see `admit`). */
+  caller?: string;
   afterResponse: (task: () => void) => void;
   headers: HeaderList;
 }
@@ -21,7 +23,7 @@ type Method = "GET" | "POST";
 /**
  * A route's exports: the handlers behind the error table, 405 with `Allow` for
  * other methods (Next would answer an empty body). The entry's path labels logs
- * and metrics (an alias counts as the route it lands on); a `guarded` entry's
+ * and metrics (an alias counts as the route it lands on); an entry's `access`
  * handlers are behind the API key and rate limit; OPTIONS stays open.
  */
 export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handler>>) {
@@ -32,7 +34,7 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
   const methods = [...allow, "OPTIONS"];
   const options: Handler = (request) =>
     new Response(null, { status: 204, headers: [["Allow", methods.join(", ")], ...preflightHeaders(request, methods)] });
-  const secured = entry.guarded ? admitted : (handler: Handler) => handler;
+  const secured = entry.access ? (handler: Handler) => admitted(handler, entry.access === "generation") : (handler: Handler) => handler;
   const get = handlers.GET && secured(handlers.GET);
   const observed = (handler: Handler | undefined) => observe(entry, handler ?? notAllowed);
   return {
@@ -81,9 +83,10 @@ export function observe(entry: RouteEntry, handler: Handler): (request: Request)
 }
 
 /** A request without a valid key, over its rate limit or from a foreign site is answered before its body is read; others carry RateLimit-*. */
-function admitted(handler: Handler): Handler {
+function admitted(handler: Handler, rateLimited: boolean): Handler {
   return (request, context) => {
-    context.headers.push(...admit(request));
+    context.caller = admit(request);
+    if (rateLimited) context.headers.push(...takeRateLimit(context.caller));
     return handler(request, context);
   };
 }

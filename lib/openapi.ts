@@ -619,8 +619,8 @@ export function buildOpenApiDocument(): OpenApiDocument {
   const paths: Record<string, PathItem> = {};
   const aliases: Record<string, PathItem> = {};
   for (const { route, method, operation } of endpoints()) {
-    const { path, alias, guarded } = route;
-    const { tag, ...rest } = { ...operation, ...(guarded ? { security: OPTIONAL_API_KEY } : {}) };
+    const { path, alias, access } = route;
+    const { tag, ...rest } = { ...operation, ...(access ? { security: OPTIONAL_API_KEY } : {}) };
     paths[path] = { ...paths[path], [method]: { ...rest, tags: [tag] } };
     if (alias) {
       const copy: Operation = {

@@ -12,15 +12,19 @@ export interface RouteEntry {
   readonly alias?: string;
   /** Polled by balancers, pages or Prometheus: a success is logged at debug, not info. */
   readonly polled?: boolean;
-  /** Behind GATEWAY_API_KEYS and RATE_LIMIT_PER_MINUTE, when they are set. */
-  readonly guarded?: boolean;
+  /**
+   * Behind GATEWAY_API_KEYS when set, and foreign sites' POSTs refused:
+   * `generation` also takes a share of RATE_LIMIT_PER_MINUTE; `key` does not
+   * (its handlers take one where they start a generation).
+   */
+  readonly access?: "generation" | "key";
 }
 
 export const ROUTES = {
   info: { path: "/api" },
   health: { path: "/api/health", alias: "/health", polled: true },
-  generate: { path: "/api/generate", alias: "/generate", guarded: true },
-  generateStream: { path: "/api/generate-stream", alias: "/generate-stream", guarded: true },
+  generate: { path: "/api/generate", alias: "/generate", access: "generation" },
+  generateStream: { path: "/api/generate-stream", alias: "/generate-stream", access: "generation" },
   metrics: { path: "/api/metrics", alias: "/metrics" },
   gatewayMetrics: { path: "/api/metrics/gateway", polled: true },
   openApi: { path: "/api/openapi.json" },

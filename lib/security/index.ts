@@ -8,20 +8,23 @@ import { quotaHeaders } from "./rate-limit";
 export type { HeaderList } from "./cors";
 
 /**
- * Checks a request to a guarded route before its body is read: its site, its
- * API key, its share of RATE_LIMIT_PER_MINUTE (per key, else per address).
- * Throws the 403, 401 or 429; else returns its RateLimit-* headers.
+ * Checks a request to a route with access rules before its body is read: its
+ * site, its API key. Throws the 403 or 401; else says who the caller is (the
+ * key's id, or without keys the client's address), the owner of its jobs.
  */
-export function admit(request: Request): HeaderList {
+export function admit(request: Request): string {
   const gateway = registry();
-  const { keys, rateLimits, cors } = gateway.access;
+  const { keys, cors } = gateway.access;
   if (request.method !== "GET" && request.method !== "HEAD" && isForeignBrowserRequest(request.headers, cors)) {
     throw fail.originNotAllowed();
   }
-  const keyId = keys.verify(request.headers);
-  if (!rateLimits.enabled) return [];
-  const client = keyId ?? `ip:${clientAddress(request.headers, gateway.peerStamp(), gateway.config.trustedProxyHops)}`;
-  return Object.entries(quotaHeaders(rateLimits.take(client)));
+  return keys.verify(request.headers) ?? `ip:${clientAddress(request.headers, gateway.peerStamp(), gateway.config.trustedProxyHops)}`;
+}
+
+/** Takes one generation of the caller's RATE_LIMIT_PER_MINUTE: the 429, or the RateLimit-* headers of its answer. */
+export function takeRateLimit(caller: string): HeaderList {
+  const { rateLimits } = registry().access;
+  return rateLimits.enabled ? Object.entries(quotaHeaders(rateLimits.take(caller))) : [];
 }
 
 /** The extra headers of an answer to a CORS preflight from an allowed origin. */
