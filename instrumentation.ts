@@ -14,11 +14,12 @@ export async function register(): Promise<void> {
   }
   // The Node-only import keeps process.exit and signal handling out of the Edge bundle.
   if (process.env.NEXT_RUNTIME === "nodejs") {
-    const { checkConfigOrExit, handleShutdownSignals } = await import("./lib/startup");
+    const { checkConfigOrExit, handleShutdownSignals, startJobsOrExit } = await import("./lib/startup");
     const { registry } = await import("./lib/registry");
     checkConfigOrExit();
     // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
     registry().peerStamp();
     handleShutdownSignals();
+    startJobsOrExit();
   }
 }

@@ -10,6 +10,8 @@ export type ErrorCode =
   | "unsupported_media_type"
   | "method_not_allowed"
   | "invalid_target"
+  | "invalid_header"
+  | "idempotency_mismatch"
   | "not_found"
   | "queue_full"
   | "queue_timeout"
@@ -87,6 +89,10 @@ export const fail = {
   badTarget: (target: string) =>
     new GatewayError("invalid_target", 400, `Request target ${target.slice(0, 100)} is not served here: ask for a path`),
   notFound: (path: string) => new GatewayError("not_found", 404, `No endpoint at ${path}`),
+  invalidHeader: (name: string, why: string) => new GatewayError("invalid_header", 400, `${name} ${why}`),
+  /** The IETF draft's answer to a reused Idempotency-Key with another body. */
+  idempotencyMismatch: () =>
+    new GatewayError("idempotency_mismatch", 422, "This Idempotency-Key was used with another request body: use a new key for a new request"),
   queueFull: () =>
     new GatewayError("queue_full", 503, "Gateway queue is full", { headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS } }),
   queueTimeout: (limitMs: number) =>

@@ -26,6 +26,9 @@ import {
   UpstreamMetrics,
   ValidationDetail,
   ValidationErrorBody,
+  Job,
+  JobList,
+  JobOutput,
   validateGenerateRequest,
 } from "./schemas";
 
@@ -91,6 +94,9 @@ const RESPONSE_SCHEMAS = {
   ErrorBody,
   ValidationErrorBody,
   ValidationDetail,
+  Job,
+  JobOutput,
+  JobList,
 };
 type SchemaName = keyof typeof REQUEST_SCHEMAS | keyof typeof RESPONSE_SCHEMAS;
 
@@ -588,6 +594,37 @@ function endpoints(): Endpoint[] {
               },
             },
           },
+          ...commonErrors("get"),
+        },
+      },
+    },
+    {
+      route: ROUTES.jobs,
+      method: "post",
+      operation: {
+        operationId: "submitJob",
+        summary: "Generate an image as a job",
+        description:
+          "Validated and admitted as `POST /api/generate`, but the generation lives as long as its job, not a connection: follow it at `urls.events`, read it at `urls.self`, fetch its image at `output.image_url`. `Idempotency-Key` (≤ 255 characters) gives back the same job for the same body (`Idempotent-Replayed: true`), a 422 for another; `Prefer: wait=N` (0–60 s) holds the answer until the job ends or N s pass.",
+        tag: "generation",
+        requestBody: generateRequestBody(),
+        responses: {
+          200: jsonResponse("The job, finished within `Prefer: wait`", "Job", {}),
+          202: jsonResponse("The job, not finished yet; `Location` is its URL", "Job", {}),
+          ...generateErrors(),
+        },
+      },
+    },
+    {
+      route: ROUTES.jobs,
+      method: "get",
+      operation: {
+        operationId: "listJobs",
+        summary: "The caller's jobs",
+        description: "Newest first, `limit` (1–100, default 20) at a time; `before=<id>` gives the next page. With API keys, only the key's jobs.",
+        tag: "generation",
+        responses: {
+          200: jsonResponse("A page of jobs", "JobList", {}),
           ...commonErrors("get"),
         },
       },

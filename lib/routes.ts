@@ -28,6 +28,11 @@ export const ROUTES = {
   metrics: { path: "/api/metrics", alias: "/metrics" },
   gatewayMetrics: { path: "/api/metrics/gateway", polled: true },
   openApi: { path: "/api/openapi.json" },
+  jobs: { path: "/api/jobs", access: "key" },
+  job: { path: "/api/jobs/[id]", access: "key" },
+  jobCancel: { path: "/api/jobs/[id]/cancel", access: "key" },
+  jobEvents: { path: "/api/jobs/[id]/events", access: "key" },
+  image: { path: "/api/images/[name]" },
   /** Any other /api path: a JSON 404. */
   unknown: { path: "/api/[...path]" },
 } as const satisfies Record<string, RouteEntry>;

@@ -329,6 +329,36 @@ export const GatewayHealth = z.object({
 });
 export type GatewayHealth = z.output<typeof GatewayHealth>;
 
+/** A job's image and what the GPU server said of it. */
+export const JobOutput = z.object({
+  image_url: z.string().describe("Where its bytes are: /api/images/<sha256>.<ext>, cached for good"),
+  content_type: z.string().describe("The GPU server's type: image/jpeg by default, image/png when it is configured so"),
+  bytes: z.int().nonnegative(),
+  sha256: z.string().describe("Of the image's bytes: its ETag and its name"),
+  width: z.int().nullable(),
+  height: z.int().nullable(),
+  seed: z.string().nullable().describe("The seed used, as its digits (it may be past 2^53)"),
+  generation_time_ms: z.number().nullable(),
+  image_id: z.string().nullable(),
+});
+
+/** A generation as a job (POST /api/jobs). */
+export const Job = z.object({
+  id: z.string().describe("128 random bits, base64url"),
+  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"]),
+  created_at: z.iso.datetime(),
+  started_at: z.iso.datetime().nullable().describe("When the GPU server was asked"),
+  completed_at: z.iso.datetime().nullable(),
+  queue_position: z.int().positive().nullable().describe("While queued: its place in line, 1 = next"),
+  progress: z.object({ step: z.number(), total_steps: z.number() }).nullable().describe("While running: the GPU server's latest step"),
+  output: JobOutput.nullable().describe("When succeeded"),
+  error: z.object({ kind: z.string(), detail: z.string() }).nullable().describe("When failed: the error table's kind and detail, or gateway_restarted"),
+  urls: z.object({ self: z.string(), cancel: z.string(), events: z.string() }),
+  input: z.record(z.string(), z.unknown()).describe("The seven fields as sent to the GPU server"),
+});
+
+export const JobList = z.object({ jobs: z.array(Job).describe("Newest first"), next: z.string().nullable().describe("`before` for the next page") });
+
 /** 200 of GET /api/metrics: the GPU server's own counters, free form. */
 export const UpstreamMetrics = z.record(z.string(), z.unknown());
 

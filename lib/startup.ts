@@ -14,6 +14,23 @@ export function checkConfigOrExit(): void {
   }
 }
 
+/**
+ * Opens the job store (DATA_DIR, created if missing) and takes up what a
+ * previous process left, so a queued job runs again without waiting for a
+ * request; a DATA_DIR that cannot be written stops the server now. Not on
+ * Vercel, whose functions have no lasting disk.
+ */
+export function startJobsOrExit(): void {
+  if (process.env.VERCEL) return;
+  const gateway = registry();
+  try {
+    gateway.jobs.store.checkWritable();
+  } catch (error) {
+    console.error(`DATA_DIR=${gateway.config.dataDir} cannot hold jobs: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
+}
+
 const SIGNALS = ["SIGTERM", "SIGINT"] as const;
 /** After the grace period, how long cut-off requests get to send their 503 or error event before the exit. */
 const SETTLE_MS = 1000;

@@ -39,14 +39,15 @@ export class JobRunner {
    * already names (`created` false). A full queue is the usual 503, and
    * nothing is created.
    */
-  submit(owner: string, request: GenerateRequest, idempotencyKey?: string): { job: Job; created: boolean } {
+  submit(owner: string, request: GenerateRequest, idempotencyKey?: string): { job: Job; created: boolean; input: string } {
+    const input = requestJson(request);
+    const known = idempotencyKey === undefined ? undefined : this.store.find(owner, idempotencyKey);
+    if (known) return { job: known, created: false, input };
     const load = this.gateway.limiter.stats();
-    const replay = idempotencyKey === undefined ? undefined : this.store.create(owner, requestJson(request), idempotencyKey);
-    if (replay && !replay.created) return replay;
-    if (!replay && load.in_flight >= load.max_concurrent && load.queued >= this.gateway.config.maxQueue) throw fail.queueFull();
-    const created = replay ?? this.store.create(owner, requestJson(request));
-    this.start(created.job);
-    return created;
+    if (load.in_flight >= load.max_concurrent && load.queued >= this.gateway.config.maxQueue) throw fail.queueFull();
+    const created = this.store.create(owner, input, idempotencyKey);
+    if (created.created) this.start(created.job);
+    return { ...created, input };
   }
 
   /** Cancels a job that has not finished: a queued one never reaches the GPU, a running one's upstream call is aborted. */

@@ -66,6 +66,8 @@ export interface JobStore {
   /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
   create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean };
   get(id: string): Job | undefined;
+  /** The job `owner` made with this idempotency key. */
+  find(owner: string, idempotencyKey: string): Job | undefined;
   /** `owner`'s jobs, newest first, older than `before` when given. */
   list(owner: string, limit: number, before?: string): Job[];
   /** Moves a job on; refused (false) once it has finished, so a late update never overwrites an end. */
@@ -85,6 +87,8 @@ export interface JobStore {
   recover(now: Date): { requeued: Job[]; failed: Job[] };
   /** Deletes the jobs finished before `before`, their events, and the images no job still uses. */
   expire(before: Date): number;
+  /** Throws unless images and records can be written. */
+  checkWritable(): void;
   close(): void;
 }
 
@@ -146,10 +150,8 @@ export class SqliteJobStore implements JobStore {
   }
 
   create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean } {
-    if (idempotencyKey !== undefined) {
-      const known = this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
-      if (known) return { job: known, created: false };
-    }
+    const known = idempotencyKey === undefined ? undefined : this.find(owner, idempotencyKey);
+    if (known) return { job: known, created: false };
     const job: Job = {
       id: newJobId(),
       owner,
@@ -171,6 +173,10 @@ export class SqliteJobStore implements JobStore {
 
   get(id: string): Job | undefined {
     return this.row("SELECT * FROM jobs WHERE id = ?", id);
+  }
+
+  find(owner: string, idempotencyKey: string): Job | undefined {
+    return this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
   }
 
   list(owner: string, limit: number, before?: string): Job[] {
@@ -251,6 +257,13 @@ export class SqliteJobStore implements JobStore {
       this.db.prepare("DELETE FROM images WHERE sha256 = ?").run(sha256);
     }
     return gone.length;
+  }
+
+  checkWritable(): void {
+    const probe = path.join(this.imageDir, `.writable-${randomBytes(6).toString("hex")}`);
+    writeFileSync(probe, "");
+    rmSync(probe);
+    this.db.exec("BEGIN IMMEDIATE; ROLLBACK;");
   }
 
   close(): void {

@@ -1,0 +1,199 @@
+/**
+ * The jobs API over HTTP (lib/jobs/runner.ts does the work): submit, read,
+ * list, cancel, follow as server-sent events (resumed with Last-Event-ID), and
+ * the images by URL. A job is its owner's: another caller's job is a 404.
+ */
+import "server-only";
+import { readFile } from "node:fs/promises";
+import { GatewayError, fail } from "../errors";
+import { readJsonObject } from "../http";
+import type { RequestContext } from "../http";
+import { registry } from "../registry";
+import { validateGenerateRequest } from "../schemas";
+import { takeRateLimit } from "../security";
+import { SSE_HEADERS } from "../sse";
+import { FINISHED, inputHash } from "./store";
+import type { Job, JobEvent } from "./store";
+
+const MAX_IDEMPOTENCY_KEY = 255;
+const MAX_WAIT_S = 60;
+const TERMINAL = new Set(["complete", "error", "canceled"]);
+
+/** The job as its owner reads it; `input` is its JSON as kept (a 20-digit seed keeps its digits). */
+export function jobJson(job: Job): string {
+  const latest = (type: string) =>
+    registry()
+      .jobs.store.events(job.id, 0)
+      .map((event) => JSON.parse(event.data) as Record<string, unknown>)
+      .filter((event) => event.type === type)
+      .at(-1);
+  const queued = job.status === "queued" ? latest("queued") : undefined;
+  const progress = job.status === "running" ? latest("progress") : undefined;
+  const self = `/api/jobs/${job.id}`;
+  const body = {
+    id: job.id,
+    status: job.status,
+    created_at: job.created_at,
+    started_at: job.started_at,
+    completed_at: job.completed_at,
+    queue_position: typeof queued?.queue_position === "number" ? queued.queue_position : null,
+    progress: progress ? { step: progress.step, total_steps: progress.total_steps } : null,
+    output: job.output && { ...job.output, image_url: imageUrl(job.output.sha256, job.output.content_type) },
+    error: job.error,
+    urls: { self, cancel: `${self}/cancel`, events: `${self}/events` },
+  };
+  return `${JSON.stringify(body).slice(0, -1)},"input":${job.input}}`;
+}
+
+function imageUrl(sha256: string, contentType: string): string {
+  return `/api/images/${sha256}.${contentType === "image/png" ? "png" : contentType === "image/jpeg" ? "jpg" : "bin"}`;
+}
+
+function answer(job: Job, status: number, headers: Record<string, string> = {}): Response {
+  return new Response(jobJson(job), { status, headers: { "content-type": "application/json", "cache-control": "no-store", ...headers } });
+}
+
+/** The caller's job, or the 404 that an unknown one and another caller's alike get. */
+function ownJob(id: string, context: RequestContext): Job {
+  const job = registry().jobs.store.get(id);
+  if (!job || job.owner !== context.caller) throw fail.notFound(`/api/jobs/${id}`);
+  return job;
+}
+
+/** `Prefer: wait=N` (Replicate's form; `wait` alone is 60): how long to hold the answer, in ms. */
+function preferredWaitMs(prefer: string | null): number {
+  const wait = /(?:^|[,;\s])wait(?:=(\d+))?(?:$|[,;\s])/i.exec(prefer ?? "");
+  if (!wait) return 0;
+  return Math.min(Number(wait[1] ?? MAX_WAIT_S), MAX_WAIT_S) * 1000;
+}
+
+/** Resolves with the job once it has finished, or as it is after `ms`. */
+function finishedWithin(id: string, ms: number): Promise<Job> {
+  const { jobs } = registry();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stop();
+      resolve(jobs.store.get(id) as Job);
+    };
+    const timer = setTimeout(done, ms);
+    const stop = jobs.listen(id, (event, job) => {
+      if (FINISHED.has(job.status)) done();
+    });
+    const now = jobs.store.get(id);
+    if (!now || FINISHED.has(now.status)) done();
+  });
+}
+
+/** POST /api/jobs: the generate request as a job; 202 with its Location, or 200 if it finished within `Prefer: wait`. */
+export async function submitJob(request: Request, context: RequestContext): Promise<Response> {
+  const gateway = registry();
+  const key = request.headers.get("idempotency-key") ?? undefined;
+  if (key !== undefined && (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY)) {
+    throw fail.invalidHeader("Idempotency-Key", `must be 1 to ${MAX_IDEMPOTENCY_KEY} characters`);
+  }
+  const caller = context.caller ?? "anonymous";
+  const body = await readJsonObject(request, { maxBytes: gateway.config.maxBodyBytes, timeoutMs: gateway.config.bodyTimeoutMs, signal: request.signal });
+  const result = validateGenerateRequest(body, { sizeMultiple: gateway.config.sizeMultiple });
+  if (!result.ok) throw fail.validation(result.detail);
+  context.headers.push(...takeRateLimit(caller));
+  const { job, created, input } = gateway.jobs.submit(caller, result.data, key);
+  if (!created && job.input_hash !== inputHash(input)) throw fail.idempotencyMismatch();
+  const waitMs = preferredWaitMs(request.headers.get("prefer"));
+  const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job.id, waitMs) : job;
+  const headers: Record<string, string> = { location: `/api/jobs/${job.id}` };
+  if (!created) headers["idempotent-replayed"] = "true";
+  return answer(now, FINISHED.has(now.status) ? 200 : 202, headers);
+}
+
+/** GET /api/jobs/{id} */
+export function readJob(id: string, context: RequestContext): Response {
+  return answer(ownJob(id, context), 200);
+}
+
+/** POST /api/jobs/{id}/cancel: idempotent; a finished job is given back as it is. */
+export function cancelJob(id: string, context: RequestContext): Response {
+  ownJob(id, context);
+  return answer(registry().jobs.cancel(id) as Job, 200);
+}
+
+/** GET /api/jobs?limit=N&before=<id>: the caller's jobs, newest first. */
+export function listJobs(request: Request, context: RequestContext): Response {
+  const params = new URL(request.url).searchParams;
+  const limit = Math.min(Math.max(Number(params.get("limit") ?? 20) || 20, 1), 100);
+  const jobs = registry().jobs.store.list(context.caller ?? "anonymous", limit + 1, params.get("before") ?? undefined);
+  const page = jobs.slice(0, limit);
+  const next = jobs.length > limit ? (page.at(-1)?.id ?? null) : null;
+  return new Response(`{"jobs":[${page.map(jobJson).join(",")}],"next":${JSON.stringify(next)}}`, {
+    headers: { "content-type": "application/json", "cache-control": "no-store" },
+  });
+}
+
+function sse(event: JobEvent): string {
+  return `id: ${event.seq}\ndata: ${event.data}\n\n`;
+}
+
+/**
+ * GET /api/jobs/{id}/events: the job's events from its start, or from just
+ * after `Last-Event-ID`; ends after the terminal one (at once for a finished job).
+ */
+export function followJob(id: string, request: Request, context: RequestContext): Response {
+  ownJob(id, context);
+  const { jobs, config } = registry();
+  const after = Number(request.headers.get("last-event-id") ?? 0) || 0;
+  const encoder = new TextEncoder();
+  let stop: () => void = () => undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      let last = after;
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        stop();
+        controller.close();
+      };
+      const send = (event: JobEvent) => {
+        if (ended || event.seq <= last) return;
+        last = event.seq;
+        controller.enqueue(encoder.encode(sse(event)));
+        if (TERMINAL.has((JSON.parse(event.data) as { type?: string }).type ?? "")) end();
+      };
+      // Listening before reading what is kept: an event appended in between is sent once, in order.
+      const unlisten = jobs.listen(id, (event) => {
+        send(event);
+      });
+      const keepAlive = setInterval(() => {
+        if (!ended) controller.enqueue(encoder.encode(": keep-alive\n\n"));
+      }, config.sseKeepAliveMs);
+      stop = () => {
+        unlisten();
+        clearInterval(keepAlive);
+      };
+      for (const event of jobs.store.events(id, after)) send(event);
+      const job = jobs.store.get(id);
+      if (!job || FINISHED.has(job.status)) end();
+    },
+    cancel() {
+      stop();
+    },
+  });
+  return new Response(body, { headers: SSE_HEADERS });
+}
+
+const IMAGE_NAME = /^([0-9a-f]{64})(?:\.(?:png|jpg|jpeg|bin))?$/;
+
+/** GET /api/images/{sha256}[.ext]: the bytes, content-addressed, so cached for good. */
+export async function serveImage(name: string, request: Request): Promise<Response> {
+  const sha256 = IMAGE_NAME.exec(name)?.[1];
+  const image = sha256 === undefined ? undefined : registry().jobs.store.image(sha256);
+  if (!image) throw fail.notFound(`/api/images/${name}`);
+  const etag = `"${image.sha256}"`;
+  const headers = { etag, "cache-control": "public, max-age=31536000, immutable", "content-type": image.content_type };
+  if (request.headers.get("if-none-match")?.split(",").some((tag) => tag.trim() === etag)) return new Response(null, { status: 304, headers });
+  try {
+    return new Response(await readFile(image.file), { headers });
+  } catch (error) {
+    throw new GatewayError("not_found", 404, `No image at /api/images/${name}`, { cause: error });
+  }
+}

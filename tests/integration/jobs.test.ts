@@ -1,0 +1,181 @@
+/** Jobs through the built server, on real files: submit, wait, poll, fetch the image, follow and resume, cancel, keys, restart. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startEmulator } from "../../emulator/server";
+import type { Emulator } from "../../emulator/server";
+import { startGateway } from "./harness";
+import type { Gateway } from "./harness";
+
+interface JobBody {
+  id: string;
+  status: string;
+  output: { image_url: string; sha256: string; content_type: string; seed: string } | null;
+  error: { kind: string } | null;
+  urls: { self: string; cancel: string; events: string };
+  input: Record<string, unknown>;
+}
+
+const body = { prompt: "a lighthouse", width: 256, height: 256, num_inference_steps: 6, seed: 42 };
+let emulator: Emulator;
+let gateway: Gateway;
+let dataDir: string;
+
+beforeAll(async () => {
+  emulator = await startEmulator({ stepMs: 20, slots: 8 });
+  dataDir = mkdtempSync(path.join(tmpdir(), "jobs-it-"));
+  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dataDir, MAX_CONCURRENT_REQUESTS: "1" });
+});
+
+afterAll(async () => {
+  await gateway.stop();
+  await emulator.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  emulator.reset();
+  emulator.setStepMs(20);
+});
+
+async function submit(fields: Record<string, unknown> = {}, headers: Record<string, string> = {}, to = gateway) {
+  const response = await fetch(`${to.url}/api/jobs`, { method: "POST", body: JSON.stringify({ ...body, ...fields }), headers: { "content-type": "application/json", ...headers } });
+  return { response, job: (await response.json()) as JobBody };
+}
+
+async function poll(id: string, to = gateway): Promise<JobBody> {
+  for (;;) {
+    const job = (await (await fetch(`${to.url}/api/jobs/${id}`)).json()) as JobBody;
+    if (["succeeded", "failed", "canceled"].includes(job.status)) return job;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The events of a stream, read until it ends or `stopAfter` have come. */
+async function events(url: string, headers: Record<string, string> = {}, stopAfter = Infinity): Promise<{ id: number; type: string }[]> {
+  const controller = new AbortController();
+  const response = await fetch(url, { headers, signal: controller.signal });
+  const decoder = new TextDecoder();
+  const seen: { id: number; type: string }[] = [];
+  let text = "";
+  try {
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = text.indexOf("\n\n")) >= 0) {
+        const block = text.slice(0, end);
+        text = text.slice(end + 2);
+        const id = /^id: (\d+)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (id && data) seen.push({ id: Number(id), type: (JSON.parse(data) as { type: string }).type });
+        if (seen.length >= stopAfter) {
+          controller.abort();
+          return seen;
+        }
+      }
+    }
+  } catch (error) {
+    if (!controller.signal.aborted) throw error;
+  }
+  return seen;
+}
+
+describe("jobs", () => {
+  it("answers 200 with the finished job within Prefer: wait, its image by URL byte for byte, cached for good", async () => {
+    const { response, job } = await submit({}, { prefer: "wait=30" });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("location")).toBe(`/api/jobs/${job.id}`);
+    expect(job).toMatchObject({ status: "succeeded", error: null, output: { content_type: "image/jpeg", seed: "42" }, input: { prompt: "a lighthouse", seed: 42 } });
+    const direct = (await (await fetch(`${emulator.url}/generate`, { method: "POST", body: JSON.stringify({ ...body, negative_prompt: "", guidance_scale: 0 }), headers: { "content-type": "application/json" } })).json()) as { image_base64: string };
+    const image = await fetch(`${gateway.url}${job.output?.image_url ?? ""}`);
+    const bytes = Buffer.from(await image.arrayBuffer());
+    expect(`data:image/jpeg;base64,${bytes.toString("base64")}`).toBe(direct.image_base64);
+    expect(image.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+    const etag = image.headers.get("etag") ?? "";
+    expect(etag).toBe(`"${job.output?.sha256}"`);
+    expect((await fetch(`${gateway.url}${job.output?.image_url}`, { headers: { "if-none-match": etag } })).status).toBe(304);
+    expect((await fetch(`${gateway.url}/api/images/${"0".repeat(64)}`)).status).toBe(404);
+  });
+
+  it("answers 202 and its Location while the job runs, and the job polled there ends succeeded", async () => {
+    emulator.setStepMs(60);
+    const { response, job } = await submit();
+    expect(response.status).toBe(202);
+    expect(["queued", "running"]).toContain(job.status);
+    expect((await poll(job.id)).status).toBe("succeeded");
+  });
+
+  it("gives one job for one Idempotency-Key, however often it is sent, and a 422 for another body", async () => {
+    const answers = await Promise.all(Array.from({ length: 5 }, () => submit({}, { "idempotency-key": "order-1" })));
+    const ids = new Set(answers.map(({ job }) => job.id));
+    expect(ids.size).toBe(1);
+    expect(answers.filter(({ response }) => response.headers.get("idempotent-replayed") === "true")).toHaveLength(4);
+    const changed = await submit({ prompt: "another" }, { "idempotency-key": "order-1" });
+    expect(changed.response.status).toBe(422);
+    await poll([...ids][0] as string);
+    expect(emulator.stats().generateRequests).toBe(1);
+  });
+
+  it("streams a job's events, and a stream resumed with Last-Event-ID misses and repeats nothing", async () => {
+    emulator.setStepMs(80);
+    const { job } = await submit({ num_inference_steps: 8 });
+    const first = await events(`${gateway.url}${job.urls.events}`, {}, 3);
+    const rest = await events(`${gateway.url}${job.urls.events}`, { "last-event-id": String(first.at(-1)?.id) });
+    const all = [...first, ...rest];
+    expect(all.map((event) => event.id)).toEqual(all.map((_, i) => i + 1));
+    expect(all.at(-1)?.type).toBe("complete");
+    // After the end: every event at once, then the stream ends.
+    expect((await events(`${gateway.url}${job.urls.events}`)).map((event) => event.id)).toEqual(all.map((event) => event.id));
+  });
+
+  it("cancels a queued job before it reaches the GPU, and says canceled", async () => {
+    emulator.setStepMs(150);
+    const running = await submit({ num_inference_steps: 12 });
+    const queued = await submit();
+    const canceled = (await (await fetch(`${gateway.url}${queued.job.urls.cancel}`, { method: "POST" })).json()) as JobBody;
+    expect(canceled.status).toBe("canceled");
+    await poll(running.job.id);
+    expect(emulator.stats().generateRequests).toBe(1);
+  });
+
+  it("keeps another key's jobs out of sight: 404 to read or cancel, absent from the list", async () => {
+    const keyed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dataDir, GATEWAY_API_KEYS: "alice-key-0123456789,bob-key-0123456789" });
+    try {
+      const { job } = await submit({}, { authorization: "Bearer alice-key-0123456789" }, keyed);
+      expect((await fetch(`${keyed.url}/api/jobs/${job.id}`, { headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(404);
+      expect((await fetch(`${keyed.url}/api/jobs/${job.id}/cancel`, { method: "POST", headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(404);
+      expect((await fetch(`${keyed.url}/api/jobs/${job.id}`)).status).toBe(401);
+      const list = (await (await fetch(`${keyed.url}/api/jobs`, { headers: { "x-api-key": "bob-key-0123456789" } })).json()) as { jobs: JobBody[] };
+      expect(list.jobs).toEqual([]);
+      const own = (await (await fetch(`${keyed.url}/api/jobs`, { headers: { "x-api-key": "alice-key-0123456789" } })).json()) as { jobs: JobBody[] };
+      expect(own.jobs.map((entry) => entry.id)).toEqual([job.id]);
+    } finally {
+      await keyed.stop();
+    }
+  });
+
+  it("after kill -9, a restart runs the queued job and fails the running one as gateway_restarted", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "jobs-kill-"));
+    const env = { TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dir, MAX_CONCURRENT_REQUESTS: "1" };
+    emulator.setStepMs(300);
+    const first = await startGateway(env);
+    const running = await submit({ num_inference_steps: 12 }, {}, first);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const queued = await submit({}, {}, first);
+    first.process.kill("SIGKILL");
+    await first.stop();
+    emulator.setStepMs(20);
+    const second = await startGateway(env);
+    try {
+      expect((await poll(queued.job.id, second)).status).toBe("succeeded");
+      expect(await poll(running.job.id, second)).toMatchObject({ status: "failed", error: { kind: "gateway_restarted" } });
+    } finally {
+      await second.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
