@@ -210,12 +210,13 @@ function expectedError(value: unknown): GatewayError | undefined {
   return result.ok ? undefined : fail.validation(result.detail);
 }
 
-function generateRequestBody(): NonNullable<Operation["requestBody"]> {
+/** The generate body's examples; a valid one is answered `accepted` (a job: 202). */
+function generateRequestBody(accepted = 200): NonNullable<Operation["requestBody"]> {
   const examples: Record<string, Example> = {};
   for (const [key, { summary, value, status }] of Object.entries(GENERATE_CASES)) {
     const actual = expectedError(value)?.status ?? 200;
     if (actual !== status) throw new Error(`OpenAPI example ${key} is documented as ${status} but would get ${actual}`);
-    examples[key] = { summary, value, "x-expected-status": status };
+    examples[key] = { summary, value, "x-expected-status": status === 200 ? accepted : status };
   }
   return { required: true, content: { "application/json": { schema: ref("GenerateRequest"), examples } } };
 }
@@ -272,9 +273,11 @@ const RATE_LIMIT_HEADERS = {
 /** The generate endpoints: open, or with one of the two key schemes when GATEWAY_API_KEYS is set. */
 const OPTIONAL_API_KEY: Record<string, string[]>[] = [{}, { bearerKey: [] }, { apiKeyHeader: [] }];
 
+const JOBS_ALLOW = ["GET", "HEAD", "POST"];
+
 /** Answers any route can give: another method (405 with `Allow`) and an unexpected fault (500). */
-function commonErrors(method: Method): Record<string, ResponseObject> {
-  const [allow, other] = method === "get" ? [["GET", "HEAD"], "POST"] : [["POST"], "GET"];
+function commonErrors(method: Method, allow = method === "get" ? ["GET", "HEAD"] : ["POST"]): Record<string, ResponseObject> {
+  const other = ["POST", "GET", "DELETE"].find((candidate) => !allow.includes(candidate)) ?? "DELETE";
   return {
     405: errorResponse(
       405,
@@ -289,7 +292,7 @@ function commonErrors(method: Method): Record<string, ResponseObject> {
 }
 
 /** Every failure of a generation request before an answer starts. */
-function generateErrors(): Record<string, ResponseObject> {
+function generateErrors(allow?: string[]): Record<string, ResponseObject> {
   const upstreamFault = fail.upstreamStatus(500, "CUDA out of memory");
   return {
     400: errorResponse(400, "The body is not JSON, or not a JSON object.", {
@@ -306,7 +309,7 @@ function generateErrors(): Record<string, ResponseObject> {
     403: errorResponse(403, "A browser request from a web origin that CORS_ORIGINS does not list.", {
       foreignOrigin: ["From another site", fail.originNotAllowed()],
     }),
-    ...commonErrors("post"),
+    ...commonErrors("post", allow),
     413: errorResponse(413, "The body is over MAX_BODY_BYTES (counted while reading).", {
       tooLarge: [`Over the default limit of ${defaults.maxBodyBytes} bytes`, fail.payloadTooLarge(defaults.maxBodyBytes)],
     }),
@@ -607,11 +610,11 @@ function endpoints(): Endpoint[] {
         description:
           "Validated and admitted as `POST /api/generate`, but the generation lives as long as its job, not a connection: follow it at `urls.events`, read it at `urls.self`, fetch its image at `output.image_url`. `Idempotency-Key` (≤ 255 characters) gives back the same job for the same body (`Idempotent-Replayed: true`), a 422 for another; `Prefer: wait=N` (0–60 s) holds the answer until the job ends or N s pass.",
         tag: "generation",
-        requestBody: generateRequestBody(),
+        requestBody: generateRequestBody(202),
         responses: {
           200: jsonResponse("The job, finished within `Prefer: wait`", "Job", {}),
           202: jsonResponse("The job, not finished yet; `Location` is its URL", "Job", {}),
-          ...generateErrors(),
+          ...generateErrors(JOBS_ALLOW),
         },
       },
     },
@@ -625,7 +628,7 @@ function endpoints(): Endpoint[] {
         tag: "generation",
         responses: {
           200: jsonResponse("A page of jobs", "JobList", {}),
-          ...commonErrors("get"),
+          ...commonErrors("get", JOBS_ALLOW),
         },
       },
     },

@@ -5,7 +5,7 @@ import type { Emulator } from "../../emulator/server";
 import { parseConfig } from "@/lib/config";
 import { buildOpenApiDocument } from "@/lib/openapi";
 import type { Method, Operation } from "@/lib/openapi";
-import { ErrorBody, GenerateResponse, StreamEvent, ValidationErrorBody } from "@/lib/schemas";
+import { ErrorBody, GenerateResponse, Job, StreamEvent, ValidationErrorBody } from "@/lib/schemas";
 import { call, readEvents, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
@@ -79,19 +79,21 @@ describe("the document's request examples, sent to the running gateway", () => {
 
   it("cover both generate endpoints at both paths", () => {
     const paths = new Set(cases.map(({ path }) => path));
-    expect([...paths].sort()).toEqual(["/api/generate", "/api/generate-stream", "/generate", "/generate-stream"]);
+    expect([...paths].sort()).toEqual(["/api/generate", "/api/generate-stream", "/api/jobs", "/generate", "/generate-stream"]);
   });
 
   it.each(cases)("$name answers the status it documents", async ({ name, path, operation, key, example }) => {
     const expected = example["x-expected-status"];
     const response = await post(`${gateway.url}${path}`, JSON.stringify(example.value));
     expect(response.status, name).toBe(expected);
-    if (expected !== 200) {
+    if ((expected ?? 200) >= 400) {
       await expectDocumentedError(response, operation, key, name);
     } else if (path.endsWith("-stream")) {
       expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
       const events = (await readEvents(response, performance.now())).flatMap(({ data }) => (data ? [StreamEvent.parse(data)] : []));
       expect(events.at(-1)?.type, name).toBe("complete");
+    } else if (path === "/api/jobs") {
+      Job.parse(await response.json());
     } else {
       GenerateResponse.parse(await response.json());
     }
@@ -101,10 +103,12 @@ describe("the document's request examples, sent to the running gateway", () => {
 describe("the document's error examples", () => {
   it("are what the gateway answers a wrong method with, on every operation", async () => {
     for (const { path, method, operation } of operations()) {
-      const other = method === "get" ? "POST" : "GET";
+      const served = Object.keys(document.paths[path] ?? {}).map((name) => name.toUpperCase());
+      const allow = served.includes("GET") ? ["GET", "HEAD", ...served.filter((name) => name !== "GET")] : served;
+      const other = ["POST", "GET", "DELETE"].find((candidate) => !allow.includes(candidate)) ?? "DELETE";
       const response = await fetch(`${gateway.url}${path}`, { method: other });
-      expect(response.status, `${other} ${path}`).toBe(405);
-      expect(response.headers.get("allow"), `${other} ${path}`).toBe(method === "get" ? "GET, HEAD" : "POST");
+      expect(response.status, `${other} ${path} (${method})`).toBe(405);
+      expect(response.headers.get("allow"), `${other} ${path}`).toBe(allow.join(", "));
       await expectDocumentedError(response, operation, "methodNotAllowed", `${other} ${path}`);
     }
   });
