@@ -4,6 +4,7 @@
  * the images by URL. A job is its owner's: another caller's job is a 404.
  */
 import "server-only";
+import { timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { GatewayError, fail } from "../errors";
 import { readJsonObject } from "../http";
@@ -13,7 +14,7 @@ import { validateGenerateRequest } from "../schemas";
 import { takeRateLimit } from "../security";
 import { SSE_HEADERS } from "../sse";
 import { FINISHED, inputHash } from "./store";
-import type { Job, JobEvent } from "./store";
+import type { Job, JobEvent, JobOutput } from "./store";
 
 const MAX_IDEMPOTENCY_KEY = 255;
 const MAX_WAIT_S = 60;
@@ -38,15 +39,36 @@ export function jobJson(job: Job): string {
     completed_at: job.completed_at,
     queue_position: typeof queued?.queue_position === "number" ? queued.queue_position : null,
     progress: progress ? { step: progress.step, total_steps: progress.total_steps } : null,
-    output: job.output && { ...job.output, image_url: imageUrl(job.output.sha256, job.output.content_type) },
+    output: job.output && { ...job.output, image_url: imageUrl(job) },
     error: job.error,
     urls: { self, cancel: `${self}/cancel`, events: `${self}/events` },
   };
   return `${JSON.stringify(body).slice(0, -1)},"input":${job.input}}`;
 }
 
-function imageUrl(sha256: string, contentType: string): string {
-  return `/api/images/${sha256}.${contentType === "image/png" ? "png" : contentType === "image/jpeg" ? "jpg" : "bin"}`;
+/**
+ * Where the job's image is. With API keys, signed until the job expires, so a
+ * browser's `<img src>` (which sends no key) can fetch it.
+ */
+function imageUrl(job: Job): string {
+  const { sha256, content_type: type } = job.output as JobOutput;
+  const url = `/api/images/${sha256}.${type === "image/png" ? "png" : type === "image/jpeg" ? "jpg" : "bin"}`;
+  const { access, config } = registry();
+  const expires = Math.floor((Date.parse(job.completed_at ?? job.created_at) + config.jobTtlMs) / 1000);
+  const signature = access.keys.sign(`${sha256}:${expires}`);
+  return signature === undefined ? url : `${url}?expires=${expires}&sig=${signature}`;
+}
+
+/** With API keys, an image needs a signed URL that has not expired, or a key. */
+function checkImageAccess(request: Request, sha256: string): void {
+  const { keys } = registry().access;
+  if (!keys.required) return;
+  const params = new URL(request.url).searchParams;
+  const expires = Number(params.get("expires"));
+  const given = Buffer.from(params.get("sig") ?? "");
+  const wanted = Buffer.from(keys.sign(`${sha256}:${expires}`) ?? "");
+  if (expires * 1000 > Date.now() && given.length === wanted.length && timingSafeEqual(given, wanted)) return;
+  keys.verify(request.headers);
 }
 
 function answer(job: Job, status: number, headers: Record<string, string> = {}): Response {
@@ -188,6 +210,7 @@ export async function serveImage(name: string, request: Request): Promise<Respon
   const sha256 = IMAGE_NAME.exec(name)?.[1];
   const image = sha256 === undefined ? undefined : registry().jobs.store.image(sha256);
   if (!image) throw fail.notFound(`/api/images/${name}`);
+  checkImageAccess(request, image.sha256);
   const etag = `"${image.sha256}"`;
   const headers = { etag, "cache-control": "public, max-age=31536000, immutable", "content-type": image.content_type };
   if (request.headers.get("if-none-match")?.split(",").some((tag) => tag.trim() === etag)) return new Response(null, { status: 304, headers });

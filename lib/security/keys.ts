@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { fail } from "../errors";
 
 const BEARER = /^Bearer +(\S+) *$/i;
@@ -34,7 +34,18 @@ export class ApiKeys {
       });
     }
     if (match < 0) throw fail.apiKeyInvalid();
-    return `key#${match}`;
+    // From the key itself, not its place in the list: a job stays its key's when the list changes.
+    return `key:${(this.digests[match] as Buffer).subarray(0, 9).toString("base64url")}`;
+  }
+
+  /**
+   * A signature of `text` by a secret only the configured keys make, for URLs a
+   * browser fetches without headers (an image in `<img src>`). Undefined without keys.
+   */
+  sign(text: string): string | undefined {
+    if (!this.required) return undefined;
+    const secret = createHash("sha256").update("image-urls").update(Buffer.concat(this.digests)).digest();
+    return createHmac("sha256", secret).update(text).digest("base64url");
   }
 }
 

@@ -44,9 +44,9 @@ async function submit(fields: Record<string, unknown> = {}, headers: Record<stri
   return { response, job: (await response.json()) as JobBody };
 }
 
-async function poll(id: string, to = gateway): Promise<JobBody> {
+async function poll(id: string, to = gateway, headers: Record<string, string> = {}): Promise<JobBody> {
   for (;;) {
-    const job = (await (await fetch(`${to.url}/api/jobs/${id}`)).json()) as JobBody;
+    const job = (await (await fetch(`${to.url}/api/jobs/${id}`, { headers })).json()) as JobBody;
     if (["succeeded", "failed", "canceled"].includes(job.status)) return job;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -153,6 +153,15 @@ describe("jobs", () => {
       expect(list.jobs).toEqual([]);
       const own = (await (await fetch(`${keyed.url}/api/jobs`, { headers: { "x-api-key": "alice-key-0123456789" } })).json()) as { jobs: JobBody[] };
       expect(own.jobs.map((entry) => entry.id)).toEqual([job.id]);
+      // Its image: by its signed URL without a key (as <img src> fetches it), else with a key.
+      const done = await poll(job.id, keyed, { "x-api-key": "alice-key-0123456789" });
+      const signed = done.output?.image_url ?? "";
+      expect(signed).toMatch(/\?expires=\d+&sig=[\w-]+$/);
+      expect((await fetch(`${keyed.url}${signed}`)).status).toBe(200);
+      expect((await fetch(`${keyed.url}${signed.replace(/sig=./, "sig=A")}`)).status).toBe(401);
+      const bare = signed.split("?")[0] ?? "";
+      expect((await fetch(`${keyed.url}${bare}`)).status).toBe(401);
+      expect((await fetch(`${keyed.url}${bare}`, { headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(200);
     } finally {
       await keyed.stop();
     }

@@ -28,9 +28,23 @@ describe("API keys", () => {
 
   it("accepts each configured key as a Bearer token or as X-API-Key, and tells the keys apart", () => {
     const keys = new ApiKeys([KEY_A, KEY_B]);
-    expect(keys.verify(headers({ authorization: `Bearer ${KEY_A}` }))).toBe("key#0");
-    expect(keys.verify(headers({ authorization: `bearer  ${KEY_B}` }))).toBe("key#1");
-    expect(keys.verify(headers({ "x-api-key": KEY_B }))).toBe("key#1");
+    const a = keys.verify(headers({ authorization: `Bearer ${KEY_A}` }));
+    const b = keys.verify(headers({ authorization: `bearer  ${KEY_B}` }));
+    expect(a).toMatch(/^key:[\w-]{12}$/);
+    expect(b).not.toBe(a);
+    expect(keys.verify(headers({ "x-api-key": KEY_B }))).toBe(b);
+    // The id is the key's own, wherever the key stands in the list (a job stays its key's when the list changes).
+    expect(new ApiKeys([KEY_B, KEY_A]).verify(headers({ "x-api-key": KEY_A }))).toBe(a);
+    expect(a).not.toContain(KEY_A.slice(0, 6));
+  });
+
+  it("signs a text only when keys are configured, by a secret the keys make", () => {
+    expect(new ApiKeys([]).sign("x")).toBeUndefined();
+    const signature = new ApiKeys([KEY_A]).sign("x");
+    expect(signature).toMatch(/^[\w-]{43}$/);
+    expect(new ApiKeys([KEY_A]).sign("x")).toBe(signature);
+    expect(new ApiKeys([KEY_B]).sign("x")).not.toBe(signature);
+    expect(new ApiKeys([KEY_A]).sign("y")).not.toBe(signature);
   });
 
   it("answers 401 with a Bearer challenge when no key is presented", () => {
@@ -56,7 +70,7 @@ describe("API keys", () => {
 
   it("accepts a request when any presented key is valid", () => {
     const keys = new ApiKeys([KEY_A]);
-    expect(keys.verify(headers({ authorization: "Bearer not-the-key", "x-api-key": KEY_A }))).toBe("key#0");
+    expect(keys.verify(headers({ authorization: "Bearer not-the-key", "x-api-key": KEY_A }))).toBe(keys.verify(headers({ "x-api-key": KEY_A })));
   });
 
   it("reads the keys a request presents from both headers", () => {
