@@ -131,6 +131,7 @@ export class Registry {
   async close(timeoutMs: number): Promise<void> {
     await settlesWithin(this.#upstream?.close(), timeoutMs);
     await settlesWithin(this.#limiter?.close?.(), timeoutMs);
+    this.#jobs?.close();
     this.#jobs?.store.close();
   }
 }

@@ -18,17 +18,30 @@ import type { Job, JobEvent, JobOutput, JobStore } from "./store";
 
 type Listener = (event: JobEvent, job: Job) => void;
 
+/** The longest between two retention sweeps. */
+const SWEEP_MS = 10 * 60 * 1000;
+
 export class JobRunner {
   private readonly cancels = new Map<string, AbortController>();
   private readonly listeners = new Map<string, Set<Listener>>();
+
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly gateway: Registry,
     readonly store: JobStore,
   ) {}
 
-  /** At start: what a previous process left queued runs now; what it left running has failed (JobStore.recover). */
+  /**
+   * At start: what a previous process left queued runs now; what it left
+   * running has failed (JobStore.recover). From now on, jobs past JOB_TTL go,
+   * and the oldest ones while the images take more than DATA_MAX_BYTES.
+   */
   resume(): void {
+    this.sweep();
+    this.sweeper ??= setInterval(() => {
+      this.sweep();
+    }, Math.min(this.gateway.config.jobTtlMs / 10, SWEEP_MS)).unref();
     const { requeued, failed } = this.store.recover(new Date());
     for (const job of failed) this.emit(job.id, { type: "error", kind: job.error?.kind, detail: job.error?.detail });
     for (const job of requeued) this.start(job);
@@ -48,6 +61,16 @@ export class JobRunner {
     const created = this.store.create(owner, input, idempotencyKey);
     if (created.created) this.start(created.job);
     return { ...created, input };
+  }
+
+  /** Stops the retention sweep (the store is closed after). */
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+
+  private sweep(): void {
+    this.store.expire(new Date(Date.now() - this.gateway.config.jobTtlMs));
+    this.store.trim(this.gateway.config.dataMaxBytes);
   }
 
   /** Cancels a job that has not finished: a queued one never reaches the GPU, a running one's upstream call is aborted. */

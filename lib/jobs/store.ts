@@ -87,6 +87,10 @@ export interface JobStore {
   recover(now: Date): { requeued: Job[]; failed: Job[] };
   /** Deletes the jobs finished before `before`, their events, and the images no job still uses. */
   expire(before: Date): number;
+  /** Deletes the oldest jobs with images until the images take at most `maxBytes`. */
+  trim(maxBytes: number): number;
+  /** The images kept, and their bytes. */
+  usage(): { images: number; bytes: number };
   /** Throws unless images and records can be written. */
   checkWritable(): void;
   close(): void;
@@ -245,10 +249,33 @@ export class SqliteJobStore implements JobStore {
 
   expire(before: Date): number {
     const gone = this.rows("SELECT * FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ?", before.toISOString());
-    for (const job of gone) {
-      this.db.prepare("DELETE FROM events WHERE job_id = ?").run(job.id);
-      this.db.prepare("DELETE FROM jobs WHERE id = ?").run(job.id);
+    for (const job of gone) this.remove(job.id);
+    this.dropUnusedImages();
+    return gone.length;
+  }
+
+  trim(maxBytes: number): number {
+    let removed = 0;
+    while (this.usage().bytes > maxBytes) {
+      const oldest = this.rows("SELECT * FROM jobs WHERE output IS NOT NULL ORDER BY rowid LIMIT 1")[0];
+      if (!oldest) break;
+      this.remove(oldest.id);
+      this.dropUnusedImages();
+      removed++;
     }
+    return removed;
+  }
+
+  usage(): { images: number; bytes: number } {
+    return this.db.prepare("SELECT COUNT(*) AS images, COALESCE(SUM(bytes), 0) AS bytes FROM images").get() as { images: number; bytes: number };
+  }
+
+  private remove(id: string): void {
+    this.db.prepare("DELETE FROM events WHERE job_id = ?").run(id);
+    this.db.prepare("DELETE FROM jobs WHERE id = ?").run(id);
+  }
+
+  private dropUnusedImages(): void {
     const orphans = this.db
       .prepare("SELECT sha256 FROM images WHERE sha256 NOT IN (SELECT json_extract(output, '$.sha256') FROM jobs WHERE output IS NOT NULL)")
       .all() as { sha256: string }[];
@@ -256,7 +283,6 @@ export class SqliteJobStore implements JobStore {
       rmSync(path.join(this.imageDir, sha256), { force: true });
       this.db.prepare("DELETE FROM images WHERE sha256 = ?").run(sha256);
     }
-    return gone.length;
   }
 
   checkWritable(): void {

@@ -87,6 +87,23 @@ describe("the SQLite job store", () => {
     expect(failed.map((job) => [job.id, job.status, job.error?.kind, job.completed_at])).toEqual([[running.id, "failed", "gateway_restarted", now.toISOString()]]);
   });
 
+  it("keeps the images within a size, deleting the oldest jobs first, and says what they take", () => {
+    const output = (sha256: string, bytes: number) => ({ sha256, content_type: "image/png", bytes, width: null, height: null, seed: null, generation_time_ms: null, image_id: null });
+    const jobs = [100, 200, 300].map((size) => {
+      const job = store.create("ip:1", INPUT).job;
+      const image = store.putImage(Buffer.alloc(size, size % 251), "image/png");
+      store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: output(image.sha256, size) });
+      return job;
+    });
+    expect(store.usage()).toEqual({ images: 3, bytes: 600 });
+    expect(store.trim(550)).toBe(1);
+    expect(store.get(jobs[0]?.id ?? "")).toBeUndefined();
+    expect(store.usage()).toEqual({ images: 2, bytes: 500 });
+    expect(store.trim(500)).toBe(0);
+    expect(store.trim(0)).toBe(2);
+    expect(store.usage()).toEqual({ images: 0, bytes: 0 });
+  });
+
   it("expires finished jobs, their events and the images no other job uses", () => {
     const kept = store.create("ip:1", INPUT).job;
     const gone = store.create("ip:1", INPUT).job;
