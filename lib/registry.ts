@@ -117,6 +117,11 @@ export class Registry {
     return this.#jobs;
   }
 
+  /** The jobs, if their store is open (metrics must not open it). */
+  get openJobs(): JobRunner | undefined {
+    return this.#jobs;
+  }
+
   get metrics(): Metrics {
     return (this.#metrics ??= createMetrics(this));
   }

@@ -103,7 +103,11 @@ export class JobRunner {
     const observer: GenerationObserver = {
       generating: () => undefined,
       begin: (phase) => {
-        if (phase === "upstream") this.store.update(job.id, { status: "running", started_at: new Date().toISOString() });
+        if (phase === "upstream") {
+          const startedAt = new Date();
+          this.store.update(job.id, { status: "running", started_at: startedAt.toISOString() });
+          this.gateway.metrics.jobQueueWait.observe((startedAt.getTime() - Date.parse(job.created_at)) / 1000);
+        }
         return () => undefined;
       },
       upstreamContext: () => ({ requestId: job.id }),

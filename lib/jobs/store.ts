@@ -91,6 +91,8 @@ export interface JobStore {
   trim(maxBytes: number): number;
   /** The images kept, and their bytes. */
   usage(): { images: number; bytes: number };
+  /** Jobs by status. */
+  counts(): Record<JobStatus, number>;
   /** Throws unless images and records can be written. */
   checkWritable(): void;
   close(): void;
@@ -268,6 +270,14 @@ export class SqliteJobStore implements JobStore {
 
   usage(): { images: number; bytes: number } {
     return this.db.prepare("SELECT COUNT(*) AS images, COALESCE(SUM(bytes), 0) AS bytes FROM images").get() as { images: number; bytes: number };
+  }
+
+  counts(): Record<JobStatus, number> {
+    const counts: Record<JobStatus, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 0 };
+    for (const { status, count } of this.db.prepare("SELECT status, COUNT(*) AS count FROM jobs GROUP BY status").all() as { status: JobStatus; count: number }[]) {
+      counts[status] = count;
+    }
+    return counts;
   }
 
   private remove(id: string): void {

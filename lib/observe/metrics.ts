@@ -39,6 +39,12 @@ export function createMetrics(gateway: Gateway) {
     duration: seconds("gateway_request_duration_seconds", "Whole request, arrival to last byte (streams: to the stream's end)."),
     queueWait: seconds("gateway_queue_wait_seconds", "Time spent waiting for a generation slot, by every request that asked for one."),
     upstreamTime: seconds("gateway_upstream_duration_seconds", "Time spent on the GPU server, by every request sent to it (streams: to the stream's end)."),
+    jobQueueWait: new Histogram({
+      name: "gateway_job_queue_wait_seconds",
+      help: "From a job's submission to its generation's start on the GPU server.",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
     upstreamErrors: new Counter({
       name: "gateway_upstream_errors_total",
       help: "Failures of the GPU server, by kind (the gateway's error code).",
@@ -80,6 +86,31 @@ export function createMetrics(gateway: Gateway) {
     registers,
     collect() {
       this.set(gateway.limiter.stats().queued);
+    },
+  });
+  new Gauge({
+    name: "gateway_jobs",
+    help: "Jobs kept, by status (none until the job store is open).",
+    labelNames: ["status"],
+    registers,
+    collect() {
+      for (const [status, count] of Object.entries(gateway.openJobs?.store.counts() ?? {})) this.set({ status }, count);
+    },
+  });
+  new Gauge({
+    name: "gateway_images_stored",
+    help: "Images kept for jobs.",
+    registers,
+    collect() {
+      this.set(gateway.openJobs?.store.usage().images ?? 0);
+    },
+  });
+  new Gauge({
+    name: "gateway_images_bytes",
+    help: "Bytes of the images kept for jobs (bounded by DATA_MAX_BYTES).",
+    registers,
+    collect() {
+      this.set(gateway.openJobs?.store.usage().bytes ?? 0);
     },
   });
   new Gauge({

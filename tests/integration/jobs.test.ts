@@ -99,6 +99,11 @@ describe("jobs", () => {
     expect(etag).toBe(`"${job.output?.sha256}"`);
     expect((await fetch(`${gateway.url}${job.output?.image_url}`, { headers: { "if-none-match": etag } })).status).toBe(304);
     expect((await fetch(`${gateway.url}/api/images/${"0".repeat(64)}`)).status).toBe(404);
+    const metrics = await (await fetch(`${gateway.url}/api/metrics/gateway`)).text();
+    expect(metrics).toMatch(/^gateway_jobs\{status="succeeded"\} [1-9]/m);
+    expect(metrics).toMatch(/^gateway_images_stored [1-9]/m);
+    expect(metrics).toMatch(new RegExp(`^gateway_images_bytes ${bytes.length}$`, "m"));
+    expect(metrics).toMatch(/^gateway_job_queue_wait_seconds_count [1-9]/m);
   });
 
   it("answers 202 and its Location while the job runs, and the job polled there ends succeeded", async () => {

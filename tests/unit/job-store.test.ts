@@ -96,6 +96,7 @@ describe("the SQLite job store", () => {
       return job;
     });
     expect(store.usage()).toEqual({ images: 3, bytes: 600 });
+    expect(store.counts()).toEqual({ queued: 0, running: 0, succeeded: 3, failed: 0, canceled: 0 });
     expect(store.trim(550)).toBe(1);
     expect(store.get(jobs[0]?.id ?? "")).toBeUndefined();
     expect(store.usage()).toEqual({ images: 2, bytes: 500 });
