@@ -58,6 +58,7 @@ export interface Operation {
   description: string;
   tags: string[];
   requestBody?: { required: true; content: Record<string, MediaType> };
+  parameters?: { name: string; in: "path" | "query" | "header"; required?: boolean; description: string; schema: JsonSchema }[];
   responses: Record<string, ResponseObject>;
   /** Alternatives; `{}` among them makes the key optional (needed only when GATEWAY_API_KEYS is set). */
   security?: Record<string, string[]>[];
@@ -274,6 +275,11 @@ const RATE_LIMIT_HEADERS = {
 const OPTIONAL_API_KEY: Record<string, string[]>[] = [{}, { bearerKey: [] }, { apiKeyHeader: [] }];
 
 const JOBS_ALLOW = ["GET", "HEAD", "POST"];
+const JOB_ID = { name: "id", in: "path" as const, required: true, description: "The job's id", schema: { type: "string" } };
+
+function notFoundError(): Record<string, ResponseObject> {
+  return { 404: errorResponse(404, "No such job or image, or not the caller's.", { notFound: ["Unknown id", fail.notFound("/api/jobs/k3JcUnknown")] }) };
+}
 
 /** Answers any route can give: another method (405 with `Allow`) and an unexpected fault (500). */
 function commonErrors(method: Method, allow = method === "get" ? ["GET", "HEAD"] : ["POST"]): Record<string, ResponseObject> {
@@ -633,6 +639,69 @@ function endpoints(): Endpoint[] {
       },
     },
     {
+      route: ROUTES.job,
+      method: "get",
+      operation: {
+        operationId: "getJob",
+        summary: "A job",
+        description: "Unknown, expired and another caller's jobs alike are a 404.",
+        tag: "generation",
+        parameters: [JOB_ID],
+        responses: { 200: jsonResponse("The job", "Job", {}), ...notFoundError(), ...commonErrors("get") },
+      },
+    },
+    {
+      route: ROUTES.jobCancel,
+      method: "post",
+      operation: {
+        operationId: "cancelJob",
+        summary: "Cancel a job",
+        description: "Idempotent: a queued job leaves the queue and never reaches the GPU; a running one has its upstream call aborted; a finished one is returned unchanged.",
+        tag: "generation",
+        parameters: [JOB_ID],
+        responses: { 200: jsonResponse("The job, canceled unless it had finished", "Job", {}), ...notFoundError(), ...commonErrors("post") },
+      },
+    },
+    {
+      route: ROUTES.jobEvents,
+      method: "get",
+      operation: {
+        operationId: "followJob",
+        summary: "A job's events, as server-sent events",
+        description:
+          "Each event has an `id:` line and one `data:` line: `queued`, `progress`, then a terminal `complete` (the output, image by URL), `error` or `canceled`, after which the stream ends. Without `Last-Event-ID`, from the job's first event; with it, from just after that one.",
+        tag: "generation",
+        parameters: [JOB_ID, { name: "Last-Event-ID", in: "header", description: "The id of the last event received", schema: { type: "integer" } }],
+        responses: {
+          200: { description: "A text/event-stream", content: { "text/event-stream": { schema: eventStreamSchema() } } },
+          ...notFoundError(),
+          ...commonErrors("get"),
+        },
+      },
+    },
+    {
+      route: ROUTES.image,
+      method: "get",
+      operation: {
+        operationId: "getImage",
+        summary: "A job's image",
+        description:
+          "The bytes with their own type, `ETag` (the hash), `Cache-Control: public, max-age=31536000, immutable`, 304 on `If-None-Match`. With GATEWAY_API_KEYS: the signed URL of the job's output, or a key.",
+        tag: "generation",
+        parameters: [
+          { name: "name", in: "path", required: true, description: "The image's SHA-256, an extension (.jpg, .png) optional", schema: { type: "string" } },
+          { name: "expires", in: "query", description: "With API keys: the signed URL's expiry (Unix seconds)", schema: { type: "integer" } },
+          { name: "sig", in: "query", description: "With API keys: the signed URL's signature", schema: { type: "string" } },
+        ],
+        responses: {
+          200: { description: "The image", content: { "image/jpeg": { schema: { type: "string", format: "binary" } }, "image/png": { schema: { type: "string", format: "binary" } } } },
+          304: { description: "Not modified (If-None-Match)" },
+          ...notFoundError(),
+          ...commonErrors("get"),
+        },
+      },
+    },
+    {
       route: ROUTES.openApi,
       method: "get",
       operation: {
@@ -659,7 +728,9 @@ export function buildOpenApiDocument(): OpenApiDocument {
   const paths: Record<string, PathItem> = {};
   const aliases: Record<string, PathItem> = {};
   for (const { route, method, operation } of endpoints()) {
-    const { path, alias, access } = route;
+    const { alias, access } = route;
+    // Next's [segment] is OpenAPI's {segment}.
+    const path = route.path.replace(/\[(\w+)\]/g, "{$1}");
     const { tag, ...rest } = { ...operation, ...(access ? { security: OPTIONAL_API_KEY } : {}) };
     paths[path] = { ...paths[path], [method]: { ...rest, tags: [tag] } };
     if (alias) {
