@@ -159,6 +159,7 @@ const schema = z
     EJECT_AFTER_FAILURES: count(1).default(3),
     EJECT_BASE_SECONDS: seconds.default(10),
     EJECT_MAX_SECONDS: seconds.default(300),
+    JOBS: flag.optional(),
     DATA_DIR: z.string().trim().default("./data"),
     JOB_TTL: seconds.default(24 * 60 * 60),
     DATA_MAX_BYTES: count(1).default(5 * 1024 ** 3),
@@ -209,7 +210,9 @@ const schema = z
       ejectAfterFailures: env.EJECT_AFTER_FAILURES,
       ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
       ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
-      /** Where jobs and their images live (lib/jobs). */
+      /** The jobs API (lib/jobs): off on Vercel, whose functions have no lasting disk, unless JOBS says otherwise. */
+      jobs: env.JOBS ?? env.VERCEL === undefined,
+      /** Where jobs and their images live. */
       dataDir: env.DATA_DIR,
       jobTtlMs: env.JOB_TTL * 1000,
       dataMaxBytes: env.DATA_MAX_BYTES,

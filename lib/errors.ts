@@ -13,6 +13,7 @@ export type ErrorCode =
   | "invalid_header"
   | "idempotency_mismatch"
   | "not_found"
+  | "jobs_off"
   | "queue_full"
   | "queue_timeout"
   | "limiter_unavailable"
@@ -89,6 +90,12 @@ export const fail = {
   badTarget: (target: string) =>
     new GatewayError("invalid_target", 400, `Request target ${target.slice(0, 100)} is not served here: ask for a path`),
   notFound: (path: string) => new GatewayError("not_found", 404, `No endpoint at ${path}`),
+  jobsOff: () =>
+    new GatewayError(
+      "jobs_off",
+      501,
+      "Jobs are off on this gateway (JOBS=false, the default on Vercel, which keeps no disk): use /api/generate or /api/generate-stream",
+    ),
   invalidHeader: (name: string, why: string) => new GatewayError("invalid_header", 400, `${name} ${why}`),
   /** The IETF draft's answer to a reused Idempotency-Key with another body. */
   idempotencyMismatch: () =>

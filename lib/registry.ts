@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import type { DestinationStream, Logger } from "pino";
+import { fail } from "./errors";
 import { config } from "./config";
 import type { Config } from "./config";
 import { GatedLimiter } from "./limiter/gated";
@@ -109,9 +110,14 @@ export class Registry {
     });
   }
 
-  /** Jobs (lib/jobs), in SQLite and files under DATA_DIR; made at start, so what a previous process left is taken up at once. */
+  /**
+   * Jobs (lib/jobs), in SQLite and files under DATA_DIR; made at start, so
+   * what a previous process left is taken up at once. With JOBS=false, every
+   * jobs door answers 501.
+   */
   get jobs(): JobRunner {
     if (this.#jobs) return this.#jobs;
+    if (!this.config.jobs) throw fail.jobsOff();
     this.#jobs = new JobRunner(this, new SqliteJobStore(this.config.dataDir));
     this.#jobs.resume();
     return this.#jobs;

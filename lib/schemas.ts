@@ -56,7 +56,7 @@ function text(min: number, max: number) {
 }
 
 /** A bigint as a number where a number holds it exactly: every seed but the huge ones. */
-function seedValue(value: bigint): number | bigint {
+export function seedValue(value: bigint): number | bigint {
   return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
 }
 
@@ -256,6 +256,7 @@ export const GatewayInfo = z.object({
     .default(false)
     .describe("Whether /api/generate and /api/generate-stream need an API key (GATEWAY_API_KEYS is set)"),
   size_multiple: z.int().positive().default(SIZE_MULTIPLE_DEFAULT).describe("Width and height must be multiples of it (SIZE_MULTIPLE)"),
+  jobs: z.boolean().default(false).describe("Whether /api/jobs is served (JOBS; off on Vercel)"),
 });
 export type GatewayInfo = z.output<typeof GatewayInfo>;
 
@@ -342,6 +343,8 @@ export const JobOutput = z.object({
   image_id: z.string().nullable(),
 });
 
+export type JobOutput = z.output<typeof JobOutput>;
+
 /** A generation as a job (POST /api/jobs). */
 export const Job = z.object({
   id: z.string().describe("128 random bits, base64url"),
@@ -356,6 +359,22 @@ export const Job = z.object({
   urls: z.object({ self: z.string(), cancel: z.string(), events: z.string() }),
   input: z.record(z.string(), z.unknown()).describe("The seven fields as sent to the GPU server"),
 });
+
+export type Job = z.output<typeof Job>;
+
+/**
+ * What GET /api/jobs/{id}/events sends: the GPU server's events as they came,
+ * but `complete` is the job's output (its image by URL) and the job ends with
+ * `complete`, `error` or `canceled`.
+ */
+export const JobEvent = z.discriminatedUnion("type", [
+  QueuedEvent,
+  ProgressEvent,
+  z.looseObject({ type: z.literal("complete"), output: JobOutput }),
+  z.looseObject({ type: z.literal("error"), kind: z.string(), detail: z.string() }),
+  z.looseObject({ type: z.literal("canceled") }),
+]);
+export type JobEvent = z.output<typeof JobEvent>;
 
 export const JobList = z.object({ jobs: z.array(Job).describe("Newest first"), next: z.string().nullable().describe("`before` for the next page") });
 

@@ -17,12 +17,11 @@ export function checkConfigOrExit(): void {
 /**
  * Opens the job store (DATA_DIR, created if missing) and takes up what a
  * previous process left, so a queued job runs again without waiting for a
- * request; a DATA_DIR that cannot be written stops the server now. Not on
- * Vercel, whose functions have no lasting disk.
+ * request; a DATA_DIR that cannot be written stops the server now.
  */
 export function startJobsOrExit(): void {
-  if (process.env.VERCEL) return;
   const gateway = registry();
+  if (!gateway.config.jobs) return;
   try {
     gateway.jobs.store.checkWritable();
   } catch (error) {

@@ -18,5 +18,6 @@ export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.inf
       mode: "gateway",
       api_key_required: registry().access.keys.required,
       size_multiple: registry().config.sizeMultiple,
+      jobs: registry().config.jobs,
     } satisfies GatewayInfo),
 });

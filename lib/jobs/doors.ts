@@ -39,11 +39,16 @@ export function jobJson(job: Job): string {
     completed_at: job.completed_at,
     queue_position: typeof queued?.queue_position === "number" ? queued.queue_position : null,
     progress: progress ? { step: progress.step, total_steps: progress.total_steps } : null,
-    output: job.output && { ...job.output, image_url: imageUrl(job) },
+    output: outputOf(job),
     error: job.error,
     urls: { self, cancel: `${self}/cancel`, events: `${self}/events` },
   };
   return `${JSON.stringify(body).slice(0, -1)},"input":${job.input}}`;
+}
+
+/** A job's output as its owner reads it: with the image's URL. */
+function outputOf(job: Job): (JobOutput & { image_url: string }) | null {
+  return job.output && { ...job.output, image_url: imageUrl(job) };
 }
 
 /**
@@ -151,8 +156,11 @@ export function listJobs(request: Request, context: RequestContext): Response {
   });
 }
 
-function sse(event: JobEvent): string {
-  return `id: ${event.seq}\ndata: ${event.data}\n\n`;
+/** An event as sent; `complete` as the job's output, so its image URL is the one the job gives (signed with keys). */
+function sse(event: JobEvent, type: string | undefined, id: string): string {
+  const job = type === "complete" ? registry().jobs.store.get(id) : undefined;
+  const data = job ? JSON.stringify({ type, output: outputOf(job) }) : event.data;
+  return `id: ${event.seq}\ndata: ${data}\n\n`;
 }
 
 /**
@@ -178,8 +186,9 @@ export function followJob(id: string, request: Request, context: RequestContext)
       const send = (event: JobEvent) => {
         if (ended || event.seq <= last) return;
         last = event.seq;
-        controller.enqueue(encoder.encode(sse(event)));
-        if (TERMINAL.has((JSON.parse(event.data) as { type?: string }).type ?? "")) end();
+        const { type } = JSON.parse(event.data) as { type?: string };
+        controller.enqueue(encoder.encode(sse(event, type, id)));
+        if (TERMINAL.has(type ?? "")) end();
       };
       // Listening before reading what is kept: an event appended in between is sent once, in order.
       const unlisten = jobs.listen(id, (event) => {

@@ -38,6 +38,7 @@ describe("GET /api", () => {
       mode: "gateway",
       api_key_required: false,
       size_multiple: 16,
+      jobs: true,
     });
     expect(JSON.stringify(answer.body)).not.toContain("hunter2secret");
   });

@@ -1,5 +1,5 @@
 /** Jobs through the built server, on real files: submit, wait, poll, fetch the image, follow and resume, cancel, keys, restart. */
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -52,12 +52,14 @@ async function poll(id: string, to = gateway, headers: Record<string, string> = 
   }
 }
 
+type StreamedEvent = { id: number; type: string; output?: JobBody["output"] };
+
 /** The events of a stream, read until it ends or `stopAfter` have come. */
-async function events(url: string, headers: Record<string, string> = {}, stopAfter = Infinity): Promise<{ id: number; type: string }[]> {
+async function events(url: string, headers: Record<string, string> = {}, stopAfter = Infinity): Promise<StreamedEvent[]> {
   const controller = new AbortController();
   const response = await fetch(url, { headers, signal: controller.signal });
   const decoder = new TextDecoder();
-  const seen: { id: number; type: string }[] = [];
+  const seen: StreamedEvent[] = [];
   let text = "";
   try {
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
@@ -71,7 +73,7 @@ async function events(url: string, headers: Record<string, string> = {}, stopAft
         text = text.slice(end + 2);
         const id = /^id: (\d+)$/m.exec(block)?.[1];
         const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (id && data) seen.push({ id: Number(id), type: (JSON.parse(data) as { type: string }).type });
+        if (id && data) seen.push({ id: Number(id), ...(JSON.parse(data) as { type: string }) });
         if (seen.length >= stopAfter) {
           controller.abort();
           return seen;
@@ -133,6 +135,9 @@ describe("jobs", () => {
     const all = [...first, ...rest];
     expect(all.map((event) => event.id)).toEqual(all.map((_, i) => i + 1));
     expect(all.at(-1)?.type).toBe("complete");
+    // The terminal event is the job's output, its image by URL.
+    expect(all.at(-1)?.output).toEqual((await poll(job.id)).output);
+    expect(all.at(-1)?.output?.image_url).toMatch(/^\/api\/images\/[0-9a-f]{64}\.jpg$/);
     // After the end: every event at once, then the stream ends.
     expect((await events(`${gateway.url}${job.urls.events}`)).map((event) => event.id)).toEqual(all.map((event) => event.id));
   });
@@ -145,6 +150,42 @@ describe("jobs", () => {
     expect(canceled.status).toBe("canceled");
     await poll(running.job.id);
     expect(emulator.stats().generateRequests).toBe(1);
+  });
+
+  it("cancels a running job: the GPU server sees its request aborted within a second", async () => {
+    emulator.setStepMs(150);
+    const { job } = await submit({ num_inference_steps: 12 });
+    await expect.poll(() => emulator.stats().active).toBe(1);
+    const canceledAt = performance.now();
+    const canceled = (await (await fetch(`${gateway.url}${job.urls.cancel}`, { method: "POST" })).json()) as JobBody;
+    expect(canceled.status).toBe("canceled");
+    await expect.poll(() => emulator.stats().aborted, { interval: 20 }).toBe(1);
+    expect(performance.now() - canceledAt).toBeLessThan(1000);
+    // Canceled stays canceled, and a second cancel gives the job back unchanged.
+    const again = (await (await fetch(`${gateway.url}${job.urls.cancel}`, { method: "POST" })).json()) as JobBody;
+    expect(again).toEqual(canceled);
+  });
+
+  it("answers 501 on every jobs and images path with JOBS=false, and leaves DATA_DIR untouched", async () => {
+    const unused = path.join(dataDir, "never-made");
+    const off = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: unused, JOBS: "false" });
+    try {
+      expect(((await (await fetch(`${off.url}/api`)).json()) as { jobs: boolean }).jobs).toBe(false);
+      const answers = await Promise.all([
+        fetch(`${off.url}/api/jobs`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+        fetch(`${off.url}/api/jobs`),
+        fetch(`${off.url}/api/jobs/abc/events`),
+        fetch(`${off.url}/api/images/${"0".repeat(64)}.jpg`),
+      ]);
+      for (const answer of answers) {
+        expect(answer.status).toBe(501);
+        expect(((await answer.json()) as { detail: string }).detail).toMatch(/^Jobs are off on this gateway .*use \/api\/generate/);
+      }
+      expect(existsSync(unused)).toBe(false);
+      expect(emulator.stats().generateRequests).toBe(0);
+    } finally {
+      await off.stop();
+    }
   });
 
   it("keeps another key's jobs out of sight: 404 to read or cancel, absent from the list", async () => {

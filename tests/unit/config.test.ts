@@ -70,6 +70,14 @@ describe("configuration", () => {
       expect(parseConfig({})).toMatchObject({ requestTimeoutMs: 300_000, queueTimeoutMs: 300_000, warnings: [] });
     });
 
+    it("turns jobs off, which need a lasting disk, unless JOBS says otherwise", () => {
+      expect(parseConfig({}).jobs).toBe(true);
+      expect(parseConfig({ VERCEL: "1" }).jobs).toBe(false);
+      expect(parseConfig({ VERCEL: "1", JOBS: "true" }).jobs).toBe(true);
+      expect(parseConfig({ JOBS: "false" }).jobs).toBe(false);
+      expect(() => parseConfig({ JOBS: "maybe" })).toThrow(/JOBS="maybe": must be true or false/);
+    });
+
     it.each(["generate", "generate-stream"])("the %s route declares that maxDuration", (name) => {
       const source = readFileSync(path.join(import.meta.dirname, `../../app/api/${name}/route.ts`), "utf8");
       expect(/export const maxDuration = (\d+);/.exec(source)?.[1]).toBe(String(GENERATE_MAX_DURATION_S));
