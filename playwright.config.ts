@@ -1,7 +1,7 @@
 import { defineConfig } from "@playwright/test";
 import { nextStartArgs } from "./scripts/next-start";
 import { chromiumPath } from "./tests/programs";
-import { EMULATOR_PORT, EMULATOR_URL, GATEWAY_PORT, GATEWAY_URL, STEP_MS } from "./tests/e2e/servers";
+import { E2E_DATA_DIR, EMULATOR_PORT, EMULATOR_URL, GATEWAY_PORT, GATEWAY_URL, STEP_MS } from "./tests/e2e/servers";
 
 /**
  * E2E: Debian's Chromium (never a downloaded browser) against the built
@@ -9,6 +9,7 @@ import { EMULATOR_PORT, EMULATOR_URL, GATEWAY_PORT, GATEWAY_URL, STEP_MS } from 
  */
 export default defineConfig({
   testDir: "tests/e2e",
+  globalTeardown: "./tests/e2e/teardown.ts",
   outputDir: "test-results/e2e",
   workers: 1,
   fullyParallel: false,
@@ -59,7 +60,7 @@ export default defineConfig({
       command: ["node", ...nextStartArgs("-p", String(GATEWAY_PORT), "-H", "127.0.0.1")].join(" "),
       url: `${GATEWAY_URL}/api`,
       // One GPU slot at the gateway, so a test can make the page wait in the queue.
-      env: { TEXT2IMAGE_SERVER_URL: EMULATOR_URL, MAX_CONCURRENT_REQUESTS: "1", NEXT_TELEMETRY_DISABLED: "1" },
+      env: { TEXT2IMAGE_SERVER_URL: EMULATOR_URL, MAX_CONCURRENT_REQUESTS: "1", NEXT_TELEMETRY_DISABLED: "1", DATA_DIR: E2E_DATA_DIR },
       reuseExistingServer: false,
       timeout: 60_000,
     },

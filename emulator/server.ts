@@ -572,6 +572,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       case "GET /_emulator/stats":
         replyJson(ex.res, 200, stats());
         return;
+      case "PUT /_emulator/step":
+        return putStep(ex);
       case "POST /_emulator/outage":
         return startOutage(ex);
       case "POST /_emulator/reset":
@@ -606,6 +608,18 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     });
     ex.res.setHeader("connection", "close");
     replyJson(ex.res, 200, { down_for_ms: ms });
+  }
+
+  /** `{"ms": N}`: each inference step takes N ms from now on. */
+  async function putStep(ex: Exchange): Promise<void> {
+    const raw = await readBody(ex.req);
+    try {
+      stepMs = integerIn("ms", (JSON.parse(raw?.toString("utf8") ?? "") as { ms?: unknown }).ms, 0, 60_000);
+    } catch (error) {
+      replyJson(ex.res, 422, { detail: (error as Error).message });
+      return;
+    }
+    replyJson(ex.res, 200, { step_ms: stepMs });
   }
 
   async function putFault(ex: Exchange): Promise<void> {

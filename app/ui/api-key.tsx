@@ -12,7 +12,7 @@ const STORAGE_KEY = "text2image-gateway.api-key";
 export const API_KEY_FIELD_ID = "api-key";
 
 /** GET /api, as far as the page reads it. */
-const GatewayInfo = z.object({ api_key_required: z.boolean().optional(), size_multiple: z.int().positive().optional() });
+const GatewayInfo = z.object({ api_key_required: z.boolean().optional(), size_multiple: z.int().positive().optional(), jobs: z.boolean().optional() });
 
 async function fetchInfo(url: string): Promise<z.output<typeof GatewayInfo>> {
   const response = await fetch(url, { cache: "no-store" });
@@ -28,6 +28,12 @@ export function useKeyRequired(): boolean {
 /** SIZE_MULTIPLE of the gateway, for the form's own check; the default until GET /api says. */
 export function useSizeMultiple(): number {
   return useGatewayInfo()?.size_multiple ?? SIZE_MULTIPLE_DEFAULT;
+}
+
+/** Whether the gateway serves jobs (JOBS); undefined until GET /api says, false if it cannot be asked. */
+export function useJobs(): boolean | undefined {
+  const { data, error } = useSWR<z.output<typeof GatewayInfo>, unknown>("/api", fetchInfo, { revalidateOnFocus: false });
+  return error === undefined ? data?.jobs : false;
 }
 
 function useGatewayInfo() {

@@ -83,9 +83,9 @@ export function messagesByField(detail: ValidationDetail[]): Partial<Record<Fiel
   return messages;
 }
 
-/** What a data URI's image is: its MIME type and the file extension for it. */
-export function imageType(dataUri: string): { mime: string; extension: string; label: string } {
-  const mime = /^data:([^;,]+)/.exec(dataUri)?.[1]?.toLowerCase() ?? "image/png";
+/** An image's type (`image/jpeg`, …) as a file extension and a name for people. */
+export function imageType(contentType: string): { mime: string; extension: string; label: string } {
+  const mime = contentType.toLowerCase();
   if (mime === "image/jpeg" || mime === "image/jpg") return { mime: "image/jpeg", extension: "jpg", label: "JPEG" };
   if (mime === "image/webp") return { mime, extension: "webp", label: "WebP" };
   return { mime: "image/png", extension: "png", label: "PNG" };

@@ -1,20 +1,19 @@
 "use client";
 
 import { useEffect, useRef, useState } from "react";
-import useSWR from "swr";
 import { validateGenerateRequest } from "@/lib/schemas";
-import { ApiKeyField, useApiKey, useKeyRequired, useSizeMultiple } from "./api-key";
+import { ApiKeyField, useApiKey, useJobs, useKeyRequired, useSizeMultiple } from "./api-key";
 import { DEFAULT_VALUES, fromRequest, messagesByField, toRequestBody } from "./form";
 import type { FormValues } from "./form";
 import { FIELD_IDS, GenerateForm } from "./generate-form";
 import { History } from "./history";
-import { addToHistory, clearHistory, listHistory, loadImage } from "./history-store";
-import type { HistoryEntry } from "./history-store";
 import { ResultView } from "./result-view";
 import { StatusPanel } from "./status-panel";
 import { isRunning, useGeneration } from "./use-generation";
 import type { GenerationResult } from "./use-generation";
 import { useHealth } from "./use-health";
+import { useHistory } from "./use-history";
+import type { HistoryEntry } from "./use-history";
 
 /** The form, the live status, the result and the history, wired together. */
 export function Generator() {
@@ -22,11 +21,16 @@ export function Generator() {
   // Errors show from the first failed submit on, then follow every edit.
   const [showErrors, setShowErrors] = useState(false);
   const [result, setResult] = useState<GenerationResult | null>(null);
-  const { state, run, cancel } = useGeneration();
-  const { blocker } = useHealth();
-  const history = useSWR("indexeddb:history", listHistory, { revalidateOnFocus: false });
   const keyRequired = useKeyRequired();
   const [apiKey, setApiKey] = useApiKey();
+  const jobs = useJobs();
+  const { state, run, cancel, resumed } = useGeneration({ jobs, apiKey });
+  const health = useHealth();
+  // Until GET /api says whether jobs are served, the page does not know how to generate.
+  const blocker = health.blocker ?? (jobs === undefined ? "Connecting…" : null);
+  // With API keys, the history is the key's: none to ask for without one.
+  const keyMissing = keyRequired && apiKey.trim() === "";
+  const history = useHistory(jobs && !keyMissing, apiKey);
   const keyRejected = state.phase === "error" && state.keyRejected === true;
   // GET /api says whether a key is needed; a 401 shows the field too, should the gateway have changed its mind.
   const askForKey = keyRequired || keyRejected;
@@ -39,6 +43,14 @@ export function Generator() {
   const validation = validateGenerateRequest(toRequestBody(values), { sizeMultiple: useSizeMultiple() });
   const errors = showErrors && !validation.ok ? messagesByField(validation.detail) : {};
   const running = isRunning(state);
+
+  // A job taken up after a reload shows when it finishes, unless something else was chosen meanwhile.
+  const shown = result ?? resumed;
+  // Whenever a generation ends, the gateway's list has changed.
+  const { mutate } = history;
+  useEffect(() => {
+    if (!running) void mutate();
+  }, [running, mutate]);
 
   const update = (patch: Partial<FormValues>) => {
     setValues((current) => ({ ...current, ...patch }));
@@ -54,31 +66,14 @@ export function Generator() {
       return;
     }
     setShowErrors(false);
-    const finished = await run(validation.data, apiKey);
-    if (!finished) return;
-    setResult(finished);
-    // A full or private IndexedDB must not spoil the result on screen.
-    await addToHistory(finished).catch((error: unknown) => {
-      console.warn("Could not save to history", error);
-    });
-    await history.mutate();
+    const finished = await run(validation.data);
+    if (finished) setResult(finished);
   };
 
-  const restore = async (entry: HistoryEntry) => {
+  const restore = (entry: HistoryEntry) => {
     setValues(fromRequest(entry.request, entry.seed));
     setShowErrors(false);
-    const image = await loadImage(entry.id).catch(() => undefined);
-    if (image) {
-      const { request, seed, width, height, generationTimeMs } = entry;
-      setResult({ image, request, seed, width, height, generationTimeMs });
-    }
-  };
-
-  const clear = async () => {
-    await clearHistory().catch((error: unknown) => {
-      console.warn("Could not clear the history", error);
-    });
-    await history.mutate();
+    if (entry.result) setResult(entry.result);
   };
 
   return (
@@ -98,9 +93,9 @@ export function Generator() {
       <section className="panel output" aria-labelledby="output-title">
         <h2 id="output-title">Result</h2>
         <StatusPanel state={state} />
-        {result && (
+        {shown && (
           <ResultView
-            result={result}
+            result={shown}
             onReuseSeed={(seed) => {
               update({ seedMode: "fixed", seed: String(seed) });
             }}
@@ -109,9 +104,16 @@ export function Generator() {
       </section>
       <History
         entries={history.data}
-        unavailable={history.error !== undefined}
-        onSelect={(entry) => void restore(entry)}
-        onClear={() => void clear()}
+        unavailable={
+          jobs === false
+            ? "This gateway keeps no history (its jobs are off)."
+            : keyMissing
+              ? "Your history shows once the API key is entered."
+              : history.error !== undefined
+              ? "The history could not be loaded from the gateway."
+              : null
+        }
+        onSelect={restore}
       />
     </div>
   );

@@ -13,7 +13,7 @@ interface Props {
 
 export function ResultView({ result, onReuseSeed }: Props) {
   const [copyNote, setCopyNote] = useState("");
-  const type = imageType(result.image);
+  const type = imageType(result.contentType);
   const copySeed = async () => {
     try {
       // Throws where the Clipboard API is missing (plain-http pages) or denied.
@@ -25,7 +25,7 @@ export function ResultView({ result, onReuseSeed }: Props) {
   };
   return (
     <figure className="result">
-      {/* A data URI from the GPU server: nothing for next/image to optimise. */}
+      {/* The gateway's image by URL (or a data URI from the stream): nothing for next/image to optimise. */}
       {/* eslint-disable-next-line @next/next/no-img-element */}
       <img
         className="result-image"

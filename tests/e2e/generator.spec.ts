@@ -131,7 +131,7 @@ test("an empty prompt shows the validation message and sends nothing", async ({ 
   expect((await emulator.stats()).generateRequests).toBe(0);
 });
 
-test("history survives a reload and restores the settings", async ({ page }) => {
+test("the history is the gateway's job list, images by URL: it survives a reload and restores the settings", async ({ page }) => {
   const ui = new GeneratorPage(page);
   await ui.open();
   await ui.fill({ prompt: "a teapot on the moon", steps: 7 });
@@ -142,8 +142,11 @@ test("history survives a reload and restores the settings", async ({ page }) => 
 
   await page.reload();
   await expect(entry).toBeVisible();
-  // The thumbnail is decorative (alt=""), so it has no img role.
-  await expect.poll(() => entry.locator("img").evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
+  // The thumbnail is decorative (alt=""), so it has no img role; it is the job's image, by URL.
+  const thumbnail = entry.locator("img");
+  await expect.poll(() => thumbnail.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
+  const jobs = (await (await page.request.get("/api/jobs?limit=1")).json()) as { jobs: { output: { image_url: string } }[] };
+  expect(await thumbnail.getAttribute("src")).toBe(jobs.jobs[0]?.output.image_url);
   await expect(ui.resultImage).toHaveCount(0);
   await ui.prompt.fill("something else");
   await entry.click();
@@ -152,11 +155,49 @@ test("history survives a reload and restores the settings", async ({ page }) => 
   await expect(page.getByLabel("Steps")).toHaveValue("7");
   await expect(page.getByLabel("Seed", { exact: true })).toHaveValue(String(seed));
   await expect(ui.resultImage).toBeVisible();
+  // No images kept in the browser: no IndexedDB, and the page's own notes are small.
+  expect(await page.evaluate(async () => (await indexedDB.databases()).length)).toBe(0);
+  expect(await page.evaluate(() => JSON.stringify(localStorage).length)).toBeLessThan(20_000);
+});
 
-  await ui.history.getByRole("button", { name: "Clear history" }).click();
-  await expect(entry).toHaveCount(0);
+test("a reload in the middle of a generation takes its job up again: the progress goes on and the image shows, generated once", async ({ page }) => {
+  await emulator.setStepMs(400);
+  const ui = new GeneratorPage(page);
+  await ui.open();
+  await ui.fill({ prompt: "a lantern through a reload", steps: 12 });
+  await ui.generate.click();
+  await expect(ui.status).toContainText(/Step [2-9] of 12/);
+
   await page.reload();
-  await expect(ui.history).toContainText("Your last 20 images appear here");
+  await expect(ui.status).toContainText(/Step \d+ of 12/);
+  const step = Number(/Step (\d+)/.exec((await ui.status.textContent()) ?? "")?.[1]);
+  expect(step).toBeGreaterThanOrEqual(2);
+  await expect(ui.generate).toBeDisabled();
+  await ui.waitForResult();
+  const stats = await emulator.stats();
+  expect(stats.generateRequests).toBe(1);
+  expect(stats.aborted).toBe(0);
+  await expect(ui.history.getByRole("button", { name: /a lantern through a reload/ })).toBeVisible();
+});
+
+test("Cancel after a reload cancels the job by id, and the GPU server sees the abort", async ({ page }) => {
+  await emulator.setStepMs(400);
+  const ui = new GeneratorPage(page);
+  await ui.open();
+  await ui.fill({ prompt: "a cancel across a reload", steps: 12 });
+  await ui.generate.click();
+  await expect(ui.status).toContainText(/Step \d+ of 12/);
+  await page.reload();
+  await expect(ui.status).toContainText(/Step \d+ of 12/);
+
+  await ui.cancel.click();
+  await expect(ui.status).toContainText("Cancelled after");
+  await expect.poll(async () => (await emulator.stats()).aborted, { timeout: 2_000 }).toBe(1);
+  const jobs = (await (await page.request.get("/api/jobs?limit=1")).json()) as { jobs: { status: string; input: { prompt: string } }[] };
+  expect(jobs.jobs[0]).toMatchObject({ status: "canceled", input: { prompt: "a cancel across a reload" } });
+  await page.reload();
+  await expect(ui.generate).toBeEnabled();
+  await expect(ui.status).toContainText("Describe an image");
 });
 
 test("Download JPEG saves the GPU server's JPEG of the requested size, named from the prompt and seed", async ({ page }) => {
@@ -183,7 +224,7 @@ test("a 375 px wide screen needs no horizontal scrolling, even with a result", a
   await ui.fill({ prompt: "a very long prompt about a mountain village at night with lanterns and snow", width: 1024, height: 512 });
   await ui.generate.click();
   await ui.waitForResult();
-  await expect(ui.history.getByRole("listitem")).toHaveCount(1);
+  await expect(ui.history.getByRole("button", { name: /a very long prompt about a mountain village/ }).first()).toBeVisible();
 
   expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
   await ui.screenshot("narrow-375", { fullPage: true });

@@ -4,22 +4,18 @@
  * The CORS and key cases use a second gateway (GATEWAY_API_KEYS, CORS_ORIGINS)
  * started here, beside the one playwright.config.ts starts, on the same emulator.
  */
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
-import path from "node:path";
 import { expect, test } from "@playwright/test";
 import type { Page } from "@playwright/test";
-import { nextStartArgs } from "../../scripts/next-start";
 import { GeneratorPage } from "./generator-page";
-import { EMULATOR_URL, KEYED_PORT, LISTED_PORT, UNLISTED_PORT, emulator } from "./servers";
+import { KEYED_PORT, LISTED_PORT, UNLISTED_PORT, emulator, startGateway } from "./servers";
+import type { StartedGateway } from "./servers";
 
-const root = path.resolve(import.meta.dirname, "../..");
 const KEYED_URL = `http://127.0.0.1:${KEYED_PORT}`;
 const API_KEY = "e2e-key-5f0c2a9d8e7b6a41";
 
-let keyedGateway: ChildProcess;
+let keyedGateway: StartedGateway | undefined;
 let frontends: Server[] = [];
 
 /** The "original frontend": a page on another origin that calls the gateway as the original gateway's frontend did. */
@@ -63,49 +59,15 @@ function serveFrontend(port: number): Promise<Server> {
   });
 }
 
-async function waitForGateway(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the keyed gateway exited:\n${output()}`);
-    try {
-      if ((await fetch(`${url}/api`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`the keyed gateway did not start:\n${output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
 test.beforeAll(async () => {
   test.setTimeout(90_000);
-  keyedGateway = spawn(process.execPath, nextStartArgs("-p", String(KEYED_PORT), "-H", "127.0.0.1"), {
-    cwd: root,
-    env: {
-      ...process.env,
-      NODE_ENV: "production",
-      NEXT_TELEMETRY_DISABLED: "1",
-      TEXT2IMAGE_SERVER_URL: EMULATOR_URL,
-      GATEWAY_API_KEYS: API_KEY,
-      CORS_ORIGINS: `http://127.0.0.1:${LISTED_PORT}`,
-      LOG_LEVEL: "warn",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  keyedGateway.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  keyedGateway.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   frontends = await Promise.all([serveFrontend(LISTED_PORT), serveFrontend(UNLISTED_PORT)]);
-  await waitForGateway(KEYED_URL, keyedGateway, () => output);
+  keyedGateway = await startGateway(KEYED_PORT, { GATEWAY_API_KEYS: API_KEY, CORS_ORIGINS: `http://127.0.0.1:${LISTED_PORT}` });
 });
 
 test.afterAll(async () => {
   await Promise.all(frontends.map((server) => new Promise((resolve) => server.close(resolve))));
-  if (keyedGateway.exitCode === null) {
-    const exited = new Promise((resolve) => keyedGateway.once("exit", resolve));
-    keyedGateway.kill("SIGKILL");
-    await exited;
-  }
+  await keyedGateway?.stop();
 });
 
 test.beforeEach(async () => {
@@ -138,7 +100,9 @@ test("the page generates under its nonce-based CSP with no violation", async ({ 
   await ui.fill({ prompt: "a walled garden" });
   await ui.generate.click();
   await ui.waitForResult();
-  await expect(ui.history.getByRole("listitem")).toHaveCount(1); // the thumbnail: canvas and a data: image
+  // Its thumbnail: the gateway's image by URL.
+  const thumbnail = ui.history.getByRole("button", { name: /a walled garden/ }).first().locator("img");
+  await expect.poll(() => thumbnail.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
   expect(await violations()).toEqual([]);
 });
 
@@ -171,7 +135,7 @@ test("a gateway with API keys asks for one, explains a 401 in words, and works o
   const violations = await watchViolations(page);
   const sentAuthorization: (string | undefined)[] = [];
   page.on("request", (request) => {
-    if (request.url().endsWith("/api/generate-stream")) sentAuthorization.push(request.headers().authorization);
+    if (request.method() === "POST" && request.url().endsWith("/api/jobs")) sentAuthorization.push(request.headers().authorization);
   });
   const ui = new GeneratorPage(page);
   await page.goto(`${KEYED_URL}/`);

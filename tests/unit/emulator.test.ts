@@ -495,6 +495,16 @@ describe("control endpoints", () => {
     expect((await post(emu, "/generate", { prompt: "x", ...SMALL })).status).toBe(200);
   });
 
+  it("PUT /_emulator/step sets how long each step takes; a bad value is a 422", async () => {
+    const put = (body: string) => fetch(`${emu.url}/_emulator/step`, { method: "PUT", body });
+    expect(await (await put('{"ms":120}')).json()).toEqual({ step_ms: 120 });
+    const startedAt = performance.now();
+    await (await post(emu, "/generate", { prompt: "x", ...SMALL, num_inference_steps: 3 })).arrayBuffer();
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(3 * 120 - 5);
+    expect((await put('{"ms":-1}')).status).toBe(422);
+    expect((await put('{"ms":0}')).status).toBe(200);
+  });
+
   it("GET /_emulator/stats mirrors stats() and POST /_emulator/reset zeroes it and clears the fault", async () => {
     emu.setFault({ kind: "status", status: 500 });
     await post(emu, "/generate", { prompt: "x", ...SMALL });
