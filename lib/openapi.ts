@@ -27,6 +27,7 @@ import {
   ValidationDetail,
   ValidationErrorBody,
   Job,
+  JobEvent,
   JobList,
   JobOutput,
   validateGenerateRequest,
@@ -97,6 +98,7 @@ const RESPONSE_SCHEMAS = {
   ValidationDetail,
   Job,
   JobOutput,
+  JobEvent,
   JobList,
 };
 type SchemaName = keyof typeof REQUEST_SCHEMAS | keyof typeof RESPONSE_SCHEMAS;
@@ -278,7 +280,12 @@ const JOBS_ALLOW = ["GET", "HEAD", "POST"];
 const JOB_ID = { name: "id", in: "path" as const, required: true, description: "The job's id", schema: { type: "string" } };
 
 function notFoundError(): Record<string, ResponseObject> {
-  return { 404: errorResponse(404, "No such job or image, or not the caller's.", { notFound: ["Unknown id", fail.notFound("/api/jobs/k3JcUnknown")] }) };
+  return { 404: errorResponse(404, "No such job or image, or not the caller's.", { notFound: ["Unknown id", fail.notFound("/api/jobs/k3JcUnknown")] }), ...jobsOffError() };
+}
+
+/** Every jobs and images path, when JOBS=false. */
+function jobsOffError(): Record<string, ResponseObject> {
+  return { 501: errorResponse(501, "Jobs are off on this gateway (JOBS=false, the default on Vercel).", { jobsOff: ["JOBS=false", fail.jobsOff()] }) };
 }
 
 /** Answers any route can give: another method (405 with `Allow`) and an unexpected fault (500). */
@@ -374,12 +381,12 @@ function jsonParseError(text: string): string {
 }
 
 /** A text/event-stream as a sequence of `{data}` events: OpenAPI 3.2's sequential media types, which Scalar renders as SSE. */
-function eventStreamSchema(): JsonSchema {
+function eventStreamSchema(event: SchemaName = "StreamEvent"): JsonSchema {
   return {
     type: "array",
     items: {
       type: "object",
-      properties: { data: { ...ref("StreamEvent"), description: "The JSON of one `data:` line" } },
+      properties: { data: { ...ref(event), description: "The JSON of one `data:` line" } },
       required: ["data"],
     },
   };
@@ -621,6 +628,7 @@ function endpoints(): Endpoint[] {
           200: jsonResponse("The job, finished within `Prefer: wait`", "Job", {}),
           202: jsonResponse("The job, not finished yet; `Location` is its URL", "Job", {}),
           ...generateErrors(JOBS_ALLOW),
+          ...jobsOffError(),
         },
       },
     },
@@ -634,6 +642,7 @@ function endpoints(): Endpoint[] {
         tag: "generation",
         responses: {
           200: jsonResponse("A page of jobs", "JobList", {}),
+          ...jobsOffError(),
           ...commonErrors("get", JOBS_ALLOW),
         },
       },
@@ -673,7 +682,7 @@ function endpoints(): Endpoint[] {
         tag: "generation",
         parameters: [JOB_ID, { name: "Last-Event-ID", in: "header", description: "The id of the last event received", schema: { type: "integer" } }],
         responses: {
-          200: { description: "A text/event-stream", content: { "text/event-stream": { schema: eventStreamSchema() } } },
+          200: { description: "A text/event-stream", content: { "text/event-stream": { schema: eventStreamSchema("JobEvent") } } },
           ...notFoundError(),
           ...commonErrors("get"),
         },

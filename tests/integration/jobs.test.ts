@@ -213,11 +213,14 @@ describe("jobs", () => {
     }
   });
 
-  it("after kill -9, a restart runs the queued job and fails the running one as gateway_restarted", async () => {
+  it("after kill -9, a restart runs the queued job, fails the running one as gateway_restarted, and still serves the finished one's image", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "jobs-kill-"));
     const env = { TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dir, MAX_CONCURRENT_REQUESTS: "1" };
-    emulator.setStepMs(300);
     const first = await startGateway(env);
+    const finished = await submit({}, { prefer: "wait=30" }, first);
+    expect(finished.job.status).toBe("succeeded");
+    const image = Buffer.from(await (await fetch(`${first.url}${finished.job.output?.image_url}`)).arrayBuffer());
+    emulator.setStepMs(300);
     const running = await submit({ num_inference_steps: 12 }, {}, first);
     await new Promise((resolve) => setTimeout(resolve, 300));
     const queued = await submit({}, {}, first);
@@ -228,6 +231,9 @@ describe("jobs", () => {
     try {
       expect((await poll(queued.job.id, second)).status).toBe("succeeded");
       expect(await poll(running.job.id, second)).toMatchObject({ status: "failed", error: { kind: "gateway_restarted" } });
+      // What had finished is as it was, its image still served byte for byte.
+      expect(await poll(finished.job.id, second)).toMatchObject({ status: "succeeded", output: finished.job.output });
+      expect(Buffer.from(await (await fetch(`${second.url}${finished.job.output?.image_url}`)).arrayBuffer())).toEqual(image);
     } finally {
       await second.stop();
       rmSync(dir, { recursive: true, force: true });
