@@ -90,6 +90,9 @@ export const fail = {
   badTarget: (target: string) =>
     new GatewayError("invalid_target", 400, `Request target ${target.slice(0, 100)} is not served here: ask for a path`),
   notFound: (path: string) => new GatewayError("not_found", 404, `No endpoint at ${path}`),
+  /** Unknown, expired and another caller's alike: which one is not said. */
+  noSuchJob: (id: string) => new GatewayError("not_found", 404, `No job ${id.slice(0, 64)} here: unknown, expired, or another caller's`),
+  noSuchImage: (name: string) => new GatewayError("not_found", 404, `No image ${name.slice(0, 80)} here: unknown, or expired with its job`),
   jobsOff: () =>
     new GatewayError(
       "jobs_off",

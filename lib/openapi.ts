@@ -280,7 +280,7 @@ const JOBS_ALLOW = ["GET", "HEAD", "POST"];
 const JOB_ID = { name: "id", in: "path" as const, required: true, description: "The job's id", schema: { type: "string" } };
 
 function notFoundError(): Record<string, ResponseObject> {
-  return { 404: errorResponse(404, "No such job or image, or not the caller's.", { notFound: ["Unknown id", fail.notFound("/api/jobs/k3JcUnknown")] }), ...jobsOffError() };
+  return { 404: errorResponse(404, "No such job or image, or not the caller's.", { notFound: ["Unknown id", fail.noSuchJob("k3JcUnknown")] }), ...jobsOffError() };
 }
 
 /** Every jobs and images path, when JOBS=false. */

@@ -267,6 +267,7 @@ async function* jobEvents(id: string, signal: AbortSignal, apiKey: () => string)
         void reader.cancel();
       }
     } catch (error) {
+      if (error instanceof GenerationError && error.status === 404) throw new GenerationError("The gateway no longer has this generation: it expired, or is another API key's.");
       if (signal.aborted || (error instanceof GenerationError && error.status !== undefined && error.status < 500)) throw error;
       if (++failures > RECONNECTS) throw error;
     }

@@ -83,7 +83,7 @@ function answer(job: Job, status: number, headers: Record<string, string> = {}):
 /** The caller's job, or the 404 that an unknown one and another caller's alike get. */
 function ownJob(id: string, context: RequestContext): Job {
   const job = registry().jobs.store.get(id);
-  if (!job || job.owner !== context.caller) throw fail.notFound(`/api/jobs/${id}`);
+  if (!job || job.owner !== context.caller) throw fail.noSuchJob(id);
   return job;
 }
 
@@ -218,7 +218,7 @@ const IMAGE_NAME = /^([0-9a-f]{64})(?:\.(?:png|jpg|jpeg|bin))?$/;
 export async function serveImage(name: string, request: Request): Promise<Response> {
   const sha256 = IMAGE_NAME.exec(name)?.[1];
   const image = sha256 === undefined ? undefined : registry().jobs.store.image(sha256);
-  if (!image) throw fail.notFound(`/api/images/${name}`);
+  if (!image) throw fail.noSuchImage(name);
   checkImageAccess(request, image.sha256);
   const etag = `"${image.sha256}"`;
   const headers = { etag, "cache-control": "public, max-age=31536000, immutable", "content-type": image.content_type };
@@ -226,6 +226,6 @@ export async function serveImage(name: string, request: Request): Promise<Respon
   try {
     return new Response(await readFile(image.file), { headers });
   } catch (error) {
-    throw new GatewayError("not_found", 404, `No image at /api/images/${name}`, { cause: error });
+    throw new GatewayError("not_found", 404, fail.noSuchImage(name).detail, { cause: error });
   }
 }

@@ -100,7 +100,12 @@ describe("jobs", () => {
     const etag = image.headers.get("etag") ?? "";
     expect(etag).toBe(`"${job.output?.sha256}"`);
     expect((await fetch(`${gateway.url}${job.output?.image_url}`, { headers: { "if-none-match": etag } })).status).toBe(304);
-    expect((await fetch(`${gateway.url}/api/images/${"0".repeat(64)}`)).status).toBe(404);
+    const noImage = await fetch(`${gateway.url}/api/images/${"0".repeat(64)}`);
+    expect(noImage.status).toBe(404);
+    expect(((await noImage.json()) as { detail: string }).detail).toBe(`No image ${"0".repeat(64)} here: unknown, or expired with its job`);
+    const noJob = await fetch(`${gateway.url}/api/jobs/not-a-job/events`);
+    expect(noJob.status).toBe(404);
+    expect(((await noJob.json()) as { detail: string }).detail).toBe("No job not-a-job here: unknown, expired, or another caller's");
     const metrics = await (await fetch(`${gateway.url}/api/metrics/gateway`)).text();
     expect(metrics).toMatch(/^gateway_jobs\{status="succeeded"\} [1-9]/m);
     expect(metrics).toMatch(/^gateway_images_stored [1-9]/m);
