@@ -87,6 +87,8 @@ export interface EmulatorStats {
   completed: number;
   lastBodies: unknown[];
   lastHeaders: IncomingHttpHeaders[];
+  /** The seeds of the last images made, as digits: a client that sent -1 can so ask for the same image again. */
+  lastSeeds: string[];
 }
 
 export interface Emulator {
@@ -346,7 +348,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   const freshStats = (active: number, work: number): EmulatorStats => ({
     generateRequests: 0, healthRequests: 0, metricsRequests: 0, active, maxConcurrent: active, work, maxWork: work,
-    aborted: 0, completed: 0, lastBodies: [], lastHeaders: [],
+    aborted: 0, completed: 0, lastBodies: [], lastHeaders: [], lastSeeds: [],
   });
   const freshMetrics = () => ({ successful: 0, failed: 0, generationMsTotal: 0 });
   let records = freshStats(0, 0);
@@ -499,6 +501,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     // The genuine server sends the last progress event once more before the image.
     if (stream && !ex.signal.aborted) ex.res.write(sse({ type: "progress", step: total, total_steps: total, progress: 100 }));
     const seed = params.seed === -1 ? String(randomInt(2 ** 32 - 1)) : String(params.seed);
+    remember(records.lastSeeds, seed);
     const image = imageDataUri(params.prompt, seed, params.width, params.height, imageMode, imageFormat);
     const generationMs = Math.round(performance.now() - startedAt);
     metrics.successful++;
@@ -545,7 +548,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     current_queue_size: slots.queued,
     active_generations: slots.running,
   });
-  const stats = (): EmulatorStats => ({ ...records, lastBodies: [...records.lastBodies], lastHeaders: [...records.lastHeaders] });
+  const stats = (): EmulatorStats => ({ ...records, lastBodies: [...records.lastBodies], lastHeaders: [...records.lastHeaders], lastSeeds: [...records.lastSeeds] });
   const reset = () => {
     records = freshStats(records.active, records.work); // open requests and running work stay: they are live gauges
     metrics = freshMetrics();

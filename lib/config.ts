@@ -160,6 +160,9 @@ const schema = z
     EJECT_BASE_SECONDS: seconds.default(10),
     EJECT_MAX_SECONDS: seconds.default(300),
     JOBS: flag.optional(),
+    IMAGE_MODEL_NAME: z.string().trim().default("Tongyi-MAI/Z-Image-Turbo"),
+    MAX_IMAGES_PER_REQUEST: count(1).default(4),
+    PUBLIC_BASE_URL: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
     DATA_DIR: z.string().trim().default("./data"),
     JOB_TTL: seconds.default(24 * 60 * 60),
     DATA_MAX_BYTES: count(1).default(5 * 1024 ** 3),
@@ -212,6 +215,12 @@ const schema = z
       ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
       /** The jobs API (lib/jobs): off on Vercel, whose functions have no lasting disk, unless JOBS says otherwise. */
       jobs: env.JOBS ?? env.VERCEL === undefined,
+      /** The one model /v1/models names (the genuine server's default). */
+      imageModelName: env.IMAGE_MODEL_NAME,
+      /** Most images (`n`) one /v1/images/generations request may ask for. */
+      maxImagesPerRequest: env.MAX_IMAGES_PER_REQUEST,
+      /** Where clients reach the gateway, for absolute image URLs (else the request's own origin). */
+      publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ""),
       /** Where jobs and their images live. */
       dataDir: env.DATA_DIR,
       jobTtlMs: env.JOB_TTL * 1000,

@@ -12,6 +12,7 @@ export type ErrorCode =
   | "invalid_target"
   | "invalid_header"
   | "idempotency_mismatch"
+  | "invalid_parameter"
   | "not_found"
   | "jobs_off"
   | "queue_full"
@@ -45,13 +46,16 @@ export class GatewayError extends Error {
     readonly code: ErrorCode,
     readonly status: number,
     readonly detail: string | ValidationDetail[],
-    options: { cause?: unknown; headers?: Record<string, string> } = {},
+    options: { cause?: unknown; headers?: Record<string, string>; param?: string } = {},
   ) {
     super(typeof detail === "string" ? detail : "Request validation failed", { cause: options.cause });
     this.headers = options.headers ?? {};
+    this.param = options.param;
   }
 
   readonly headers: Record<string, string>;
+  /** The request field at fault, for OpenAI's error shape. */
+  readonly param: string | undefined;
 }
 
 /** Status 499: the client went away; nobody reads the answer, but logs do. */
@@ -100,6 +104,8 @@ export const fail = {
       "Jobs are off on this gateway (JOBS=false, the default on Vercel, which keeps no disk): use /api/generate or /api/generate-stream",
     ),
   invalidHeader: (name: string, why: string) => new GatewayError("invalid_header", 400, `${name} ${why}`),
+  /** A field of an OpenAI-style request the gateway cannot honour as given. */
+  invalidParameter: (param: string, why: string) => new GatewayError("invalid_parameter", 400, `${param}: ${why}`, { param }),
   /** The IETF draft's answer to a reused Idempotency-Key with another body. */
   idempotencyMismatch: () =>
     new GatewayError("idempotency_mismatch", 422, "This Idempotency-Key was used with another request body: use a new key for a new request"),
@@ -221,5 +227,34 @@ export function errorResponse(error: unknown, requestId?: string): Response {
   return Response.json(
     { detail: known.detail, request_id: requestId },
     { status: known.status, headers: { ...known.headers, "x-request-id": requestId } },
+  );
+}
+
+/** OpenAI's error `type` for each of the gateway's statuses: its SDKs pick their error class by the status. */
+function openAiType(status: number): string {
+  if (status === 429) return "rate_limit_error";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}
+
+/** Where the GPU is busy, OpenAI says 429 with Retry-After: its SDKs raise RateLimitError (and may wait and retry). */
+const OPENAI_RATE_LIMITED = new Set<ErrorCode>(["queue_full", "queue_timeout", "rate_limited"]);
+
+/**
+ * The same failure in OpenAI's shape, `{"error": {"message", "type", "param",
+ * "code"}}`, for the /v1 routes: bad input is 400 (OpenAI has no 422), a busy
+ * GPU 429, the gateway's own code in `code`.
+ */
+export function openAiErrorResponse(error: unknown, requestId: string): Response {
+  const known = error instanceof GatewayError ? error : fail.internal(error);
+  const status = OPENAI_RATE_LIMITED.has(known.code) ? 429 : known.status === 422 || known.status === 413 || known.status === 415 || known.status === 408 ? 400 : known.status;
+  const [message, param] =
+    typeof known.detail === "string"
+      ? [known.detail, known.param]
+      : [known.detail.map((item) => `${String(item.loc.at(-1))}: ${item.msg}`).join("; "), known.detail[0] && String(known.detail[0].loc.at(-1))];
+  const code = known.code === "unauthorized" ? "invalid_api_key" : known.code;
+  return Response.json(
+    { error: { message, type: openAiType(status), param: param ?? null, code } },
+    { status, headers: { ...known.headers, "x-request-id": requestId } },
   );
 }

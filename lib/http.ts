@@ -1,5 +1,5 @@
 import { after } from "next/server";
-import { GatewayError, errorResponse, fail } from "./errors";
+import { GatewayError, errorResponse, fail, openAiErrorResponse } from "./errors";
 import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
 import { JsonNumber } from "./pydantic";
 import type { RouteEntry } from "./routes";
@@ -65,7 +65,7 @@ export function observe(entry: RouteEntry, handler: Handler): (request: Request)
       response = await handler(request, context);
     } catch (error) {
       record.failed(error);
-      response = errorResponse(error, record.id);
+      response = entry.errors === "openai" ? openAiErrorResponse(error, record.id) : errorResponse(error, record.id);
     }
     // Next's after() runs once the response is closed; only generations need it, so health checks pay nothing.
     if (tasks.length > 0) {

@@ -6,7 +6,7 @@
  * held to `rewrites()` and `pageMatcher()` by tests/unit/routes.test.ts.
  */
 export interface RouteEntry {
-  /** The handler's path under /api, also its label in logs and metrics. */
+  /** The handler's path (under /api, or /v1 for OpenAI's API), also its label in logs and metrics. */
   readonly path: string;
   /** The original gateway's path, rewritten to `path`. */
   readonly alias?: string;
@@ -18,6 +18,8 @@ export interface RouteEntry {
    * (its handlers take one where they start a generation).
    */
   readonly access?: "generation" | "key";
+  /** Errors in OpenAI's shape, for its SDKs (else the gateway's `{"detail"}`). */
+  readonly errors?: "openai";
 }
 
 export const ROUTES = {
@@ -35,6 +37,10 @@ export const ROUTES = {
   image: { path: "/api/images/[name]" },
   /** Any other /api path: a JSON 404. */
   unknown: { path: "/api/[...path]" },
+  openAiImages: { path: "/v1/images/generations", access: "generation", errors: "openai" },
+  openAiModels: { path: "/v1/models", access: "key", errors: "openai" },
+  /** Any other /v1 path: OpenAI's 404. */
+  openAiUnknown: { path: "/v1/[...path]", errors: "openai" },
 } as const satisfies Record<string, RouteEntry>;
 
 const ENTRIES: readonly RouteEntry[] = Object.values(ROUTES);
@@ -47,5 +53,5 @@ export function rewrites(): { source: string; destination: string }[] {
 /** The proxy's matcher: every path but the API (under /api or an alias) and static files, which so pay nothing for the pages' CSP. */
 export function pageMatcher(): string {
   const aliases = ENTRIES.flatMap((entry) => (entry.alias ? [`${entry.alias.slice(1)}$`] : []));
-  return `/((?!api(?:/|$)|_next/static/|_next/image|favicon\\.ico$|${aliases.join("|")}).*)`;
+  return `/((?!api(?:/|$)|v1(?:/|$)|_next/static/|_next/image|favicon\\.ico$|${aliases.join("|")}).*)`;
 }

@@ -47,7 +47,7 @@ export function jobJson(job: Job): string {
 }
 
 /** A job's output as its owner reads it: with the image's URL. */
-function outputOf(job: Job): (JobOutput & { image_url: string }) | null {
+export function outputOf(job: Job): (JobOutput & { image_url: string }) | null {
   return job.output && { ...job.output, image_url: imageUrl(job) };
 }
 

@@ -63,6 +63,18 @@ export class JobRunner {
     return { ...created, input };
   }
 
+  /**
+   * A generation made elsewhere (the OpenAI door's `url` answers), kept as a
+   * succeeded job of `owner`: its image is in the store for JOB_TTL, by URL,
+   * and in the owner's list.
+   */
+  keep(owner: string, request: GenerateRequest, answer: Buffer): Job {
+    const { job } = this.store.create(owner, requestJson(request));
+    const output = this.keepImage(answer);
+    this.finish(job.id, { status: "succeeded", started_at: job.created_at, output }, { type: "complete", output });
+    return this.store.get(job.id) as Job;
+  }
+
   /** Stops the retention sweep (the store is closed after). */
   close(): void {
     clearInterval(this.sweeper);

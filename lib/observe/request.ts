@@ -28,6 +28,7 @@ export class RequestRecord implements GenerationObserver {
   private errorKind: ErrorCode | undefined;
   private cause: unknown;
   private params: GenerateRequest | undefined;
+  private notes: Record<string, unknown> = {};
   private status: number | undefined;
   private holds = 0;
   private finished = false;
@@ -71,6 +72,11 @@ export class RequestRecord implements GenerationObserver {
       logPrompt: registry().config.logPrompts,
       traceContext: this.traceContext,
     };
+  }
+
+  /** More to log on the request's line (the OpenAI door's model and image count). */
+  note(fields: Record<string, unknown>): void {
+    Object.assign(this.notes, fields);
   }
 
   /** Bytes of the answer sent to the client. */
@@ -146,6 +152,7 @@ export class RequestRecord implements GenerationObserver {
         prompt_length: params.prompt.length,
         prompt: registry().config.logPrompts ? params.prompt : undefined,
       }),
+      ...this.notes,
       err: this.cause,
     };
     log[level](line, "request");

@@ -78,8 +78,8 @@ describe("configuration", () => {
       expect(() => parseConfig({ JOBS: "maybe" })).toThrow(/JOBS="maybe": must be true or false/);
     });
 
-    it.each(["generate", "generate-stream"])("the %s route declares that maxDuration", (name) => {
-      const source = readFileSync(path.join(import.meta.dirname, `../../app/api/${name}/route.ts`), "utf8");
+    it.each(["api/generate", "api/generate-stream", "v1/images/generations"])("the %s route declares that maxDuration", (name) => {
+      const source = readFileSync(path.join(import.meta.dirname, `../../app/${name}/route.ts`), "utf8");
       expect(/export const maxDuration = (\d+);/.exec(source)?.[1]).toBe(String(GENERATE_MAX_DURATION_S));
     });
   });

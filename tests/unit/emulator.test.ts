@@ -518,7 +518,7 @@ describe("control endpoints", () => {
     expect((await post(emu, "/_emulator/reset", "")).status).toBe(200);
     expect(emu.stats()).toEqual({
       generateRequests: 0, healthRequests: 0, metricsRequests: 0, active: 0, maxConcurrent: 0, work: 0, maxWork: 0,
-      aborted: 0, completed: 0, lastBodies: [], lastHeaders: [],
+      aborted: 0, completed: 0, lastBodies: [], lastHeaders: [], lastSeeds: [],
     });
     expect((await post(emu, "/generate", { prompt: "x", ...SMALL })).status).toBe(200);
   });

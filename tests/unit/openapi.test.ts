@@ -17,18 +17,20 @@ const document = buildOpenApiDocument();
  * The original gateway's paths are what next.config.mjs rewrites to them.
  */
 function apiEndpoints(): [string, Method][] {
-  const apiDir = path.join(import.meta.dirname, "../../app/api");
-  return readdirSync(apiDir, { recursive: true, encoding: "utf8" })
-    .filter((file) => path.basename(file) === "route.ts" && !file.includes("[..."))
-    .flatMap((file) => {
-      const folder = path.dirname(file);
-      const source = readFileSync(path.join(apiDir, file), "utf8");
-      const handlers = source.slice(source.indexOf("route(ROUTES."));
-      const methods = [...new Set([...handlers.matchAll(/\b(GET|POST)\s*:/g)].map((match) => (match[1] as string).toLowerCase() as Method))];
-      // Next's [segment] is OpenAPI's {segment}.
-      const route = folder === "." ? "/api" : `/api/${folder.split(path.sep).join("/")}`.replace(/\[(\w+)\]/g, "{$1}");
-      return methods.map((method): [string, Method] => [route, method]);
-    });
+  return ["api", "v1"].flatMap((root) => {
+    const dir = path.join(import.meta.dirname, "../../app", root);
+    return readdirSync(dir, { recursive: true, encoding: "utf8" })
+      .filter((file) => path.basename(file) === "route.ts" && !file.includes("[..."))
+      .flatMap((file) => {
+        const folder = path.dirname(file);
+        const source = readFileSync(path.join(dir, file), "utf8");
+        const handlers = source.slice(source.indexOf("route(ROUTES."));
+        const methods = [...new Set([...handlers.matchAll(/\b(GET|POST)\s*:/g)].map((match) => (match[1] as string).toLowerCase() as Method))];
+        // Next's [segment] is OpenAPI's {segment}.
+        const route = folder === "." ? `/${root}` : `/${root}/${folder.split(path.sep).join("/")}`.replace(/\[(\w+)\]/g, "{$1}");
+        return methods.map((method): [string, Method] => [route, method]);
+      });
+  });
 }
 const API_ENDPOINTS = apiEndpoints();
 const configPath = "../../next.config.mjs"; // a variable: the module has no types

@@ -7,17 +7,18 @@ import { config as proxyConfig } from "@/proxy";
 const configPath = "../../next.config.mjs"; // a variable: the module has no types
 const { default: nextConfig } = (await import(configPath)) as { default: { rewrites(): Promise<{ source: string; destination: string }[]> } };
 
-const apiDir = path.join(import.meta.dirname, "../../app/api");
-
-/** Each route.ts under app/api, as [its path, the ROUTES entry it passes to route() or observe()]. */
+/** Each route.ts under app/api and app/v1, as [its path, the ROUTES entry it passes to route() or observe()]. */
 function routeFiles(): [string, string | undefined][] {
-  return readdirSync(apiDir, { recursive: true, encoding: "utf8" })
-    .filter((file) => path.basename(file) === "route.ts")
-    .map((file) => {
-      const folder = path.dirname(file);
-      const source = readFileSync(path.join(apiDir, file), "utf8");
-      return [folder === "." ? "/api" : `/api/${folder.split(path.sep).join("/")}`, /\b(?:route|observe)\(ROUTES\.(\w+)/.exec(source)?.[1]];
-    });
+  return ["api", "v1"].flatMap((root) => {
+    const dir = path.join(import.meta.dirname, "../../app", root);
+    return readdirSync(dir, { recursive: true, encoding: "utf8" })
+      .filter((file) => path.basename(file) === "route.ts")
+      .map((file): [string, string | undefined] => {
+        const folder = path.dirname(file);
+        const source = readFileSync(path.join(dir, file), "utf8");
+        return [folder === "." ? `/${root}` : `/${root}/${folder.split(path.sep).join("/")}`, /\b(?:route|observe)\(ROUTES\.(\w+)/.exec(source)?.[1]];
+      });
+  });
 }
 
 describe("the route table", () => {
