@@ -247,14 +247,17 @@ const OPENAI_RATE_LIMITED = new Set<ErrorCode>(["queue_full", "queue_timeout", "
  */
 export function openAiErrorResponse(error: unknown, requestId: string): Response {
   const known = error instanceof GatewayError ? error : fail.internal(error);
+  const { status, body } = openAiError(known);
+  return Response.json(body, { status, headers: { ...known.headers, "x-request-id": requestId } });
+}
+
+/** A failure's OpenAI status and body. */
+export function openAiError(known: GatewayError): { status: number; body: { error: { message: string; type: string; param: string | null; code: string } } } {
   const status = OPENAI_RATE_LIMITED.has(known.code) ? 429 : known.status === 422 || known.status === 413 || known.status === 415 || known.status === 408 ? 400 : known.status;
   const [message, param] =
     typeof known.detail === "string"
       ? [known.detail, known.param]
       : [known.detail.map((item) => `${String(item.loc.at(-1))}: ${item.msg}`).join("; "), known.detail[0] && String(known.detail[0].loc.at(-1))];
   const code = known.code === "unauthorized" ? "invalid_api_key" : known.code;
-  return Response.json(
-    { error: { message, type: openAiType(status), param: param ?? null, code } },
-    { status, headers: { ...known.headers, "x-request-id": requestId } },
-  );
+  return { status, body: { error: { message, type: openAiType(status), param: param ?? null, code } } };
 }

@@ -7,7 +7,7 @@
 import { z } from "zod";
 import packageJson from "../package.json";
 import { parseConfig } from "./config";
-import { fail } from "./errors";
+import { fail, openAiError } from "./errors";
 import type { GatewayError } from "./errors";
 import { ROUTES } from "./routes";
 import type { RouteEntry } from "./routes";
@@ -30,6 +30,10 @@ import {
   JobEvent,
   JobList,
   JobOutput,
+  OpenAIErrorBody,
+  OpenAIImagesRequest,
+  OpenAIImagesResponse,
+  OpenAIModelList,
   validateGenerateRequest,
 } from "./schemas";
 
@@ -81,7 +85,7 @@ export interface OpenApiDocument {
 }
 
 /** Each zod schema of the document, under its component name. */
-const REQUEST_SCHEMAS = { GenerateRequest };
+const REQUEST_SCHEMAS = { GenerateRequest, OpenAIImagesRequest };
 const RESPONSE_SCHEMAS = {
   GatewayInfo,
   GatewayHealth,
@@ -100,6 +104,9 @@ const RESPONSE_SCHEMAS = {
   JobOutput,
   JobEvent,
   JobList,
+  OpenAIImagesResponse,
+  OpenAIErrorBody,
+  OpenAIModelList,
 };
 type SchemaName = keyof typeof REQUEST_SCHEMAS | keyof typeof RESPONSE_SCHEMAS;
 
@@ -249,6 +256,29 @@ function errorResponse(status: number, description: string, examples: ErrorExamp
     description,
     ...(headers ? { headers } : {}),
     content: { "application/json": { schema: ref(status === 422 ? "ValidationErrorBody" : "ErrorBody"), examples: body } },
+  };
+}
+
+/** An error of the /v1 routes, in OpenAI's shape, its examples made by openAiError() from the error table. */
+function openAiErrorResponse(status: number, description: string, examples: ErrorExamples, headers?: ResponseObject["headers"]): ResponseObject {
+  const body: Record<string, Example> = {};
+  for (const [key, [summary, error]] of Object.entries(examples)) {
+    const answer = openAiError(error);
+    if (answer.status !== status) throw new Error(`OpenAPI example ${key} has status ${answer.status}, not ${status}`);
+    body[key] = { summary, value: answer.body };
+  }
+  return { description, ...(headers ? { headers } : {}), content: { "application/json": { schema: ref("OpenAIErrorBody"), examples: body } } };
+}
+
+/** What any /v1 route may answer besides its own: no key or a wrong one, another method, a fault. */
+function openAiCommonErrors(allow: string[]): Record<string, ResponseObject> {
+  return {
+    401: openAiErrorResponse(401, "With GATEWAY_API_KEYS: no key, or a wrong one (`Authorization: Bearer <key>`)", {
+      missing: ["No key", fail.apiKeyMissing()],
+      invalid: ["A wrong key", fail.apiKeyInvalid()],
+    }),
+    405: openAiErrorResponse(405, "Another method", { methodNotAllowed: ["Another method", fail.methodNotAllowed(allow.includes("GET") ? "POST" : "GET", allow)] }, { Allow: ALLOW }),
+    500: openAiErrorResponse(500, "An unexpected fault in the gateway (logged)", { internal: ["Unexpected fault", fail.internal(null)] }),
   };
 }
 
@@ -450,11 +480,12 @@ interface Endpoint {
   operation: Omit<Operation, "tags"> & { tag: Tag };
 }
 
-type Tag = "generation" | "service";
+type Tag = "generation" | "service" | "openai";
 
 const TAGS: OpenApiDocument["tags"] = [
   { name: "generation", description: "Generate images on the GPU server" },
   { name: "service", description: "The gateway and the GPU server's state" },
+  { name: "openai", description: "OpenAI's Images API, for its SDKs and the apps built on them: base URL `http(s)://<gateway>/v1`" },
   {
     name: "original paths",
     description: "The original gateway's paths, kept for existing frontends: the same handlers and answers as under /api",
@@ -707,6 +738,70 @@ function endpoints(): Endpoint[] {
           304: { description: "Not modified (If-None-Match)" },
           ...notFoundError(),
           ...commonErrors("get"),
+        },
+      },
+    },
+    {
+      route: ROUTES.openAiImages,
+      method: "post",
+      operation: {
+        operationId: "createImages",
+        summary: "OpenAI Images API: generate images",
+        description:
+          "For OpenAI's SDKs and the apps built on them, with `http(s)://<gateway>/v1` as their base URL. Each of the `n` images is one generation, admitted, limited and validated as `POST /api/generate`. Errors take OpenAI's shape: bad input 400 (never reaching the GPU), a wrong key 401, a rate limit or a full queue 429 with `Retry-After`, GPU-server failures 502/503/504.",
+        tag: "openai",
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: ref("OpenAIImagesRequest"),
+              examples: {
+                url: { summary: "An image by URL (the default)", value: { model: "dall-e-3", prompt: "a red fox in snow", size: "1024x1024" }, "x-expected-status": 200 },
+                b64: {
+                  summary: "Two images as base64, a fixed seed",
+                  value: { prompt: "a red fox in snow", n: 2, size: "512x512", response_format: "b64_json", seed: 42 },
+                  "x-expected-status": 200,
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          200: jsonResponse("The images", "OpenAIImagesResponse", {
+            url: { summary: "By URL", value: { created: 1767225600, data: [{ url: "https://gateway.example/api/images/9f2c1e0a4b7d3c6e8f5a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e.jpg" }] } },
+            b64: { summary: "As base64 (shortened)", value: { created: 1767225600, data: [{ b64_json: "/9j/4AAQSkZJRgABAQ…" }, { b64_json: "/9j/4AAQSkZJRgABAQ…" }] } },
+          }),
+          400: openAiErrorResponse(400, "Bad input: a field off the rules (`param` names it), a body that is no JSON object, `stream: true`", {
+            size: ["A size off the grid", fail.invalidParameter("size", "width: Input should be a multiple of 16")],
+            stream: ["stream: true", fail.invalidParameter("stream", "streaming is not offered by this gateway: leave stream out, or false")],
+            notJson: ["Malformed JSON", fail.invalidJson(jsonParseError('{"prompt": "a red fox"'))],
+            empty: ["Empty body", fail.invalidJson("the body is empty")],
+            tooLarge: [`Over the default limit of ${defaults.maxBodyBytes} bytes (OpenAI has no 413)`, fail.payloadTooLarge(defaults.maxBodyBytes)],
+            textPlain: ["Sent as text/plain (OpenAI has no 415)", fail.unsupportedMediaType("text/plain")],
+          }),
+          429: openAiErrorResponse(429, "The queue is full, no slot came free in time, or the key's rate limit is reached", {
+            queueFull: ["Queue full", fail.queueFull()],
+          }, { "Retry-After": RETRY_AFTER }),
+          502: openAiErrorResponse(502, "The GPU server's connection was lost, or it answered something the gateway cannot read", { lost: ["Connection lost", fail.upstreamConnection(null)] }),
+          503: openAiErrorResponse(503, "The GPU server is unreachable, or the gateway is shutting down", { shuttingDown: ["Shutting down", fail.shuttingDown()] }, { "Retry-After": RETRY_AFTER }),
+          504: openAiErrorResponse(504, "No answer within REQUEST_TIMEOUT", { timeout: ["Timed out", fail.upstreamTimeout(defaults.requestTimeoutMs, null)] }),
+          ...openAiCommonErrors(["POST"]),
+        },
+      },
+    },
+    {
+      route: ROUTES.openAiModels,
+      method: "get",
+      operation: {
+        operationId: "listModels",
+        summary: "OpenAI API: the models",
+        description: "The gateway's one image model, IMAGE_MODEL_NAME (some apps list models before they use one).",
+        tag: "openai",
+        responses: {
+          200: jsonResponse("The models", "OpenAIModelList", {
+            one: { summary: "The one model", value: { object: "list", data: [{ id: "Tongyi-MAI/Z-Image-Turbo", object: "model", created: 1767225600, owned_by: "text2image-gateway" }] } },
+          }),
+          ...openAiCommonErrors(["GET", "HEAD"]),
         },
       },
     },

@@ -388,3 +388,55 @@ export const ErrorBody = z.object({ detail: z.string(), request_id: requestId })
 
 /** A 422: FastAPI's list of what is wrong with the request. */
 export const ValidationErrorBody = z.object({ detail: z.array(ValidationDetail), request_id: requestId });
+
+// ---- the OpenAI Images API (/v1): what the gateway reads and answers, for its OpenAPI document
+
+const ignored = z.string().optional().describe("Accepted and ignored: the GPU server has no such setting");
+
+/** POST /v1/images/generations, as the gateway reads it; other fields are ignored. */
+export const OpenAIImagesRequest = z.looseObject({
+  prompt: GenerateRequest.shape.prompt,
+  model: z.string().optional().describe("Any value: the gateway has one model (IMAGE_MODEL_NAME); logged"),
+  n: z.int().min(1).default(1).describe("How many images, 1 to MAX_IMAGES_PER_REQUEST (4 by default): one generation each, a fixed seed counting up"),
+  size: z.string().default("auto").describe('"WIDTHxHEIGHT" within the gateway\'s size rules, or "auto" (1024x1024)'),
+  response_format: z
+    .enum(["url", "b64_json"])
+    .optional()
+    .describe('"url" (the default, as DALL·E: an absolute URL in the image store, kept JOB_TTL) or "b64_json"; a gpt-image-* or chatgpt-image-* model answers b64_json by default, as OpenAI does'),
+  stream: z.literal(false).optional().describe("Streaming is not offered: true is a 400"),
+  quality: ignored,
+  style: ignored,
+  user: ignored,
+  output_format: ignored,
+  negative_prompt: GenerateRequest.shape.negative_prompt.describe("Extension: as /api/generate's"),
+  seed: GenerateRequest.shape.seed.describe("Extension: as /api/generate's; with n > 1, the next images take the next seeds"),
+  num_inference_steps: GenerateRequest.shape.num_inference_steps.describe("Extension: as /api/generate's"),
+  guidance_scale: GenerateRequest.shape.guidance_scale.describe("Extension: as /api/generate's"),
+});
+
+/** 200 of POST /v1/images/generations. */
+export const OpenAIImagesResponse = z.object({
+  created: z.int().describe("Unix seconds"),
+  data: z.array(
+    z.object({
+      b64_json: z.string().optional().describe("The GPU server's image, base64 (JPEG by default, PNG when it is configured so)"),
+      url: z.string().optional().describe("PUBLIC_BASE_URL (else the request's origin) + /api/images/<sha256>.<ext>, signed with API keys"),
+    }),
+  ),
+});
+
+/** Every /v1 error: OpenAI's shape, so its SDKs raise their typed errors. */
+export const OpenAIErrorBody = z.object({
+  error: z.object({
+    message: z.string(),
+    type: z.enum(["invalid_request_error", "rate_limit_error", "server_error"]),
+    param: z.string().nullable().describe("The request field at fault"),
+    code: z.string().nullable().describe("The gateway's own error code (invalid_api_key for a key)"),
+  }),
+});
+
+/** 200 of GET /v1/models. */
+export const OpenAIModelList = z.object({
+  object: z.literal("list"),
+  data: z.array(z.object({ id: z.string().describe("IMAGE_MODEL_NAME"), object: z.literal("model"), created: z.int(), owned_by: z.string() })),
+});

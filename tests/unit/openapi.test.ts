@@ -126,8 +126,9 @@ describe("the OpenAPI document", () => {
     expect(component.properties.seed).toMatchObject({ type: "integer", default: -1 });
     for (const [path, method] of [...API_ENDPOINTS, ...ALIAS_ENDPOINTS]) {
       const body = document.paths[path]?.[method]?.requestBody;
-      // Every POST but a cancel takes the generate body.
-      if (method === "post" && !path.endsWith("/cancel")) expect(body?.content["application/json"]?.schema, path).toEqual({ $ref: "#/components/schemas/GenerateRequest" });
+      // Every POST but a cancel takes the generate body; OpenAI's, its own.
+      const schema = path.startsWith("/v1/") ? "OpenAIImagesRequest" : "GenerateRequest";
+      if (method === "post" && !path.endsWith("/cancel")) expect(body?.content["application/json"]?.schema, path).toEqual({ $ref: `#/components/schemas/${schema}` });
       else expect(body, path).toBeUndefined();
     }
   });
@@ -139,7 +140,8 @@ describe("the OpenAPI document", () => {
       const schema = zodSchemaOf({ $ref: `#/components/schemas/${name}` });
       expect(schema, `${name} is a zod schema of lib/schemas.ts`).toBeDefined();
       if (!schema) continue;
-      expect(inlined(document.components.schemas[name]), name).toEqual(standalone(schema, name === "GenerateRequest" ? "input" : "output"));
+      const request = name === "GenerateRequest" || name === "OpenAIImagesRequest";
+      expect(inlined(document.components.schemas[name]), name).toEqual(standalone(schema, request ? "input" : "output"));
     }
   });
 
@@ -158,18 +160,17 @@ describe("the OpenAPI document", () => {
     expect(new Set(types)).toEqual(new Set(["queued", "progress", "complete", "error"]));
   });
 
-  it("gives every error response a {detail} schema, examples of that shape, and the headers it sends", () => {
+  it("gives every error response a {detail} schema (OpenAI's {error} under /v1), examples of that shape, and the headers it sends", () => {
     for (const [path, method, { responses }] of operations()) {
       for (const [status, response] of Object.entries(responses)) {
         // Successes, and a 304's empty body, are no errors.
         if (status.startsWith("2") || status === "304") continue;
         const media = response.content?.["application/json"];
-        expect(media?.schema, `${method} ${path} ${status}`).toEqual({
-          $ref: `#/components/schemas/${status === "422" ? "ValidationErrorBody" : "ErrorBody"}`,
-        });
+        const name = path.startsWith("/v1/") ? "OpenAIErrorBody" : status === "422" ? "ValidationErrorBody" : "ErrorBody";
+        expect(media?.schema, `${method} ${path} ${status}`).toEqual({ $ref: `#/components/schemas/${name}` });
         const examples = Object.values(media?.examples ?? {});
         expect(examples.length, `${method} ${path} ${status}`).toBeGreaterThan(0);
-        const body = status === "422" ? schemas.ValidationErrorBody : schemas.ErrorBody;
+        const body = schemas[name];
         for (const { value } of examples) body.parse(value);
       }
       expect(responses["405"]?.headers, `${method} ${path}`).toEqual({ Allow: { $ref: "#/components/headers/Allow" } });
@@ -183,9 +184,9 @@ describe("the OpenAPI document", () => {
     }
   });
 
-  it("makes the API key optional on the generate and jobs endpoints only, in both ways the gateway reads it", () => {
+  it("makes the API key optional on the generate, jobs and OpenAI endpoints only, in both ways the gateway reads it", () => {
     for (const [path, method, { security }] of operations()) {
-      const generates = path.endsWith("generate") || path.endsWith("generate-stream") || path.startsWith("/api/jobs");
+      const generates = path.endsWith("generate") || path.endsWith("generate-stream") || path.startsWith("/api/jobs") || path.startsWith("/v1/");
       expect(security, `${method} ${path}`).toEqual(generates ? [{}, { bearerKey: [] }, { apiKeyHeader: [] }] : undefined);
     }
     expect(document.components.securitySchemes).toMatchObject({
