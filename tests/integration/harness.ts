@@ -160,10 +160,16 @@ export interface ReceivedEvent {
   /** The parsed `data:` JSON, or undefined for a comment. */
   data: Record<string, unknown> | undefined;
   comment: string | undefined;
+  /** The event's `id:` line, if it had one. */
+  id?: string;
 }
 
-/** Reads a server-sent event stream to its end, noting when each event arrived. */
-export async function readEvents(response: Response, sentAt: number): Promise<ReceivedEvent[]> {
+/**
+ * Reads a server-sent event stream to its end, noting when each event
+ * arrived; or, after `stopAfter` events with data, hangs up (a client that
+ * disconnects).
+ */
+export async function readEvents(response: Response, sentAt: number, stopAfter = Infinity): Promise<ReceivedEvent[]> {
   const events: ReceivedEvent[] = [];
   const decoder = new TextDecoder();
   let buffered = "";
@@ -178,8 +184,17 @@ export async function readEvents(response: Response, sentAt: number): Promise<Re
       const block = buffered.slice(0, end);
       buffered = buffered.slice(end + 2);
       const at = performance.now() - sentAt;
-      if (block.startsWith(":")) events.push({ at, data: undefined, comment: block.slice(1).trim() });
-      else events.push({ at, data: JSON.parse(block.replace(/^data: ?/, "")) as Record<string, unknown>, comment: undefined });
+      if (block.startsWith(":")) {
+        events.push({ at, data: undefined, comment: block.slice(1).trim() });
+        continue;
+      }
+      const id = /^id: ?(.*)$/m.exec(block)?.[1];
+      const data = /^data: ?(.*)$/m.exec(block)?.[1] ?? "";
+      events.push({ at, data: JSON.parse(data) as Record<string, unknown>, comment: undefined, ...(id !== undefined && { id }) });
+      if (events.filter((event) => event.data).length >= stopAfter) {
+        await reader.cancel();
+        return events;
+      }
     }
   }
   return events;

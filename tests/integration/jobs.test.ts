@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { startGateway } from "./harness";
+import { readEvents, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 interface JobBody {
@@ -54,36 +54,10 @@ async function poll(id: string, to = gateway, headers: Record<string, string> = 
 
 type StreamedEvent = { id: number; type: string; output?: JobBody["output"] };
 
-/** The events of a stream, read until it ends or `stopAfter` have come. */
+/** The events of a stream, read until it ends or `stopAfter` have come (then the client hangs up). */
 async function events(url: string, headers: Record<string, string> = {}, stopAfter = Infinity): Promise<StreamedEvent[]> {
-  const controller = new AbortController();
-  const response = await fetch(url, { headers, signal: controller.signal });
-  const decoder = new TextDecoder();
-  const seen: StreamedEvent[] = [];
-  let text = "";
-  try {
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-      let end;
-      while ((end = text.indexOf("\n\n")) >= 0) {
-        const block = text.slice(0, end);
-        text = text.slice(end + 2);
-        const id = /^id: (\d+)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (id && data) seen.push({ id: Number(id), ...(JSON.parse(data) as { type: string }) });
-        if (seen.length >= stopAfter) {
-          controller.abort();
-          return seen;
-        }
-      }
-    }
-  } catch (error) {
-    if (!controller.signal.aborted) throw error;
-  }
-  return seen;
+  const received = await readEvents(await fetch(url, { headers }), performance.now(), stopAfter);
+  return received.flatMap(({ id, data }) => (id !== undefined && data ? [{ id: Number(id), ...(data as { type: string }) }] : []));
 }
 
 describe("jobs", () => {
