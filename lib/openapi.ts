@@ -657,7 +657,7 @@ function endpoints(): Endpoint[] {
         requestBody: generateRequestBody(202),
         responses: {
           200: jsonResponse("The job, finished within `Prefer: wait`", "Job", {}),
-          202: jsonResponse("The job, not finished yet; `Location` is its URL", "Job", {}),
+          202: jsonResponse("The job, not finished yet: running, or queued with its `queue_position`; `Location` is its URL", "Job", {}),
           ...generateErrors(JOBS_ALLOW),
           ...jobsOffError(),
         },

@@ -44,7 +44,7 @@ export class JobRunner {
     }, Math.min(this.gateway.config.jobTtlMs / 10, SWEEP_MS)).unref();
     const { requeued, failed } = this.store.recover(new Date());
     for (const job of failed) this.emit(job.id, { type: "error", kind: job.error?.kind, detail: job.error?.detail });
-    for (const job of requeued) this.start(job);
+    for (const job of requeued) void this.start(job);
   }
 
   /**
@@ -52,15 +52,15 @@ export class JobRunner {
    * already names (`created` false). A full queue is the usual 503, and
    * nothing is created.
    */
-  submit(owner: string, request: GenerateRequest, idempotencyKey?: string): { job: Job; created: boolean; input: string } {
+  submit(owner: string, request: GenerateRequest, idempotencyKey?: string): { job: Job; created: boolean; input: string; placed: Promise<void> } {
     const input = requestJson(request);
     const known = idempotencyKey === undefined ? undefined : this.store.find(owner, idempotencyKey);
-    if (known) return { job: known, created: false, input };
+    if (known) return { job: known, created: false, input, placed: Promise.resolve() };
     const load = this.gateway.limiter.stats();
     if (load.in_flight >= load.max_concurrent && load.queued >= this.gateway.config.maxQueue) throw fail.queueFull();
     const created = this.store.create(owner, input, idempotencyKey);
-    if (created.created) this.start(created.job);
-    return { ...created, input };
+    const placed = created.created ? this.start(created.job) : Promise.resolve();
+    return { ...created, input, placed };
   }
 
   /**
@@ -105,17 +105,29 @@ export class JobRunner {
     };
   }
 
-  private start(job: Job): void {
+  /**
+   * Runs the job; the promise settles once it has its place: in line (with
+   * its queue_position), running, or finished. With the local limiter that is
+   * within the same turn; with Redis, one round trip.
+   */
+  private start(job: Job): Promise<void> {
     const cancel = new AbortController();
     this.cancels.set(job.id, cancel);
-    void this.run(job, cancel.signal).finally(() => this.cancels.delete(job.id));
+    let placed = () => {};
+    const place = new Promise<void>((resolve) => (placed = resolve));
+    void this.run(job, cancel.signal, placed).finally(() => {
+      this.cancels.delete(job.id);
+      placed();
+    });
+    return place;
   }
 
-  private async run(job: Job, canceled: AbortSignal): Promise<void> {
+  private async run(job: Job, canceled: AbortSignal, placed: () => void): Promise<void> {
     const observer: GenerationObserver = {
       generating: () => undefined,
       begin: (phase) => {
         if (phase === "upstream") {
+          placed();
           const startedAt = new Date();
           this.store.update(job.id, { status: "running", started_at: startedAt.toISOString() });
           this.gateway.metrics.jobQueueWait.observe((startedAt.getTime() - Date.parse(job.created_at)) / 1000);
@@ -132,6 +144,7 @@ export class JobRunner {
       await generation.accept(() => Promise.resolve(parseJsonObject(Buffer.from(job.input))));
       const events = await generation.events((position) => {
         this.emit(job.id, { type: "queued", queue_position: position });
+        placed();
       });
       for await (const event of events) {
         if (event.data === undefined) continue;

@@ -13,6 +13,7 @@ interface JobBody {
   status: string;
   output: { image_url: string; sha256: string; content_type: string; seed: string } | null;
   error: { kind: string } | null;
+  queue_position: number | null;
   urls: { self: string; cancel: string; events: string };
   input: Record<string, unknown>;
 }
@@ -121,10 +122,12 @@ describe("jobs", () => {
     expect((await events(`${gateway.url}${job.urls.events}`)).map((event) => event.id)).toEqual(all.map((event) => event.id));
   });
 
-  it("cancels a queued job before it reaches the GPU, and says canceled", async () => {
+  it("says in its 202 where a job stands (running, or queued with its place), and cancels a queued one before it reaches the GPU", async () => {
     emulator.setStepMs(150);
     const running = await submit({ num_inference_steps: 12 });
     const queued = await submit();
+    expect(running.job).toMatchObject({ status: "running", queue_position: null });
+    expect(queued.job).toMatchObject({ status: "queued", queue_position: 1 });
     const canceled = (await (await fetch(`${gateway.url}${queued.job.urls.cancel}`, { method: "POST" })).json()) as JobBody;
     expect(canceled.status).toBe("canceled");
     await poll(running.job.id);
