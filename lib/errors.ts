@@ -14,6 +14,7 @@ export type ErrorCode =
   | "idempotency_mismatch"
   | "invalid_parameter"
   | "not_found"
+  | "model_not_found"
   | "jobs_off"
   | "queue_full"
   | "queue_timeout"
@@ -96,6 +97,9 @@ export const fail = {
   notFound: (path: string) => new GatewayError("not_found", 404, `No endpoint at ${path}`),
   /** Unknown, expired and another caller's alike: which one is not said. */
   noSuchJob: (id: string) => new GatewayError("not_found", 404, `No job ${id.slice(0, 64)} here: unknown, expired, or another caller's`),
+  /** OpenAI's answer to a model it does not have (its code, `model_not_found`). */
+  noSuchModel: (id: string, known: string) =>
+    new GatewayError("model_not_found", 404, `The model ${id.slice(0, 200)} does not exist here: this gateway's one model is ${known} (IMAGE_MODEL_NAME)`, { param: "model" }),
   noSuchImage: (name: string) => new GatewayError("not_found", 404, `No image ${name.slice(0, 80)} here: unknown, or expired with its job`),
   jobsOff: () =>
     new GatewayError(

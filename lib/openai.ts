@@ -162,8 +162,29 @@ function origin(request: Request): string {
 /** When this process started, as the models' `created`. */
 const STARTED_S = Math.floor(Date.now() / 1000 - process.uptime());
 
-/** GET /v1/models: the one model, by IMAGE_MODEL_NAME (some apps list models before they use one). */
+/** The one model, by IMAGE_MODEL_NAME, as OpenAI describes a model. */
+function imageModel(): { id: string; object: "model"; created: number; owned_by: string } {
+  return { id: registry().config.imageModelName, object: "model", created: STARTED_S, owned_by: "text2image-gateway" };
+}
+
+/** GET /v1/models: the one model (some apps list models before they use one). */
 export function listModels(): Response {
-  const model = { id: registry().config.imageModelName, object: "model", created: STARTED_S, owned_by: "text2image-gateway" };
-  return Response.json({ object: "list", data: [model] });
+  return Response.json({ object: "list", data: [imageModel()] });
+}
+
+/**
+ * GET /v1/models/{model}: the model by its name, which holds a slash
+ * (Tongyi-MAI/Z-Image-Turbo) that the SDKs send encoded, or not.
+ */
+export function retrieveModel(request: Request): Response {
+  const model = imageModel();
+  const encoded = new URL(request.url).pathname.slice("/v1/models/".length);
+  let name: string;
+  try {
+    name = decodeURIComponent(encoded);
+  } catch {
+    name = encoded;
+  }
+  if (name !== model.id) throw fail.noSuchModel(name, model.id);
+  return Response.json(model);
 }

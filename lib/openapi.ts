@@ -33,6 +33,7 @@ import {
   OpenAIErrorBody,
   OpenAIImagesRequest,
   OpenAIImagesResponse,
+  OpenAIModel,
   OpenAIModelList,
   validateGenerateRequest,
 } from "./schemas";
@@ -106,6 +107,7 @@ const RESPONSE_SCHEMAS = {
   JobList,
   OpenAIImagesResponse,
   OpenAIErrorBody,
+  OpenAIModel,
   OpenAIModelList,
 };
 type SchemaName = keyof typeof REQUEST_SCHEMAS | keyof typeof RESPONSE_SCHEMAS;
@@ -806,6 +808,24 @@ function endpoints(): Endpoint[] {
       },
     },
     {
+      route: ROUTES.openAiModel,
+      method: "get",
+      operation: {
+        operationId: "retrieveModel",
+        summary: "OpenAI API: one model",
+        description: "The gateway's one image model by its name, IMAGE_MODEL_NAME, whose slash may come percent-encoded (%2F) or not; any other name is OpenAI's 404, `model_not_found`.",
+        tag: "openai",
+        parameters: [{ name: "model", in: "path", required: true, description: "IMAGE_MODEL_NAME", schema: { type: "string" } }],
+        responses: {
+          200: jsonResponse("The model", "OpenAIModel", {
+            one: { summary: "The one model", value: { id: "Tongyi-MAI/Z-Image-Turbo", object: "model", created: 1767225600, owned_by: "text2image-gateway" } },
+          }),
+          404: openAiErrorResponse(404, "Not this gateway's model", { unknown: ["Another model", fail.noSuchModel("dall-e-3", "Tongyi-MAI/Z-Image-Turbo")] }),
+          ...openAiCommonErrors(["GET", "HEAD"]),
+        },
+      },
+    },
+    {
       route: ROUTES.openApi,
       method: "get",
       operation: {
@@ -833,8 +853,8 @@ export function buildOpenApiDocument(): OpenApiDocument {
   const aliases: Record<string, PathItem> = {};
   for (const { route, method, operation } of endpoints()) {
     const { alias, access } = route;
-    // Next's [segment] is OpenAPI's {segment}.
-    const path = route.path.replace(/\[(\w+)\]/g, "{$1}");
+    // Next's [segment] and [...segments] are OpenAPI's {segment}.
+    const path = route.path.replace(/\[(?:\.\.\.)?(\w+)\]/g, "{$1}");
     const { tag, ...rest } = { ...operation, ...(access ? { security: OPTIONAL_API_KEY } : {}) };
     paths[path] = { ...paths[path], [method]: { ...rest, tags: [tag] } };
     if (alias) {

@@ -39,6 +39,7 @@ export const ROUTES = {
   unknown: { path: "/api/[...path]" },
   openAiImages: { path: "/v1/images/generations", access: "generation", errors: "openai" },
   openAiModels: { path: "/v1/models", access: "key", errors: "openai" },
+  openAiModel: { path: "/v1/models/[...model]", access: "key", errors: "openai" },
   /** Any other /v1 path: OpenAI's 404. */
   openAiUnknown: { path: "/v1/[...path]", errors: "openai" },
 } as const satisfies Record<string, RouteEntry>;

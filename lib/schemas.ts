@@ -435,8 +435,8 @@ export const OpenAIErrorBody = z.object({
   }),
 });
 
+/** 200 of GET /v1/models/{model}: the one model. */
+export const OpenAIModel = z.object({ id: z.string().describe("IMAGE_MODEL_NAME"), object: z.literal("model"), created: z.int(), owned_by: z.string() });
+
 /** 200 of GET /v1/models. */
-export const OpenAIModelList = z.object({
-  object: z.literal("list"),
-  data: z.array(z.object({ id: z.string().describe("IMAGE_MODEL_NAME"), object: z.literal("model"), created: z.int(), owned_by: z.string() })),
-});
+export const OpenAIModelList = z.object({ object: z.literal("list"), data: z.array(OpenAIModel) });

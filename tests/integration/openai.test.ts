@@ -139,9 +139,17 @@ describe("the openai client", () => {
     expect((await busy).data).toHaveLength(3);
   });
 
-  it("lists the one model, and answers an unknown path with NotFoundError", async () => {
+  it("lists the one model, retrieves it by its name (its slash encoded or not), and answers another model and an unknown path with NotFoundError", async () => {
     const models = await client().models.list();
     expect(models.data.map((model) => [model.id, model.object])).toEqual([["Tongyi-MAI/Z-Image-Turbo", "model"]]);
+    expect(await client().models.retrieve("Tongyi-MAI/Z-Image-Turbo")).toEqual(models.data[0]);
+    const plain = await fetch(`${gateway.url}/v1/models/Tongyi-MAI/Z-Image-Turbo`);
+    expect(await plain.json()).toEqual(models.data[0]);
+    const unknown: unknown = await client()
+      .models.retrieve("dall-e-3")
+      .catch((caught: unknown) => caught);
+    expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(unknown).toMatchObject({ code: "model_not_found", param: "model" });
     const error: unknown = await client()
       .embeddings.create({ model: "x", input: "y" })
       .catch((caught: unknown) => caught);

@@ -12,7 +12,7 @@ import * as schemas from "@/lib/schemas";
 const document = buildOpenApiDocument();
 /**
  * Every route the app serves under /api, read from the app itself: each
- * route.ts under app/api (the catch-all 404 aside) with the methods its route()
+ * route.ts under app/api and app/v1 (the catch-all 404s, [...path], aside) with the methods its route()
  * call gives handlers for. A new route without its OpenAPI entry fails here.
  * The original gateway's paths are what next.config.mjs rewrites to them.
  */
@@ -20,14 +20,14 @@ function apiEndpoints(): [string, Method][] {
   return ["api", "v1"].flatMap((root) => {
     const dir = path.join(import.meta.dirname, "../../app", root);
     return readdirSync(dir, { recursive: true, encoding: "utf8" })
-      .filter((file) => path.basename(file) === "route.ts" && !file.includes("[..."))
+      .filter((file) => path.basename(file) === "route.ts" && !file.includes("[...path]"))
       .flatMap((file) => {
         const folder = path.dirname(file);
         const source = readFileSync(path.join(dir, file), "utf8");
         const handlers = source.slice(source.indexOf("route(ROUTES."));
         const methods = [...new Set([...handlers.matchAll(/\b(GET|POST)\s*:/g)].map((match) => (match[1] as string).toLowerCase() as Method))];
-        // Next's [segment] is OpenAPI's {segment}.
-        const route = folder === "." ? `/${root}` : `/${root}/${folder.split(path.sep).join("/")}`.replace(/\[(\w+)\]/g, "{$1}");
+        // Next's [segment] and [...segments] are OpenAPI's {segment}.
+        const route = folder === "." ? `/${root}` : `/${root}/${folder.split(path.sep).join("/")}`.replace(/\[(?:\.\.\.)?(\w+)\]/g, "{$1}");
         return methods.map((method): [string, Method] => [route, method]);
       });
   });
