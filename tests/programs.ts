@@ -1,6 +1,6 @@
 /**
  * The real programs the tests drive: Chromium (Playwright never downloads a
- * browser here) and redis-server. Each is found by its env override, then
+ * browser here), redis-server, and curl (the README's examples). Each is found by its env override, then
  * the usual paths. `npm test` runs this file first (`tsx tests/programs.ts`):
  * what is missing it installs with apt-get when it can (root, Debian), saying
  * so in one line, as `playwright install --with-deps` does; else it stops at
@@ -36,6 +36,13 @@ const PROGRAMS: Program[] = [
     packageName: "redis-server",
     neededBy: "the shared-limiter tests",
   },
+  {
+    name: "curl",
+    override: "CURL_PATH",
+    paths: ["/usr/bin/curl", "/usr/local/bin/curl", "/opt/homebrew/bin/curl"],
+    packageName: "curl",
+    neededBy: "the README's examples",
+  },
 ];
 
 function executable(path: string): boolean {
@@ -65,6 +72,10 @@ export function chromiumPath(): string {
 
 export function redisServerPath(): string {
   return located(PROGRAMS[1] as Program);
+}
+
+export function curlPath(): string {
+  return located(PROGRAMS[2] as Program);
 }
 
 /** Installs what is missing where it can, or exits with one line naming the command to run. */
