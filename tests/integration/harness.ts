@@ -131,6 +131,16 @@ export interface JsonAnswer {
   body: unknown;
 }
 
+/**
+ * The GPU server's own image for a generate body, asked of it directly: its
+ * `image_base64` (a data URI) as it sent it, what the gateway must pass on
+ * byte for byte. A string body is sent as is (a 20-digit seed keeps its digits).
+ */
+export async function directImage(serverUrl: string, body: string | Record<string, unknown>): Promise<string> {
+  const response = await fetch(`${serverUrl}/generate`, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body), headers: { "content-type": "application/json" } });
+  return ((await response.json()) as { image_base64: string }).image_base64;
+}
+
 /** A request whose answer is read as JSON (or kept as text when it is not). */
 export async function call(url: string, init: RequestInit = {}): Promise<JsonAnswer> {
   const response = await fetch(url, init);

@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { readEvents, startGateway } from "./harness";
+import { directImage, readEvents, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 interface JobBody {
@@ -67,10 +67,10 @@ describe("jobs", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("location")).toBe(`/api/jobs/${job.id}`);
     expect(job).toMatchObject({ status: "succeeded", error: null, output: { content_type: "image/jpeg", seed: "42" }, input: { prompt: "a lighthouse", seed: 42 } });
-    const direct = (await (await fetch(`${emulator.url}/generate`, { method: "POST", body: JSON.stringify({ ...body, negative_prompt: "", guidance_scale: 0 }), headers: { "content-type": "application/json" } })).json()) as { image_base64: string };
+    const direct = await directImage(emulator.url, { ...body, negative_prompt: "", guidance_scale: 0 });
     const image = await fetch(`${gateway.url}${job.output?.image_url ?? ""}`);
     const bytes = Buffer.from(await image.arrayBuffer());
-    expect(`data:image/jpeg;base64,${bytes.toString("base64")}`).toBe(direct.image_base64);
+    expect(`data:image/jpeg;base64,${bytes.toString("base64")}`).toBe(direct);
     expect(image.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
     const etag = image.headers.get("etag") ?? "";
     expect(etag).toBe(`"${job.output?.sha256}"`);

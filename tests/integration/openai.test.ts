@@ -14,7 +14,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { startGateway } from "./harness";
+import { directImage, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 const KEY = "openai-test-key-0123456789";
@@ -57,8 +57,8 @@ function jpegSize(jpeg: Buffer): [number, number] {
 /** The emulator's own image for this prompt, size and seed (its picture depends on nothing else). */
 async function emulatorImage(prompt: string, width: number, height: number, seed: string): Promise<Buffer> {
   const body = `{"prompt":${JSON.stringify(prompt)},"width":${width},"height":${height},"num_inference_steps":9,"seed":${seed}}`;
-  const answer = (await (await fetch(`${emulator.url}/generate`, { method: "POST", body, headers: { "content-type": "application/json" } })).json()) as { image_base64: string };
-  return Buffer.from(answer.image_base64.slice(answer.image_base64.indexOf(",") + 1), "base64");
+  const uri = await directImage(emulator.url, body);
+  return Buffer.from(uri.slice(uri.indexOf(",") + 1), "base64");
 }
 
 describe("the openai client", () => {

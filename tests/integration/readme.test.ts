@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { curlPath } from "../programs";
-import { startGateway } from "./harness";
+import { directImage, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 const README = readFileSync(path.join(import.meta.dirname, "../../README.md"), "utf8");
@@ -71,9 +71,8 @@ describe("the README's Jobs section", () => {
     const image = readFileSync(path.join(dir, "fox.jpg"));
     expect(createHash("sha256").update(image).digest("hex")).toBe(job.output?.sha256);
     const { prompt, width, height, num_inference_steps } = job.input;
-    const direct = `{"prompt":${JSON.stringify(prompt)},"width":${width},"height":${height},"num_inference_steps":${num_inference_steps},"seed":${job.output?.seed ?? ""}}`;
-    const upstream = (await (await fetch(`${emulator.url}/generate`, { method: "POST", body: direct, headers: { "content-type": "application/json" } })).json()) as { image_base64: string };
-    expect(image.equals(Buffer.from(upstream.image_base64.slice(upstream.image_base64.indexOf(",") + 1), "base64"))).toBe(true);
+    const direct = await directImage(emulator.url, `{"prompt":${JSON.stringify(prompt)},"width":${width},"height":${height},"num_inference_steps":${num_inference_steps},"seed":${job.output?.seed ?? ""}}`);
+    expect(`data:image/jpeg;base64,${image.toString("base64")}`).toBe(direct);
 
     const slow = JSON.parse(readFileSync(path.join(dir, "slow.json"), "utf8")) as JobBody;
     expect(["queued", "running"]).toContain(slow.status);
