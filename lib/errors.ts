@@ -9,7 +9,6 @@ export type ErrorCode =
   | "body_timeout"
   | "unsupported_media_type"
   | "method_not_allowed"
-  | "invalid_target"
   | "invalid_header"
   | "idempotency_mismatch"
   | "invalid_parameter"
@@ -91,9 +90,6 @@ export const fail = {
     new GatewayError("method_not_allowed", 405, `Method ${method} not allowed; use ${allow.join(" or ")}`, {
       headers: { Allow: allow.join(", ") },
     }),
-  /** A request target that is neither a path nor a URL (`OPTIONS *`). */
-  badTarget: (target: string) =>
-    new GatewayError("invalid_target", 400, `Request target ${target.slice(0, 100)} is not served here: ask for a path`),
   notFound: (path: string) => new GatewayError("not_found", 404, `No endpoint at ${path}`),
   /** Unknown, expired and another caller's alike: which one is not said. */
   noSuchJob: (id: string) => new GatewayError("not_found", 404, `No job ${id.slice(0, 64)} here: unknown, expired, or another caller's`),

@@ -1,55 +1,32 @@
-import { randomBytes } from "node:crypto";
-import { subscribe } from "node:diagnostics_channel";
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import { isIP } from "node:net";
-import { fail } from "../errors";
+import { installNodeGuard } from "./node-guard.mjs";
 
 /**
  * Who a request comes from, for per-client rate limits. Route handlers do not
  * see the socket, and `next start` sets X-Forwarded-For only when the client
  * sent none (`??=` in next/dist/server/base-server.js). So the gateway stamps
- * the peer address on each request under a header name random per process:
- * from the first request under `npm start` (scripts/peer-stamp.mjs), else from
- * instrumentation.ts on, the requests a bare `next start` queued before that
- * sharing one key. On Vercel, the address its edge writes stands in.
+ * the peer address on each request under a header name random per process
+ * (lib/security/node-guard.mjs): from the first request under `npm start`,
+ * else from instrumentation.ts on, the requests a bare `next start` queued
+ * before that sharing one key. On Vercel, the address its edge writes stands in.
  */
 export interface PeerStamp {
   readonly header: string;
 }
 
-/** What Node passes on and Next answers with a 500 and a stack trace (fetch's Request refuses it); Node itself refuses CONNECT and TRACK. */
-const REFUSED_METHODS = new Set(["TRACE"]);
-const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
-
 /**
- * Puts itself in front of every Node http server's request listeners at its
- * first request (`http.server.request.start` publishes before `request`): each
- * request gets its peer stamp, what would crash Next (TRACE, `OPTIONS *`) gets
- * its JSON answer here, and each response is watched by the send timeout.
+ * Guards every Node http server (lib/security/node-guard.mjs: the peer stamp,
+ * and answers for what would crash Next or leak its socket), and watches each
+ * response with the send timeout.
  */
 export function guardNodeServers(sendTimeoutMs: number): PeerStamp {
-  // `npm start` stamps from the first request on (scripts/peer-stamp.mjs); only a bare `next start` needs this stamp.
-  const preloaded = (globalThis as Record<symbol, unknown>)[Symbol.for("text2image-gateway.peer-header")];
-  const stampHere = typeof preloaded !== "string";
-  const header = stampHere ? `x-gateway-peer-${randomBytes(12).toString("hex")}` : preloaded;
+  const guard = installNodeGuard();
   const watchdog = new SendWatchdog(sendTimeoutMs);
-  const guarded = new WeakSet<Server>();
-  subscribe("http.server.request.start", (message) => {
-    const { server } = message as { server: Server };
-    if (guarded.has(server)) return;
-    guarded.add(server);
-    const emit = server.emit.bind(server);
-    server.emit = function (event: string | symbol, ...args: unknown[]) {
-      if (event === "request") {
-        const [request, response] = args as [IncomingMessage, ServerResponse];
-        if (stampHere) request.headers[header] = request.socket.remoteAddress ?? "";
-        if (refused(request, response)) return true;
-        watchdog.watch(response);
-      }
-      return emit(event, ...args);
-    } as typeof server.emit;
+  guard.watchResponses((response) => {
+    watchdog.watch(response);
   });
-  return { header };
+  return { header: guard.header };
 }
 
 /**
@@ -91,20 +68,6 @@ class SendWatchdog {
       }
     }
   }
-}
-
-/** Answers a request no route can take; false for every other. */
-function refused(request: IncomingMessage, response: ServerResponse): boolean {
-  const method = request.method ?? "";
-  const target = request.url ?? "";
-  // Origin form (a path) and absolute form (what a proxy is sent) are for Next; `*` and the like are not.
-  const servable = target.startsWith("/") || /^https?:\/\//i.test(target);
-  const error = REFUSED_METHODS.has(method) ? fail.methodNotAllowed(method, ALLOWED) : servable ? undefined : fail.badTarget(target);
-  if (!error) return false;
-  const body = JSON.stringify({ detail: error.detail });
-  response.writeHead(error.status, { ...error.headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-  response.end(body);
-  return true;
 }
 
 const UNSTAMPED = "unstamped";

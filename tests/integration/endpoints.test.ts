@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
-import { connect } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, directImage, postJson, startGateway } from "./harness";
+import { call, directImage, postJson, rawExchange, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 let emulator: Emulator;
@@ -217,22 +216,6 @@ describe("unknown paths", () => {
   });
 });
 
-/** One raw HTTP/1.1 exchange: what fetch refuses to send (TRACE, the asterisk form). */
-function rawExchange(port: number, head: string): Promise<{ status: number; headers: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1");
-    let text = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => (text += chunk));
-    socket.on("error", reject);
-    socket.on("end", () => {
-      const [headers = "", body = ""] = text.split("\r\n\r\n");
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]), headers, body });
-    });
-    socket.write(`${head}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
-  });
-}
-
 describe("methods and targets no endpoint takes", () => {
   it.each([
     ["TRACE /api/health HTTP/1.1", 405, "Method TRACE not allowed"],
@@ -241,7 +224,7 @@ describe("methods and targets no endpoint takes", () => {
     ["OPTIONS * HTTP/1.1", 400, "Request target * is not served here: ask for a path"],
   ])("%s answers %i in JSON and prints nothing", async (head, status, detail) => {
     const printed = gateway.output().length;
-    const answer = await rawExchange(Number(new URL(gateway.url).port), head);
+    const answer = await rawExchange(gateway, `${head}\r\nHost: 127.0.0.1\r\nConnection: close`);
     expect(answer.status).toBe(status);
     expect(answer.headers).toMatch(/^content-type: application\/json/im);
     expect(JSON.parse(answer.body)).toMatchObject({ detail: expect.stringContaining(detail) as unknown });

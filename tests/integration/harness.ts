@@ -4,8 +4,9 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { WebSocket } from "undici";
 import type { MessageEvent } from "undici";
@@ -49,15 +50,20 @@ export interface StartOptions {
   readyWhen?: "api" | "listening";
 }
 
+/**
+ * Starts a gateway; without a DATA_DIR in `env` it gets a fresh one of its
+ * own, removed by `stop()`: two processes on one DATA_DIR damage each other's jobs.
+ */
 export async function startGateway(env: Record<string, string>, { readyWhen = "api" }: StartOptions = {}): Promise<Gateway> {
   const buildId = path.join(root, ".next/BUILD_ID");
   if (!existsSync(buildId)) throw new Error("Build the gateway first: npm run build (npm test builds it)");
   const changed = newerThanBuild(statSync(buildId).mtimeMs);
   if (changed) throw new Error(`${changed} changed after the last build, which these tests would not see: npm run build (npm test builds first)`);
   const port = await freePort();
+  const ownDataDir = env.DATA_DIR === undefined ? mkdtempSync(path.join(tmpdir(), "gateway-data-")) : undefined;
   const child = spawn(process.execPath, nextStartArgs("-p", String(port), "-H", "127.0.0.1"), {
     cwd: root,
-    env: { ...process.env, NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", ...env },
+    env: { ...process.env, NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", ...(ownDataDir && { DATA_DIR: ownDataDir }), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -70,12 +76,20 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
     });
   });
 
+  const removeDataDir = () => {
+    if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
+  };
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${output}`);
+    if (child.exitCode !== null) {
+      removeDataDir();
+      throw new Error(`gateway exited with ${child.exitCode}:\n${output}`);
+    }
     if (readyWhen === "listening" ? await accepts(port) : await answersOk(`${url}/api`)) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
+      await exited;
+      removeDataDir();
       throw new Error(`gateway did not start:\n${output}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -88,6 +102,7 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
     stop: async () => {
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
+      removeDataDir();
     },
   };
 }
@@ -112,6 +127,43 @@ function accepts(port: number): Promise<boolean> {
     socket.once("error", () => {
       resolve(false);
     });
+  });
+}
+
+export interface RawAnswer {
+  status: number;
+  headers: string;
+  body: string;
+  /** Whether the server closed the connection (else the wait ran out). */
+  closed: boolean;
+}
+
+/**
+ * One raw HTTP/1.1 exchange, for what fetch refuses to send (TRACE, the
+ * asterisk form, Upgrade, two Host headers): `head` is the request line and
+ * header lines without the final blank line. Resolves when the server closes
+ * the connection, or after `waitMs` with `closed` false.
+ */
+export function rawExchange(gateway: Gateway, head: string, waitMs = 5000): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(gateway.url).port), "127.0.0.1");
+    let text = "";
+    const done = (closed: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      const [headers = "", body = ""] = text.split("\r\n\r\n");
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]), headers, body, closed });
+    };
+    const timer = setTimeout(() => {
+      done(false);
+    }, waitMs);
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => (text += chunk));
+    socket.on("error", reject);
+    socket.on("end", () => {
+      done(true);
+    });
+    socket.write(`${head}\r\n\r\n`);
   });
 }
 

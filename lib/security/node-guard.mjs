@@ -1,0 +1,173 @@
+/**
+ * The gateway's guard at Node's HTTP layer, in front of Next: what Next would
+ * answer with a 500, with nothing, or never, is answered here, and each
+ * request is stamped with its socket's address (route handlers do not see the
+ * socket; lib/security/client.ts reads the stamp). Plain JavaScript with no
+ * import of the gateway's own: `npm start` preloads it (scripts/preload.mjs)
+ * before Next loads anything, so it guards from the first connection; a bare
+ * `next start` installs it from instrumentation on. Its state lives on
+ * globalThis, as Next bundles a copy of this module per route.
+ */
+import { randomBytes } from "node:crypto";
+import { subscribe } from "node:diagnostics_channel";
+import { Server } from "node:http";
+
+const STATE = Symbol.for("text2image-gateway.node-guard");
+
+/** What Node passes on and Next answers with a 500 and a stack trace (fetch's Request refuses it); Node itself refuses CONNECT and TRACK. */
+const REFUSED_METHODS = new Set(["TRACE"]);
+const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
+/** RFC 3986's host (a reg-name, an IPv4 address or a bracketed IP literal) and an optional port: a Host field value that is not one is a 400 (RFC 9112 §3.2). */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::\d*)?$/;
+
+/**
+ * @typedef {{ header: string; guarded: WeakSet<Server>; onResponse: ((response: import("node:http").ServerResponse) => void) | undefined; installed: boolean }} GuardState
+ */
+
+/**
+ * Guards every Node http server of this process from its next connection on
+ * (idempotent); returns the peer stamp's header name, random per process so
+ * no client can send it, and a hook that sees each response Next will write.
+ * @returns {{ header: string; watchResponses: (watch: (response: import("node:http").ServerResponse) => void) => void }}
+ */
+export function installNodeGuard() {
+  /** @type {GuardState} */
+  const state = (globalThis[STATE] ??= { header: `x-gateway-peer-${randomBytes(12).toString("hex")}`, guarded: new WeakSet(), onResponse: undefined, installed: false });
+  if (!state.installed) {
+    state.installed = true;
+    // Published for each accepted socket before its server's 'connection' listeners run: the server is guarded before it parses a byte.
+    subscribe("net.server.socket", (message) => {
+      const server = /** @type {{ socket: { server?: unknown } }} */ (message).socket.server;
+      if (server instanceof Server && !state.guarded.has(server)) guard(server, state);
+    });
+  }
+  return {
+    header: state.header,
+    watchResponses: (watch) => {
+      state.onResponse = watch;
+    },
+  };
+}
+
+/**
+ * @param {Server} server
+ * @param {GuardState} state
+ */
+function guard(server, state) {
+  state.guarded.add(server);
+  const ownUpgrades = server.shouldUpgradeCallback;
+  // No route serves a WebSocket or another protocol, and Next leaves an upgrade it does not proxy unanswered with its
+  // socket open for good. Any other upgrade (h2c from `curl --http2`) is ignored, as RFC 9110 §7.8 allows: served as HTTP/1.1.
+  server.shouldUpgradeCallback = (request) => (developing() ? ownUpgrades.call(server, request) : isWebSocket(request));
+  const emit = server.emit;
+  server.emit = /** @type {typeof server.emit} */ (
+    function (/** @type {string | symbol} */ event, /** @type {unknown[]} */ ...args) {
+      if (event === "upgrade" && !developing()) {
+        refuseUpgrade(/** @type {import("node:http").IncomingMessage} */ (args[0]), /** @type {import("node:net").Socket} */ (args[1]));
+        return true;
+      }
+      if (event === "request") {
+        const [request, response] = /** @type {[import("node:http").IncomingMessage, import("node:http").ServerResponse]} */ (args);
+        request.headers[state.header] = request.socket.remoteAddress ?? "";
+        if (refused(request, response)) return true;
+        state.onResponse?.(response);
+      }
+      return emit.call(this, event, ...args);
+    }
+  );
+}
+
+/** `next dev` serves its hot reload over a WebSocket: left to Next there. */
+function developing() {
+  return process.env.NODE_ENV === "development";
+}
+
+/** @param {import("node:http").IncomingMessage} request */
+function isWebSocket(request) {
+  return /(?:^|,)\s*websocket\s*(?:,|$)/i.test(request.headers.upgrade ?? "");
+}
+
+/**
+ * A WebSocket handshake: RFC 6455 §4.2.2's refusal, an HTTP error, then the
+ * socket closed (it left Node's HTTP parser, so nothing else would close it).
+ * @param {import("node:http").IncomingMessage} request
+ * @param {import("node:net").Socket} socket
+ */
+function refuseUpgrade(request, socket) {
+  socket.on("error", () => undefined);
+  const detail = `No WebSocket is served at ${pathOf(request.url ?? "").slice(0, 100)}: this gateway speaks HTTP, and streams progress as server-sent events (POST /api/generate-stream)`;
+  const body = JSON.stringify(isOpenAiPath(request.url ?? "") ? openAiError(detail) : { detail });
+  const head = ["HTTP/1.1 400 Bad Request", "Content-Type: application/json", `Content-Length: ${Buffer.byteLength(body)}`, "Connection: close"];
+  socket.end(`${head.join("\r\n")}\r\n\r\n${body}`, () => {
+    socket.destroy();
+  });
+}
+
+/**
+ * Answers a request no route can take, as JSON (OpenAI's shape under /v1);
+ * false for every other.
+ * @param {import("node:http").IncomingMessage} request
+ * @param {import("node:http").ServerResponse} response
+ */
+function refused(request, response) {
+  const problem = problemOf(request);
+  if (!problem) return false;
+  const target = request.url ?? "";
+  const body = JSON.stringify(isOpenAiPath(target) ? openAiError(problem.detail) : { detail: problem.detail });
+  response.writeHead(problem.status, { ...problem.headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  response.end(body);
+  return true;
+}
+
+/**
+ * @param {import("node:http").IncomingMessage} request
+ * @returns {{ status: number; detail: string; headers?: Record<string, string> } | undefined}
+ */
+function problemOf(request) {
+  const method = request.method ?? "";
+  const target = request.url ?? "";
+  if (REFUSED_METHODS.has(method)) {
+    return { status: 405, detail: `Method ${method} not allowed; use ${ALLOWED.join(" or ")}`, headers: { Allow: ALLOWED.join(", ") } };
+  }
+  // Origin form (a path) and absolute form (what a proxy is sent) are for Next; `*` and the like are not.
+  if (!target.startsWith("/") && !/^https?:\/\//i.test(target)) {
+    return { status: 400, detail: `Request target ${target.slice(0, 100)} is not served here: ask for a path` };
+  }
+  const hosts = hostFields(request.rawHeaders);
+  if (hosts.length > 1) return { status: 400, detail: `The request has ${hosts.length} Host headers: send one` };
+  if (hosts[0] !== undefined && !VALID_HOST.test(hosts[0])) return { status: 400, detail: "The Host header is not a valid host[:port]" };
+  // Next decodes path parameters with decodeURIComponent, and answers what it cannot decode with a 500.
+  const path = pathOf(target);
+  try {
+    decodeURIComponent(path);
+  } catch {
+    return { status: 400, detail: `Request target ${path.slice(0, 100)} has a malformed percent-escape: % must be followed by two hex digits of UTF-8` };
+  }
+  return undefined;
+}
+
+/** @param {string[]} rawHeaders */
+function hostFields(rawHeaders) {
+  const hosts = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() === "host") hosts.push(rawHeaders[i + 1] ?? "");
+  }
+  return hosts;
+}
+
+/** The path of an origin-form or absolute-form target, without its query. @param {string} target */
+function pathOf(target) {
+  const path = target.replace(/^https?:\/\/[^/?#]*/i, "");
+  const end = path.search(/[?#]/);
+  return end < 0 ? path : path.slice(0, end);
+}
+
+/** @param {string} target */
+function isOpenAiPath(target) {
+  return /^\/v1(?:[/?#]|$)/.test(pathOf(target));
+}
+
+/** OpenAI's error shape, for its SDKs under /v1 (as lib/errors.ts openAiError). @param {string} message */
+function openAiError(message) {
+  return { error: { message, type: "invalid_request_error", param: null, code: "invalid_request" } };
+}

@@ -1,0 +1,120 @@
+/**
+ * Every door holds: what a probe from outside found at the HTTP doors, each
+ * against the built gateway. Upgrade requests, malformed targets and Host
+ * fields, HEAD, and bodies that once crashed a handler.
+ */
+import { execFile } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { connect } from "node:net";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEmulator } from "../../emulator/server";
+import type { Emulator } from "../../emulator/server";
+import { call, eventually, listeningPid, rawExchange, startGateway } from "./harness";
+import type { Gateway } from "./harness";
+
+let emulator: Emulator;
+let gateway: Gateway;
+
+beforeAll(async () => {
+  emulator = await startEmulator({ stepMs: 5 });
+  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
+});
+
+afterAll(async () => {
+  await gateway.stop();
+  await emulator.close();
+});
+
+function openFiles(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Sends `head`, waits a moment, and hangs up reading nothing: a client that gave up. */
+function sendAndHangUp(port: number, head: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.write(`${head}\r\n\r\n`, () => {
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 50);
+      });
+    });
+    socket.on("error", reject);
+  });
+}
+
+describe("Upgrade requests", () => {
+  it.each(["/x", "/favicon.ico", "/_next/static/x.js", "/api/health", "/v1/models"])(
+    "a WebSocket handshake to %s is answered 400 in JSON and its socket closed",
+    async (path) => {
+      const answer = await rawExchange(gateway, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==`);
+      expect(answer.closed, "the server closed the connection").toBe(true);
+      expect(answer.status).toBe(400);
+      const body = JSON.parse(answer.body) as { detail?: string; error?: { message: string } };
+      expect(body.detail ?? body.error?.message).toMatch(/No WebSocket is served at/);
+    },
+  );
+
+  it.each(["/api/health", "/x", "/api"])("an h2c upgrade to %s is ignored and served as HTTP/1.1", async (path) => {
+    const answer = await rawExchange(gateway, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA`);
+    expect(answer.closed).toBe(true);
+    expect(answer.status).toBe(path === "/x" ? 404 : 200);
+  });
+
+  it("curl --http2 gets its answer over HTTP/1.1", async () => {
+    const { stdout } = await promisify(execFile)("curl", ["--silent", "--http2", "--max-time", "10", "--write-out", "\n%{http_code} %{http_version}", `${gateway.url}/api/health`]);
+    const [body = "", status] = stdout.split("\n");
+    expect(status).toBe("200 1.1");
+    expect(JSON.parse(body)).toMatchObject({ gateway: "running" });
+  });
+
+  it("leaves no socket open behind clients that sent an upgrade and hung up", async () => {
+    const pid = listeningPid(gateway);
+    const port = Number(new URL(gateway.url).port);
+    const before = openFiles(pid);
+    const heads = ["/x", "/favicon.ico", "/api/health"].flatMap((path) => [
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket`,
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: h2c`,
+    ]);
+    for (let round = 0; round < 25; round++) await Promise.all(heads.map((head) => sendAndHangUp(port, head)));
+    // 150 such clients once left 150 descriptors open for good; a few may be closing still.
+    expect(await eventually(() => openFiles(pid) <= before + 10, 10_000), `open files: ${before} before, ${openFiles(pid)} after`).toBe(true);
+    expect((await call(`${gateway.url}/api/health`)).status).toBe(200);
+  });
+});
+
+describe("targets and Host fields Next cannot take", () => {
+  it.each(["/api/jobs/%", "/api/jobs/%zz/events", "/api/images/%", "/api/%", "/api/jobs/%ff", "/x/%"])(
+    "%s is a 400 with a JSON detail",
+    async (path) => {
+      const answer = await rawExchange(gateway, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close`);
+      expect(answer.status).toBe(400);
+      expect(JSON.parse(answer.body)).toEqual({ detail: expect.stringMatching(/malformed percent-escape/) as unknown });
+    },
+  );
+
+  it.each(["/v1/%", "/v1/models/%"])("%s is a 400 in OpenAI's shape", async (path) => {
+    const answer = await rawExchange(gateway, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close`);
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: { message: expect.stringMatching(/malformed percent-escape/) as unknown, type: "invalid_request_error" } });
+  });
+
+  it("a malformed escape in the query is left to the route", async () => {
+    const answer = await call(`${gateway.url}/api/health?x=%`);
+    expect(answer.status).toBe(200);
+  });
+
+  it("two Host headers are a 400", async () => {
+    const answer = await rawExchange(gateway, "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close");
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body)).toEqual({ detail: "The request has 2 Host headers: send one" });
+  });
+
+  it("a Host that is no host[:port] is a 400", async () => {
+    const answer = await rawExchange(gateway, 'GET /api/health HTTP/1.1\r\nHost: a"b<script>\r\nConnection: close');
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body)).toEqual({ detail: "The Host header is not a valid host[:port]" });
+  });
+});
