@@ -53,33 +53,47 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
  * a thrown error becomes the error table's answer (here only), a HEAD gets the
  * GET's answer without body, and the record is finished (one log line, its
  * metrics) when the response is given, or later if the handler holds it.
+ * What the handler left to run once the response is closed runs whatever
+ * happens, so no failure can keep a generation counted in flight.
  */
-export function observe(entry: RouteEntry, handler: Handler): (request: Request) => Promise<Response> {
+export function observe(entry: RouteEntry, handler: Handler, runAfterResponse: (task: () => void) => void = after): (request: Request) => Promise<Response> {
   return async (request) => {
     const record = new RequestRecord(entry, request);
     const tasks: (() => void)[] = [];
-    const cors = registry().access.cors.responseHeaders(request.headers.get("origin"));
-    const context: RequestContext = { record, afterResponse: (task) => tasks.push(task), headers: [[REQUEST_ID_HEADER, record.id], ...cors] };
-    let response: Response;
+    const context: RequestContext = { record, afterResponse: (task) => tasks.push(task), headers: [[REQUEST_ID_HEADER, record.id]] };
     try {
-      response = await handler(request, context);
+      context.headers.push(...registry().access.cors.responseHeaders(request.headers.get("origin")));
+      let response: Response;
+      try {
+        response = await handler(request, context);
+      } catch (error) {
+        record.failed(error);
+        response = errorAnswer(entry, error, record.id);
+      }
+      record.responded(response.status);
+      if (request.method === "HEAD") {
+        await response.body?.cancel();
+        response = new Response(null, { status: response.status, headers: response.headers });
+      }
+      return withHeaders(response, context.headers);
     } catch (error) {
-      record.failed(error);
-      response = entry.errors === "openai" ? openAiErrorResponse(error, record.id) : errorResponse(error, record.id);
+      // Only a fault of the gateway's own gets here (the error table's answer failed): still a JSON 500, logged.
+      record.failed(fail.internal(error));
+      record.responded(500);
+      return errorAnswer(entry, fail.internal(error), record.id);
+    } finally {
+      // Next's after() runs once the response is closed; only generations need it, so health checks pay nothing.
+      if (tasks.length > 0) {
+        runAfterResponse(() => {
+          for (const task of tasks) task();
+        });
+      }
     }
-    // Next's after() runs once the response is closed; only generations need it, so health checks pay nothing.
-    if (tasks.length > 0) {
-      after(() => {
-        for (const task of tasks) task();
-      });
-    }
-    record.responded(response.status);
-    if (request.method === "HEAD") {
-      await response.body?.cancel();
-      response = new Response(null, { status: response.status, headers: response.headers });
-    }
-    return withHeaders(response, context.headers);
   };
+}
+
+function errorAnswer(entry: RouteEntry, error: unknown, requestId: string): Response {
+  return entry.errors === "openai" ? openAiErrorResponse(error, requestId) : errorResponse(error, requestId);
 }
 
 /** A request without a valid key, over its rate limit or from a foreign site is answered before its body is read; others carry RateLimit-*. */

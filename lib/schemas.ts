@@ -229,11 +229,29 @@ function toDetail(issue: z.core.$ZodIssue, field: string, body: Record<string, u
   }
 }
 
-/** The value as the client sent it, without the gateway's wrappers of number text. */
-function plain(value: unknown): unknown {
+/** How much of a refused value a 422 echoes: containers this deep or wide are cut, as pydantic cuts the values it prints. */
+const ECHO_DEPTH = 8;
+const ECHO_ITEMS = 64;
+const CUT = "…";
+
+/**
+ * The value as the client sent it, without the gateway's wrappers of number
+ * text, for a 422's `input`: containers below ECHO_DEPTH become "…", and past
+ * ECHO_ITEMS entries the rest becomes one "…", so an echo never grows with the
+ * body's nesting (30,000 levels overflowed the stack of JSON.stringify).
+ */
+function plain(value: unknown, depth = 0): unknown {
   if (value instanceof JsonNumber) return value.value;
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
-  return Object.fromEntries(Object.entries(value).map(([key, field]) => [key, field instanceof JsonNumber ? field.value : field]));
+  if (typeof value !== "object" || value === null) return value;
+  if (depth >= ECHO_DEPTH) return CUT;
+  if (Array.isArray(value)) {
+    const items = value.slice(0, ECHO_ITEMS).map((item: unknown) => plain(item, depth + 1));
+    return value.length > ECHO_ITEMS ? [...items, CUT] : items;
+  }
+  const entries = Object.entries(value);
+  const kept = entries.slice(0, ECHO_ITEMS).map(([key, field]) => [key, plain(field, depth + 1)]);
+  if (entries.length > ECHO_ITEMS) kept.push([CUT, CUT]);
+  return Object.fromEntries(kept);
 }
 
 function plural(count: number | bigint, noun: string): string {

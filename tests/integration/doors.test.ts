@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, listeningPid, rawExchange, startGateway } from "./harness";
+import { call, eventually, listeningPid, rawExchange, signalGateway, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 let emulator: Emulator;
@@ -116,5 +116,60 @@ describe("targets and Host fields Next cannot take", () => {
     const answer = await rawExchange(gateway, 'GET /api/health HTTP/1.1\r\nHost: a"b<script>\r\nConnection: close');
     expect(answer.status).toBe(400);
     expect(JSON.parse(answer.body)).toEqual({ detail: "The Host header is not a valid host[:port]" });
+  });
+});
+
+/** A JSON value nested `depth` deep: arrays, or a chain of objects. */
+function nested(depth: number, kind: "array" | "object"): string {
+  return kind === "array" ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+}
+
+const DEEP = 30_000;
+const SMALL = '"width":256,"height":256,"num_inference_steps":6';
+
+describe("deeply nested bodies", () => {
+  const doors = ["/api/generate", "/api/generate-stream", "/generate", "/generate-stream", "/api/jobs"];
+
+  it.each(doors.flatMap((door) => [[door, "array"], [door, "object"]] as const))("%s refuses a %s 30,000 deep in prompt with a 422 and a bounded echo", async (door, kind) => {
+    const depth = kind === "array" ? DEEP : 10_000; // an object chain is 5 bytes a level: 64 KB holds 10,000
+    const answer = await call(`${gateway.url}${door}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"prompt":${nested(depth, kind)}}` });
+    expect(answer.status).toBe(422);
+    const [entry] = (answer.body as { detail: { type: string; input: unknown }[] }).detail;
+    expect(entry?.type).toBe("string_type");
+    expect(JSON.stringify(entry?.input).length, "the echo is bounded").toBeLessThan(2000);
+  });
+
+  it.each(doors)("%s refuses a missing prompt beside a deep unknown field with a bounded echo of the body", async (door) => {
+    const answer = await call(`${gateway.url}${door}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"x":${nested(DEEP, "array")}}` });
+    expect(answer.status).toBe(422);
+    expect((answer.body as { detail: { type: string }[] }).detail[0]?.type).toBe("missing");
+    expect(JSON.stringify(answer.body).length).toBeLessThan(2000);
+  });
+
+  it("/v1/images/generations refuses a deep prompt with OpenAI's 400", async () => {
+    const answer = await call(`${gateway.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"prompt":${nested(DEEP, "array")},"response_format":"b64_json"}` });
+    expect(answer.status).toBe(400);
+    expect(answer.body).toMatchObject({ error: { param: "prompt" } });
+  });
+
+  it.each(["/api/generate", "/api/jobs"])("%s serves a valid body with a deep unknown field", async (door) => {
+    const answer = await call(`${gateway.url}${door}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"prompt":"deep extra",${SMALL},"extra":${nested(DEEP, "array")}}` });
+    expect(answer.status).toBeLessThan(300);
+  });
+
+  it("leaves nothing in flight: a SIGTERM after a burst of them drains at once", async () => {
+    const own = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, SHUTDOWN_GRACE: "20" });
+    try {
+      for (const door of ["/api/generate", "/api/generate-stream", "/api/jobs"]) {
+        const answer = await call(`${own.url}${door}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"x":${nested(DEEP, "array")}}` });
+        expect(answer.status).toBe(422);
+      }
+      const exit = await signalGateway(own);
+      expect(exit.code).toBe(0);
+      expect(own.output()).not.toMatch(/gave_up|RangeError/);
+      expect(exit.afterMs, "no drain waits out SHUTDOWN_GRACE").toBeLessThan(10_000);
+    } finally {
+      await own.stop();
+    }
   });
 });

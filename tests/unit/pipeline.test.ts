@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "@/lib/config";
 import { generate, generateStream } from "@/lib/doors";
 import { GatewayError } from "@/lib/errors";
+import { observe } from "@/lib/http";
 import type { RequestContext } from "@/lib/http";
 import { RequestRecord } from "@/lib/observe/request";
 import { Generation } from "@/lib/pipeline";
@@ -221,6 +222,24 @@ describe("the JSON door", () => {
     closed();
     expect(gateway.drain.inFlight).toBe(0);
     expect(emulator.stats().generateRequests).toBe(0);
+  });
+});
+
+describe("observe, around every door", () => {
+  it("releases a generation and answers a JSON 500 when even the error's answer fails", async () => {
+    const gateway = freshGateway();
+    const scheduled: (() => void)[] = [];
+    // A fault of the gateway's own after the generation began: an error whose detail JSON cannot write.
+    const handler = async (request: Request, ctx: RequestContext) => {
+      await generate(request, ctx);
+      throw new GatewayError("validation_failed", 422, [{ type: "x", loc: ["body"], msg: "unwritable", input: 10n }]);
+    };
+    const response = await observe(ROUTES.generate, handler, (task) => scheduled.push(task))(post(BODY));
+    expect(response.status).toBe(500);
+    expect(await response.json()).toMatchObject({ detail: "Internal gateway error" });
+    expect(gateway.drain.inFlight, "counted until the response is closed").toBe(1);
+    for (const task of scheduled) task();
+    expect(gateway.drain.inFlight).toBe(0);
   });
 });
 
