@@ -18,16 +18,18 @@ export interface RequestContext {
 }
 
 export type Handler = (request: Request, context: RequestContext) => Response | Promise<Response>;
-type Method = "GET" | "POST";
+type Method = "GET" | "HEAD" | "POST";
 
 /**
  * A route's exports: the handlers behind the error table, 405 with `Allow` for
  * other methods (Next would answer an empty body). The entry's path labels logs
  * and metrics (an alias counts as the route it lands on); an entry's `access`
- * handlers are behind the API key and rate limit; OPTIONS stays open.
+ * handlers are behind the API key and rate limit; OPTIONS stays open. HEAD runs
+ * the GET and drops its body, unless the route gives a HEAD of its own: one
+ * whose GET asks the GPU server, opens a file or starts a stream must.
  */
 export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handler>>) {
-  const allow = handlers.GET ? ["GET", "HEAD", ...Object.keys(handlers).filter((m) => m !== "GET")] : Object.keys(handlers);
+  const allow = handlers.GET ? ["GET", "HEAD", ...Object.keys(handlers).filter((m) => m !== "GET" && m !== "HEAD")] : Object.keys(handlers);
   const notAllowed: Handler = (request) => {
     throw fail.methodNotAllowed(request.method, allow);
   };
@@ -36,10 +38,11 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
     new Response(null, { status: 204, headers: [["Allow", methods.join(", ")], ...preflightHeaders(request, methods)] });
   const secured = entry.access ? (handler: Handler) => admitted(handler, entry.access === "generation") : (handler: Handler) => handler;
   const get = handlers.GET && secured(handlers.GET);
+  const head = handlers.HEAD ? secured(handlers.HEAD) : get;
   const observed = (handler: Handler | undefined) => observe(entry, handler ?? notAllowed);
   return {
     GET: observed(get),
-    HEAD: observed(get),
+    HEAD: observed(head),
     POST: observed(handlers.POST && secured(handlers.POST)),
     PUT: observed(notAllowed),
     PATCH: observed(notAllowed),
@@ -121,6 +124,11 @@ function withHeaders(response: Response, headers: HeaderList): Response {
     apply(copy.headers);
     return copy;
   }
+}
+
+/** A HEAD's answer: the headers a GET would carry, no body, nothing asked or read to make one. */
+export function headersOnly(headers: HeadersInit): Response {
+  return new Response(null, { headers });
 }
 
 /** A streamed body (Vercel refuses unstreamed ones over 4.5 MB), from a buffer or an upstream answer's chunks. */

@@ -673,8 +673,13 @@ function endpoints(): Endpoint[] {
         summary: "The caller's jobs",
         description: "Newest first, `limit` (1–100, default 20) at a time; `before=<id>` gives the next page. With API keys, only the key's jobs.",
         tag: "generation",
+        parameters: [
+          { name: "limit", in: "query", required: false, description: "Jobs per page", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
+          { name: "before", in: "query", required: false, description: "The `next` of the previous page", schema: { type: "string" } },
+        ],
         responses: {
           200: jsonResponse("A page of jobs", "JobList", {}),
+          400: errorResponse(400, "`limit` is not a whole number from 1 to 100.", { badLimit: ["limit=1.5", fail.invalidParameter("limit", "must be a whole number from 1 to 100")] }),
           ...jobsOffError(),
           ...commonErrors("get", JOBS_ALLOW),
         },

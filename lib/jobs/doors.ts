@@ -7,7 +7,7 @@ import "server-only";
 import { timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { GatewayError, fail } from "../errors";
-import { readJsonObject } from "../http";
+import { headersOnly, readJsonObject } from "../http";
 import type { RequestContext } from "../http";
 import { registry } from "../registry";
 import { validateGenerateRequest } from "../schemas";
@@ -76,8 +76,10 @@ function checkImageAccess(request: Request, sha256: string): void {
   keys.verify(request.headers);
 }
 
+const JOB_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
+
 function answer(job: Job, status: number, headers: Record<string, string> = {}): Response {
-  return new Response(jobJson(job), { status, headers: { "content-type": "application/json", "cache-control": "no-store", ...headers } });
+  return new Response(jobJson(job), { status, headers: { ...JOB_HEADERS, ...headers } });
 }
 
 /** The caller's job, or the 404 that an unknown one and another caller's alike get. */
@@ -140,16 +142,32 @@ export function readJob(id: string, context: RequestContext): Response {
   return answer(ownJob(id, context), 200);
 }
 
+/** HEAD /api/jobs/{id}: whether the caller has it, without its events read to make its body. */
+export function readJobHead(id: string, context: RequestContext): Response {
+  ownJob(id, context);
+  return headersOnly(JOB_HEADERS);
+}
+
 /** POST /api/jobs/{id}/cancel: idempotent; a finished job is given back as it is. */
 export function cancelJob(id: string, context: RequestContext): Response {
   ownJob(id, context);
   return answer(registry().jobs.cancel(id) as Job, 200);
 }
 
+const LIST_LIMIT = { fallback: 20, max: 100 };
+
+/** `limit`, a whole number from 1 to 100 (20 when absent); anything else is a 400, not SQLite's refusal. */
+function listLimit(raw: string | null): number {
+  if (raw === null) return LIST_LIMIT.fallback;
+  const limit = /^\d{1,3}$/.test(raw) ? Number(raw) : NaN;
+  if (!(limit >= 1 && limit <= LIST_LIMIT.max)) throw fail.invalidParameter("limit", `must be a whole number from 1 to ${LIST_LIMIT.max}`);
+  return limit;
+}
+
 /** GET /api/jobs?limit=N&before=<id>: the caller's jobs, newest first. */
 export function listJobs(request: Request, context: RequestContext): Response {
   const params = new URL(request.url).searchParams;
-  const limit = Math.min(Math.max(Number(params.get("limit") ?? 20) || 20, 1), 100);
+  const limit = listLimit(params.get("limit"));
   const jobs = registry().jobs.store.list(context.caller ?? "anonymous", limit + 1, params.get("before") ?? undefined);
   const page = jobs.slice(0, limit);
   const next = jobs.length > limit ? (page.at(-1)?.id ?? null) : null;
@@ -163,6 +181,12 @@ function sse(event: JobEvent, type: string | undefined, id: string): string {
   const job = type === "complete" ? registry().jobs.store.get(id) : undefined;
   const data = job ? JSON.stringify({ type, output: outputOf(job) }) : event.data;
   return `id: ${event.seq}\ndata: ${data}\n\n`;
+}
+
+/** HEAD /api/jobs/{id}/events: the stream's headers, with no stream started. */
+export function followJobHead(id: string, context: RequestContext): Response {
+  ownJob(id, context);
+  return headersOnly(SSE_HEADERS);
 }
 
 /**

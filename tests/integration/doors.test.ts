@@ -18,7 +18,8 @@ let gateway: Gateway;
 
 beforeAll(async () => {
   emulator = await startEmulator({ stepMs: 5 });
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
+  // HEALTH_REUSE near 0: every GET /api/health asks the GPU server, so a HEAD that does would show.
+  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, HEALTH_REUSE: "0.001" });
 });
 
 afterAll(async () => {
@@ -171,5 +172,43 @@ describe("deeply nested bodies", () => {
     } finally {
       await own.stop();
     }
+  });
+});
+
+describe("HEAD", () => {
+  async function head(path: string, headers: Record<string, string> = {}): Promise<Response> {
+    const response = await fetch(`${gateway.url}${path}`, { method: "HEAD", headers });
+    expect(await response.text()).toBe("");
+    return response;
+  }
+
+  it("/api/health answers its headers without asking the GPU server", async () => {
+    await call(`${gateway.url}/api/health`);
+    const asked = emulator.stats().healthRequests;
+    expect(asked, "GET asks").toBeGreaterThan(0);
+    const response = await head("/api/health");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^application\/json/);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(emulator.stats().healthRequests).toBe(asked);
+  });
+
+  it.each(["/api/metrics", "/metrics", "/health"])("%s answers its headers without asking the GPU server", async (path) => {
+    const before = emulator.stats();
+    const response = await head(path);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(emulator.stats().metricsRequests + emulator.stats().healthRequests).toBe(before.metricsRequests + before.healthRequests);
+  });
+
+  it("a job's events answer the stream's headers and end at once; another id is a 404", async () => {
+    const submitted = await call(`${gateway.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"prompt":"head",${SMALL}}` });
+    const { id } = submitted.body as { id: string };
+    const response = await head(`/api/jobs/${id}/events`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    expect((await head(`/api/jobs/${id}`)).status).toBe(200);
+    expect((await head("/api/jobs/nope/events")).status).toBe(404);
+    expect((await head("/api/jobs/nope")).status).toBe(404);
   });
 });

@@ -170,6 +170,20 @@ describe("jobs", () => {
     }
   });
 
+  it.each(["1.5", "0", "101", "abc", "", "-1"])("refuses limit=%s with a 400 that names it (it was a 500 from SQLite)", async (limit) => {
+    const response = await fetch(`${gateway.url}/api/jobs?limit=${limit}`);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { detail: string }).detail).toBe("limit: must be a whole number from 1 to 100");
+  });
+
+  it("pages the list with limit and before", async () => {
+    const [first, second] = [await submit({ seed: 1 }), await submit({ seed: 2 })];
+    const page = (await (await fetch(`${gateway.url}/api/jobs?limit=1`)).json()) as { jobs: JobBody[]; next: string };
+    expect(page.jobs.map((job) => job.id)).toEqual([second.job.id]);
+    const next = (await (await fetch(`${gateway.url}/api/jobs?limit=1&before=${page.next}`)).json()) as { jobs: JobBody[] };
+    expect(next.jobs.map((job) => job.id)).toEqual([first.job.id]);
+  });
+
   it("keeps another key's jobs out of sight: 404 to read or cancel, absent from the list", async () => {
     const keyed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dataDir, GATEWAY_API_KEYS: "alice-key-0123456789,bob-key-0123456789" });
     try {

@@ -1,4 +1,4 @@
-import { route, streamedJson } from "@/lib/http";
+import { headersOnly, route, streamedJson } from "@/lib/http";
 import { registry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
 
@@ -10,4 +10,5 @@ export const dynamic = "force-dynamic";
  */
 export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.metrics, {
   GET: async () => streamedJson(await registry().upstream.metrics()),
+  HEAD: () => headersOnly({ "content-type": "application/json" }),
 });

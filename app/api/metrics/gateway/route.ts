@@ -1,4 +1,4 @@
-import { route } from "@/lib/http";
+import { headersOnly, route } from "@/lib/http";
 import { exposition } from "@/lib/observe/metrics";
 import { registry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
@@ -11,4 +11,5 @@ export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.gat
     const { body, contentType } = await exposition(registry().metrics);
     return new Response(body, { headers: { "content-type": contentType, "cache-control": "no-store" } });
   },
+  HEAD: () => headersOnly({ "content-type": registry().metrics.registry.contentType, "cache-control": "no-store" }),
 });
