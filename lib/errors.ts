@@ -46,16 +46,19 @@ export class GatewayError extends Error {
     readonly code: ErrorCode,
     readonly status: number,
     readonly detail: string | ValidationDetail[],
-    options: { cause?: unknown; headers?: Record<string, string>; param?: string } = {},
+    options: { cause?: unknown; headers?: Record<string, string>; param?: string; upstreamStatus?: number } = {},
   ) {
     super(typeof detail === "string" ? detail : "Request validation failed", { cause: options.cause });
     this.headers = options.headers ?? {};
     this.param = options.param;
+    this.upstreamStatus = options.upstreamStatus;
   }
 
   readonly headers: Record<string, string>;
   /** The request field at fault, for OpenAI's error shape. */
   readonly param: string | undefined;
+  /** The status the GPU server answered, where it differs from the gateway's. */
+  readonly upstreamStatus: number | undefined;
 }
 
 /** Status 499: the client went away; nobody reads the answer, but logs do. */
@@ -135,12 +138,12 @@ export const fail = {
     new GatewayError("unauthorized", 401, "The API key is not valid", {
       headers: { "WWW-Authenticate": `${AUTH_CHALLENGE}, error="invalid_token"` },
     }),
-  /** `headers` are the RateLimit-* fields of the refused request; Retry-After says when one more fits. */
-  rateLimited: (limit: number, retryAfterSeconds: number, headers: Record<string, string>) =>
+  /** `headers` are the RateLimit-* fields of the refused request; Retry-After says when the images asked for fit. */
+  rateLimited: (limit: number, retryAfterSeconds: number, headers: Record<string, string>, images?: { asked: number; left: number }) =>
     new GatewayError(
       "rate_limited",
       429,
-      `Rate limit of ${limit} generation requests per minute reached; retry in ${retryAfterSeconds} s (RATE_LIMIT_PER_MINUTE)`,
+      `Rate limit of ${limit} images per minute reached${images ? `: ${images.asked} asked, ${images.left} left` : ""}; retry in ${retryAfterSeconds} s (RATE_LIMIT_PER_MINUTE)`,
       { headers: { ...headers, "Retry-After": String(retryAfterSeconds) } },
     ),
   /** A browser POST from a site that CORS_ORIGINS does not list (a form or a no-preflight fetch). */
@@ -189,9 +192,22 @@ export const fail = {
       `Text-to-image server response is larger than ${limit} bytes (MAX_RESPONSE_BYTES)`,
       { cause },
     ),
-  /** The original gateway's mapping of an upstream error status: 503 and 504 keep their detail. */
+  /**
+   * The original gateway's mapping of an upstream error status: 503 and 504
+   * keep their detail. A 404 or 405 is no fault of the client's: the gateway
+   * asks a path or method the server does not serve, so it is not the GPU
+   * server it expects (a wrong TEXT2IMAGE_SERVER_URL): a 502, as a server fault.
+   */
   upstreamStatus: (status: number, detail: string, retryAfter?: string) => {
     if (status < 400) return fail.upstreamBadResponse(`unexpected status ${status}`);
+    if (status === 404 || status === 405) {
+      return new GatewayError(
+        "upstream_status",
+        502,
+        `Text-to-image server answered HTTP ${status} (${detail}): TEXT2IMAGE_SERVER_URL may not point at a text2image_server`,
+        { upstreamStatus: status },
+      );
+    }
     const headers: Record<string, string> = retryAfter ? { "Retry-After": retryAfter } : {};
     const text = status === 503 || status === 504 ? detail : `Text-to-image server error: ${detail}`;
     return new GatewayError("upstream_status", status, text, { headers });

@@ -12,11 +12,14 @@ import { GatewayError, fail } from "./errors";
 import { parseJsonObject, readJsonObject, streamedJson } from "./http";
 import type { RequestContext } from "./http";
 import { outputOf } from "./jobs/doors";
+import type { RequestRecord } from "./observe/request";
 import { Generation } from "./pipeline";
+import type { GenerationObserver } from "./pipeline";
 import { JsonNumber } from "./pydantic";
 import { registry } from "./registry";
 import { SEED_MAX, requestJson, seedValue, validateGenerateRequest } from "./schemas";
 import type { GenerateRequest } from "./schemas";
+import { takeRateLimit } from "./security";
 import { plainStringSpan } from "./upstream/lean-json";
 
 export type ImageFormat = "url" | "b64_json";
@@ -80,7 +83,7 @@ export function parseImagesRequest(body: Record<string, unknown>, config: Pick<C
   return { generations, format: format, model: typeof model === "string" ? model : undefined };
 }
 
-/** POST /v1/images/generations */
+/** POST /v1/images/generations: `n` images of the caller's rate limit, then their generations (see `generateAll`). */
 export async function generateImages(request: Request, context: RequestContext): Promise<Response> {
   const gateway = registry();
   const { config } = gateway;
@@ -89,42 +92,120 @@ export async function generateImages(request: Request, context: RequestContext):
   if (format === "url" && !config.jobs) {
     throw fail.invalidParameter("response_format", '"url" needs the gateway\'s image store, which is off here (JOBS=false): ask for "b64_json"');
   }
+  // Where the URLs will point is known, or refused, before any GPU time is spent on them.
+  const base = format === "url" ? (config.publicBaseUrl ?? origin(request)) : "";
+  context.headers.push(...takeRateLimit(context.caller ?? "anonymous", generations.length));
   context.record.note({ model, images: generations.length, response_format: format });
-  // One image failing fails them all (as OpenAI answers): the others stop, as they do when the client leaves.
-  const stop = new AbortController();
-  const onClientGone = () => {
-    stop.abort(fail.clientClosed(request.signal.reason));
-  };
-  request.signal.addEventListener("abort", onClientGone, { once: true });
-  context.afterResponse(() => {
-    request.signal.removeEventListener("abort", onClientGone);
-  });
   const created = Math.floor(Date.now() / 1000);
-  const answers = await Promise.all(
-    generations.map(async (params) => {
-      const generation = new Generation(gateway, stop.signal, context.record);
-      context.afterResponse(() => {
-        generation.close();
-      });
-      try {
-        await generation.accept(() => Promise.resolve(parseJsonObject(Buffer.from(requestJson(params)))));
-        const answer = await generation.image();
-        return answer.length === 1 ? (answer[0] as Buffer) : Buffer.concat(answer);
-      } catch (error) {
-        stop.abort(error instanceof GatewayError ? error : fail.internal(error));
-        throw error;
-      }
-    }),
-  );
+  const answers = await generateAll(generations, request.signal, context);
   const chunks: Buffer[] = [Buffer.from(`{"created":${created},"data":[`)];
   for (const [i, json] of answers.entries()) {
     if (i > 0) chunks.push(Buffer.from(","));
     if (format === "b64_json") chunks.push(Buffer.from('{"b64_json":"'), base64Of(json), Buffer.from('"}'));
-    else chunks.push(Buffer.from(JSON.stringify({ url: imageUrl(request, context, generations[i] as GenerateRequest, json) })));
+    else chunks.push(Buffer.from(JSON.stringify({ url: base + imagePath(context, generations[i] as GenerateRequest, json) })));
   }
   chunks.push(Buffer.from("]}"));
   context.record.sent(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
   return streamedJson(chunks);
+}
+
+/**
+ * The n generations of one request, each admitted as any other. They ask for
+ * their slots one after another, so the request holds at most one place in
+ * the queue (its siblings never crowd it, or others, out); one the queue has
+ * no room for waits while a sibling runs, as the place that frees is the
+ * request's own. One image failing fails them all, as OpenAI answers: the
+ * others stop as if their client had left (the GPU server is not blamed, and
+ * what it still runs keeps its slot). The record times the request once, its
+ * queue wait to the first slot and its upstream time to the last answer.
+ */
+async function generateAll(generations: readonly GenerateRequest[], client: AbortSignal, context: RequestContext): Promise<Buffer[]> {
+  const gateway = registry();
+  const stop = new AbortController();
+  const onClientGone = () => {
+    stop.abort(fail.clientClosed(client.reason));
+  };
+  client.addEventListener("abort", onClientGone, { once: true });
+  context.afterResponse(() => {
+    client.removeEventListener("abort", onClientGone);
+  });
+  const queued = context.record.begin("queue");
+  let upstream: (() => void) | undefined;
+  /** The siblings with a slot, until they end: one of them ending frees a slot. */
+  const generating = new Set<Promise<void>>();
+  let failure: unknown;
+
+  const one = async (params: GenerateRequest, myTurn: Promise<void>, passTurn: () => void): Promise<Buffer> => {
+    let ended!: () => void;
+    const end = new Promise<void>((resolve) => (ended = resolve));
+    const admitted = () => {
+      queued();
+      upstream ??= context.record.begin("upstream");
+      generating.add(end);
+      passTurn();
+    };
+    const generation = new Generation(gateway, stop.signal, siblingObserver(context.record, admitted));
+    context.afterResponse(() => {
+      generation.close();
+    });
+    try {
+      await generation.accept(() => Promise.resolve(parseJsonObject(Buffer.from(requestJson(params)))));
+      await myTurn;
+      for (;;) {
+        try {
+          const answer = await generation.image();
+          return answer.length === 1 ? (answer[0] as Buffer) : Buffer.concat(answer);
+        } catch (error) {
+          // No room in the queue while a sibling runs: its slot comes free for this one.
+          if (!(error instanceof GatewayError && error.code === "queue_full") || generating.size === 0) throw error;
+          await Promise.race(generating);
+        }
+      }
+    } catch (error) {
+      failure ??= error;
+      stop.abort(fail.clientClosed("another image of the request failed"));
+      throw error;
+    } finally {
+      generating.delete(end);
+      ended();
+      passTurn();
+    }
+  };
+
+  let turn: Promise<void> = Promise.resolve();
+  const images = generations.map((params) => {
+    let passTurn!: () => void;
+    const next = new Promise<void>((resolve) => (passTurn = resolve));
+    const image = one(params, turn, passTurn);
+    turn = next;
+    return image;
+  });
+  try {
+    return await Promise.all(images);
+  } catch {
+    // The first failure, not a sibling's stop that may have settled first.
+    throw failure;
+  } finally {
+    queued();
+    upstream?.();
+  }
+}
+
+/** What a sibling image tells the request's record: all but its own timings, which the request keeps as one. */
+function siblingObserver(record: RequestRecord, admitted: () => void): GenerationObserver {
+  return {
+    generating: (params) => {
+      record.generating(params);
+    },
+    begin: (phase) => {
+      if (phase === "upstream") admitted();
+      return () => undefined;
+    },
+    upstreamContext: () => record.upstreamContext(),
+    failedWith: (kind) => {
+      record.failedWith(kind);
+    },
+  };
 }
 
 /** The image's base64 as the GPU server wrote it, its data URI's prefix cut: a view, never decoded and encoded again. */
@@ -140,22 +221,30 @@ function base64Of(json: Buffer): Buffer {
   return Buffer.from(uri.startsWith("data:") ? uri.slice(uri.indexOf(",") + 1) : uri);
 }
 
-/** The image kept as a finished job of the caller's (so for JOB_TTL, and in its history), by its absolute URL. */
-function imageUrl(request: Request, context: RequestContext, params: GenerateRequest, json: Buffer): string {
+/** The image kept as a finished job of the caller's (so for JOB_TTL, and in its history): its path, signed with keys. */
+function imagePath(context: RequestContext, params: GenerateRequest, json: Buffer): string {
   const job = registry().jobs.keep(context.caller ?? "anonymous", params, json);
-  return `${registry().config.publicBaseUrl ?? origin(request)}${outputOf(job)?.image_url ?? ""}`;
+  return outputOf(job)?.image_url ?? "";
 }
 
+/** A host as a URL may carry it: a DNS name or an IPv4 address, or a bracketed IPv6 one, and a port. */
+const HOST = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 /**
- * The origin the client used (Next's request.url says localhost): its Host,
- * or behind trusted proxies (TRUST_PROXY) the forwarded host and scheme.
+ * The origin the client used, for image URLs when PUBLIC_BASE_URL is unset
+ * (Next's request.url says localhost): behind trusted proxies (TRUST_PROXY)
+ * the forwarded host and scheme, else the Host. A host that is no
+ * host[:port] is a 400: it would come back in the answer's URLs.
  */
 function origin(request: Request): string {
   const url = new URL(request.url);
   const forwarded = registry().config.trustedProxyHops > 0;
-  const first = (name: string) => request.headers.get(name)?.split(",")[0]?.trim() || undefined;
-  const host = (forwarded ? first("x-forwarded-host") : undefined) ?? request.headers.get("host") ?? url.host;
-  const scheme = (forwarded ? first("x-forwarded-proto") : undefined) ?? url.protocol.slice(0, -1);
+  const first = (name: string) => (forwarded ? request.headers.get(name)?.split(",")[0]?.trim() || undefined : undefined);
+  const forwardedHost = first("x-forwarded-host");
+  const [name, host] = forwardedHost === undefined ? ["Host", request.headers.get("host") ?? url.host] : ["X-Forwarded-Host", forwardedHost];
+  if (!HOST.test(host)) throw fail.invalidHeader(name, "is not a valid host[:port], so no image URL can be made from it (PUBLIC_BASE_URL sets one)");
+  const proto = first("x-forwarded-proto")?.toLowerCase();
+  const scheme = proto === "http" || proto === "https" ? proto : url.protocol.slice(0, -1);
   return `${scheme}://${host}`;
 }
 

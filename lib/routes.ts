@@ -14,8 +14,9 @@ export interface RouteEntry {
   readonly polled?: boolean;
   /**
    * Behind GATEWAY_API_KEYS when set, and foreign sites' POSTs refused:
-   * `generation` also takes a share of RATE_LIMIT_PER_MINUTE; `key` does not
-   * (its handlers take one where they start a generation).
+   * `generation` also takes one image of RATE_LIMIT_PER_MINUTE before the body
+   * is read; `key` does not (its handlers take what they start: a job that is
+   * no replay, OpenAI's `n` images).
    */
   readonly access?: "generation" | "key";
   /** Errors in OpenAI's shape, for its SDKs (else the gateway's `{"detail"}`). */
@@ -37,7 +38,7 @@ export const ROUTES = {
   image: { path: "/api/images/[name]" },
   /** Any other /api path: a JSON 404. */
   unknown: { path: "/api/[...path]" },
-  openAiImages: { path: "/v1/images/generations", access: "generation", errors: "openai" },
+  openAiImages: { path: "/v1/images/generations", access: "key", errors: "openai" },
   openAiModels: { path: "/v1/models", access: "key", errors: "openai" },
   openAiModel: { path: "/v1/models/[...model]", access: "key", errors: "openai" },
   /** Any other /v1 path: OpenAI's 404. */

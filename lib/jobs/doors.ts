@@ -122,10 +122,11 @@ export async function submitJob(request: Request, context: RequestContext): Prom
     throw fail.invalidHeader("Idempotency-Key", `must be 1 to ${MAX_IDEMPOTENCY_KEY} characters`);
   }
   const caller = context.caller ?? "anonymous";
+  // One image of the rate limit, taken before the body is read as on every door; a replay makes none, so takes none.
+  if (key === undefined || !gateway.jobs.store.find(caller, key)) context.headers.push(...takeRateLimit(caller));
   const body = await readJsonObject(request, { maxBytes: gateway.config.maxBodyBytes, timeoutMs: gateway.config.bodyTimeoutMs, signal: request.signal });
   const result = validateGenerateRequest(body, { sizeMultiple: gateway.config.sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);
-  context.headers.push(...takeRateLimit(caller));
   const { job, created, input, placed } = gateway.jobs.submit(caller, result.data, key);
   if (!created && job.input_hash !== inputHash(input)) throw fail.idempotencyMismatch();
   const waitMs = preferredWaitMs(request.headers.get("prefer"));

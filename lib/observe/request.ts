@@ -5,7 +5,7 @@ import { registry } from "../registry";
 import type { RouteEntry } from "../routes";
 import type { GenerateRequest } from "../schemas";
 import type { CallContext } from "../upstream/server";
-import { TRACE_CONTEXT_HEADERS } from "../upstream/tracing";
+import { incomingTraceContext } from "../upstream/tracing";
 import { recordRequest } from "./metrics";
 import { requestIdFrom } from "./request-id";
 
@@ -32,7 +32,7 @@ export class RequestRecord implements GenerationObserver {
   private status: number | undefined;
   private holds = 0;
   private finished = false;
-  private readonly traceContext: Record<string, string> = {};
+  private readonly traceContext: Record<string, string>;
 
   constructor(
     private readonly entry: RouteEntry,
@@ -41,10 +41,7 @@ export class RequestRecord implements GenerationObserver {
     this.route = entry.path;
     this.id = requestIdFrom(request.headers);
     this.method = request.method;
-    for (const name of TRACE_CONTEXT_HEADERS) {
-      const value = request.headers.get(name);
-      if (value !== null) this.traceContext[name] = value;
-    }
+    this.traceContext = incomingTraceContext(request.headers);
   }
 
   /** The validated generate parameters: their sizes are logged, the prompt only with LOG_PROMPTS. */

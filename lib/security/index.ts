@@ -21,10 +21,14 @@ export function admit(request: Request): string {
   return keys.verify(request.headers) ?? `ip:${clientAddress(request.headers, gateway.peerStamp(), gateway.config.trustedProxyHops)}`;
 }
 
-/** Takes one generation of the caller's RATE_LIMIT_PER_MINUTE: the 429, or the RateLimit-* headers of its answer. */
-export function takeRateLimit(caller: string): HeaderList {
+/** Takes `images` of the caller's RATE_LIMIT_PER_MINUTE: the 429 (nothing taken), or the RateLimit-* headers of its answer. */
+export function takeRateLimit(caller: string, images = 1): HeaderList {
   const { rateLimits } = registry().access;
-  return rateLimits.enabled ? Object.entries(quotaHeaders(rateLimits.take(caller))) : [];
+  if (!rateLimits.enabled) return [];
+  if (images > rateLimits.perMinute) {
+    throw fail.invalidParameter("n", `${images} images are more than RATE_LIMIT_PER_MINUTE allows in a minute (${rateLimits.perMinute})`);
+  }
+  return Object.entries(quotaHeaders(rateLimits.take(caller, images)));
 }
 
 /** The extra headers of an answer to a CORS preflight from an allowed origin. */

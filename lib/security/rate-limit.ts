@@ -27,7 +27,7 @@ export interface RateLimiterOptions {
 }
 
 /**
- * RATE_LIMIT_PER_MINUTE per client, in this process: a token bucket of
+ * RATE_LIMIT_PER_MINUTE images per client, in this process: a token bucket of
  * `perMinute` refilled at `perMinute` a minute (a burst up to the limit, then one
  * each 60/limit s). O(1) memory per client; full buckets are swept each minute.
  */
@@ -49,21 +49,28 @@ export class RateLimiter {
     return this.options.perMinute > 0;
   }
 
-  /** Takes one request from `client`'s bucket: its quota, or a 429 GatewayError with Retry-After. */
-  take(client: string): Quota {
+  get perMinute(): number {
+    return this.options.perMinute;
+  }
+
+  /**
+   * Takes `images` from `client`'s bucket, as OpenAI's images-per-minute limit
+   * counts: its quota, or a 429 GatewayError with Retry-After, taking none.
+   */
+  take(client: string, images = 1): Quota {
     const limit = this.options.perMinute;
     const now = this.now();
     this.sweep(now);
     const bucket = this.buckets.get(client) ?? this.track(client, now);
     bucket.tokens = Math.min(limit, bucket.tokens + (now - bucket.at) * this.perMs);
     bucket.at = now;
-    if (bucket.tokens + EPSILON >= 1) {
-      bucket.tokens = Math.max(0, bucket.tokens - 1);
+    if (bucket.tokens + EPSILON >= images) {
+      bucket.tokens = Math.max(0, bucket.tokens - images);
       return this.quota(bucket);
     }
     const quota = this.quota(bucket);
-    const retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000));
-    throw fail.rateLimited(limit, retryAfter, quotaHeaders(quota));
+    const retryAfter = Math.max(1, Math.ceil((images - bucket.tokens) / this.perMs / 1000));
+    throw fail.rateLimited(limit, retryAfter, quotaHeaders(quota), images === 1 ? undefined : { asked: images, left: quota.remaining });
   }
 
   /** Clients tracked now (for tests and the curious). */

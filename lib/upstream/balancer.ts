@@ -69,8 +69,16 @@ interface Call {
   readonly slot: Slot;
   /** Set when the gateway stopped waiting while the server may still run it. */
   orphanedAt: number | undefined;
+  /** An orphan the server's load no longer counts (it timed the call out itself): only its deadline frees it. */
+  unseen: boolean;
   timer: NodeJS.Timeout | undefined;
 }
+
+/** Retry-After for a GPU server's 503 before any generation was timed; after, one generation's typical time. */
+const RETRY_AFTER_DEFAULT_MS = 5000;
+const RETRY_AFTER_MAX_S = 60;
+/** The weight of the newest generation in the typical time (an exponential moving average). */
+const TYPICAL_WEIGHT = 0.2;
 
 const NO_SLOT: Slot = { release: () => undefined };
 
@@ -119,6 +127,8 @@ export class Balancer {
   private started = false;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
+  /** How long a generation typically takes, from the send to the answer; undefined before the first. */
+  private typicalMs: number | undefined;
 
   constructor(
     urls: readonly URL[],
@@ -127,7 +137,11 @@ export class Balancer {
     if (urls.length === 0) throw new RangeError("a balancer needs at least one server");
     this.now = options.now ?? Date.now;
     this.members = urls.map((url, index) => ({
-      server: new UpstreamServer(url, { ...options, maxConcurrent: options.maxConcurrentPerServer }),
+      server: new UpstreamServer(url, {
+        ...options,
+        maxConcurrent: options.maxConcurrentPerServer,
+        retryAfterSeconds: () => this.retryAfterSeconds(),
+      }),
       index,
       inFlight: 0,
       failures: 0,
@@ -161,6 +175,7 @@ export class Balancer {
       try {
         const answer = await member.server.generate(request, signal, context);
         this.judge(member);
+        this.timed(call);
         this.release(member, call);
         return answer;
       } catch (error) {
@@ -189,6 +204,11 @@ export class Balancer {
    */
   capacity(): number {
     return this.members.filter((member) => member.ejectedUntil === undefined).length * this.options.maxConcurrentPerServer;
+  }
+
+  /** When a client refused with a 503 should try again: about one generation's time, as a place comes free then. */
+  retryAfterSeconds(): number {
+    return Math.min(RETRY_AFTER_MAX_S, Math.max(1, Math.ceil((this.typicalMs ?? RETRY_AFTER_DEFAULT_MS) / 1000)));
   }
 
   /** Generations whose client the gateway stopped waiting for, which the servers may still run (they hold their slots). */
@@ -266,7 +286,7 @@ export class Balancer {
         slot.release();
         throw fail.noServerAvailable(lastError);
       }
-      const call: Call = { sentAt: this.now(), slot, orphanedAt: undefined, timer: undefined };
+      const call: Call = { sentAt: this.now(), slot, orphanedAt: undefined, unseen: false, timer: undefined };
       member.calls.add(call);
       try {
         return await run(member, call);
@@ -278,13 +298,24 @@ export class Balancer {
     }
   }
 
-  /** A failed call counts toward ejection. An answer of any status means the server is done; a call cut short may still run there. */
+  /**
+   * A failed call counts toward ejection. An answer means the server is done,
+   * but for its own timeout (a 504): the genuine server's executor goes on
+   * generating after it, its load no longer counting the call. A call cut
+   * short may still run there.
+   */
   private callFailed(member: Member, call: Call, error: unknown): unknown {
     this.judge(member, error);
     if (this.retried(error)) this.release(member, call, false);
+    else if (timedOutThere(error)) this.orphan(member, call, { unseen: true });
     else if (answered(error) || (error instanceof GatewayError && error.code === "upstream_bad_response")) this.release(member, call);
     else this.orphan(member, call);
     return error;
+  }
+
+  private timed(call: Call): void {
+    const ms = this.now() - call.sentAt;
+    this.typicalMs = this.typicalMs === undefined ? ms : this.typicalMs + TYPICAL_WEIGHT * (ms - this.typicalMs);
   }
 
   /** Whether a failed call is tried on another server: only when it never reached this one, and there are others. */
@@ -354,11 +385,13 @@ export class Balancer {
    * stream), but the genuine server never looks at the connection and runs every
    * queued generation to its end. The call keeps its place and slot, so the
    * limit still bounds what the server runs, until the server's load shows it
-   * done, and at most REQUEST_TIMEOUT.
+   * done, and at most REQUEST_TIMEOUT; an `unseen` one, which the load cannot
+   * show, for REQUEST_TIMEOUT (or until the server is gone).
    */
-  private orphan(member: Member, call: Call): void {
+  private orphan(member: Member, call: Call, { unseen = false } = {}): void {
     if (!member.calls.has(call) || call.orphanedAt !== undefined) return;
     call.orphanedAt = this.now();
+    call.unseen = unseen;
     call.timer = setTimeout(() => {
       this.giveUp(member, call, "timeout");
     }, this.options.requestTimeoutMs);
@@ -414,7 +447,8 @@ export class Balancer {
     if (counted.some((call) => call.orphanedAt === undefined || call.orphanedAt > askedAt)) {
       await sleep(LIVE_GRACE_MS, undefined, { ref: false });
     }
-    const holding = counted.filter((call) => member.calls.has(call));
+    // An unseen orphan is in no count of the server's: leaving it out, the rest add up.
+    const holding = counted.filter((call) => member.calls.has(call) && !call.unseen);
     let done = holding.length - (active + queued);
     for (const call of holding) {
       if (done <= 0) break;
@@ -432,7 +466,9 @@ export class Balancer {
       judged = true;
       this.judge(member, error);
     };
-    const release = () => {
+    // The server is done with it: timed (once) and its place freed.
+    const done = () => {
+      if (member.calls.has(call)) this.timed(call);
       this.release(member, call);
     };
     async function* chunks(): AsyncGenerator<Buffer> {
@@ -444,14 +480,14 @@ export class Balancer {
       }
       // The server ended the stream: it is done with the generation.
       judge();
-      release();
+      done();
     }
     return {
       chunks: chunks(),
       close: (finished = false) => {
         response.close();
         judge();
-        if (finished) release();
+        if (finished) done();
         else this.orphan(member, call);
       },
     };
@@ -574,6 +610,11 @@ function load(member: Member, fallback: number): number {
   const capacity = member.capacity ?? fallback;
   if (capacity <= 0) return Infinity;
   return member.inFlight / capacity;
+}
+
+/** The GPU server's own timeout: its answer came, but the genuine server's executor goes on. */
+function timedOutThere(error: unknown): boolean {
+  return error instanceof GatewayError && error.code === "upstream_status" && error.status === 504;
 }
 
 function answered(error: unknown): boolean {

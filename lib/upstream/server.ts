@@ -15,6 +15,8 @@ export interface UpstreamOptions {
   maxResponseBytes: number;
   /** TEXT2IMAGE_SERVER_TOKEN: sent as `Authorization: Bearer`, in place of credentials in the URL. */
   serverToken?: string | undefined;
+  /** The Retry-After of a 503 that came without one: the gateway's own estimate of when to try again. */
+  retryAfterSeconds?: () => number;
 }
 
 /** Health and metrics must answer fast or count as down, whatever REQUEST_TIMEOUT says. */
@@ -224,7 +226,7 @@ export class UpstreamServer {
         headersTimeout: timeoutMs,
       });
       span.setStatus(response.statusCode);
-      if (response.statusCode < 200 || response.statusCode > 299) throw await statusError(response);
+      if (response.statusCode < 200 || response.statusCode > 299) throw await statusError(response, this.options.retryAfterSeconds);
       const body = response.body;
       return {
         chunks: this.classified(body, timeoutMs, received, release),
@@ -309,7 +311,7 @@ function generateAttributes(request: GenerateRequest, context: CallContext): Att
 function healthStatus(failure: GatewayError): string {
   switch (failure.code) {
     case "upstream_status":
-      return `error_${failure.status}`;
+      return `error_${failure.upstreamStatus ?? failure.status}`;
     case "upstream_bad_response":
       return "error_invalid_response";
     case "upstream_credentials":
@@ -341,7 +343,7 @@ function checkGenerateResponse(chunks: readonly Buffer[]): void {
 }
 
 /** The error for a non-2xx answer, with the upstream's `detail` when it sent one. */
-async function statusError(response: Dispatcher.ResponseData): Promise<GatewayError> {
+async function statusError(response: Dispatcher.ResponseData, estimate?: () => number): Promise<GatewayError> {
   const chunks: Buffer[] = [];
   let length = 0;
   try {
@@ -355,11 +357,13 @@ async function statusError(response: Dispatcher.ResponseData): Promise<GatewayEr
   }
   if (response.statusCode === 401 || response.statusCode === 403) return fail.upstreamCredentials(response.statusCode);
   const text = Buffer.concat(chunks).toString("utf8");
-  const retryAfter = response.headers["retry-after"];
   const list = validationList(text, response.statusCode);
   if (list) return fail.upstreamValidation(list);
   const detail = extractDetail(text, response.statusCode);
-  return fail.upstreamStatus(response.statusCode, detail, typeof retryAfter === "string" ? retryAfter : undefined);
+  // The genuine server's 503s (its queue full, no CUDA, no model) say nothing of when: clients, OpenAI's SDKs among them, wait for Retry-After.
+  const sent = response.headers["retry-after"];
+  const retryAfter = typeof sent === "string" ? sent : response.statusCode === 503 && estimate ? String(estimate()) : undefined;
+  return fail.upstreamStatus(response.statusCode, detail, retryAfter);
 }
 
 /** A 422 in FastAPI's shape: relayed as the list it is (a client may read it field by field). */

@@ -18,8 +18,37 @@ export interface UpstreamSpan {
   end(outcome?: { bytes?: number; error?: GatewayError }): void;
 }
 
-/** The W3C trace context headers of an incoming request, to pass on when the gateway does not trace. */
-export const TRACE_CONTEXT_HEADERS = ["traceparent", "tracestate"] as const;
+/** W3C Trace Context: version, trace-id, parent-id, flags, lower-case hex; a later version may add fields after a dash. */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+/** A tracestate list-member: a key (simple, or tenant@system) and a value of printable ASCII without "," or "=", no trailing space. */
+const TRACESTATE_MEMBER = /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+const TRACESTATE_MAX_CHARS = 512;
+const TRACESTATE_MAX_MEMBERS = 32;
+
+/**
+ * The caller's W3C trace context, to pass on when the gateway does not trace:
+ * only a valid traceparent (a later version as version 00, all the receiver
+ * may rely on), and its tracestate only if valid and within the 512
+ * characters the specification asks receivers to take. Anything else the GPU
+ * server never sees.
+ */
+export function incomingTraceContext(headers: Headers): Record<string, string> {
+  const parent = TRACEPARENT.exec(headers.get("traceparent") ?? "");
+  if (!parent) return {};
+  const [, version = "", traceId = "", parentId = "", flags = "", rest] = parent;
+  if (version === "ff" || (version === "00" && rest !== undefined) || /^0+$/.test(traceId) || /^0+$/.test(parentId)) return {};
+  const context: Record<string, string> = { traceparent: `00-${traceId}-${parentId}-${flags}` };
+  const state = headers.get("tracestate");
+  if (state !== null && validTracestate(state)) context.tracestate = state;
+  return context;
+}
+
+function validTracestate(state: string): boolean {
+  if (state.length > TRACESTATE_MAX_CHARS) return false;
+  const members = state.split(",").map((member) => member.trim()).filter((member) => member !== "");
+  const keys = new Set(members.map((member) => member.slice(0, member.indexOf("="))));
+  return members.length > 0 && members.length <= TRACESTATE_MAX_MEMBERS && keys.size === members.length && members.every((member) => TRACESTATE_MEMBER.test(member));
+}
 
 export function startUpstreamSpan(operation: string, server: URL, attributes: Attributes, incoming: Record<string, string> = {}): UpstreamSpan {
   const span = tracer.startSpan(`upstream ${operation}`, {

@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { connect } from "node:net";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { call, eventually, listeningPid, rawExchange, signalGateway, startGateway } from "./harness";
@@ -210,5 +210,37 @@ describe("HEAD", () => {
     expect((await head(`/api/jobs/${id}`)).status).toBe(200);
     expect((await head("/api/jobs/nope/events")).status).toBe(404);
     expect((await head("/api/jobs/nope")).status).toBe(404);
+  });
+});
+
+describe("the GPU server's refusals", () => {
+  afterEach(() => {
+    emulator.reset();
+  });
+
+  const GENERATE = `{"prompt":"refused",${SMALL}}`;
+  const post = (path: string, body = GENERATE) => call(`${gateway.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body });
+
+  it.each(["/api/generate", "/api/generate-stream", "/generate"])("its 503 without Retry-After comes with the gateway's estimate on %s", async (path) => {
+    emulator.setFault({ kind: "status", status: 503, detail: "Request queue is full (max 2). Please try again later." });
+    const answer = await post(path);
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ detail: "Request queue is full (max 2). Please try again later." });
+    expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+  });
+
+  it("its 503 on /v1 is OpenAI's server_error with Retry-After", async () => {
+    emulator.setFault({ kind: "status", status: 503, detail: "CUDA not available" });
+    const answer = await post("/v1/images/generations", '{"prompt":"refused","size":"256x256","response_format":"b64_json","num_inference_steps":6}');
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: { type: "server_error", message: "CUDA not available" } });
+    expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+  });
+
+  it.each([404, 405])("its %i is a 502 that names it, not the client's fault", async (status) => {
+    emulator.setFault({ kind: "status", status, detail: status === 404 ? "Not Found" : "Method Not Allowed" });
+    const answer = await post("/api/generate");
+    expect(answer.status).toBe(502);
+    expect((answer.body as { detail: string }).detail).toMatch(new RegExp(`^Text-to-image server answered HTTP ${status} \\(`));
   });
 });

@@ -6,6 +6,7 @@
  * emulator makes for the same seed.
  */
 import { mkdtempSync, rmSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createOpenAI } from "@ai-sdk/openai";
@@ -14,7 +15,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { directImage, startGateway } from "./harness";
+import { call, directImage, eventually, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 const KEY = "openai-test-key-0123456789";
@@ -154,6 +155,98 @@ describe("the openai client", () => {
       .embeddings.create({ model: "x", input: "y" })
       .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+});
+
+describe("n images in one request", () => {
+  it("never refuses a request that fits alone because of its own siblings: n=4 on 2 slots and a queue of 1", async () => {
+    emulator.setStepMs(30);
+    const answer = await client().images.generate({ prompt: "four at once", n: 4, size: "256x256", response_format: "b64_json", num_inference_steps: 6 } as OpenAI.ImageGenerateParamsNonStreaming);
+    expect(answer.data).toHaveLength(4);
+    expect(emulator.stats().maxConcurrent).toBeLessThanOrEqual(2);
+  });
+
+  it("records the request's wall time, not the sum of its images' upstream times", async () => {
+    emulator.setStepMs(50);
+    const printed = gateway.output().length;
+    await client().images.generate({ prompt: "timed pair", n: 2, size: "256x256", response_format: "b64_json", num_inference_steps: 6 } as OpenAI.ImageGenerateParamsNonStreaming);
+    expect(await eventually(() => gateway.output().slice(printed).includes('"route":"/v1/images/generations"'))).toBe(true);
+    const line = gateway.output().slice(printed).split("\n").find((text) => text.includes('"route":"/v1/images/generations"')) ?? "";
+    const { duration_ms: duration, upstream_ms: upstream } = JSON.parse(line) as { duration_ms: number; upstream_ms: number };
+    expect(upstream).toBeGreaterThan(250); // six steps of 50 ms, at least
+    expect(upstream).toBeLessThanOrEqual(duration);
+  });
+
+  it("stops the siblings of a failed image as a client that left: their slots stay held while the GPU runs them", async () => {
+    // One GPU slot and no queue there: the second image is refused with a 503 while the first runs to its end.
+    const small = await startEmulator({ stepMs: 100, slots: 1, maxQueue: 0 });
+    const own = await startGateway({ TEXT2IMAGE_SERVER_URL: small.url, MAX_CONCURRENT_REQUESTS: "2" });
+    try {
+      const answer = await call(`${own.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "one refused", n: 2, size: "256x256", response_format: "b64_json", num_inference_steps: 12 }),
+      });
+      expect(answer.status).toBe(503);
+      expect(answer.body).toMatchObject({ error: { message: "Request queue is full (max 0). Please try again later." } });
+      expect(small.stats().work, "the first image still runs on the GPU").toBe(1);
+      const health = (await call(`${own.url}/api/health`)).body as { in_flight: number; orphaned: number };
+      expect(health, "its slot is held until the server is seen done").toMatchObject({ in_flight: 1, orphaned: 1 });
+      expect(await eventually(async () => ((await call(`${own.url}/api/health`)).body as { in_flight: number }).in_flight === 0, 5000)).toBe(true);
+    } finally {
+      await own.stop();
+      await small.close();
+    }
+  });
+});
+
+/** POST /v1/images/generations with the Host and other headers as given (fetch will not send another Host). */
+function postWithHost(url: string, host: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<{ status: number; body: { data?: { url: string }[]; error?: { message: string } } }> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(`${url}/v1/images/generations`);
+    const sent = httpRequest(target, { method: "POST", headers: { host, "content-type": "application/json", ...headers } }, (response) => {
+      let text = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (text += chunk));
+      response.on("end", () => {
+        resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) as { data?: { url: string }[] } });
+      });
+    });
+    sent.on("error", reject);
+    sent.end(JSON.stringify(body));
+  });
+}
+
+describe("image URLs", () => {
+  const asked = { prompt: "where am I", size: "256x256", response_format: "url", num_inference_steps: 6 };
+
+  it("are built from a valid Host; one that is no host[:port] is a 400 before any generation", async () => {
+    const valid = await postWithHost(gateway.url, "images.example:8443", asked);
+    expect(valid.body.data?.[0]?.url).toMatch(/^http:\/\/images\.example:8443\/api\/images\/[0-9a-f]{64}\.jpg$/);
+    const sent = emulator.stats().generateRequests;
+    const invalid = await postWithHost(gateway.url, "ex!ample.com", asked);
+    expect(invalid.status).toBe(400);
+    expect(invalid.body.error?.message).toMatch(/^Host is not a valid host\[:port\]/);
+    expect(emulator.stats().generateRequests).toBe(sent);
+    // b64_json makes no URL: the Host does not matter.
+    expect((await postWithHost(gateway.url, "ex!ample.com", { ...asked, response_format: "b64_json" })).status).toBe(200);
+  });
+
+  it("come from PUBLIC_BASE_URL when it is set, whatever the Host; X-Forwarded-Host only behind TRUST_PROXY, and checked", async () => {
+    const [based, proxied] = await Promise.all([
+      startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, PUBLIC_BASE_URL: "https://images.example.com" }),
+      startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, TRUST_PROXY: "1" }),
+    ]);
+    try {
+      expect((await postWithHost(based.url, "evil.example", asked)).body.data?.[0]?.url).toMatch(/^https:\/\/images\.example\.com\/api\/images\//);
+      expect((await postWithHost(gateway.url, "127.0.0.1", asked, { "x-forwarded-host": "evil.example" })).body.data?.[0]?.url).toMatch(/^http:\/\/127\.0\.0\.1\//);
+      expect((await postWithHost(proxied.url, "127.0.0.1", asked, { "x-forwarded-host": "public.example", "x-forwarded-proto": "https" })).body.data?.[0]?.url).toMatch(/^https:\/\/public\.example\/api\/images\//);
+      const refused = await postWithHost(proxied.url, "127.0.0.1", asked, { "x-forwarded-host": 'a"b<script>' });
+      expect(refused.status).toBe(400);
+      expect(refused.body.error?.message).toMatch(/^X-Forwarded-Host is not a valid host\[:port\]/);
+    } finally {
+      await Promise.all([based.stop(), proxied.stop()]);
+    }
   });
 });
 

@@ -228,7 +228,7 @@ describe("rate limits (RATE_LIMIT_PER_MINUTE)", () => {
     for (const path of GENERATE_PATHS) {
       const refused = await generate(`${limited.url}${path}`, bearer(KEY_A));
       expect(refused.status, path).toBe(429);
-      expect(refused.body).toMatchObject({ detail: expect.stringMatching(/^Rate limit of 3 generation requests per minute reached; retry in \d+ s/) as unknown });
+      expect(refused.body).toMatchObject({ detail: expect.stringMatching(/^Rate limit of 3 images per minute reached; retry in \d+ s/) as unknown });
       expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
       expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(20);
       expect(refused.headers.get("ratelimit-remaining")).toBe("0");
@@ -288,6 +288,39 @@ describe("rate limits (RATE_LIMIT_PER_MINUTE)", () => {
     expect((await from("198.51.100.10")).status).toBe(200);
     expect((await from("198.51.100.10")).status).toBe(429);
     expect((await from("198.51.100.11")).status).toBe(200);
+  });
+
+  it("counts images on /v1 as OpenAI does: n takes n, one that does not fit is a 429 that sends nothing, more than the limit a 400", async () => {
+    const from = (address: string, n: number) =>
+      postJson(`${behindProxy.url}/v1/images/generations`, { prompt: "counted", n, size: "256x256", response_format: "b64_json", num_inference_steps: 6 }, { headers: { "content-type": "application/json", "x-forwarded-for": address } });
+    const sent = emulator.stats().generateRequests;
+    const two = await from("198.51.100.20", 2);
+    expect(two.status).toBe(200);
+    expect(two.headers.get("ratelimit-remaining")).toBe("0");
+    const refused = await from("198.51.100.20", 1);
+    expect(refused.status).toBe(429);
+    expect(refused.body).toMatchObject({ error: { type: "rate_limit_error", code: "rate_limited" } });
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(emulator.stats().generateRequests - sent, "two images, nothing for the refused one").toBe(2);
+    const tooMany = await from("198.51.100.21", 3);
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body).toMatchObject({ error: { param: "n" } });
+    expect((await from("198.51.100.21", 1)).headers.get("ratelimit-remaining"), "the 400 took nothing").toBe("1");
+  });
+
+  it("charges a job one image before its body is read, and an Idempotency-Key's replay nothing", async () => {
+    const headers = (key?: string) => ({ "content-type": "application/json", "x-forwarded-for": "198.51.100.30", ...(key && { "idempotency-key": key }) });
+    const job = await postJson(`${behindProxy.url}/api/jobs`, small, { headers: headers("job-k") });
+    expect(job.status).toBe(202);
+    expect(job.headers.get("ratelimit-remaining")).toBe("1");
+    expect((await postJson(`${behindProxy.url}/api/generate`, small, { headers: headers() })).status).toBe(200);
+    for (let replay = 0; replay < 3; replay++) {
+      const again = await postJson(`${behindProxy.url}/api/jobs`, small, { headers: headers("job-k") });
+      expect(again.status, "a replay is free").toBeLessThan(300);
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+    }
+    const another = await postJson(`${behindProxy.url}/api/jobs`, small, { headers: headers("job-other") });
+    expect(another.status).toBe(429);
   });
 
   it("sends no RateLimit headers when there is no limit", async () => {

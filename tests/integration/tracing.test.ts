@@ -171,4 +171,20 @@ describe("without an OTLP endpoint (tracing off)", () => {
     await postJson(`${quiet.url}/api/generate`, { prompt: "no context", width: 256, height: 256 });
     expect(emulator.stats().lastHeaders.at(-1)?.traceparent).toBeUndefined();
   });
+
+  it.each([
+    ["garbage", { traceparent: "garbage", tracestate: "vendor=opaque" }, {}],
+    ["upper-case hex", { traceparent: `00-${INCOMING_TRACE.toUpperCase()}-00f067aa0ba902b7-01` }, {}],
+    ["an all-zero trace id", { traceparent: `00-${"0".repeat(32)}-00f067aa0ba902b7-01` }, {}],
+    ["version ff", { traceparent: `ff-${INCOMING_TRACE}-00f067aa0ba902b7-01` }, {}],
+    ["non-ASCII bytes", { traceparent: `00-${INCOMING_TRACE}-00f067aa0ba902b7-01\u00e9` }, {}],
+    ["an 8 KB tracestate", { traceparent: `00-${INCOMING_TRACE}-00f067aa0ba902b7-01`, tracestate: `v=${"x".repeat(250)},`.repeat(32) }, { traceparent: `00-${INCOMING_TRACE}-00f067aa0ba902b7-01` }],
+    ["a tracestate with a bad key", { traceparent: `00-${INCOMING_TRACE}-00f067aa0ba902b7-01`, tracestate: "Vendor=x" }, { traceparent: `00-${INCOMING_TRACE}-00f067aa0ba902b7-01` }],
+    ["a later version", { traceparent: `01-${INCOMING_TRACE}-00f067aa0ba902b7-01-future` }, { traceparent: `00-${INCOMING_TRACE}-00f067aa0ba902b7-01` }],
+  ])("forwards only a valid trace context: %s", async (_name, sent, forwarded) => {
+    const headers = { "content-type": "application/json", ...sent };
+    expect((await postJson(`${quiet.url}/api/generate`, { prompt: "checked context", width: 256, height: 256 }, { headers })).status).toBe(200);
+    const seen = emulator.stats().lastHeaders.at(-1) ?? {};
+    expect({ traceparent: seen.traceparent, tracestate: seen.tracestate }).toEqual({ traceparent: undefined, tracestate: undefined, ...forwarded });
+  });
 });

@@ -453,6 +453,34 @@ describe("failover", () => {
   });
 });
 
+describe("the GPU server's own refusals", () => {
+  it.each([404, 405])("an upstream %i (a wrong TEXT2IMAGE_SERVER_URL, or another server) is a 502 naming it, counted toward ejection", async (status) => {
+    const [wrong, right] = await Promise.all([emulator(), emulator()]);
+    wrong.setFault({ kind: "status", status, detail: status === 404 ? "Not Found" : "Method Not Allowed" });
+    const target = balancer([wrong.url, right.url], { ejectAfterFailures: 2 });
+    const errors: GatewayError[] = [];
+    for (let call = 0; call < 10 && state(target, 0).state !== "ejected"; call++) {
+      await generate(target).catch((error: unknown) => {
+        if (error instanceof GatewayError) errors.push(error);
+      });
+    }
+    expect(state(target, 0).state).toBe("ejected");
+    expect(errors).toHaveLength(2);
+    for (const error of errors) {
+      expect(error).toMatchObject({ status: 502, code: "upstream_status" });
+      expect(error.detail).toMatch(new RegExp(`answered HTTP ${status}`));
+    }
+  });
+
+  it("an upstream 503 without Retry-After gets the gateway's own estimate", async () => {
+    const busy = await emulator();
+    busy.setFault({ kind: "status", status: 503, detail: "Request queue is full (max 2). Please try again later." });
+    const error = await failure(generate(balancer([busy.url])));
+    expect(error).toMatchObject({ status: 503, detail: "Request queue is full (max 2). Please try again later." });
+    expect(error.headers["Retry-After"]).toMatch(/^[1-9]\d*$/);
+  });
+});
+
 describe("one server", () => {
   it("passes its failures through unchanged and never ejects it", async () => {
     const url = await deadUrl();

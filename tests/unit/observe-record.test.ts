@@ -141,7 +141,10 @@ describe("a request's record", () => {
     expect(r.upstreamContext()).toEqual({ requestId: "abc", queueWaitMs: undefined, logPrompt: false, traceContext: {} });
     r.begin("queue")();
     expect(r.upstreamContext().queueWaitMs).toBeGreaterThanOrEqual(0);
-    const traced = new Request("http://gateway/generate", { method: "POST", headers: { traceparent: "00-ab-cd-01", tracestate: "a=b", baggage: "x=y" } });
-    expect(new RequestRecord(ROUTES.generate, traced).upstreamContext().traceContext).toEqual({ traceparent: "00-ab-cd-01", tracestate: "a=b" });
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const traced = new Request("http://gateway/generate", { method: "POST", headers: { traceparent, tracestate: "a=b", baggage: "x=y" } });
+    expect(new RequestRecord(ROUTES.generate, traced).upstreamContext().traceContext).toEqual({ traceparent, tracestate: "a=b" });
+    const invalid = new Request("http://gateway/generate", { method: "POST", headers: { traceparent: "00-ab-cd-01", tracestate: "a=b" } });
+    expect(new RequestRecord(ROUTES.generate, invalid).upstreamContext().traceContext).toEqual({});
   });
 });

@@ -12,9 +12,9 @@ function clock() {
   };
 }
 
-function refusal(limiter: RateLimiter, client: string): GatewayError {
+function refusal(limiter: RateLimiter, client: string, images = 1): GatewayError {
   try {
-    limiter.take(client);
+    limiter.take(client, images);
   } catch (error) {
     if (error instanceof GatewayError) return error;
     throw error;
@@ -36,7 +36,7 @@ describe("RateLimiter (token bucket per client)", () => {
     expect(limiter.take("a")).toEqual({ limit: 3, remaining: 0, resetSeconds: 60 });
     const error = refusal(limiter, "a");
     expect(error).toMatchObject({ code: "rate_limited", status: 429 });
-    expect(error.detail).toBe("Rate limit of 3 generation requests per minute reached; retry in 20 s (RATE_LIMIT_PER_MINUTE)");
+    expect(error.detail).toBe("Rate limit of 3 images per minute reached; retry in 20 s (RATE_LIMIT_PER_MINUTE)");
     expect(error.headers).toEqual({ "Retry-After": "20", "RateLimit-Limit": "3", "RateLimit-Remaining": "0", "RateLimit-Reset": "60" });
   });
 
@@ -50,6 +50,18 @@ describe("RateLimiter (token bucket per client)", () => {
     expect(limiter.take("a").remaining).toBe(0);
     time.advance(60_000);
     expect(limiter.take("a").remaining).toBe(2); // full again, never more than the limit
+  });
+
+  it("counts images: a request for n takes n, and one that does not fit the tokens left takes none", () => {
+    const time = clock();
+    const limiter = new RateLimiter({ perMinute: 4, now: time.now });
+    expect(limiter.take("a", 3)).toMatchObject({ remaining: 1 });
+    const error = refusal(limiter, "a", 2);
+    expect(error.detail).toBe("Rate limit of 4 images per minute reached: 2 asked, 1 left; retry in 15 s (RATE_LIMIT_PER_MINUTE)");
+    expect(error.headers).toMatchObject({ "Retry-After": "15", "RateLimit-Remaining": "1" });
+    expect(limiter.take("a", 1)).toMatchObject({ remaining: 0 });
+    time.advance(30_000);
+    expect(limiter.take("a", 2)).toMatchObject({ remaining: 0 });
   });
 
   it("keeps clients apart", () => {
