@@ -161,7 +161,8 @@ describe("the openai client", () => {
 describe("n images in one request", () => {
   it("never refuses a request that fits alone because of its own siblings: n=4 on 2 slots and a queue of 1", async () => {
     emulator.setStepMs(30);
-    const answer = await client().images.generate({ prompt: "four at once", n: 4, size: "256x256", response_format: "b64_json", num_inference_steps: 6 } as OpenAI.ImageGenerateParamsNonStreaming);
+    const params = { prompt: "four at once", n: 4, size: "256x256", response_format: "b64_json", num_inference_steps: 6 };
+    const answer = await client().images.generate(params as OpenAI.ImageGenerateParamsNonStreaming);
     expect(answer.data).toHaveLength(4);
     expect(emulator.stats().maxConcurrent).toBeLessThanOrEqual(2);
   });
@@ -169,7 +170,8 @@ describe("n images in one request", () => {
   it("records the request's wall time, not the sum of its images' upstream times", async () => {
     emulator.setStepMs(50);
     const printed = gateway.output().length;
-    await client().images.generate({ prompt: "timed pair", n: 2, size: "256x256", response_format: "b64_json", num_inference_steps: 6 } as OpenAI.ImageGenerateParamsNonStreaming);
+    const params = { prompt: "timed pair", n: 2, size: "256x256", response_format: "b64_json", num_inference_steps: 6 };
+    await client().images.generate(params as OpenAI.ImageGenerateParamsNonStreaming);
     expect(await eventually(() => gateway.output().slice(printed).includes('"route":"/v1/images/generations"'))).toBe(true);
     const line = gateway.output().slice(printed).split("\n").find((text) => text.includes('"route":"/v1/images/generations"')) ?? "";
     const { duration_ms: duration, upstream_ms: upstream } = JSON.parse(line) as { duration_ms: number; upstream_ms: number };
