@@ -2,7 +2,8 @@
  * CLI entry: `tsx emulator/main.ts`. Configured by EMULATOR_PORT (8001), EMULATOR_HOST
  * (127.0.0.1), EMULATOR_STEP_MS (250), EMULATOR_SLOTS (4), EMULATOR_MAX_QUEUE (32),
  * EMULATOR_IMAGE (pattern|noise), EMULATOR_IMAGE_FORMAT (jpeg|png), EMULATOR_ON_DISCONNECT
- * (continue|stop) and EMULATOR_FAULT (a fault as JSON). Empty means unset.
+ * (continue|stop), EMULATOR_REQUEST_TIMEOUT_MS (the server's own request_timeout; unset: none)
+ * and EMULATOR_FAULT (a fault as JSON). Empty means unset.
  */
 import { parseFault, startEmulator } from "./server";
 import type { Fault } from "./server";
@@ -54,6 +55,7 @@ const options = {
   image: choice("EMULATOR_IMAGE", ["pattern", "noise"]),
   imageFormat: choice("EMULATOR_IMAGE_FORMAT", ["jpeg", "png"]),
   onDisconnect: choice("EMULATOR_ON_DISCONNECT", ["continue", "stop"]),
+  requestTimeoutMs: env("EMULATOR_REQUEST_TIMEOUT_MS") === undefined ? null : wholeNumber("EMULATOR_REQUEST_TIMEOUT_MS", 0, 1),
   fault: fault(),
 };
 

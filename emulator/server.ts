@@ -13,6 +13,10 @@
  * body faults (malformed_json, missing_image, oversize, reset_mid_body, stall_body) queue and
  * generate as usual, then mangle the final JSON: the /generate body or the stream's complete
  * event. stream_cut and stream_malformed only affect /generate-stream.
+ *
+ * requestTimeoutMs is the genuine server's own `request_timeout`: a generation running longer is
+ * answered 504 (a stream just ends) and its slot given back, while its steps go on to their end,
+ * as the genuine executor thread does: `work` keeps counting it, /health no longer does.
  */
 import { randomInt, randomUUID } from "node:crypto";
 import { STATUS_CODES, createServer } from "node:http";
@@ -68,6 +72,8 @@ export interface EmulatorOptions {
   fault?: Fault | null;
   /** Shared with other emulators, to measure their combined highest concurrency. */
   gauge?: ConcurrencyGauge;
+  /** The genuine server's request_timeout, in ms: none by default. */
+  requestTimeoutMs?: number | null;
 }
 
 export interface EmulatorStats {
@@ -97,6 +103,8 @@ export interface Emulator {
   stats(): EmulatorStats;
   setFault(fault: Fault | null): void;
   setStepMs(ms: number): void;
+  /** The server's own timeout of a generation (null: none). */
+  setRequestTimeoutMs(ms: number | null): void;
   /** What /health reports and generations meet: CUDA and the model there or not. */
   setDevice(device: { cudaAvailable?: boolean; modelLoaded?: boolean }): void;
   reset(): void;
@@ -217,6 +225,19 @@ function createSlots(size: number, maxQueue: number) {
   };
 }
 
+const TIMED_OUT = Symbol("timed out");
+
+/** The promise's value, or TIMED_OUT once `ms` pass first (null: no limit); the timer never outlives it. */
+async function timed<T>(promise: Promise<T>, ms: number | null): Promise<T | typeof TIMED_OUT> {
+  if (ms === null) return promise;
+  const timer = new AbortController();
+  try {
+    return await Promise.race([promise, sleep(ms, TIMED_OUT, { signal: timer.signal })]);
+  } finally {
+    timer.abort();
+  }
+}
+
 // ---- HTTP plumbing ----
 
 interface Exchange {
@@ -226,6 +247,8 @@ interface Exchange {
   signal: AbortSignal;
   /** Set when the emulator itself drops the connection (a fault), which is not a client abort. */
   hungUp: boolean;
+  /** Set when the server's own timeout answered: the generation runs on, its result for nobody. */
+  timedOut: boolean;
 }
 
 interface GenerateResult {
@@ -343,6 +366,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const imageMode = oneOf("image", options.image ?? "pattern", ["pattern", "noise"] as const);
   const imageFormat = oneOf("imageFormat", options.imageFormat ?? "jpeg", ["jpeg", "png"] as const);
   const onDisconnect = oneOf("onDisconnect", options.onDisconnect ?? "continue", ["continue", "stop"] as const);
+  let requestTimeoutMs = options.requestTimeoutMs == null ? null : integerIn("requestTimeoutMs", options.requestTimeoutMs, 1);
   let globalFault = parseFault(options.fault ?? null);
   const device = { cudaAvailable: true, modelLoaded: true };
 
@@ -429,7 +453,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     if (fault.latencyMs) await sleep(fault.latencyMs, undefined, { signal: ex.signal });
     if (answerWithFault(ex, fault)) return;
     // A server that stops on a closed connection gives up the queue and the steps with it; the genuine one does not.
-    const workSignal = onDisconnect === "stop" ? ex.signal : new AbortController().signal;
+    const work = new AbortController();
+    const stopWork = () => {
+      work.abort();
+    };
+    if (onDisconnect === "stop") {
+      if (ex.signal.aborted) stopWork();
+      else ex.signal.addEventListener("abort", stopWork, { once: true });
+    }
+    const workSignal = work.signal;
     // The genuine server's queue_position: those waiting before it, plus one (1 when it runs at once).
     const position = slots.running < slotCount ? 1 : slots.queued + 1;
     const admitted = slots.enter(workSignal);
@@ -444,18 +476,32 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" });
       res.write(sse({ type: "queued", queue_position: position, request_id: randomUUID() }));
     }
-    let result: GenerateResult | null | string;
     try {
       await admitted;
     } catch (error) {
       endWork(); // left the queue ("stop" mode): it holds no slot
       throw error;
     }
-    try {
-      result = await generate(ex, workSignal, params, stream, fault, queuedAt);
-    } finally {
+    let released = false;
+    const releaseSlot = () => {
+      if (released) return;
+      released = true;
       slots.release();
+    };
+    const generation = generate(ex, workSignal, params, stream, fault, queuedAt).finally(() => {
+      releaseSlot();
       endWork();
+    });
+    const result = await timed(generation, requestTimeoutMs);
+    if (result === TIMED_OUT) {
+      // As the genuine worker's wait_for: the semaphore goes back and the next job starts, the executor runs on.
+      ex.timedOut = true;
+      ex.signal.removeEventListener("abort", stopWork);
+      releaseSlot();
+      generation.catch(() => undefined);
+      if (stream) res.end();
+      else replyJson(res, 504, { detail: `Request timed out after ${String((requestTimeoutMs ?? 0) / 1000)} seconds` });
+      return;
     }
     if (typeof result === "string") {
       // The pipeline failed: /generate answers 500; the genuine stream just ends, with no final event.
@@ -481,7 +527,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     if (failure) return failure;
     for (let step = 1; step <= total; step++) {
       if (stepMs > 0) await sleep(stepMs, undefined, { signal: workSignal });
-      if (!stream || ex.signal.aborted) continue;
+      if (!stream || ex.signal.aborted || ex.timedOut) continue;
       const event = sse({ type: "progress", step, total_steps: total, progress: Math.min(100, Math.trunc((step / total) * 100)) });
       if (fault.kind === "stream_cut" && step === Math.min(2, total)) {
         await flush(ex, event);
@@ -499,13 +545,16 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       }
     }
     // The genuine server sends the last progress event once more before the image.
-    if (stream && !ex.signal.aborted) ex.res.write(sse({ type: "progress", step: total, total_steps: total, progress: 100 }));
+    if (stream && !ex.signal.aborted && !ex.timedOut) ex.res.write(sse({ type: "progress", step: total, total_steps: total, progress: 100 }));
     const seed = params.seed === -1 ? String(randomInt(2 ** 32 - 1)) : String(params.seed);
     remember(records.lastSeeds, seed);
     const image = imageDataUri(params.prompt, seed, params.width, params.height, imageMode, imageFormat);
     const generationMs = Math.round(performance.now() - startedAt);
-    metrics.successful++;
-    metrics.generationMsTotal += generationMs;
+    // A generation its timeout answered is counted failed; its late end is nobody's success.
+    if (!ex.timedOut) {
+      metrics.successful++;
+      metrics.generationMsTotal += generationMs;
+    }
     return {
       image_base64: image, seed, generation_time_ms: generationMs, queue_wait_ms: Math.round(startedAt - queuedAt),
       width: params.width, height: params.height, image_id: null,
@@ -577,6 +626,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         return;
       case "PUT /_emulator/step":
         return putStep(ex);
+      case "PUT /_emulator/request-timeout":
+        return putRequestTimeout(ex);
       case "POST /_emulator/outage":
         return startOutage(ex);
       case "POST /_emulator/reset":
@@ -625,6 +676,19 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     replyJson(ex.res, 200, { step_ms: stepMs });
   }
 
+  /** `{"ms": N}` or `{"ms": null}`: the server's own timeout of a generation from now on. */
+  async function putRequestTimeout(ex: Exchange): Promise<void> {
+    const raw = await readBody(ex.req);
+    try {
+      const { ms } = JSON.parse(raw?.toString("utf8") ?? "") as { ms?: unknown };
+      requestTimeoutMs = ms === null ? null : integerIn("ms", ms, 1, 600_000);
+    } catch (error) {
+      replyJson(ex.res, 422, { detail: (error as Error).message });
+      return;
+    }
+    replyJson(ex.res, 200, { request_timeout_ms: requestTimeoutMs });
+  }
+
   async function putFault(ex: Exchange): Promise<void> {
     const raw = await readBody(ex.req);
     try {
@@ -638,7 +702,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   const server = createServer((req, res) => {
     const controller = new AbortController();
-    const ex: Exchange = { req, res, signal: controller.signal, hungUp: false };
+    const ex: Exchange = { req, res, signal: controller.signal, hungUp: false, timedOut: false };
     res.on("close", () => { controller.abort(); });
     // A client that disconnects mid-write must never crash the emulator.
     res.on("error", () => {});
@@ -670,6 +734,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     },
     setStepMs: (ms) => {
       stepMs = integerIn("stepMs", ms);
+    },
+    setRequestTimeoutMs: (ms) => {
+      requestTimeoutMs = ms === null ? null : integerIn("requestTimeoutMs", ms, 1);
     },
     setDevice: ({ cudaAvailable, modelLoaded }) => {
       if (cudaAvailable !== undefined) device.cudaAvailable = cudaAvailable;

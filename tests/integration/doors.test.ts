@@ -244,3 +244,21 @@ describe("the GPU server's refusals", () => {
     expect((answer.body as { detail: string }).detail).toMatch(new RegExp(`^Text-to-image server answered HTTP ${status} \\(`));
   });
 });
+
+describe("the GPU server's own timeout", () => {
+  it("keeps the GPU within MAX_CONCURRENT_REQUESTS: a generation it answered 504 still holds its slot while its executor runs", async () => {
+    // The genuine server's request_timeout: 504 at 250 ms, the generation (6 × 100 ms) going on behind it.
+    const timing = await startEmulator({ stepMs: 100, slots: 4, requestTimeoutMs: 250 });
+    const own = await startGateway({ TEXT2IMAGE_SERVER_URL: timing.url, MAX_CONCURRENT_REQUESTS: "2", REQUEST_TIMEOUT: "2", QUEUE_TIMEOUT: "5" });
+    try {
+      const post = () => call(`${own.url}/api/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"prompt":"timed out",${SMALL}}` });
+      const answers = await Promise.all([post(), post(), post()]);
+      expect(answers.map((answer) => answer.status)).toEqual([504, 504, 504]);
+      expect(answers[0]?.body).toMatchObject({ detail: "Request timed out after 0.25 seconds" });
+      expect(timing.stats().maxWork, "what the GPU ran at once").toBeLessThanOrEqual(2);
+    } finally {
+      await own.stop();
+      await timing.close();
+    }
+  });
+});

@@ -240,6 +240,24 @@ describe("orphaned generations", () => {
     expect(target.orphaned()).toBe(0);
   });
 
+  it("a generation the server timed out itself (its 504) keeps its slot until REQUEST_TIMEOUT: the server's load no longer counts it, but its GPU still runs it", async () => {
+    // The genuine server's request_timeout: a 504 while its executor goes on generating, its semaphore released.
+    const genuine = await emulator({ stepMs: 100, slots: 2, requestTimeoutMs: 200 });
+    const target = balancer([genuine.url], { requestTimeoutMs: 1500 });
+    const held = slot();
+    const startedAt = performance.now();
+    expect(await failure(target.generate(long, signal(), {}, held))).toMatchObject({ status: 504, detail: "Request timed out after 0.2 seconds" });
+    expect(target.orphaned()).toBe(1);
+    // The runaway takes 1.2 s; probes meanwhile show the server idle, which must not free the slot.
+    while (genuine.stats().work > 0) {
+      expect(held.released, "held while the GPU still runs it").toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await waitUntil(() => held.released === 1, 2000);
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(1500);
+    expect(target.orphaned()).toBe(0);
+  });
+
   it("an orphan whose server never says it is done is let go after REQUEST_TIMEOUT", async () => {
     const genuine = await emulator({ stepMs: 200, slots: 1 });
     const target = balancer([genuine.url], { requestTimeoutMs: 400 });

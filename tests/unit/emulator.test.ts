@@ -619,3 +619,74 @@ describe("as the genuine server, by default", () => {
     expect(await health(genuine)).toMatchObject({ model_loaded: false });
   });
 });
+
+describe("its own request_timeout, as the genuine server's", () => {
+  // One slot: what the genuine server's single worker runs. 6 steps of 50 ms, a timeout of 120 ms.
+  let timing: Emulator;
+  beforeAll(async () => {
+    timing = await startEmulator({ stepMs: 50, slots: 1, maxQueue: 4, requestTimeoutMs: 120 });
+  });
+  afterAll(async () => {
+    await timing.close();
+  });
+  beforeEach(async () => {
+    // The runaways of the test before end first: `work` counts every one.
+    await waitFor(() => timing.stats().work === 0, 2000);
+    timing.reset();
+    timing.setRequestTimeoutMs(120);
+  });
+
+  it("answers 504 and frees its slot, while the GPU goes on with the generation to its end", async () => {
+    const res = await post(timing, "/generate", { prompt: "slow", ...SMALL });
+    expect([res.status, await res.json()]).toEqual([504, { detail: "Request timed out after 0.12 seconds" }]);
+    expect(timing.stats().work, "the executor still runs it").toBe(1);
+    expect(await health(timing), "its load no longer counts it").toMatchObject({ active_generations: 0, available_slots: 1 });
+    await waitFor(() => timing.stats().work === 0, 1000);
+    const metrics = await json(await fetch(`${timing.url}/metrics`));
+    expect(metrics).toMatchObject({ successful_generations: 0, failed_generations: 1 });
+  });
+
+  it("starts the next request at once after the timeout: the GPU runs two", async () => {
+    const first = post(timing, "/generate", { prompt: "first", ...SMALL });
+    await waitFor(async () => (await health(timing)).active_generations === 1);
+    const second = post(timing, "/generate", { prompt: "second", ...SMALL });
+    await waitFor(async () => (await health(timing)).current_queue_size === 1);
+    expect((await first).status).toBe(504);
+    await waitFor(() => timing.stats().work === 2, 500);
+    expect((await second).status).toBe(504);
+    expect(timing.stats().maxWork).toBe(2);
+  });
+
+  it("ends a stream with no final event, as the genuine stream ends on a timeout", async () => {
+    const { events } = await readEvents(await post(timing, "/generate-stream", { prompt: "slow stream", ...SMALL }));
+    const types = events.map((event) => (JSON.parse(event.data) as { type: string }).type);
+    expect(types[0]).toBe("queued");
+    expect(types).not.toContain("complete");
+    expect(timing.stats().work).toBe(1);
+  });
+
+  it("keeps running a timed-out generation to its end even when it stops on a closed connection", async () => {
+    const stopping = await startEmulator({ stepMs: 50, slots: 1, onDisconnect: "stop", requestTimeoutMs: 120 });
+    try {
+      expect((await post(stopping, "/generate", { prompt: "slow", ...SMALL })).status).toBe(504);
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(stopping.stats().work).toBe(1);
+      await waitFor(() => stopping.stats().work === 0, 1000);
+    } finally {
+      await stopping.close();
+    }
+  });
+
+  it("is set by setRequestTimeoutMs and PUT /_emulator/request-timeout; a bad value is a 422", async () => {
+    const put = (body: string) => fetch(`${timing.url}/_emulator/request-timeout`, { method: "PUT", body });
+    expect(await (await put('{"ms":null}')).json()).toEqual({ request_timeout_ms: null });
+    expect((await post(timing, "/generate", { prompt: "no limit", ...SMALL })).status).toBe(200);
+    expect(await (await put('{"ms":100}')).json()).toEqual({ request_timeout_ms: 100 });
+    expect((await post(timing, "/generate", { prompt: "limited", ...SMALL })).status).toBe(504);
+    expect((await put('{"ms":0}')).status).toBe(422);
+    expect((await put('{"ms":"soon"}')).status).toBe(422);
+    timing.setRequestTimeoutMs(null);
+    await waitFor(() => timing.stats().work === 0, 1000);
+    expect((await post(timing, "/generate", { prompt: "no limit again", ...SMALL })).status).toBe(200);
+  });
+});
