@@ -733,16 +733,22 @@ function endpoints(): Endpoint[] {
         operationId: "getImage",
         summary: "A job's image",
         description:
-          "The bytes with their own type, `ETag` (the hash), `Cache-Control: public, max-age=31536000, immutable`, 304 on `If-None-Match`. With GATEWAY_API_KEYS: the signed URL of the job's output, or a key.",
+          "The bytes with their own type, streamed from the store with `Content-Length`, `ETag` (the hash), `Cache-Control: public, max-age=31536000, immutable` and `Accept-Ranges: bytes`; 304 on `If-None-Match`, one `Range` a 206 (416 past the end), `If-Range` honoured. With GATEWAY_API_KEYS: the signed URL of the job's output, or a key that has a job with this image; any other request gets 401 (no valid key) or 404, whether the image exists or not.",
         tag: "generation",
         parameters: [
           { name: "name", in: "path", required: true, description: "The image's SHA-256, an extension (.jpg, .png) optional", schema: { type: "string" } },
           { name: "expires", in: "query", description: "With API keys: the signed URL's expiry (Unix seconds)", schema: { type: "integer" } },
           { name: "sig", in: "query", description: "With API keys: the signed URL's signature", schema: { type: "string" } },
+          { name: "Range", in: "header", description: "One range of bytes: `bytes=a-b`, `bytes=a-` or `bytes=-n` (several parts: the whole image)", schema: { type: "string" } },
         ],
         responses: {
           200: { description: "The image", content: { "image/jpeg": { schema: { type: "string", format: "binary" } }, "image/png": { schema: { type: "string", format: "binary" } } } },
+          206: {
+            description: "The part of the image a `Range` asked for, its place in `Content-Range`",
+            content: { "image/jpeg": { schema: { type: "string", format: "binary" } }, "image/png": { schema: { type: "string", format: "binary" } } },
+          },
           304: { description: "Not modified (If-None-Match)" },
+          416: { description: "The `Range` starts past the image's end; `Content-Range: bytes */<size>`" },
           ...notFoundError(),
           ...commonErrors("get"),
         },

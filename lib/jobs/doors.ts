@@ -5,8 +5,8 @@
  */
 import "server-only";
 import { timingSafeEqual } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { GatewayError, fail } from "../errors";
+import { fail } from "../errors";
+import { fileResponse } from "../file-response";
 import { headersOnly, readJsonObject } from "../http";
 import type { RequestContext } from "../http";
 import { registry } from "../registry";
@@ -64,16 +64,13 @@ function imageUrl(job: Job): string {
   return signature === undefined ? url : `${url}?expires=${expires}&sig=${signature}`;
 }
 
-/** With API keys, an image needs a signed URL that has not expired, or a key. */
-function checkImageAccess(request: Request, sha256: string): void {
-  const { keys } = registry().access;
-  if (!keys.required) return;
+/** Whether the request carries a signature of this image that has not expired. */
+function signedFor(request: Request, sha256: string): boolean {
   const params = new URL(request.url).searchParams;
   const expires = Number(params.get("expires"));
   const given = Buffer.from(params.get("sig") ?? "");
-  const wanted = Buffer.from(keys.sign(`${sha256}:${expires}`) ?? "");
-  if (expires * 1000 > Date.now() && given.length === wanted.length && timingSafeEqual(given, wanted)) return;
-  keys.verify(request.headers);
+  const wanted = Buffer.from(registry().access.keys.sign(`${sha256}:${expires}`) ?? "");
+  return expires * 1000 > Date.now() && given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
 const JOB_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
@@ -241,18 +238,22 @@ export function followJob(id: string, request: Request, context: RequestContext)
 
 const IMAGE_NAME = /^([0-9a-f]{64})(?:\.(?:png|jpg|jpeg|bin))?$/;
 
-/** GET /api/images/{sha256}[.ext]: the bytes, content-addressed, so cached for good. */
-export async function serveImage(name: string, request: Request): Promise<Response> {
+/**
+ * GET /api/images/{sha256}[.ext]: the bytes, content-addressed, so cached for
+ * good; streamed, with Range (lib/file-response.ts). With API keys, an image
+ * is its signed URL's, or a key's whose job made it: every other request has
+ * the same answer whether the image exists or not (401 without a valid key,
+ * else 404), so no hash can be probed.
+ */
+export function serveImage(name: string, request: Request): Response {
+  const { access, jobs } = registry();
   const sha256 = IMAGE_NAME.exec(name)?.[1];
-  const image = sha256 === undefined ? undefined : registry().jobs.store.image(sha256);
-  if (!image) throw fail.noSuchImage(name);
-  checkImageAccess(request, image.sha256);
-  const etag = `"${image.sha256}"`;
-  const headers = { etag, "cache-control": "public, max-age=31536000, immutable", "content-type": image.content_type };
-  if (request.headers.get("if-none-match")?.split(",").some((tag) => tag.trim() === etag)) return new Response(null, { status: 304, headers });
-  try {
-    return new Response(await readFile(image.file), { headers });
-  } catch (error) {
-    throw new GatewayError("not_found", 404, fail.noSuchImage(name).detail, { cause: error });
+  if (access.keys.required && !(sha256 !== undefined && signedFor(request, sha256))) {
+    const caller = access.keys.verify(request.headers) ?? "";
+    if (sha256 === undefined || !jobs.store.ownsImage(caller, sha256)) throw fail.noSuchImage(name);
   }
+  const image = sha256 === undefined ? undefined : jobs.store.image(sha256);
+  if (!image) throw fail.noSuchImage(name);
+  const file = { path: image.file, bytes: image.bytes, contentType: image.content_type, etag: `"${image.sha256}"` };
+  return fileResponse(request, file, { "cache-control": "public, max-age=31536000, immutable" });
 }

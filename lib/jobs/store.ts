@@ -79,6 +79,8 @@ export interface JobStore {
   /** Keeps an image once (content-addressed), written atomically. */
   putImage(bytes: Buffer, contentType: string): StoredImage;
   image(sha256: string): StoredImage | undefined;
+  /** Whether one of `owner`'s jobs has this image. */
+  ownsImage(owner: string, sha256: string): boolean;
   /**
    * At start: what a previous process left. A queued job never reached a GPU
    * and is queued again; a running one may have, and is never replayed: it
@@ -240,6 +242,10 @@ export class SqliteJobStore implements JobStore {
       return undefined;
     }
     return { ...row, file };
+  }
+
+  ownsImage(owner: string, sha256: string): boolean {
+    return this.db.prepare("SELECT 1 FROM jobs WHERE owner = ? AND json_extract(output, '$.sha256') = ? LIMIT 1").get(owner, sha256) !== undefined;
   }
 
   recover(now: Date): { requeued: Job[]; failed: Job[] } {

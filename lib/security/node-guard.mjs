@@ -14,6 +14,14 @@ import { Server } from "node:http";
 
 const STATE = Symbol.for("text2image-gateway.node-guard");
 
+/**
+ * Next drops a route's Content-Length (send-response.js: it may have decoded
+ * a fetched body), so a file streamed with a known length would go chunked.
+ * A route that knows its length also sets it under this name; the guard makes
+ * it the Content-Length as Next copies the headers onto Node's response.
+ */
+export const CONTENT_LENGTH_HEADER = "x-gateway-content-length";
+
 /** What Node passes on and Next answers with a 500 and a stack trace (fetch's Request refuses it); Node itself refuses CONNECT and TRACK. */
 const REFUSED_METHODS = new Set(["TRACE"]);
 const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
@@ -70,11 +78,21 @@ function guard(server, state) {
         const [request, response] = /** @type {[import("node:http").IncomingMessage, import("node:http").ServerResponse]} */ (args);
         request.headers[state.header] = request.socket.remoteAddress ?? "";
         if (refused(request, response)) return true;
+        keepContentLength(response);
         state.onResponse?.(response);
       }
       return emit.call(this, event, ...args);
     }
   );
+}
+
+/** @param {import("node:http").ServerResponse} response */
+function keepContentLength(response) {
+  const setHeader = response.setHeader;
+  response.setHeader = function (name, value) {
+    if (name.toLowerCase() === CONTENT_LENGTH_HEADER && /^\d+$/.test(String(value))) return setHeader.call(this, "content-length", String(value));
+    return setHeader.call(this, name, value);
+  };
 }
 
 /** `next dev` serves its hot reload over a WebSocket: left to Next there. */

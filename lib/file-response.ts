@@ -1,0 +1,108 @@
+/**
+ * A stored file's answer, as a static file server (nginx, `send`) gives it:
+ * streamed from disk as the client takes it (one chunk in memory per client,
+ * not the file), with Content-Length, ETag and conditional requests, and a
+ * single `Range` (206, or 416). The file is opened at the first read of the
+ * body, so HEAD, 304, 416 and a body never read hold no descriptor.
+ */
+import "server-only";
+import { open } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { CONTENT_LENGTH_HEADER } from "./security/node-guard.mjs";
+
+/** What is known of the file without opening it. */
+export interface StoredFile {
+  path: string;
+  bytes: number;
+  contentType: string;
+  /** Quoted, as sent in ETag. */
+  etag: string;
+}
+
+/** How much is read from disk at a time: what a client that stops reading holds in memory here. */
+const CHUNK_BYTES = 64 * 1024;
+
+type Part = { start: number; end: number } | "whole" | "unsatisfiable";
+
+/**
+ * The answer to GET or HEAD of `file`, `headers` added to it (Cache-Control,
+ * say). A file gone since its metadata was read errors the body.
+ */
+export function fileResponse(request: Request, file: StoredFile, headers: Record<string, string> = {}): Response {
+  const base = { ...headers, "content-type": file.contentType, etag: file.etag, "accept-ranges": "bytes" };
+  if (matchesAny(request.headers.get("if-none-match"), file.etag)) return new Response(null, { status: 304, headers: base });
+  const ifRange = request.headers.get("if-range");
+  // If-Range with a date is never taken as a match: an image's ETag is the only validator it has.
+  const part = ifRange === null || ifRange === file.etag ? partOf(request.headers.get("range"), file.bytes) : "whole";
+  if (part === "unsatisfiable") {
+    return new Response(null, { status: 416, headers: { ...base, "content-range": `bytes */${file.bytes}` } });
+  }
+  const { start, end } = part === "whole" ? { start: 0, end: file.bytes - 1 } : part;
+  const answer = part === "whole" ? { status: 200, headers: base } : { status: 206, headers: { ...base, "content-range": `bytes ${start}-${end}/${file.bytes}` } };
+  const length = String(end - start + 1);
+  const sized = { ...answer.headers, "content-length": length, [CONTENT_LENGTH_HEADER]: length };
+  if (request.method === "HEAD") return new Response(null, { status: answer.status, headers: sized });
+  return new Response(streamOf(file.path, start, end), { status: answer.status, headers: sized });
+}
+
+/** The bytes from `start` to `end` (inclusive), read as the consumer pulls; the file is closed at the end, on cancel and on error. */
+function streamOf(path: string, start: number, end: number): ReadableStream<Uint8Array> {
+  let handle: FileHandle | undefined;
+  let position = start;
+  const close = async () => {
+    await handle?.close().catch(() => undefined);
+    handle = undefined;
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const length = Math.min(CHUNK_BYTES, end + 1 - position);
+          if (length <= 0) {
+            await close();
+            controller.close();
+            return;
+          }
+          handle ??= await open(path, "r");
+          const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(length), 0, length, position);
+          if (bytesRead === 0) throw new Error(`the file ended at byte ${position}, before its ${end + 1}`);
+          position += bytesRead;
+          controller.enqueue(buffer.subarray(0, bytesRead));
+        } catch (error) {
+          await close();
+          controller.error(error);
+        }
+      },
+      cancel: close,
+    },
+    // Nothing read ahead: the next chunk is read once the client has taken this one.
+    { highWaterMark: 0 },
+  );
+}
+
+/** If-None-Match: `*`, or a list of entity tags compared weakly (RFC 9110 §13.1.2). */
+function matchesAny(header: string | null, etag: string): boolean {
+  if (header === null) return false;
+  const opaque = (tag: string) => tag.trim().replace(/^W\//, "");
+  return header.split(",").some((tag) => tag.trim() === "*" || opaque(tag) === opaque(etag));
+}
+
+/**
+ * A `Range` of one part of `size` bytes (RFC 9110 §14): `bytes=a-b`, `a-` or
+ * `-n`. A header that is not one such range (another unit, bad syntax,
+ * several parts) is ignored: the whole file, as the RFC allows.
+ */
+function partOf(header: string | null, size: number): Part {
+  const range = /^bytes=(\d*)-(\d*)$/.exec(header?.trim() ?? "");
+  if (!range) return "whole";
+  const [, first = "", last = ""] = range;
+  if (first === "" && last === "") return "whole";
+  if (first === "") {
+    const suffix = Number(last);
+    return suffix === 0 || size === 0 ? "unsatisfiable" : { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(first);
+  if (last !== "" && Number(last) < start) return "whole";
+  if (start >= size) return "unsatisfiable";
+  return { start, end: last === "" ? size - 1 : Math.min(Number(last), size - 1) };
+}
