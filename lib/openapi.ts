@@ -364,7 +364,7 @@ function generateErrors(allow?: string[]): Record<string, ResponseObject> {
     422: errorResponse(422, "A field breaks a rule: FastAPI's list of `{loc, msg, type}`, one entry per field.", requestErrorExamples(422)),
     429: errorResponse(
       429,
-      "RATE_LIMIT_PER_MINUTE is set and this key (or client IP) used it up; `Retry-After` says when one more fits. Every admitted answer carries the RateLimit-* fields too.",
+      "RATE_LIMIT_PER_MINUTE (images a minute) is set and this key (or client IP) used it up; `Retry-After` says when one more fits. Every admitted answer carries the RateLimit-* fields too.",
       { rateLimited: ["Over 60 per minute", fail.rateLimited(60, 7, { "RateLimit-Limit": "60", "RateLimit-Remaining": "0", "RateLimit-Reset": "7" })] },
       { "Retry-After": RETRY_AFTER, ...RATE_LIMIT_HEADERS },
     ),
@@ -784,16 +784,18 @@ function endpoints(): Endpoint[] {
             url: { summary: "By URL", value: { created: 1767225600, data: [{ url: "https://gateway.example/api/images/9f2c1e0a4b7d3c6e8f5a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e.jpg" }] } },
             b64: { summary: "As base64 (shortened)", value: { created: 1767225600, data: [{ b64_json: "/9j/4AAQSkZJRgABAQ…" }, { b64_json: "/9j/4AAQSkZJRgABAQ…" }] } },
           }),
-          400: openAiErrorResponse(400, "Bad input: a field off the rules (`param` names it), a body that is no JSON object, `stream: true`", {
+          400: openAiErrorResponse(400, "Bad input: a field off the rules (`param` names it), a body that is no JSON object, `stream: true`, more images than RATE_LIMIT_PER_MINUTE allows in a minute, a Host no image URL can be made of", {
             size: ["A size off the grid", fail.invalidParameter("size", "width: Input should be a multiple of 16")],
+            tooManyImages: ["n over the rate limit", fail.invalidParameter("n", "4 images are more than RATE_LIMIT_PER_MINUTE allows in a minute (3)")],
             stream: ["stream: true", fail.invalidParameter("stream", "streaming is not offered by this gateway: leave stream out, or false")],
             notJson: ["Malformed JSON", fail.invalidJson(jsonParseError('{"prompt": "a red fox"'))],
             empty: ["Empty body", fail.invalidJson("the body is empty")],
             tooLarge: [`Over the default limit of ${defaults.maxBodyBytes} bytes (OpenAI has no 413)`, fail.payloadTooLarge(defaults.maxBodyBytes)],
             textPlain: ["Sent as text/plain (OpenAI has no 415)", fail.unsupportedMediaType("text/plain")],
           }),
-          429: openAiErrorResponse(429, "The queue is full, no slot came free in time, or the key's rate limit is reached", {
+          429: openAiErrorResponse(429, "The queue is full, no slot came free in time, or the `n` images do not fit the key's rate limit now (nothing is taken or sent)", {
             queueFull: ["Queue full", fail.queueFull()],
+            rateLimited: ["Over the rate limit", fail.rateLimited(10, 12, { "RateLimit-Limit": "10", "RateLimit-Remaining": "1" }, { asked: 2, left: 1 })],
           }, { "Retry-After": RETRY_AFTER }),
           502: openAiErrorResponse(502, "The GPU server's connection was lost, or it answered something the gateway cannot read", { lost: ["Connection lost", fail.upstreamConnection(null)] }),
           503: openAiErrorResponse(503, "The GPU server is unreachable, or the gateway is shutting down", { shuttingDown: ["Shutting down", fail.shuttingDown()] }, { "Retry-After": RETRY_AFTER }),
@@ -909,8 +911,8 @@ export function buildOpenApiDocument(): OpenApiDocument {
           schema: { type: "string" },
           example: fail.apiKeyMissing().headers["WWW-Authenticate"],
         },
-        RateLimitLimit: { description: "Requests allowed per window (RATE_LIMIT_PER_MINUTE)", schema: { type: "string" }, example: "60" },
-        RateLimitRemaining: { description: "Requests left in the current window", schema: { type: "string" }, example: "0" },
+        RateLimitLimit: { description: "Images allowed per minute (RATE_LIMIT_PER_MINUTE)", schema: { type: "string" }, example: "60" },
+        RateLimitRemaining: { description: "Images left now", schema: { type: "string" }, example: "0" },
         RateLimitReset: { description: "Seconds until the window has room again", schema: { type: "string" }, example: "7" },
       },
       securitySchemes: {
