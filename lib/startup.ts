@@ -1,5 +1,6 @@
 import { trace } from "@opentelemetry/api";
 import { ConfigError } from "./config";
+import { DataDirInUse } from "./jobs/store";
 import { registry } from "./registry";
 
 /** A bad configuration stops the server at start, not the first request: Next only logs a throwing register(), hence the exit. */
@@ -25,7 +26,7 @@ export function startJobsOrExit(): void {
   try {
     gateway.jobs.store.checkWritable();
   } catch (error) {
-    console.error(`DATA_DIR=${gateway.config.dataDir} cannot hold jobs: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(error instanceof DataDirInUse ? error.message : `DATA_DIR=${gateway.config.dataDir} cannot hold jobs: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(1);
   }
 }

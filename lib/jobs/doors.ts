@@ -124,11 +124,10 @@ export async function submitJob(request: Request, context: RequestContext): Prom
   const body = await readJsonObject(request, { maxBytes: gateway.config.maxBodyBytes, timeoutMs: gateway.config.bodyTimeoutMs, signal: request.signal });
   const result = validateGenerateRequest(body, { sizeMultiple: gateway.config.sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);
-  const { job, created, input, placed } = gateway.jobs.submit(caller, result.data, key);
+  // Answered once the job has its place, so a queued job says where it stands and an admitted one says running.
+  const { job, created, input } = await gateway.jobs.submit(caller, result.data, key);
   if (!created && job.input_hash !== inputHash(input)) throw fail.idempotencyMismatch();
   const waitMs = preferredWaitMs(request.headers.get("prefer"));
-  // Answered once the job has its place, so a queued job says where it stands and an admitted one says running.
-  await placed;
   const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job.id, waitMs) : (gateway.jobs.store.get(job.id) ?? job);
   const headers: Record<string, string> = { location: `/api/jobs/${job.id}` };
   if (!created) headers["idempotent-replayed"] = "true";

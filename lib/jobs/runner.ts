@@ -5,6 +5,7 @@
  * job's output) and ends succeeded, failed or canceled. Listeners hear each
  * event as it is kept; a stream resumed later reads the rest from the store.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { GatewayError, fail } from "../errors";
 import { parseJsonObject } from "../http";
 import { Generation } from "../pipeline";
@@ -14,7 +15,7 @@ import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
 import { FINISHED } from "./store";
-import type { Job, JobEvent, JobOutput, JobStore } from "./store";
+import type { Job, JobError, JobEvent, JobOutput, JobStore } from "./store";
 
 type Listener = (event: JobEvent, job: Job) => void;
 
@@ -48,19 +49,26 @@ export class JobRunner {
   }
 
   /**
-   * A new queued job for `owner`, started; or the job its idempotency key
-   * already names (`created` false). A full queue is the usual 503, and
-   * nothing is created.
+   * A new queued job for `owner`, started, once it has its place (in line, or
+   * running); or the job its idempotency key already names (`created` false).
+   * A job the gateway refuses before it has a place (draining, a full queue,
+   * no limiter) is not kept: the refusal is thrown, and the key stays free.
    */
-  submit(owner: string, request: GenerateRequest, idempotencyKey?: string): { job: Job; created: boolean; input: string; placed: Promise<void> } {
+  async submit(owner: string, request: GenerateRequest, idempotencyKey?: string): Promise<{ job: Job; created: boolean; input: string }> {
     const input = requestJson(request);
     const known = idempotencyKey === undefined ? undefined : this.store.find(owner, idempotencyKey);
-    if (known) return { job: known, created: false, input, placed: Promise.resolve() };
+    if (known) return { job: known, created: false, input };
+    if (this.gateway.drain.draining) throw fail.shuttingDown();
     const load = this.gateway.limiter.stats();
     if (load.in_flight >= load.max_concurrent && load.queued >= this.gateway.config.maxQueue) throw fail.queueFull();
     const created = this.store.create(owner, input, idempotencyKey);
-    const placed = created.created ? this.start(created.job) : Promise.resolve();
-    return { ...created, input, placed };
+    if (!created.created) return { ...created, input };
+    const refusal = await this.start(created.job, { submitted: true });
+    if (refusal) {
+      this.store.remove(created.job.id);
+      throw refusal;
+    }
+    return { ...created, input };
   }
 
   /**
@@ -78,6 +86,8 @@ export class JobRunner {
   /** Stops the retention sweep (the store is closed after). */
   close(): void {
     clearInterval(this.sweeper);
+    // What still waits here (a pause between tries) stops, queued: the next process runs it.
+    for (const cancel of this.cancels.values()) cancel.abort(fail.shuttingDown());
   }
 
   private sweep(): void {
@@ -107,26 +117,85 @@ export class JobRunner {
 
   /**
    * Runs the job; the promise settles once it has its place: in line (with
-   * its queue_position), running, or finished. With the local limiter that is
-   * within the same turn; with Redis, one round trip.
+   * its queue_position), running, or finished; or with the refusal of a
+   * submission that never had one. With the local limiter that is within the
+   * same turn; with Redis, one round trip.
    */
-  private start(job: Job): Promise<void> {
+  private start(job: Job, { submitted = false } = {}): Promise<GatewayError | undefined> {
     const cancel = new AbortController();
     this.cancels.set(job.id, cancel);
-    let placed = () => {};
-    const place = new Promise<void>((resolve) => (placed = resolve));
-    void this.run(job, cancel.signal, placed).finally(() => {
-      this.cancels.delete(job.id);
-      placed();
-    });
+    let settle: (refusal?: GatewayError) => void = () => undefined;
+    const place = new Promise<GatewayError | undefined>((resolve) => (settle = resolve));
+    void this.run(job, cancel.signal, submitted ? settle : undefined)
+      .catch((error: unknown) => {
+        // The runner itself failed (its store, say): the job ends as the error table's internal error, if it still can.
+        const failure = jobError(fail.internal(error));
+        try {
+          this.finish(job.id, { status: "failed", error: failure }, { type: "error", ...failure });
+        } catch {
+          // The store is gone: a restart finds the job where it was.
+        }
+      })
+      .finally(() => {
+        this.cancels.delete(job.id);
+        settle();
+      });
     return place;
   }
 
-  private async run(job: Job, canceled: AbortSignal, placed: () => void): Promise<void> {
+  /**
+   * Tries the job until it ends. What the gateway or the GPU server refuses
+   * before the generation starts (a 503, a connection refused, no slot for
+   * now) is tried again after a pause (the server's Retry-After, else growing
+   * from a second), until QUEUE_TIMEOUT after submission; a generation the
+   * server accepted is never sent again. A drain leaves a job that has not
+   * started queued, for the next process to run. `refuse` is the submitter's,
+   * told of a refusal before the job ever had a place.
+   */
+  private async run(job: Job, canceled: AbortSignal, refuse: ((refusal?: GatewayError) => void) | undefined): Promise<void> {
+    const deadline = Date.parse(job.created_at) + this.gateway.config.queueTimeoutMs;
+    const place = () => {
+      refuse?.();
+      refuse = undefined;
+    };
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.attempt(job, canceled, deadline, place);
+      if (outcome.kind === "done" || canceled.aborted) return;
+      const error = outcome.error;
+      if (refuse) {
+        refuse(error);
+        return;
+      }
+      if (error.code === "shutting_down" && !outcome.started) return; // stays queued: the next process runs it
+      const waitMs = retryDelayMs(error, attempt);
+      if (!retried(error) || Date.now() + waitMs >= deadline) {
+        this.finish(job.id, { status: "failed", error: jobError(error) }, { type: "error", ...jobError(error) });
+        return;
+      }
+      if (outcome.started) this.store.update(job.id, { status: "queued", started_at: null });
+      this.emit(job.id, { type: "retrying", kind: error.code, detail: jobError(error).detail, retry_in_ms: waitMs });
+      await sleep(waitMs, undefined, { signal: canceled }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * One try: waits for a slot (until `deadline`), follows the GPU server's
+   * stream and keeps what it sends. Settles "done" once the job has ended
+   * here, else with the error and whether the call reached the GPU server.
+   */
+  private async attempt(job: Job, canceled: AbortSignal, deadline: number, placed: () => void): Promise<{ kind: "done" } | { kind: "failed"; error: GatewayError; started: boolean }> {
+    // The wait for a slot ends at the job's deadline; a generation once sent has REQUEST_TIMEOUT of its own.
+    const waiting = new AbortController();
+    const timer = setTimeout(() => {
+      waiting.abort(fail.queueTimeout(this.gateway.config.queueTimeoutMs));
+    }, Math.max(0, deadline - Date.now()));
+    let started = false;
     const observer: GenerationObserver = {
       generating: () => undefined,
       begin: (phase) => {
         if (phase === "upstream") {
+          clearTimeout(timer);
+          started = true;
           placed();
           const startedAt = new Date();
           this.store.update(job.id, { status: "running", started_at: startedAt.toISOString() });
@@ -139,11 +208,11 @@ export class JobRunner {
     };
     let generation: Generation | undefined;
     try {
-      generation = new Generation(this.gateway, canceled, observer);
+      generation = new Generation(this.gateway, AbortSignal.any([canceled, waiting.signal]), observer);
       // The input is what the job was created with: the seed's digits kept, read back as JsonNumbers.
       await generation.accept(() => Promise.resolve(parseJsonObject(Buffer.from(job.input))));
       const events = await generation.events((position) => {
-        this.emit(job.id, { type: "queued", queue_position: position });
+        this.emit(job.id, { type: "queued", queue_position: position, position });
         placed();
       });
       for await (const event of events) {
@@ -153,19 +222,19 @@ export class JobRunner {
           this.finish(job.id, { status: "succeeded", output }, { type: "complete", output });
         } else if (event.type === "error") {
           const { message } = JSON.parse(event.data.toString("utf8")) as { message?: unknown };
-          const detail = typeof message === "string" ? message : "";
-          this.finish(job.id, { status: "failed", error: { kind: "upstream_status", detail } }, { type: "error", kind: "upstream_status", detail });
+          const failure = { kind: "upstream_status", detail: typeof message === "string" ? message : "" };
+          this.finish(job.id, { status: "failed", error: failure }, { type: "error", ...failure });
         } else {
           this.emit(job.id, event.data.toString("utf8"));
         }
       }
+      return { kind: "done" };
     } catch (error) {
       const known = error instanceof GatewayError ? error : fail.internal(error);
-      if (known.code !== "client_closed") {
-        const detail = typeof known.detail === "string" ? known.detail : JSON.stringify(known.detail);
-        this.finish(job.id, { status: "failed", error: { kind: known.code, detail } }, { type: "error", kind: known.code, detail });
-      }
+      if (known.code === "client_closed") return { kind: "done" }; // canceled: cancel() has ended it
+      return { kind: "failed", error: known, started };
     } finally {
+      clearTimeout(timer);
       generation?.close();
     }
   }
@@ -198,4 +267,26 @@ export class JobRunner {
     if (!job || !listeners) return;
     for (const listener of [...listeners]) listener(kept, job);
   }
+}
+
+/** Refusals before a generation started: the GPU server's 503 (its queue full, no CUDA, no model), no server reachable, no slot for now. */
+const RETRIED = new Set(["upstream_unavailable", "limiter_unavailable", "queue_full"]);
+
+function retried(error: GatewayError): boolean {
+  return RETRIED.has(error.code) || (error.code === "upstream_status" && error.status === 503);
+}
+
+const FIRST_RETRY_MS = 1000;
+const MAX_RETRY_MS = 30_000;
+
+/** The refusal's Retry-After, else a pause doubling from a second, at most 30 s. */
+function retryDelayMs(error: GatewayError, attempt: number): number {
+  const seconds = Number(error.headers["Retry-After"]);
+  const asked = Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : FIRST_RETRY_MS * 2 ** (attempt - 1);
+  return Math.min(asked, MAX_RETRY_MS);
+}
+
+/** A failure as a job keeps it: the error table's kind and its detail as text. */
+function jobError(error: GatewayError): JobError {
+  return { kind: error.code, detail: typeof error.detail === "string" ? error.detail : JSON.stringify(error.detail) };
 }

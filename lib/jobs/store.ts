@@ -7,7 +7,7 @@
  * object storage) can implement the same interface later.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 
@@ -70,6 +70,8 @@ export interface JobStore {
   find(owner: string, idempotencyKey: string): Job | undefined;
   /** `owner`'s jobs, newest first, older than `before` when given. */
   list(owner: string, limit: number, before?: string): Job[];
+  /** Deletes a job and its events (one the gateway refused before it had a place). */
+  remove(id: string): void;
   /** Moves a job on; refused (false) once it has finished, so a late update never overwrites an end. */
   update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): boolean;
   /** Appends an event and returns it with its seq. */
@@ -136,6 +138,18 @@ interface JobRow {
   idempotency_key: string | null;
 }
 
+const SQLITE_BUSY = 5;
+
+/** ` (pid N)`, as the holder wrote it, when it can be read. */
+function heldBy(pidFile: string): string {
+  try {
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    return Number.isInteger(pid) && pid > 0 ? ` (pid ${pid})` : "";
+  } catch {
+    return "";
+  }
+}
+
 /** An id no one guesses: 128 random bits, base64url. */
 export function newJobId(): string {
   return randomBytes(16).toString("base64url");
@@ -145,7 +159,17 @@ export function inputHash(input: string): string {
   return createHash("sha256").update(input).digest("hex");
 }
 
-/** The embedded store: `<dataDir>/jobs.db` and `<dataDir>/images/<sha256>`. */
+/** A second process on a DATA_DIR would take up the first one's jobs as its own leftovers: one process per DATA_DIR. */
+export class DataDirInUse extends Error {
+  override name = "DataDirInUse";
+}
+
+/**
+ * The embedded store: `<dataDir>/jobs.db` and `<dataDir>/images/<sha256>`.
+ * It holds SQLite's exclusive lock on the database for its whole life (the
+ * system's file lock: gone with the process, even after kill -9), so a
+ * second process on the same DATA_DIR cannot open it.
+ */
 export class SqliteJobStore implements JobStore {
   private readonly db: DatabaseSync;
   private readonly imageDir: string;
@@ -154,7 +178,18 @@ export class SqliteJobStore implements JobStore {
     this.imageDir = path.join(dataDir, "images");
     mkdirSync(this.imageDir, { recursive: true });
     this.db = new DatabaseSync(path.join(dataDir, "jobs.db"));
-    this.db.exec(SCHEMA);
+    const holder = path.join(dataDir, "gateway.pid");
+    try {
+      // Before the first access, so that WAL keeps its index in this process's memory, not in a file another could share.
+      this.db.exec("PRAGMA locking_mode = EXCLUSIVE;");
+      this.db.exec(SCHEMA);
+      this.db.exec("BEGIN EXCLUSIVE; COMMIT;");
+    } catch (error) {
+      this.db.close();
+      if ((error as { errcode?: unknown }).errcode !== SQLITE_BUSY) throw error;
+      throw new DataDirInUse(`DATA_DIR=${dataDir} is in use by another gateway process${heldBy(holder)}: give each process its own DATA_DIR`);
+    }
+    writeFileSync(holder, `${process.pid}\n`);
   }
 
   create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean } {
@@ -286,7 +321,7 @@ export class SqliteJobStore implements JobStore {
     return counts;
   }
 
-  private remove(id: string): void {
+  remove(id: string): void {
     this.db.prepare("DELETE FROM events WHERE job_id = ?").run(id);
     this.db.prepare("DELETE FROM jobs WHERE id = ?").run(id);
   }

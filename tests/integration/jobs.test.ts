@@ -225,7 +225,7 @@ describe("jobs", () => {
   });
 
   it("keeps another key's jobs out of sight: 404 to read or cancel, absent from the list", async () => {
-    const keyed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dataDir, GATEWAY_API_KEYS: "alice-key-0123456789,bob-key-0123456789" });
+    const keyed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, GATEWAY_API_KEYS: "alice-key-0123456789,bob-key-0123456789" });
     try {
       const { job } = await submit({}, { authorization: "Bearer alice-key-0123456789" }, keyed);
       expect((await fetch(`${keyed.url}/api/jobs/${job.id}`, { headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(404);
@@ -258,6 +258,17 @@ describe("jobs", () => {
     } finally {
       await keyed.stop();
     }
+  });
+
+  it("is one process's: a second gateway on its DATA_DIR exits at start, naming DATA_DIR and the holder", async () => {
+    const pid = listeningPid(gateway);
+    const second = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dataDir }).then(
+      () => "started",
+      (error: unknown) => String(error),
+    );
+    expect(second).toMatch(/^Error: gateway exited with 1:/);
+    expect(second).toContain(`DATA_DIR=${dataDir} is in use by another gateway process (pid ${pid}): give each process its own DATA_DIR`);
+    expect((await fetch(`${gateway.url}/api/jobs`)).status, "the first one serves on").toBe(200);
   });
 
   it("after kill -9, a restart runs the queued job, fails the running one as gateway_restarted, and still serves the finished one's image", async () => {

@@ -4,6 +4,9 @@
  * SHUTDOWN_GRACE, then is aborted) and the process exits 0, where Next's own
  * handler would refuse new connections and exit 143.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
@@ -101,6 +104,37 @@ describe("on SIGTERM, with a generation in flight", () => {
     expect(exitedAt - answeredAt).toBeLessThan(EXIT_MS);
     expect(shutdownLine(gw)?.outcome).toBe("drained");
     expect(emulator.stats()).toMatchObject({ generateRequests: 1, completed: 1, aborted: 0 });
+  });
+});
+
+describe("on SIGTERM, with jobs running and queued", () => {
+  it("lets the running one finish, keeps the queued ones queued, refuses new ones with 503 creating nothing, and runs the queued ones after the restart", async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "shutdown-jobs-"));
+    try {
+      const gw = await start({ DATA_DIR: dataDir, SHUTDOWN_GRACE: "20" });
+      const submit = async (target: Gateway, seed: number, headers: Record<string, string> = {}) =>
+        postJson(`${target.url}/api/jobs`, { ...small, seed }, { headers: { "content-type": "application/json", ...headers } });
+      const ids: string[] = [];
+      for (let seed = 1; seed <= 4; seed++) ids.push(((await submit(gw, seed)).body as { id: string }).id);
+      expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
+
+      const exit = signalGateway(gw);
+      expect(await draining(gw)).toBe(true);
+      const refused = await submit(gw, 9, { "idempotency-key": "after-the-drain" });
+      expectShutdown503(refused);
+      expect((await exit).code).toBe(0);
+      expect(emulator.stats().generateRequests, "only the running one reached the GPU").toBe(1);
+
+      const next = await start({ DATA_DIR: dataDir });
+      const status = async (id: string) => ((await call(`${next.url}/api/jobs/${id}`)).body as { status: string; error: unknown }).status;
+      expect(await status(ids[0] ?? "")).toBe("succeeded");
+      expect(await eventually(async () => (await Promise.all(ids.map(status))).every((each) => each === "succeeded"), 20_000), "the queued ones ran after the restart").toBe(true);
+      expect(emulator.stats().generateRequests).toBe(4);
+      // The refused one was never kept: its key makes a new job now.
+      expect((await submit(next, 9, { "idempotency-key": "after-the-drain" })).headers.get("idempotent-replayed")).toBeNull();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

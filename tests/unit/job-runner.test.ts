@@ -17,6 +17,7 @@ let emulator: Emulator;
 let gateway: Registry;
 let dir: string;
 let store: SqliteJobStore;
+let current: JobRunner;
 
 beforeAll(async () => {
   emulator = await startEmulator({ stepMs: 10, slots: 8 });
@@ -26,6 +27,8 @@ afterAll(async () => {
 });
 afterEach(async () => {
   emulator.reset();
+  emulator.setStepMs(10);
+  current.close();
   await gateway.close(1000);
   store.close();
   rmSync(dir, { recursive: true, force: true });
@@ -36,7 +39,8 @@ function runner(env: Record<string, string> = {}): JobRunner {
   setRegistry(gateway);
   dir = mkdtempSync(path.join(tmpdir(), "jobs-"));
   store = new SqliteJobStore(dir);
-  return new JobRunner(gateway, store);
+  current = new JobRunner(gateway, store);
+  return current;
 }
 
 function request(fields: Record<string, unknown> = {}): GenerateRequest {
@@ -57,7 +61,7 @@ describe("a job", () => {
   it("runs to its image, kept as a file byte for byte, its events kept in order", async () => {
     const jobs = runner();
     const heard: number[] = [];
-    const { job, created } = jobs.submit("ip:1", request({ seed: 42 }));
+    const { job, created } = await jobs.submit("ip:1", request({ seed: 42 }));
     jobs.listen(job.id, (event) => heard.push(event.seq));
     expect(created).toBe(true);
     const done = await finished(jobs, job.id);
@@ -78,8 +82,9 @@ describe("a job", () => {
 
   it("is created once for an idempotency key, however often it is sent", async () => {
     const jobs = runner();
-    const first = jobs.submit("key:a", request(), "order-7");
-    const replays = Array.from({ length: 4 }, () => jobs.submit("key:a", request(), "order-7"));
+    const [first, ...replays] = await Promise.all(Array.from({ length: 5 }, () => jobs.submit("key:a", request(), "order-7")));
+    if (!first) throw new Error("no job");
+    expect(first.created).toBe(true);
     expect(replays.every((replay) => !replay.created && replay.job.id === first.job.id)).toBe(true);
     await finished(jobs, first.job.id);
     expect(emulator.stats().generateRequests).toBe(1);
@@ -88,9 +93,9 @@ describe("a job", () => {
   it("canceled while queued never reaches the GPU; canceled while running has its upstream call aborted", async () => {
     const jobs = runner({ MAX_CONCURRENT_REQUESTS: "1" });
     emulator.setStepMs(200);
-    const running = jobs.submit("ip:1", request({ num_inference_steps: 12 })).job;
+    const running = (await jobs.submit("ip:1", request({ num_inference_steps: 12 }))).job;
     await expect.poll(() => emulator.stats().active).toBe(1);
-    const queued = jobs.submit("ip:1", request()).job;
+    const queued = (await jobs.submit("ip:1", request())).job;
     await expect.poll(() => gateway.limiter.stats().queued).toBe(1);
     expect(jobs.cancel(queued.id)?.status).toBe("canceled");
     await expect.poll(() => gateway.limiter.stats().queued).toBe(0);
@@ -106,7 +111,7 @@ describe("a job", () => {
   it("fails with the error table's kind and detail when the GPU server fails", async () => {
     const jobs = runner();
     emulator.setFault({ kind: "status", status: 500, detail: "CUDA out of memory" });
-    const done = await finished(jobs, jobs.submit("ip:1", request()).job.id);
+    const done = await finished(jobs, (await jobs.submit("ip:1", request())).job.id);
     expect(done).toMatchObject({ status: "failed", error: { kind: "upstream_status", detail: "Text-to-image server error: CUDA out of memory" } });
   });
 
@@ -120,5 +125,75 @@ describe("a job", () => {
     expect(store.get(running.id)).toMatchObject({ status: "failed", error: { kind: "gateway_restarted" } });
     expect(emulator.stats().generateRequests).toBe(1);
     expect(types(jobs, running.id)).toEqual(["error"]);
+  });
+});
+
+describe("a job the gateway or the GPU server refuses", () => {
+  /** A generation first, so the gateway knows how long one takes: a 503's Retry-After is then about a second. */
+  async function warm(jobs: JobRunner): Promise<void> {
+    await finished(jobs, (await jobs.submit("ip:warm", request())).job.id);
+    emulator.reset();
+  }
+
+  it("stays queued while the GPU server answers 503 before starting it, and runs once the server takes it", async () => {
+    const jobs = runner({ QUEUE_TIMEOUT: "30" });
+    await warm(jobs);
+    emulator.setDevice({ cudaAvailable: false });
+    const { job } = await jobs.submit("ip:1", request());
+    await expect.poll(() => types(jobs, job.id), { timeout: 5000 }).toContain("retrying");
+    expect(jobs.store.get(job.id)).toMatchObject({ status: "queued", started_at: null });
+    const retrying = jobs.store.events(job.id, 0).map((event) => JSON.parse(event.data) as Record<string, unknown>).find((event) => event.type === "retrying");
+    // The server sent no Retry-After: the gateway's own, one generation's time rounded up to a second.
+    expect(retrying).toMatchObject({ kind: "upstream_status", detail: "CUDA not available", retry_in_ms: 1000 });
+    emulator.setDevice({ cudaAvailable: true });
+    expect((await finished(jobs, job.id)).status).toBe("succeeded");
+    expect(emulator.stats().generateRequests).toBeGreaterThanOrEqual(2);
+    expect(emulator.stats().completed).toBe(emulator.stats().generateRequests);
+  });
+
+  it("fails with the server's refusal once QUEUE_TIMEOUT after its submission has passed", async () => {
+    const jobs = runner({ QUEUE_TIMEOUT: "2" });
+    await warm(jobs);
+    emulator.setDevice({ cudaAvailable: false });
+    const { job } = await jobs.submit("ip:1", request());
+    const done = await finished(jobs, job.id);
+    expect(done).toMatchObject({ status: "failed", error: { kind: "upstream_status", detail: "CUDA not available" } });
+    expect(Date.parse(done.completed_at ?? "") - Date.parse(done.created_at)).toBeLessThan(2500);
+  });
+
+  it("is never sent twice once the GPU server took it: a lost connection fails it", async () => {
+    const jobs = runner({ QUEUE_TIMEOUT: "30" });
+    emulator.setFault({ kind: "reset_mid_body" });
+    const done = await finished(jobs, (await jobs.submit("ip:1", request())).job.id);
+    expect(done.status).toBe("failed");
+    expect(emulator.stats().generateRequests).toBe(1);
+  });
+
+  it("stays queued through a drain, for the next process, while the running one finishes", async () => {
+    const jobs = runner({ MAX_CONCURRENT_REQUESTS: "1" });
+    emulator.setStepMs(100);
+    const running = (await jobs.submit("ip:1", request())).job;
+    const queued = (await jobs.submit("ip:1", request({ seed: 2 }))).job;
+    expect(jobs.store.get(queued.id)?.status).toBe("queued");
+    expect(await gateway.drain.drain(10_000, 1000)).toBe("drained");
+    expect(jobs.store.get(running.id)?.status).toBe("succeeded");
+    expect(jobs.store.get(queued.id)?.status).toBe("queued");
+    expect(types(jobs, queued.id)).not.toContain("error");
+    expect(emulator.stats().generateRequests).toBe(1);
+  });
+
+  it("is refused and not kept when submitted during a drain: its idempotency key stays free", async () => {
+    const jobs = runner();
+    void gateway.drain.drain(1000, 100);
+    await expect(jobs.submit("ip:1", request(), "key-1")).rejects.toMatchObject({ code: "shutting_down", status: 503 });
+    expect(jobs.store.find("ip:1", "key-1")).toBeUndefined();
+    expect(jobs.store.list("ip:1", 10)).toEqual([]);
+  });
+
+  it("is refused and not kept when the limiter refuses it (Redis down, REDIS_FAILURE_MODE=closed)", async () => {
+    const jobs = runner({ REDIS_URL: "redis://127.0.0.1:1", REDIS_FAILURE_MODE: "closed" });
+    await expect(jobs.submit("ip:1", request(), "key-2")).rejects.toMatchObject({ code: "limiter_unavailable", status: 503 });
+    expect(jobs.store.list("ip:1", 10)).toEqual([]);
+    expect(emulator.stats().generateRequests).toBe(0);
   });
 });

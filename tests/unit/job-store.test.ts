@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { SqliteJobStore, inputHash } from "@/lib/jobs/store";
+import { DataDirInUse, SqliteJobStore, inputHash } from "@/lib/jobs/store";
 
 let dir: string;
 let store: SqliteJobStore;
@@ -73,6 +73,15 @@ describe("the SQLite job store", () => {
     expect(readdirSync(path.join(dir, "images"))).toEqual([sha256]);
     expect(store.image(sha256)).toEqual(stored);
     expect(store.image("../jobs.db")).toBeUndefined();
+  });
+
+  it("is one process's: a second store on its DATA_DIR is refused, naming it and the holder, until the first closes", () => {
+    expect(() => new SqliteJobStore(dir)).toThrow(DataDirInUse);
+    expect(() => new SqliteJobStore(dir)).toThrow(`DATA_DIR=${dir} is in use by another gateway process (pid ${process.pid}): give each process its own DATA_DIR`);
+    store.create("ip:1", INPUT);
+    store.close();
+    store = new SqliteJobStore(dir);
+    expect(store.list("ip:1", 10)).toHaveLength(1);
   });
 
   it("after a restart, queues again what was queued and fails what was running, never running it twice", () => {
