@@ -55,7 +55,7 @@ const options = {
   image: choice("EMULATOR_IMAGE", ["pattern", "noise"]),
   imageFormat: choice("EMULATOR_IMAGE_FORMAT", ["jpeg", "png"]),
   onDisconnect: choice("EMULATOR_ON_DISCONNECT", ["continue", "stop"]),
-  requestTimeoutMs: env("EMULATOR_REQUEST_TIMEOUT_MS") === undefined ? null : wholeNumber("EMULATOR_REQUEST_TIMEOUT_MS", 0, 1),
+  requestTimeoutMs: env("EMULATOR_REQUEST_TIMEOUT_MS") === undefined ? null : wholeNumber("EMULATOR_REQUEST_TIMEOUT_MS", 0, 1, 2 ** 31 - 1),
   fault: fault(),
 };
 

@@ -115,6 +115,8 @@ const NO_FAULT: Fault = { kind: "none" };
 const DEFAULT_OVERSIZE_BYTES = 70_000_000;
 const MAX_BODY_BYTES = 1024 * 1024;
 const HISTORY = 50;
+/** Node fires a longer timer at once: a request timeout past it would be no timeout at all. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function integerIn(name: string, value: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
@@ -366,7 +368,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const imageMode = oneOf("image", options.image ?? "pattern", ["pattern", "noise"] as const);
   const imageFormat = oneOf("imageFormat", options.imageFormat ?? "jpeg", ["jpeg", "png"] as const);
   const onDisconnect = oneOf("onDisconnect", options.onDisconnect ?? "continue", ["continue", "stop"] as const);
-  let requestTimeoutMs = options.requestTimeoutMs == null ? null : integerIn("requestTimeoutMs", options.requestTimeoutMs, 1);
+  let requestTimeoutMs = options.requestTimeoutMs == null ? null : integerIn("requestTimeoutMs", options.requestTimeoutMs, 1, MAX_TIMER_MS);
   let globalFault = parseFault(options.fault ?? null);
   const device = { cudaAvailable: true, modelLoaded: true };
 
@@ -488,11 +490,13 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       released = true;
       slots.release();
     };
+    // As wait_for, the timeout is the one in force when the generation starts; a later setting is for later ones.
+    const timeoutMs = requestTimeoutMs;
     const generation = generate(ex, workSignal, params, stream, fault, queuedAt).finally(() => {
       releaseSlot();
       endWork();
     });
-    const result = await timed(generation, requestTimeoutMs);
+    const result = await timed(generation, timeoutMs);
     if (result === TIMED_OUT) {
       // As the genuine worker's wait_for: the semaphore goes back and the next job starts, the executor runs on.
       ex.timedOut = true;
@@ -500,7 +504,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       releaseSlot();
       generation.catch(() => undefined);
       if (stream) res.end();
-      else replyJson(res, 504, { detail: `Request timed out after ${String((requestTimeoutMs ?? 0) / 1000)} seconds` });
+      else replyJson(res, 504, { detail: `Request timed out after ${String((timeoutMs ?? 0) / 1000)} seconds` });
       return;
     }
     if (typeof result === "string") {
@@ -736,7 +740,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       stepMs = integerIn("stepMs", ms);
     },
     setRequestTimeoutMs: (ms) => {
-      requestTimeoutMs = ms === null ? null : integerIn("requestTimeoutMs", ms, 1);
+      requestTimeoutMs = ms === null ? null : integerIn("requestTimeoutMs", ms, 1, MAX_TIMER_MS);
     },
     setDevice: ({ cudaAvailable, modelLoaded }) => {
       if (cudaAvailable !== undefined) device.cudaAvailable = cudaAvailable;

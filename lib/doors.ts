@@ -120,6 +120,7 @@ async function relay(opening: Promise<AsyncGenerator<UpstreamEvent>> | AsyncGene
     events.end();
   } catch (error) {
     record.failed(error);
-    events.fail((error instanceof GatewayError ? error : fail.internal(error)).message);
+    const known = error instanceof GatewayError ? error : fail.internal(error);
+    events.fail(known.code, known.message);
   }
 }

@@ -128,7 +128,11 @@ export const ProgressEvent = z.looseObject({
   progress: z.number().optional().describe("Percent done, 0–100 (the genuine server sends an integer; its last event comes twice)"),
 });
 export const CompleteEvent = GenerateResponse.extend({ type: z.literal("complete") });
-export const ErrorEvent = z.looseObject({ type: z.literal("error"), message: z.string() });
+export const ErrorEvent = z.looseObject({
+  type: z.literal("error"),
+  message: z.string(),
+  kind: z.string().optional().describe("The error table's kind (upstream_timeout, shutting_down, …); absent only on an error event the GPU server sent itself, relayed as it came"),
+});
 export const StreamEvent = z.discriminatedUnion("type", [QueuedEvent, ProgressEvent, CompleteEvent, ErrorEvent]);
 export type StreamEvent = z.output<typeof StreamEvent>;
 
@@ -388,8 +392,14 @@ export type Job = z.output<typeof Job>;
 export const JobEvent = z.discriminatedUnion("type", [
   QueuedEvent,
   ProgressEvent,
+  z.looseObject({
+    type: z.literal("retrying"),
+    kind: z.string().describe("Why it was refused: upstream_status (the GPU server's 503), upstream_unavailable, …"),
+    message: z.string(),
+    retry_in_ms: z.int().nonnegative().describe("When it is tried again; the job is queued meanwhile"),
+  }),
   z.looseObject({ type: z.literal("complete"), output: JobOutput }),
-  z.looseObject({ type: z.literal("error"), kind: z.string(), detail: z.string() }),
+  ErrorEvent.extend({ kind: z.string().describe("The error table's kind, or gateway_restarted") }),
   z.looseObject({ type: z.literal("canceled") }),
 ]);
 export type JobEvent = z.output<typeof JobEvent>;

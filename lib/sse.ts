@@ -15,7 +15,13 @@ export const SSE_HEADERS = {
 const encoder = new TextEncoder();
 
 export function encodeEvent(event: StreamEvent): Uint8Array {
-  return encoder.encode(`data: ${JSON.stringify(event)}\n\n`);
+  return encodeData(JSON.stringify(event));
+}
+
+/** An event of `data` with its `id:`: a line of data over several lines is sent as several `data:` lines, as the format asks. */
+export function encodeData(data: string, id?: number): Uint8Array {
+  const lines = data.includes("\n") ? data.split("\n").map((line) => `data: ${line}\n`).join("") : `data: ${data}\n`;
+  return encoder.encode(`${id === undefined ? "" : `id: ${id}\n`}${lines}\n`);
 }
 
 // An event ends at a blank line; lines may end in LF, CRLF or CR.
@@ -187,14 +193,23 @@ export class EventStream {
     this.write(encodeEvent(event));
   }
 
+  /** An event as kept (its JSON, and its id to resume after). */
+  sendData(data: string, id?: number): void {
+    this.write(encodeData(data, id));
+  }
+
+  comment(text: string): void {
+    this.write(encoder.encode(`: ${text.replace(/[\r\n]/g, " ")}\n\n`));
+  }
+
   write(bytes: Uint8Array): void {
     if (this.ended) return;
     this.controller.enqueue(bytes);
   }
 
-  /** Ends with a final error event, never a silent cut. */
-  fail(message: string): void {
-    this.send({ type: "error", message });
+  /** Ends with a final error event (the error table's kind, and its message), never a silent cut. */
+  fail(kind: string, message: string): void {
+    this.send({ type: "error", kind, message });
     this.end();
   }
 

@@ -257,9 +257,11 @@ async function* jobEvents(id: string, signal: AbortSignal, apiKey: () => string)
             return;
           }
           if (event.type === "error") {
-            yield { type: "error", message: event.detail };
+            yield { type: "error", message: event.message };
             return;
           }
+          // The gateway tries again by itself; the page goes on showing where the job stands.
+          if (event.type === "retrying") continue;
           yield event;
           if (event.type === "canceled") return;
         }

@@ -12,13 +12,12 @@ import type { RequestContext } from "../http";
 import { registry } from "../registry";
 import { validateGenerateRequest } from "../schemas";
 import { takeRateLimit } from "../security";
-import { SSE_HEADERS } from "../sse";
+import { EventStream, SSE_HEADERS } from "../sse";
 import { FINISHED, inputHash } from "./store";
 import type { Job, JobEvent, JobOutput } from "./store";
 
 const MAX_IDEMPOTENCY_KEY = 255;
 const MAX_WAIT_S = 60;
-const TERMINAL = new Set(["complete", "error", "canceled"]);
 
 /** The job as its owner reads it; `input` is its JSON as kept (a 20-digit seed keeps its digits). */
 export function jobJson(job: Job): string {
@@ -93,21 +92,24 @@ function preferredWaitMs(prefer: string | null): number {
   return Math.min(Number(wait[1] ?? MAX_WAIT_S), MAX_WAIT_S) * 1000;
 }
 
-/** Resolves with the job once it has finished, or as it is after `ms`. */
-function finishedWithin(id: string, ms: number): Promise<Job> {
+/** Resolves with the job once it has finished, or as it is after `ms` or when the client leaves (its listener and timer go with it). */
+function finishedWithin(id: string, ms: number, client: AbortSignal): Promise<Job> {
   const { jobs } = registry();
   return new Promise((resolve) => {
+    let stop: () => void = () => undefined;
     const done = () => {
       clearTimeout(timer);
+      client.removeEventListener("abort", done);
       stop();
       resolve(jobs.store.get(id) as Job);
     };
     const timer = setTimeout(done, ms);
-    const stop = jobs.listen(id, (event, job) => {
+    client.addEventListener("abort", done, { once: true });
+    stop = jobs.listen(id, (event, job) => {
       if (FINISHED.has(job.status)) done();
     });
     const now = jobs.store.get(id);
-    if (!now || FINISHED.has(now.status)) done();
+    if (!now || FINISHED.has(now.status) || client.aborted) done();
   });
 }
 
@@ -128,7 +130,7 @@ export async function submitJob(request: Request, context: RequestContext): Prom
   const { job, created, input } = await gateway.jobs.submit(caller, result.data, key);
   if (!created && job.input_hash !== inputHash(input)) throw fail.idempotencyMismatch();
   const waitMs = preferredWaitMs(request.headers.get("prefer"));
-  const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job.id, waitMs) : (gateway.jobs.store.get(job.id) ?? job);
+  const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job.id, waitMs, request.signal) : (gateway.jobs.store.get(job.id) ?? job);
   const headers: Record<string, string> = { location: `/api/jobs/${job.id}` };
   if (!created) headers["idempotent-replayed"] = "true";
   return answer(now, FINISHED.has(now.status) ? 200 : 202, headers);
@@ -173,11 +175,16 @@ export function listJobs(request: Request, context: RequestContext): Response {
   });
 }
 
-/** An event as sent; `complete` as the job's output, so its image URL is the one the job gives (signed with keys). */
-function sse(event: JobEvent, type: string | undefined, id: string): string {
-  const job = type === "complete" ? registry().jobs.store.get(id) : undefined;
-  const data = job ? JSON.stringify({ type, output: outputOf(job) }) : event.data;
-  return `id: ${event.seq}\ndata: ${data}\n\n`;
+/** An event's data as sent; `complete` as the job's output, so its image URL is the one the job gives (signed with keys). */
+function eventData(event: JobEvent, job: Job | undefined): string {
+  if (!event.data.startsWith('{"type":"complete"')) return event.data;
+  return job ? JSON.stringify({ type: "complete", output: outputOf(job) }) : event.data;
+}
+
+/** Last-Event-ID as a number: past every event kept (1e400, Infinity) it is past them all; not a number, the start. */
+function lastEventId(header: string | null): number {
+  const id = Number(header ?? 0);
+  return Number.isNaN(id) || id < 0 ? 0 : id;
 }
 
 /** HEAD /api/jobs/{id}/events: the stream's headers, with no stream started. */
@@ -188,51 +195,39 @@ export function followJobHead(id: string, context: RequestContext): Response {
 
 /**
  * GET /api/jobs/{id}/events: the job's events from its start, or from just
- * after `Last-Event-ID`; ends after the terminal one (at once for a finished job).
+ * after `Last-Event-ID`, written as /api/generate-stream writes its own
+ * (lib/sse.ts); the stream ends when the job has ended (at once for a
+ * finished one), whatever Last-Event-ID said.
  */
 export function followJob(id: string, request: Request, context: RequestContext): Response {
   ownJob(id, context);
   const { jobs, config } = registry();
-  const after = Number(request.headers.get("last-event-id") ?? 0) || 0;
-  const encoder = new TextEncoder();
-  let stop: () => void = () => undefined;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      let last = after;
-      let ended = false;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        stop();
-        controller.close();
-      };
-      const send = (event: JobEvent) => {
-        if (ended || event.seq <= last) return;
-        last = event.seq;
-        const { type } = JSON.parse(event.data) as { type?: string };
-        controller.enqueue(encoder.encode(sse(event, type, id)));
-        if (TERMINAL.has(type ?? "")) end();
-      };
-      // Listening before reading what is kept: an event appended in between is sent once, in order.
-      const unlisten = jobs.listen(id, (event) => {
-        send(event);
-      });
-      const keepAlive = setInterval(() => {
-        if (!ended) controller.enqueue(encoder.encode(": keep-alive\n\n"));
-      }, config.sseKeepAliveMs);
-      stop = () => {
-        unlisten();
-        clearInterval(keepAlive);
-      };
-      for (const event of jobs.store.events(id, after)) send(event);
-      const job = jobs.store.get(id);
-      if (!job || FINISHED.has(job.status)) end();
-    },
-    cancel() {
-      stop();
-    },
+  let last = lastEventId(request.headers.get("last-event-id"));
+  let unlisten: () => void = () => undefined;
+  const stream = new EventStream(config.sseKeepAliveMs, () => {
+    unlisten();
   });
-  return new Response(body, { headers: SSE_HEADERS });
+  const send = (event: JobEvent, job: Job | undefined) => {
+    if (event.seq <= last) return;
+    last = event.seq;
+    stream.sendData(eventData(event, job), event.seq);
+  };
+  const endIfOver = (job: Job | undefined) => {
+    if (job && !FINISHED.has(job.status)) return;
+    unlisten();
+    stream.end();
+  };
+  // Something at once: Next sends a streamed answer's headers with its first bytes.
+  stream.comment(`job ${id}`);
+  // Listening before reading what is kept: an event appended in between is sent once, in order.
+  unlisten = jobs.listen(id, (event, job) => {
+    send(event, job);
+    endIfOver(job);
+  });
+  const now = jobs.store.get(id);
+  for (const event of jobs.store.events(id, last)) send(event, now);
+  endIfOver(now);
+  return stream.response();
 }
 
 const IMAGE_NAME = /^([0-9a-f]{64})(?:\.(?:png|jpg|jpeg|bin))?$/;

@@ -44,7 +44,7 @@ export class JobRunner {
       this.sweep();
     }, Math.min(this.gateway.config.jobTtlMs / 10, SWEEP_MS)).unref();
     const { requeued, failed } = this.store.recover(new Date());
-    for (const job of failed) this.emit(job.id, { type: "error", kind: job.error?.kind, detail: job.error?.detail });
+    for (const job of failed) if (job.error) this.emit(job.id, errorEvent(job.error));
     for (const job of requeued) void this.start(job);
   }
 
@@ -131,7 +131,7 @@ export class JobRunner {
         // The runner itself failed (its store, say): the job ends as the error table's internal error, if it still can.
         const failure = jobError(fail.internal(error));
         try {
-          this.finish(job.id, { status: "failed", error: failure }, { type: "error", ...failure });
+          this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure));
         } catch {
           // The store is gone: a restart finds the job where it was.
         }
@@ -169,11 +169,11 @@ export class JobRunner {
       if (error.code === "shutting_down" && !outcome.started) return; // stays queued: the next process runs it
       const waitMs = retryDelayMs(error, attempt);
       if (!retried(error) || Date.now() + waitMs >= deadline) {
-        this.finish(job.id, { status: "failed", error: jobError(error) }, { type: "error", ...jobError(error) });
+        this.finish(job.id, { status: "failed", error: jobError(error) }, errorEvent(jobError(error)));
         return;
       }
       if (outcome.started) this.store.update(job.id, { status: "queued", started_at: null });
-      this.emit(job.id, { type: "retrying", kind: error.code, detail: jobError(error).detail, retry_in_ms: waitMs });
+      this.emit(job.id, { type: "retrying", kind: error.code, message: jobError(error).detail, retry_in_ms: waitMs });
       await sleep(waitMs, undefined, { signal: canceled }).catch(() => undefined);
     }
   }
@@ -223,7 +223,7 @@ export class JobRunner {
         } else if (event.type === "error") {
           const { message } = JSON.parse(event.data.toString("utf8")) as { message?: unknown };
           const failure = { kind: "upstream_status", detail: typeof message === "string" ? message : "" };
-          this.finish(job.id, { status: "failed", error: failure }, { type: "error", ...failure });
+          this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure));
         } else {
           this.emit(job.id, event.data.toString("utf8"));
         }
@@ -284,6 +284,11 @@ function retryDelayMs(error: GatewayError, attempt: number): number {
   const seconds = Number(error.headers["Retry-After"]);
   const asked = Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : FIRST_RETRY_MS * 2 ** (attempt - 1);
   return Math.min(asked, MAX_RETRY_MS);
+}
+
+/** A job's last event when it fails: as /api/generate-stream's own error events, its kind and message. */
+function errorEvent(failure: JobError): Record<string, unknown> {
+  return { type: "error", kind: failure.kind, message: failure.detail };
 }
 
 /** A failure as a job keeps it: the error table's kind and its detail as text. */

@@ -183,7 +183,7 @@ describe("each upstream fault maps through the error table and leaves the gatewa
         expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
         // What came before the failure is the GPU server's progress, relayed; the end is one error event.
         expect(types.slice(0, -1).every((type) => type === "progress" || type === "queued")).toBe(true);
-        expect(events.at(-1)?.data).toEqual({ type: "error", message: expected.event });
+        expect(events.at(-1)?.data).toEqual({ type: "error", kind: expect.stringMatching(/^upstream_[a-z_]+$/) as unknown, message: expected.event });
       } else {
         // Nothing was sent yet: a plain JSON error with its status.
         expect(response.headers.get("content-type")).toMatch(/^application\/json/);

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { connect } from "node:net";
-import { collectGarbage, directImage, listeningPid, readEvents, residentBytes, startGateway } from "./harness";
+import { JobEvent } from "@/lib/schemas";
+import { collectGarbage, directImage, eventually as eventuallyTrue, listeningPid, readEvents, residentBytes, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 interface JobBody {
@@ -121,6 +122,42 @@ describe("jobs", () => {
     expect(all.at(-1)?.output?.image_url).toMatch(/^\/api\/images\/[0-9a-f]{64}\.jpg$/);
     // After the end: every event at once, then the stream ends.
     expect((await events(`${gateway.url}${job.urls.events}`)).map((event) => event.id)).toEqual(all.map((event) => event.id));
+  });
+
+  it.each(["999999", "Infinity", "1e400"])("answers Last-Event-ID: %s past the last event with headers at once, and ends the stream when the job ends", async (lastEventId) => {
+    emulator.setStepMs(150);
+    const { job } = await submit({ seed: 77 });
+    const sentAt = performance.now();
+    const response = await fetch(`${gateway.url}${job.urls.events}`, { headers: { "last-event-id": lastEventId } });
+    expect(performance.now() - sentAt, "headers before the first keep-alive (15 s)").toBeLessThan(2000);
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const received = await readEvents(response, sentAt);
+    expect(received.filter((event) => event.data), "nothing after the last event it named").toEqual([]);
+    expect((await poll(job.id)).status).toBe("succeeded");
+    expect(performance.now() - sentAt, "ended with the job, not kept open by keep-alives").toBeLessThan(10_000);
+  });
+
+  it("writes its events as /api/generate-stream does: each a shape of the documented JobEvent, a failure as {type, kind, message}", async () => {
+    emulator.setFault({ kind: "status", status: 500, detail: "CUDA out of memory" });
+    const { job } = await submit({ seed: 78 });
+    const received = await events(`${gateway.url}${job.urls.events}`);
+    for (const event of received) expect(() => JobEvent.parse(event)).not.toThrow();
+    expect(received.at(-1)).toMatchObject({ type: "error", kind: "upstream_status", message: "Text-to-image server error: CUDA out of memory" });
+  });
+
+  it("lets go of a Prefer: wait whose client left: its request ends then, not when the wait would", async () => {
+    emulator.setStepMs(500); // 3 s a job
+    const client = new AbortController();
+    const printed = gateway.output().length;
+    const waiting = fetch(`${gateway.url}/api/jobs`, { method: "POST", body: JSON.stringify({ ...body, seed: 79 }), headers: { "content-type": "application/json", prefer: "wait=60" }, signal: client.signal });
+    await expect.poll(() => emulator.stats().active).toBe(1);
+    client.abort();
+    await waiting.catch(() => undefined);
+    const logged = () => gateway.output().slice(printed).includes('"route":"/api/jobs","method":"POST"');
+    expect(await eventuallyTrue(logged, 1500), "the request's log line, written when it ends").toBe(true);
+    // The job itself runs on to its end, as a job does without anyone waiting for it.
+    const [left] = ((await (await fetch(`${gateway.url}/api/jobs?limit=1`)).json()) as { jobs: JobBody[] }).jobs;
+    expect((await poll(left?.id ?? "")).status).toBe("succeeded");
   });
 
   it("says in its 202 where a job stands (running, or queued with its place), and cancels a queued one before it reaches the GPU", async () => {

@@ -365,7 +365,7 @@ describe.each(["in-process", "Redis"])("servers that can take fewer than MAX_CON
     const { types, events } = await stream;
     // A stream that had to wait heard so, then got the queue timeout's error at the end.
     expect(types[0]).toBe("queued");
-    expect(events.at(-1)?.data).toEqual({ type: "error", message: "No generation slot became free within 1 s (QUEUE_TIMEOUT)" });
+    expect(events.at(-1)?.data).toEqual({ type: "error", kind: "queue_timeout", message: "No generation slot became free within 1 s (QUEUE_TIMEOUT)" });
     expect(Math.max(a.stats().maxConcurrent, b.stats().maxConcurrent)).toBe(1);
   });
 });

@@ -156,7 +156,7 @@ describe("on SIGTERM, with a stream in flight", () => {
     const waiting = await queued;
     expect(waiting.response.status).toBe(200);
     expect(waiting.types).toEqual(["queued", "error"]);
-    expect(waiting.events.at(-1)?.data).toEqual({ type: "error", message: SHUTTING_DOWN });
+    expect(waiting.events.at(-1)?.data).toEqual({ type: "error", kind: "shutting_down", message: SHUTTING_DOWN });
 
     const [stream, endedAt] = await inFlight;
     expect(stream.response.status).toBe(200);
@@ -196,7 +196,7 @@ describe("past SHUTDOWN_GRACE", () => {
     expect(response.status).toBe(200);
     expect(types.at(-1)).toBe("error");
     expect(types.slice(0, -1).every((type) => type === "progress" || type === "queued")).toBe(true);
-    expect(events.at(-1)?.data).toEqual({ type: "error", message: SHUTTING_DOWN });
+    expect(events.at(-1)?.data).toEqual({ type: "error", kind: "shutting_down", message: SHUTTING_DOWN });
     // The GPU server saw both connections close before the images were done.
     expect(await eventually(() => emulator.stats().aborted === 2)).toBe(true);
     expect(emulator.stats().completed).toBe(0);

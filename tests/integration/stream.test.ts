@@ -107,7 +107,7 @@ describe("admission", () => {
     const [, failed] = await Promise.all([first, second]);
     expect(failed.response.status).toBe(200);
     expect(failed.types).toEqual(["queued", "error"]); // the gateway's queued event, then the GPU server's 500
-    expect(failed.events.at(-1)?.data).toEqual({ type: "error", message: "Text-to-image server error: Internal Server Error" });
+    expect(failed.events.at(-1)?.data).toEqual({ type: "error", kind: "upstream_status", message: "Text-to-image server error: Internal Server Error" });
   });
 });
 

@@ -1,5 +1,5 @@
 import { inflateSync } from "node:zlib";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator, Fault } from "../../emulator/server";
 
@@ -633,17 +633,41 @@ describe("its own request_timeout, as the genuine server's", () => {
     // The runaways of the test before end first: `work` counts every one.
     await waitFor(() => timing.stats().work === 0, 2000);
     timing.reset();
+    timing.setStepMs(50);
     timing.setRequestTimeoutMs(120);
   });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   it("answers 504 and frees its slot, while the GPU goes on with the generation to its end", async () => {
+    const sent = performance.now();
     const res = await post(timing, "/generate", { prompt: "slow", ...SMALL });
     expect([res.status, await res.json()]).toEqual([504, { detail: "Request timed out after 0.12 seconds" }]);
     expect(timing.stats().work, "the executor still runs it").toBe(1);
     expect(await health(timing), "its load no longer counts it").toMatchObject({ active_generations: 0, available_slots: 1 });
     await waitFor(() => timing.stats().work === 0, 1000);
+    expect(performance.now() - sent, "work counts it until its six steps are done").toBeGreaterThanOrEqual(6 * 50 - 5);
+    expect(timing.stats().lastSeeds, "its image was made, for nobody").toHaveLength(1);
     const metrics = await json(await fetch(`${timing.url}/metrics`));
     expect(metrics).toMatchObject({ successful_generations: 0, failed_generations: 1 });
+  });
+
+  it("times only the generation, never the wait in the queue", async () => {
+    timing.setStepMs(10); // 60 ms a generation: the third waits two of them, 120 ms, before its own
+    const answers = await Promise.all(["a", "b", "c"].map((prompt) => post(timing, "/generate", { prompt, ...SMALL })));
+    expect(answers.map((res) => res.status)).toEqual([200, 200, 200]);
+    const third = await json(answers[2] ?? new Response());
+    expect(third.queue_wait_ms).toBeGreaterThanOrEqual(100);
+  });
+
+  it("keeps the timeout a generation started with when the setting changes meanwhile", async () => {
+    const res = post(timing, "/generate", { prompt: "armed", ...SMALL });
+    await waitFor(async () => (await health(timing)).active_generations === 1);
+    timing.setRequestTimeoutMs(1000);
+    const answer = await res;
+    expect([answer.status, await answer.json()]).toEqual([504, { detail: "Request timed out after 0.12 seconds" }]);
   });
 
   it("starts the next request at once after the timeout: the GPU runs two", async () => {
@@ -663,6 +687,28 @@ describe("its own request_timeout, as the genuine server's", () => {
     expect(types[0]).toBe("queued");
     expect(types).not.toContain("complete");
     expect(timing.stats().work).toBe(1);
+  });
+
+  it("times out a generation whose client already left without an error, and runs it to its end", async () => {
+    const errors = vi.spyOn(console, "error");
+    for (const path of ["/generate", "/generate-stream"]) {
+      await waitFor(() => timing.stats().work === 0, 1000);
+      timing.reset();
+      const client = new AbortController();
+      const left = post(timing, path, { prompt: `gone from ${path}`, ...SMALL }, { signal: client.signal })
+        .then((res) => readEvents(res));
+      await waitFor(async () => (await health(timing)).active_generations === 1);
+      client.abort();
+      await left.catch(() => undefined);
+      await waitFor(() => timing.stats().aborted === 1);
+      await pause(120); // past the timeout, before the sixth step
+      expect([timing.stats().work, (await health(timing)).active_generations], path).toEqual([1, 0]);
+      await waitFor(() => timing.stats().work === 0, 1000);
+      expect(await json(await fetch(`${timing.url}/metrics`)), path).toMatchObject({ successful_generations: 0, failed_generations: 1 });
+    }
+    expect(errors).not.toHaveBeenCalled();
+    timing.setRequestTimeoutMs(null);
+    expect((await post(timing, "/generate", { prompt: "still serving", ...SMALL })).status).toBe(200);
   });
 
   it("keeps running a timed-out generation to its end even when it stops on a closed connection", async () => {
@@ -685,6 +731,11 @@ describe("its own request_timeout, as the genuine server's", () => {
     expect((await post(timing, "/generate", { prompt: "limited", ...SMALL })).status).toBe(504);
     expect((await put('{"ms":0}')).status).toBe(422);
     expect((await put('{"ms":"soon"}')).status).toBe(422);
+    expect((await put("{}")).status).toBe(422);
+    // Past 2^31 - 1 ms, Node's timers fire at once: such a timeout would be none at all.
+    expect(() => { timing.setRequestTimeoutMs(2 ** 31); }).toThrow(RangeError);
+    expect(() => { timing.setRequestTimeoutMs(0.5); }).toThrow(RangeError);
+    await expect(startEmulator({ requestTimeoutMs: 2 ** 31 })).rejects.toThrow(RangeError);
     timing.setRequestTimeoutMs(null);
     await waitFor(() => timing.stats().work === 0, 1000);
     expect((await post(timing, "/generate", { prompt: "no limit again", ...SMALL })).status).toBe(200);

@@ -144,7 +144,7 @@ describe("a job the gateway or the GPU server refuses", () => {
     expect(jobs.store.get(job.id)).toMatchObject({ status: "queued", started_at: null });
     const retrying = jobs.store.events(job.id, 0).map((event) => JSON.parse(event.data) as Record<string, unknown>).find((event) => event.type === "retrying");
     // The server sent no Retry-After: the gateway's own, one generation's time rounded up to a second.
-    expect(retrying).toMatchObject({ kind: "upstream_status", detail: "CUDA not available", retry_in_ms: 1000 });
+    expect(retrying).toMatchObject({ kind: "upstream_status", message: "CUDA not available", retry_in_ms: 1000 });
     emulator.setDevice({ cudaAvailable: true });
     expect((await finished(jobs, job.id)).status).toBe("succeeded");
     expect(emulator.stats().generateRequests).toBeGreaterThanOrEqual(2);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EventSplitter, inspectEvent } from "@/lib/sse";
+import { EventSplitter, encodeData, inspectEvent } from "@/lib/sse";
 
 const image = "data:image/png;base64," + "iVBORw0KGgo".repeat(500);
 const stream =
@@ -77,5 +77,21 @@ describe("inspectEvent", () => {
     ['data: {"no_type":true}\n\n', undefined],
   ])("passes %j on: events and fields are the GPU server's to add", (text, type) => {
     expect(inspect(text)).toEqual({ kind: "event", type });
+  });
+});
+
+describe("encodeData, the one writer of events the gateway keeps or makes", () => {
+  it("writes a JSON over several lines as several data: lines, after its id", () => {
+    expect(new TextDecoder().decode(encodeData('{"type":"progress",\n"step":1}', 3))).toBe('id: 3\ndata: {"type":"progress",\ndata: "step":1}\n\n');
+    expect(new TextDecoder().decode(encodeData('{"type":"queued"}'))).toBe('data: {"type":"queued"}\n\n');
+  });
+
+  it("writes what inspectEvent reads back unchanged, an event split over two data: lines included", () => {
+    const split = Buffer.from('data: {"type":"progress",\ndata: "step":2,"total_steps":6}\n\n');
+    const read = inspectEvent(split);
+    if (read.kind !== "event") throw new Error("not an event");
+    const again = inspectEvent(Buffer.from(encodeData(read.data.toString("utf8"), 5)));
+    expect(again).toMatchObject({ kind: "event", type: "progress" });
+    expect(again.kind === "event" && again.data.toString("utf8")).toBe('{"type":"progress",\n"step":2,"total_steps":6}');
   });
 });
