@@ -19,6 +19,9 @@ import type { Job, JobError, JobEvent, JobOutput, JobStore } from "./store";
 
 type Listener = (event: JobEvent, job: Job) => void;
 
+/** The label jobs' metrics carry, as requests carry their route's. */
+const JOBS_ROUTE = "/api/jobs";
+
 /** The longest between two retention sweeps. */
 const SWEEP_MS = 10 * 60 * 1000;
 
@@ -131,7 +134,7 @@ export class JobRunner {
         // The runner itself failed (its store, say): the job ends as the error table's internal error, if it still can.
         const failure = jobError(fail.internal(error));
         try {
-          this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure));
+          this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure), error);
         } catch {
           // The store is gone: a restart finds the job where it was.
         }
@@ -162,6 +165,7 @@ export class JobRunner {
       const outcome = await this.attempt(job, canceled, deadline, place);
       if (outcome.kind === "done" || canceled.aborted) return;
       const error = outcome.error;
+      if (error.code.startsWith("upstream_")) this.gateway.metrics.upstreamErrors.inc({ route: JOBS_ROUTE, kind: error.code });
       if (refuse) {
         refuse(error);
         return;
@@ -169,7 +173,7 @@ export class JobRunner {
       if (error.code === "shutting_down" && !outcome.started) return; // stays queued: the next process runs it
       const waitMs = retryDelayMs(error, attempt);
       if (!retried(error) || Date.now() + waitMs >= deadline) {
-        this.finish(job.id, { status: "failed", error: jobError(error) }, errorEvent(jobError(error)));
+        this.finish(job.id, { status: "failed", error: jobError(error) }, errorEvent(jobError(error)), error.cause);
         return;
       }
       if (outcome.started) this.store.update(job.id, { status: "queued", started_at: null });
@@ -256,8 +260,38 @@ export class JobRunner {
   }
 
   /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event. */
-  private finish(id: string, change: Parameters<JobStore["update"]>[1], event: Record<string, unknown>): void {
-    if (this.store.update(id, { ...change, completed_at: new Date().toISOString() })) this.emit(id, event);
+  /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event and its log line. */
+  private finish(id: string, change: Parameters<JobStore["update"]>[1], event: Record<string, unknown>, cause?: unknown): void {
+    if (!this.store.update(id, { ...change, completed_at: new Date().toISOString() })) return;
+    this.emit(id, event);
+    const job = this.store.get(id);
+    if (job) this.logEnd(job, cause);
+  }
+
+  /**
+   * One line per job, when it ends, as a request has one: who, how it ended,
+   * how long it waited and ran, what it kept; an internal failure's cause.
+   */
+  private logEnd(job: Job, cause: unknown): void {
+    const { logger } = this.gateway;
+    const kind = job.error?.kind;
+    const level = kind === "internal" ? "error" : job.status === "failed" ? "warn" : "info";
+    if (!logger.isLevelEnabled(level)) return;
+    const at = (time: string | null) => (time === null ? undefined : Date.parse(time));
+    const [created, started, completed] = [at(job.created_at), at(job.started_at), at(job.completed_at)];
+    logger[level](
+      {
+        job_id: job.id,
+        owner: job.owner,
+        status: job.status,
+        error_kind: kind,
+        queue_wait_ms: started === undefined || created === undefined ? undefined : started - created,
+        generation_ms: started === undefined || completed === undefined ? undefined : completed - started,
+        bytes: job.output?.bytes,
+        err: kind === "internal" ? cause : undefined,
+      },
+      "job",
+    );
   }
 
   private emit(id: string, event: Record<string, unknown> | string): void {

@@ -34,8 +34,13 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function runner(env: Record<string, string> = {}): JobRunner {
-  gateway = new Registry(parseConfig({ TEXT2IMAGE_SERVER_URL: emulator.url, LOG_LEVEL: "silent", ...env }));
+/** The log lines of the runner made last, when it was made with `logged`. */
+let lines: Record<string, unknown>[] = [];
+
+function runner(env: Record<string, string> = {}, { logged = false } = {}): JobRunner {
+  lines = [];
+  const logTo = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+  gateway = new Registry(parseConfig({ TEXT2IMAGE_SERVER_URL: emulator.url, LOG_LEVEL: logged ? "info" : "silent", ...env }), { logTo });
   setRegistry(gateway);
   dir = mkdtempSync(path.join(tmpdir(), "jobs-"));
   store = new SqliteJobStore(dir);
@@ -195,5 +200,39 @@ describe("a job the gateway or the GPU server refuses", () => {
     await expect(jobs.submit("ip:1", request(), "key-2")).rejects.toMatchObject({ code: "limiter_unavailable", status: 503 });
     expect(jobs.store.list("ip:1", 10)).toEqual([]);
     expect(emulator.stats().generateRequests).toBe(0);
+  });
+});
+
+describe("what a job tells", () => {
+  it("logs one line when it ends: id, owner, status, kind, queue wait, generation time, bytes", async () => {
+    const jobs = runner({}, { logged: true });
+    const done = await finished(jobs, (await jobs.submit("key:abc", request())).job.id);
+    emulator.setFault({ kind: "status", status: 500, detail: "CUDA out of memory" });
+    const failed = await finished(jobs, (await jobs.submit("key:abc", request({ seed: 2 }))).job.id);
+    const jobLines = lines.filter((line) => line.msg === "job");
+    expect(jobLines).toHaveLength(2);
+    expect(jobLines[0]).toMatchObject({ level: "info", job_id: done.id, owner: "key:abc", status: "succeeded", bytes: done.output?.bytes });
+    expect(jobLines[0]?.queue_wait_ms).toEqual(expect.any(Number));
+    expect(jobLines[0]?.generation_ms).toEqual(expect.any(Number));
+    expect(jobLines[1]).toMatchObject({ level: "warn", job_id: failed.id, status: "failed", error_kind: "upstream_status" });
+  });
+
+  it("counts its GPU server's failures in gateway_upstream_errors_total, as a request's", async () => {
+    const jobs = runner();
+    emulator.setFault({ kind: "status", status: 500, detail: "CUDA out of memory" });
+    await finished(jobs, (await jobs.submit("ip:1", request())).job.id);
+    const text = await gateway.metrics.registry.metrics();
+    expect(text).toMatch(/^gateway_upstream_errors_total\{route="\/api\/jobs",kind="upstream_status"\} 1$/m);
+  });
+
+  it("logs an internal failure at error, with its cause", async () => {
+    const jobs = runner({}, { logged: true });
+    const { job } = await jobs.submit("ip:1", request());
+    // The store's disk taken away under a running job: its image cannot be kept.
+    rmSync(path.join(dir, "images"), { recursive: true, force: true });
+    const done = await finished(jobs, job.id);
+    expect(done).toMatchObject({ status: "failed", error: { kind: "internal" } });
+    const line = lines.find((entry) => entry.msg === "job");
+    expect(line).toMatchObject({ level: "error", error_kind: "internal", err: { message: expect.stringMatching(/ENOENT/) as unknown } });
   });
 });
