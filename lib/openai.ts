@@ -19,7 +19,7 @@ import { JsonNumber } from "./pydantic";
 import { registry } from "./registry";
 import { SEED_MAX, requestJson, seedValue, validateGenerateRequest } from "./schemas";
 import type { GenerateRequest } from "./schemas";
-import { takeRateLimit } from "./security";
+import { jobOwner, takeRateLimit } from "./security";
 import { plainStringSpan } from "./upstream/lean-json";
 
 export type ImageFormat = "url" | "b64_json";
@@ -94,6 +94,7 @@ export async function generateImages(request: Request, context: RequestContext):
   }
   // Where the URLs will point is known, or refused, before any GPU time is spent on them.
   const base = format === "url" ? (config.publicBaseUrl ?? origin(request)) : "";
+  const { owner } = jobOwner(request, context.caller ?? "anonymous");
   context.headers.push(...takeRateLimit(context.caller ?? "anonymous", generations.length));
   context.record.note({ model, images: generations.length, response_format: format });
   const created = Math.floor(Date.now() / 1000);
@@ -102,7 +103,7 @@ export async function generateImages(request: Request, context: RequestContext):
   for (const [i, json] of answers.entries()) {
     if (i > 0) chunks.push(Buffer.from(","));
     if (format === "b64_json") chunks.push(Buffer.from('{"b64_json":"'), base64Of(json), Buffer.from('"}'));
-    else chunks.push(Buffer.from(JSON.stringify({ url: base + imagePath(context, generations[i] as GenerateRequest, json) })));
+    else chunks.push(Buffer.from(JSON.stringify({ url: base + imagePath(owner, generations[i] as GenerateRequest, json) })));
   }
   chunks.push(Buffer.from("]}"));
   context.record.sent(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
@@ -222,8 +223,8 @@ function base64Of(json: Buffer): Buffer {
 }
 
 /** The image kept as a finished job of the caller's (so for JOB_TTL, and in its history): its path, signed with keys. */
-function imagePath(context: RequestContext, params: GenerateRequest, json: Buffer): string {
-  const job = registry().jobs.keep(context.caller ?? "anonymous", params, json);
+function imagePath(owner: string, params: GenerateRequest, json: Buffer): string {
+  const job = registry().jobs.keep(owner, params, json);
   return outputOf(job)?.image_url ?? "";
 }
 

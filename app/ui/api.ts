@@ -46,9 +46,33 @@ export async function describeErrorResponse(response: Response): Promise<string>
  * Bearer`; resolves with a 2xx answer, else throws a GenerationError in the
  * gateway's words. An abort is thrown as it is.
  */
+const CLIENT_TOKEN = "text2image-gateway.client-token";
+let sessionToken: string | undefined;
+
+/**
+ * This browser's own token, kept with the page: without API keys the gateway
+ * lists a caller's jobs by it (X-Client-Token), not by an address that others
+ * behind the same NAT share. Where storage is refused, one for this tab.
+ */
+function clientToken(): string {
+  try {
+    let token = localStorage.getItem(CLIENT_TOKEN);
+    if (!token) localStorage.setItem(CLIENT_TOKEN, (token = randomToken()));
+    return token;
+  } catch {
+    return (sessionToken ??= randomToken());
+  }
+}
+
+/** 128 random bits as hex (not crypto.randomUUID(): it is missing on plain-http pages, a LAN gateway). */
+export function randomToken(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 async function call(path: string, init: RequestInit & { apiKey: string; signal?: AbortSignal }): Promise<Response> {
   const { apiKey, ...rest } = init;
   const headers = new Headers(init.headers);
+  headers.set("x-client-token", clientToken());
   const key = apiKey.trim();
   if (key) {
     if (!SENDABLE_KEY.test(key)) throw new GenerationError("The API key can only hold letters, digits and punctuation, without spaces.", true);

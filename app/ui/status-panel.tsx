@@ -29,6 +29,12 @@ function Message({ state }: { state: GenerationState }) {
       return <p>Sending the request…</p>;
     case "queued":
       return <p>Queued — position {state.position}</p>;
+    case "waiting":
+      return (
+        <p>
+          The GPU server is not taking it yet ({state.reason}); trying again in {formatSeconds(state.retryInMs)}.
+        </p>
+      );
     case "generating":
       return (
         <>

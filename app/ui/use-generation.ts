@@ -4,7 +4,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { seedValue } from "@/lib/schemas";
 import type { CompleteEvent, GenerateRequest, JobOutput, Seed } from "@/lib/schemas";
 import type { z } from "zod";
-import { GenerationError, cancelJob, openJobEvents, openStream, submitJob } from "./api";
+import { GenerationError, cancelJob, openJobEvents, openStream, randomToken, submitJob } from "./api";
 
 /** A finished image and what made it. */
 export interface GenerationResult {
@@ -24,13 +24,15 @@ export type GenerationState =
   | { phase: "idle" }
   | { phase: "starting"; startedAt: number }
   | { phase: "queued"; startedAt: number; position: number }
+  /** The GPU server refused it before starting (busy, no CUDA): the gateway tries again by itself. */
+  | { phase: "waiting"; startedAt: number; reason: string; retryInMs: number }
   | { phase: "generating"; startedAt: number; step: number; totalSteps: number }
   | { phase: "done"; elapsedMs: number }
   | { phase: "cancelled"; elapsedMs: number }
   | { phase: "error"; elapsedMs: number; message: string; keyRejected?: boolean };
 
 export function isRunning(state: GenerationState): state is Extract<GenerationState, { startedAt: number }> {
-  return state.phase === "starting" || state.phase === "queued" || state.phase === "generating";
+  return state.phase === "starting" || state.phase === "queued" || state.phase === "waiting" || state.phase === "generating";
 }
 
 /** The job this tab follows, kept across a reload: its id and when it was sent (epoch ms). */
@@ -131,6 +133,7 @@ export function useGeneration({ jobs, apiKey }: { jobs: boolean | undefined; api
     try {
       for await (const event of await events()) {
         if (event.type === "queued") setState({ phase: "queued", startedAt, position: event.queue_position });
+        else if (event.type === "retrying") setState({ phase: "waiting", startedAt, reason: event.message, retryInMs: event.retry_in_ms });
         else if (event.type === "progress") setState({ phase: "generating", startedAt, step: event.step, totalSteps: event.total_steps });
         else if (event.type === "error") throw new GenerationError(event.message);
         else if (event.type === "canceled") {
@@ -197,7 +200,7 @@ export function useGeneration({ jobs, apiKey }: { jobs: boolean | undefined; api
       if (!jobs) return follow(performance.now(), request, () => Promise.resolve(streamEvents(request, signal, keyRef.current)), controller);
       const sentAt = Date.now();
       const events = async () => {
-        const job = await submitJob(request, randomKey(), signal, keyRef.current);
+        const job = await submitJob(request, randomToken(), signal, keyRef.current);
         remember({ id: job.id, sentAt, request });
         return jobEvents(job.id, signal, () => keyRef.current);
       };
@@ -212,6 +215,7 @@ export function useGeneration({ jobs, apiKey }: { jobs: boolean | undefined; api
 /** The events `follow` reads, the same from a job's stream and the generate stream. */
 type FollowedEvent =
   | { type: "queued"; queue_position: number }
+  | { type: "retrying"; message: string; retry_in_ms: number }
   | { type: "progress"; step: number; total_steps: number }
   | { type: "error"; message: string }
   | { type: "canceled" }
@@ -260,8 +264,6 @@ async function* jobEvents(id: string, signal: AbortSignal, apiKey: () => string)
             yield { type: "error", message: event.message };
             return;
           }
-          // The gateway tries again by itself; the page goes on showing where the job stands.
-          if (event.type === "retrying") continue;
           yield event;
           if (event.type === "canceled") return;
         }
@@ -276,10 +278,4 @@ async function* jobEvents(id: string, signal: AbortSignal, apiKey: () => string)
     await pause(Math.min(500 * 2 ** failures, 8000), signal);
     if (signal.aborted) throw new DOMException("Aborted", "AbortError");
   }
-}
-
-/** Not crypto.randomUUID(): it is missing on plain-http pages (a LAN gateway). */
-function randomKey(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }

@@ -11,7 +11,7 @@ import { headersOnly, readJsonObject } from "../http";
 import type { RequestContext } from "../http";
 import { registry } from "../registry";
 import { validateGenerateRequest } from "../schemas";
-import { takeRateLimit } from "../security";
+import { jobOwner, takeRateLimit } from "../security";
 import { EventStream, SSE_HEADERS } from "../sse";
 import { FINISHED, inputHash } from "./store";
 import type { Job, JobEvent, JobOutput } from "./store";
@@ -78,10 +78,15 @@ function answer(job: Job, status: number, headers: Record<string, string> = {}):
   return new Response(jobJson(job), { status, headers: { ...JOB_HEADERS, ...headers } });
 }
 
-/** The caller's job, or the 404 that an unknown one and another caller's alike get. */
+/**
+ * The caller's job, or the 404 that an unknown one and another key's alike
+ * get. Without API keys a job's id, unguessable, is what reaches it (see
+ * `jobOwner`: an address identifies no one).
+ */
 function ownJob(id: string, context: RequestContext): Job {
-  const job = registry().jobs.store.get(id);
-  if (!job || job.owner !== context.caller) throw fail.noSuchJob(id);
+  const { jobs, access } = registry();
+  const job = jobs.store.get(id);
+  if (!job || (access.keys.required && job.owner !== context.caller)) throw fail.noSuchJob(id);
   return job;
 }
 
@@ -121,13 +126,14 @@ export async function submitJob(request: Request, context: RequestContext): Prom
     throw fail.invalidHeader("Idempotency-Key", `must be 1 to ${MAX_IDEMPOTENCY_KEY} characters`);
   }
   const caller = context.caller ?? "anonymous";
+  const { owner } = jobOwner(request, caller);
   // One image of the rate limit, taken before the body is read as on every door; a replay makes none, so takes none.
-  if (key === undefined || !gateway.jobs.store.find(caller, key)) context.headers.push(...takeRateLimit(caller));
+  if (key === undefined || !gateway.jobs.store.find(owner, key)) context.headers.push(...takeRateLimit(caller));
   const body = await readJsonObject(request, { maxBytes: gateway.config.maxBodyBytes, timeoutMs: gateway.config.bodyTimeoutMs, signal: request.signal });
   const result = validateGenerateRequest(body, { sizeMultiple: gateway.config.sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);
   // Answered once the job has its place, so a queued job says where it stands and an admitted one says running.
-  const { job, created, input } = await gateway.jobs.submit(caller, result.data, key);
+  const { job, created, input } = await gateway.jobs.submit(owner, result.data, key);
   if (!created && job.input_hash !== inputHash(input)) throw fail.idempotencyMismatch();
   const waitMs = preferredWaitMs(request.headers.get("prefer"));
   const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job.id, waitMs, request.signal) : (gateway.jobs.store.get(job.id) ?? job);
@@ -167,7 +173,9 @@ function listLimit(raw: string | null): number {
 export function listJobs(request: Request, context: RequestContext): Response {
   const params = new URL(request.url).searchParams;
   const limit = listLimit(params.get("limit"));
-  const jobs = registry().jobs.store.list(context.caller ?? "anonymous", limit + 1, params.get("before") ?? undefined);
+  const { owner, listed } = jobOwner(request, context.caller ?? "anonymous");
+  const { store } = registry().jobs;
+  const jobs = listed ? store.list(owner, limit + 1, params.get("before") ?? undefined) : [];
   const page = jobs.slice(0, limit);
   const next = jobs.length > limit ? (page.at(-1)?.id ?? null) : null;
   return new Response(`{"jobs":[${page.map(jobJson).join(",")}],"next":${JSON.stringify(next)}}`, {

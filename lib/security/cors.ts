@@ -3,7 +3,7 @@
  * header. A listed origin is echoed with credentials; `*` lets any origin read,
  * never with credentials. Anything else gets none: the browser blocks it.
  */
-export const CORS_ALLOWED_HEADERS = ["content-type", "authorization", "x-api-key", "x-request-id", "traceparent", "tracestate"];
+export const CORS_ALLOWED_HEADERS = ["content-type", "authorization", "x-api-key", "x-client-token", "idempotency-key", "last-event-id", "prefer", "x-request-id", "traceparent", "tracestate"];
 export const CORS_EXPOSED_HEADERS = [
   "x-request-id",
   "retry-after",

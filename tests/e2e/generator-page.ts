@@ -24,6 +24,13 @@ export class GeneratorPage {
     this.history = page.getByRole("region", { name: "History" });
   }
 
+  /** The page's jobs as the gateway lists them to it: by the client token it keeps (without API keys, the list is by token). */
+  async jobs<T>(base = "", limit = 20): Promise<T[]> {
+    const token = await this.page.evaluate(() => localStorage.getItem("text2image-gateway.client-token"));
+    const response = await this.page.request.get(`${base}/api/jobs?limit=${limit}`, { headers: token ? { "x-client-token": token } : {} });
+    return ((await response.json()) as { jobs: T[] }).jobs;
+  }
+
   /** Opens the page and waits until the GPU server is reported healthy. */
   async open(): Promise<void> {
     await this.page.goto("/");

@@ -145,8 +145,8 @@ test("the history is the gateway's job list, images by URL: it survives a reload
   // The thumbnail is decorative (alt=""), so it has no img role; it is the job's image, by URL.
   const thumbnail = entry.locator("img");
   await expect.poll(() => thumbnail.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
-  const jobs = (await (await page.request.get("/api/jobs?limit=1")).json()) as { jobs: { output: { image_url: string } }[] };
-  expect(await thumbnail.getAttribute("src")).toBe(jobs.jobs[0]?.output.image_url);
+  const [job] = await ui.jobs<{ output: { image_url: string } }>("", 1);
+  expect(await thumbnail.getAttribute("src")).toBe(job?.output.image_url);
   await expect(ui.resultImage).toHaveCount(0);
   await ui.prompt.fill("something else");
   await entry.click();
@@ -193,8 +193,8 @@ test("Cancel after a reload cancels the job by id, and the GPU server sees the a
   await ui.cancel.click();
   await expect(ui.status).toContainText("Cancelled after");
   await expect.poll(async () => (await emulator.stats()).aborted, { timeout: 2_000 }).toBe(1);
-  const jobs = (await (await page.request.get("/api/jobs?limit=1")).json()) as { jobs: { status: string; input: { prompt: string } }[] };
-  expect(jobs.jobs[0]).toMatchObject({ status: "canceled", input: { prompt: "a cancel across a reload" } });
+  const [job] = await ui.jobs<{ status: string; input: { prompt: string } }>("", 1);
+  expect(job).toMatchObject({ status: "canceled", input: { prompt: "a cancel across a reload" } });
   await page.reload();
   await expect(ui.generate).toBeEnabled();
   await expect(ui.status).toContainText("Describe an image");
@@ -233,14 +233,27 @@ test("a 375 px wide screen needs no horizontal scrolling, even with a result", a
 test("a gateway error is shown in its own words, not as a status code", async ({ page }) => {
   const ui = new GeneratorPage(page);
   await ui.open();
+  await emulator.setFault({ kind: "status", status: 500, detail: "CUDA out of memory" });
+  await ui.fill({ prompt: "a failing GPU" });
+  await ui.generate.click();
+
+  await expect(ui.status).toHaveText("Generation failed: Text-to-image server error: CUDA out of memory");
+  await expect(ui.status).not.toContainText("500");
+  await expect(ui.resultImage).toHaveCount(0);
+  await ui.screenshot("error");
+});
+
+test("a GPU server that refuses for now (its 503) is waited for: the page says so, and the image comes once it takes it", async ({ page }) => {
+  const ui = new GeneratorPage(page);
+  await ui.open();
   await emulator.setFault({ kind: "status", status: 503, detail: "Queue is full" });
   await ui.fill({ prompt: "a busy GPU" });
   await ui.generate.click();
 
-  await expect(ui.status).toHaveText("Generation failed: Queue is full");
+  await expect(ui.status).toContainText("The GPU server is not taking it yet (Queue is full); trying again in");
   await expect(ui.status).not.toContainText("503");
-  await expect(ui.resultImage).toHaveCount(0);
-  await ui.screenshot("error");
+  await emulator.setFault(null);
+  await ui.waitForResult();
 });
 
 test("an error in the middle of the stream is shown and the form is usable again", async ({ page }) => {

@@ -36,7 +36,7 @@ test("an entry whose job the gateway no longer keeps says its image expired, and
   await expect.poll(() => entry.locator("img").evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
 
   // JOB_TTL passes: the job, and its image, leave the gateway.
-  await expect.poll(async () => ((await (await page.request.get(`${gateway.url}/api/jobs`)).json()) as { jobs: unknown[] }).jobs.length, { timeout: 10_000 }).toBe(0);
+  await expect.poll(async () => (await ui.jobs(gateway.url)).length, { timeout: 10_000 }).toBe(0);
   await page.reload();
   await expect(entry).toContainText("Image expired");
   await expect(entry).toHaveAccessibleName(/image expired/);

@@ -149,14 +149,15 @@ describe("jobs", () => {
     emulator.setStepMs(500); // 3 s a job
     const client = new AbortController();
     const printed = gateway.output().length;
-    const waiting = fetch(`${gateway.url}/api/jobs`, { method: "POST", body: JSON.stringify({ ...body, seed: 79 }), headers: { "content-type": "application/json", prefer: "wait=60" }, signal: client.signal });
+    const token = { "x-client-token": "waiting-client-token-01" };
+    const waiting = fetch(`${gateway.url}/api/jobs`, { method: "POST", body: JSON.stringify({ ...body, seed: 79 }), headers: { "content-type": "application/json", prefer: "wait=60", ...token }, signal: client.signal });
     await expect.poll(() => emulator.stats().active).toBe(1);
     client.abort();
     await waiting.catch(() => undefined);
     const logged = () => gateway.output().slice(printed).includes('"route":"/api/jobs","method":"POST"');
     expect(await eventuallyTrue(logged, 1500), "the request's log line, written when it ends").toBe(true);
     // The job itself runs on to its end, as a job does without anyone waiting for it.
-    const [left] = ((await (await fetch(`${gateway.url}/api/jobs?limit=1`)).json()) as { jobs: JobBody[] }).jobs;
+    const [left] = ((await (await fetch(`${gateway.url}/api/jobs?limit=1`, { headers: token })).json()) as { jobs: JobBody[] }).jobs;
     expect((await poll(left?.id ?? "")).status).toBe("succeeded");
   });
 
@@ -215,11 +216,30 @@ describe("jobs", () => {
   });
 
   it("pages the list with limit and before", async () => {
-    const [first, second] = [await submit({ seed: 1 }), await submit({ seed: 2 })];
-    const page = (await (await fetch(`${gateway.url}/api/jobs?limit=1`)).json()) as { jobs: JobBody[]; next: string };
+    const token = { "x-client-token": "pages-client-token-0001" };
+    const [first, second] = [await submit({ seed: 1 }, token), await submit({ seed: 2 }, token)];
+    const page = (await (await fetch(`${gateway.url}/api/jobs?limit=1`, { headers: token })).json()) as { jobs: JobBody[]; next: string };
     expect(page.jobs.map((job) => job.id)).toEqual([second.job.id]);
-    const next = (await (await fetch(`${gateway.url}/api/jobs?limit=1&before=${page.next}`)).json()) as { jobs: JobBody[] };
+    const next = (await (await fetch(`${gateway.url}/api/jobs?limit=1&before=${page.next}`, { headers: token })).json()) as { jobs: JobBody[] };
     expect(next.jobs.map((job) => job.id)).toEqual([first.job.id]);
+  });
+
+  it("without API keys, lists a caller's jobs by its client token, never by the address it shares with others", async () => {
+    const alice = { "x-client-token": "alice-browser-token-0001" };
+    const bob = { "x-client-token": "bob-browser-token-00002" };
+    const { job } = await submit({ seed: 3, prompt: "alice's secret prompt" }, alice);
+    const list = async (headers: Record<string, string>) => ((await (await fetch(`${gateway.url}/api/jobs`, { headers })).json()) as { jobs: JobBody[] }).jobs.map((entry) => entry.id);
+    expect(await list(alice)).toContain(job.id);
+    expect(await list(bob), "another token at the same address").not.toContain(job.id);
+    expect(await list({}), "no token: nothing is listed").toEqual([]);
+    // Without a token, a job is reached by its id alone (128 random bits), and listed to no one.
+    const anonymous = await submit({ seed: 4 });
+    expect(await list({})).toEqual([]);
+    expect((await fetch(`${gateway.url}/api/jobs/${anonymous.job.id}`)).status).toBe(200);
+    const bad = await fetch(`${gateway.url}/api/jobs`, { headers: { "x-client-token": "short" } });
+    expect([bad.status, ((await bad.json()) as { detail: string }).detail]).toEqual([400, "X-Client-Token must be 16 to 128 letters, digits, - or _"]);
+    await poll(job.id);
+    await poll(anonymous.job.id);
   });
 
   it("serves an image as a static file: Content-Length, Range, HEAD; 40 clients that read nothing hold little memory", async () => {
