@@ -93,7 +93,7 @@ function matchesAny(header: string | null, etag: string): boolean {
  * several parts) is ignored: the whole file, as the RFC allows.
  */
 function partOf(header: string | null, size: number): Part {
-  const range = /^bytes=(\d*)-(\d*)$/.exec(header?.trim() ?? "");
+  const range = /^bytes=(\d*)-(\d*)$/i.exec(header?.trim() ?? "");
   if (!range) return "whole";
   const [, first = "", last = ""] = range;
   if (first === "" && last === "") return "whole";

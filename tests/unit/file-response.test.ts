@@ -55,6 +55,8 @@ describe("fileResponse", () => {
     ["bytes=-500", 299_500, 299_999],
     ["bytes=299990-400000", 299_990, 299_999],
     ["bytes=-999999", 0, 299_999],
+    // The unit is case-insensitive (RFC 9110 §14.1), as nginx reads it.
+    ["Bytes=5-9", 5, 9],
   ])("answers %s with 206 and exactly that part", async (range, start, end) => {
     const response = fileResponse(get({ range }), file);
     expect(response.status).toBe(206);
