@@ -166,6 +166,7 @@ const schema = z
     DATA_DIR: z.string().trim().default("./data"),
     JOB_TTL: seconds.default(24 * 60 * 60),
     DATA_MAX_BYTES: count(1).default(5 * 1024 ** 3),
+    MAX_JOBS: count(1).default(100_000),
     // Set by Vercel on its functions.
     VERCEL: z.string().optional(),
   })
@@ -225,6 +226,8 @@ const schema = z
       dataDir: env.DATA_DIR,
       jobTtlMs: env.JOB_TTL * 1000,
       dataMaxBytes: env.DATA_MAX_BYTES,
+      /** Jobs kept at most: the oldest finished go to make room; with none finished, a new one is refused. */
+      maxJobs: env.MAX_JOBS,
     };
   });
 

@@ -15,6 +15,8 @@ export type ErrorCode =
   | "not_found"
   | "model_not_found"
   | "jobs_off"
+  | "storage_full"
+  | "store_full"
   | "queue_full"
   | "queue_timeout"
   | "limiter_unavailable"
@@ -106,6 +108,17 @@ export const fail = {
       501,
       "Jobs are off on this gateway (JOBS=false, the default on Vercel, which keeps no disk): use /api/generate or /api/generate-stream",
     ),
+  /** DATA_DIR's disk is full, or an image is larger than DATA_MAX_BYTES: jobs wait for room. */
+  storageFull: (why: string, cause?: unknown) =>
+    new GatewayError("storage_full", 503, `The gateway has no room to keep images: ${why}; try again later`, {
+      cause,
+      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
+    }),
+  /** MAX_JOBS kept and none of them finished: no room for another. */
+  jobStoreFull: (max: number) =>
+    new GatewayError("store_full", 503, `The gateway keeps at most ${max} jobs (MAX_JOBS), and none of them has finished: try again later`, {
+      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
+    }),
   invalidHeader: (name: string, why: string) => new GatewayError("invalid_header", 400, `${name} ${why}`),
   /** A field of an OpenAI-style request the gateway cannot honour as given. */
   invalidParameter: (param: string, why: string) => new GatewayError("invalid_parameter", 400, `${param}: ${why}`, { param }),

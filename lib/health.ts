@@ -17,13 +17,16 @@ export async function healthReport(gateway: Registry): Promise<GatewayHealth> {
   const limiterDegraded = load.limiter !== undefined && load.limiter !== "redis" && load.limiter !== "local";
   const healthy = result.ok && result.health.status === "healthy" && canGenerate(result.health) && !limiterDegraded;
   const draining = gateway.drain.draining;
+  // The disk of DATA_DIR found full: jobs are refused until it has room.
+  const storageFull = gateway.openJobs?.space.isFull ?? false;
   return {
-    status: healthy && !draining ? "healthy" : "degraded",
+    status: healthy && !draining && !storageFull ? "healthy" : "degraded",
     gateway: "running",
     ...load,
     orphaned: balancer.orphaned(),
     text2image_server: reportedHealth(result),
     ...(balancer.size > 1 ? { servers: balancer.states() } : {}),
     ...(draining ? { shutting_down: true as const } : {}),
+    ...(storageFull ? { storage_full: true as const } : {}),
   };
 }

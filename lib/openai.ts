@@ -103,7 +103,7 @@ export async function generateImages(request: Request, context: RequestContext):
   for (const [i, json] of answers.entries()) {
     if (i > 0) chunks.push(Buffer.from(","));
     if (format === "b64_json") chunks.push(Buffer.from('{"b64_json":"'), base64Of(json), Buffer.from('"}'));
-    else chunks.push(Buffer.from(JSON.stringify({ url: base + imagePath(owner, generations[i] as GenerateRequest, json) })));
+    else chunks.push(Buffer.from(JSON.stringify({ url: base + (await imagePath(owner, generations[i] as GenerateRequest, json)) })));
   }
   chunks.push(Buffer.from("]}"));
   context.record.sent(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
@@ -223,8 +223,8 @@ function base64Of(json: Buffer): Buffer {
 }
 
 /** The image kept as a finished job of the caller's (so for JOB_TTL, and in its history): its path, signed with keys. */
-function imagePath(owner: string, params: GenerateRequest, json: Buffer): string {
-  const job = registry().jobs.keep(owner, params, json);
+async function imagePath(owner: string, params: GenerateRequest, json: Buffer): Promise<string> {
+  const job = await registry().jobs.keep(owner, params, json);
   return outputOf(job)?.image_url ?? "";
 }
 

@@ -337,7 +337,7 @@ function commonErrors(method: Method, allow = method === "get" ? ["GET", "HEAD"]
 }
 
 /** Every failure of a generation request before an answer starts. */
-function generateErrors(allow?: string[]): Record<string, ResponseObject> {
+function generateErrors(allow?: string[], moreUnavailable: ErrorExamples = {}): Record<string, ResponseObject> {
   const upstreamFault = fail.upstreamStatus(500, "CUDA out of memory");
   return {
     400: errorResponse(400, "The body is not JSON, or not a JSON object.", {
@@ -389,6 +389,7 @@ function generateErrors(allow?: string[]): Record<string, ResponseObject> {
         hostNotFound: ["GPU server's host name not found", fail.upstreamUnresolvable(DEFAULT_SERVER, null)],
         noServer: ["Several GPU servers, every one ejected or refusing connections", fail.noServerAvailable()],
         upstreamBusy: ["The GPU server's own 503", fail.upstreamStatus(503, "Queue is full")],
+        ...moreUnavailable,
       },
       { "Retry-After": RETRY_AFTER },
     ),
@@ -660,7 +661,10 @@ function endpoints(): Endpoint[] {
         responses: {
           200: jsonResponse("The job, finished within `Prefer: wait`", "Job", {}),
           202: jsonResponse("The job, not finished yet: running, or queued with its `queue_position`; `Location` is its URL", "Job", {}),
-          ...generateErrors(JOBS_ALLOW),
+          ...generateErrors(JOBS_ALLOW, {
+            storageFull: ["DATA_DIR's disk found full (health says storage_full)", fail.storageFull("the disk of DATA_DIR is full")],
+            storeFull: ["MAX_JOBS kept, none finished", fail.jobStoreFull(100_000)],
+          }),
           ...jobsOffError(),
         },
       },

@@ -349,6 +349,10 @@ export const GatewayHealth = z.object({
     ),
   servers: z.array(ServerState).optional().describe("Each GPU server, when several are configured (absent with one)"),
   shutting_down: z.literal(true).optional().describe('Present while draining after SIGTERM; status is then "degraded"'),
+  storage_full: z
+    .literal(true)
+    .optional()
+    .describe('Present while the disk of DATA_DIR is full (a job could not keep its image): new jobs get 503 until it has room again; status is then "degraded"'),
 });
 export type GatewayHealth = z.output<typeof GatewayHealth>;
 

@@ -27,7 +27,8 @@ export function jobJson(job: Job): string {
       .map((event) => JSON.parse(event.data) as Record<string, unknown>)
       .filter((event) => event.type === type)
       .at(-1);
-  const queued = job.status === "queued" ? latest("queued") : undefined;
+  // The place in line now, as the runner heard it last (its log keeps only the first); else the one kept.
+  const place = job.status === "queued" ? (registry().jobs.placeOf(job.id) ?? latest("queued")?.queue_position) : undefined;
   const progress = job.status === "running" ? latest("progress") : undefined;
   const self = `/api/jobs/${job.id}`;
   const body = {
@@ -36,7 +37,7 @@ export function jobJson(job: Job): string {
     created_at: job.created_at,
     started_at: job.started_at,
     completed_at: job.completed_at,
-    queue_position: typeof queued?.queue_position === "number" ? queued.queue_position : null,
+    queue_position: typeof place === "number" ? place : null,
     progress: progress ? { step: progress.step, total_steps: progress.total_steps } : null,
     output: outputOf(job),
     error: job.error,
@@ -216,6 +217,11 @@ export function followJob(id: string, request: Request, context: RequestContext)
     unlisten();
   });
   const send = (event: JobEvent, job: Job | undefined) => {
+    // A later place in line is not kept: it goes out without an id, the client's Last-Event-ID unchanged.
+    if (event.live) {
+      stream.sendData(event.data);
+      return;
+    }
     if (event.seq <= last) return;
     last = event.seq;
     stream.sendData(eventData(event, job), event.seq);

@@ -5,7 +5,8 @@
  * job's output) and ends succeeded, failed or canceled. Listeners hear each
  * event as it is kept; a stream resumed later reads the rest from the store.
  */
-import { setTimeout as sleep } from "node:timers/promises";
+import { statfs } from "node:fs/promises";
+import { setImmediate, setTimeout as sleep } from "node:timers/promises";
 import { GatewayError, fail } from "../errors";
 import { parseJsonObject } from "../http";
 import { Generation } from "../pipeline";
@@ -22,19 +23,33 @@ type Listener = (event: JobEvent, job: Job) => void;
 /** The label jobs' metrics carry, as requests carry their route's. */
 const JOBS_ROUTE = "/api/jobs";
 
+/** Events kept per job: a generation sends a few dozen; a server that sends more is heard live, not kept. */
+const MAX_EVENTS = 100;
+/** Jobs removed per step of the retention sweep, the event loop free between steps. */
+const SWEEP_BATCH = 200;
+/** Finished jobs removed at most when a new one needs the room MAX_JOBS leaves. */
+const THIN_BATCH = 16;
+
 /** The longest between two retention sweeps. */
 const SWEEP_MS = 10 * 60 * 1000;
 
 export class JobRunner {
   private readonly cancels = new Map<string, AbortController>();
+  /** Whether DATA_DIR's disk has room (after a full disk, no new job until it has). */
+  readonly space: StorageSpace;
   private readonly listeners = new Map<string, Set<Listener>>();
+  /** Queued jobs' places in line, as the limiter tells them. */
+  private readonly places = new Map<string, number>();
+  private sweeping = false;
 
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly gateway: Registry,
     readonly store: JobStore,
-  ) {}
+  ) {
+    this.space = new StorageSpace(gateway.config.dataDir);
+  }
 
   /**
    * At start: what a previous process left queued runs now; what it left
@@ -42,9 +57,9 @@ export class JobRunner {
    * and the oldest ones while the images take more than DATA_MAX_BYTES.
    */
   resume(): void {
-    this.sweep();
+    void this.sweep();
     this.sweeper ??= setInterval(() => {
-      this.sweep();
+      void this.sweep();
     }, Math.min(this.gateway.config.jobTtlMs / 10, SWEEP_MS)).unref();
     const { requeued, failed } = this.store.recover(new Date());
     for (const job of failed) if (job.error) this.emit(job.id, errorEvent(job.error));
@@ -64,6 +79,11 @@ export class JobRunner {
     if (this.gateway.drain.draining) throw fail.shuttingDown();
     const load = this.gateway.limiter.stats();
     if (load.in_flight >= load.max_concurrent && load.queued >= this.gateway.config.maxQueue) throw fail.queueFull();
+    await this.space.check();
+    // Room for one more: the oldest finished job goes; with none finished, the store is full of work.
+    const { maxJobs } = this.gateway.config;
+    this.store.thin(maxJobs - 1, THIN_BATCH);
+    if (this.store.size() >= maxJobs) throw fail.jobStoreFull(maxJobs);
     const created = this.store.create(owner, input, idempotencyKey);
     if (!created.created) return { ...created, input };
     const refusal = await this.start(created.job, { submitted: true });
@@ -79,9 +99,11 @@ export class JobRunner {
    * succeeded job of `owner`: its image is in the store for JOB_TTL, by URL,
    * and in the owner's list.
    */
-  keep(owner: string, request: GenerateRequest, answer: Buffer): Job {
+  async keep(owner: string, request: GenerateRequest, answer: Buffer): Promise<Job> {
+    await this.space.check();
+    this.store.thin(this.gateway.config.maxJobs - 1, THIN_BATCH);
+    const output = await this.keepImage(answer);
     const { job } = this.store.create(owner, requestJson(request));
-    const output = this.keepImage(answer);
     this.finish(job.id, { status: "succeeded", started_at: job.created_at, output }, { type: "complete", output });
     return this.store.get(job.id) as Job;
   }
@@ -93,9 +115,25 @@ export class JobRunner {
     for (const cancel of this.cancels.values()) cancel.abort(fail.shuttingDown());
   }
 
-  private sweep(): void {
-    this.store.expire(new Date(Date.now() - this.gateway.config.jobTtlMs));
-    this.store.trim(this.gateway.config.dataMaxBytes);
+  /**
+   * Jobs past JOB_TTL go, then the oldest while the images take more than
+   * DATA_MAX_BYTES or more than MAX_JOBS are kept: a batch at a time, each an
+   * indexed lookup, the event loop free between batches.
+   */
+  private async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const { jobTtlMs, dataMaxBytes, maxJobs } = this.gateway.config;
+      const before = new Date(Date.now() - jobTtlMs);
+      while (this.store.expire(before, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
+      while (this.store.trim(dataMaxBytes, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
+      while (this.store.thin(maxJobs, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
+    } catch (error) {
+      this.gateway.logger.error({ err: error }, "jobs: the retention sweep failed");
+    } finally {
+      this.sweeping = false;
+    }
   }
 
   /** Cancels a job that has not finished: a queued one never reaches the GPU, a running one's upstream call is aborted. */
@@ -222,7 +260,7 @@ export class JobRunner {
       for await (const event of events) {
         if (event.data === undefined) continue;
         if (event.type === "complete") {
-          const output = this.keepImage(event.data);
+          const output = await this.keepImage(event.data);
           this.finish(job.id, { status: "succeeded", output }, { type: "complete", output });
         } else if (event.type === "error") {
           const { message } = JSON.parse(event.data.toString("utf8")) as { message?: unknown };
@@ -243,9 +281,21 @@ export class JobRunner {
     }
   }
 
-  private keepImage(data: Buffer): JobOutput {
+  /**
+   * Keeps the image within DATA_MAX_BYTES, the oldest finished jobs' going to
+   * make room; a full disk or an image larger than the cap fails the job with
+   * `storage_full`, and a full disk stops new jobs until space comes back.
+   */
+  private async keepImage(data: Buffer): Promise<JobOutput> {
     const image = answerImage(data);
-    this.store.putImage(image.bytes, image.contentType);
+    const { dataMaxBytes } = this.gateway.config;
+    if (image.bytes.length > dataMaxBytes) throw fail.storageFull(`an image of ${image.bytes.length} bytes is larger than DATA_MAX_BYTES (${dataMaxBytes})`);
+    while (this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
+    try {
+      await this.store.putImage(image.bytes, image.contentType, image.sha256);
+    } catch (error) {
+      throw this.space.failed(error);
+    }
     const number = (value: unknown) => (typeof value === "number" ? value : null);
     return {
       sha256: image.sha256,
@@ -259,11 +309,10 @@ export class JobRunner {
     };
   }
 
-  /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event. */
   /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event and its log line. */
   private finish(id: string, change: Parameters<JobStore["update"]>[1], event: Record<string, unknown>, cause?: unknown): void {
     if (!this.store.update(id, { ...change, completed_at: new Date().toISOString() })) return;
-    this.emit(id, event);
+    this.emit(id, event, { end: true });
     const job = this.store.get(id);
     if (job) this.logEnd(job, cause);
   }
@@ -294,12 +343,35 @@ export class JobRunner {
     );
   }
 
-  private emit(id: string, event: Record<string, unknown> | string): void {
-    const kept = this.store.append(id, typeof event === "string" ? event : JSON.stringify(event));
-    const job = this.store.get(id);
+  /**
+   * Keeps the event in the job's log and tells its listeners. A place in line
+   * is kept once: each later one, for as long as the job waits, is told to
+   * listeners only (kept, N waiting jobs would write N² events). A log holds
+   * at most MAX_EVENTS, but for the end, which is always kept.
+   */
+  private emit(id: string, event: Record<string, unknown> | string, { end = false } = {}): void {
+    const data = typeof event === "string" ? event : JSON.stringify(event);
+    const place = typeof event === "object" && event.type === "queued" ? event.queue_position : undefined;
+    let kept: JobEvent | undefined;
+    if (typeof place === "number") {
+      const first = !this.places.has(id);
+      this.places.set(id, place);
+      if (first) kept = this.store.append(id, data, MAX_EVENTS);
+    } else {
+      this.places.delete(id);
+      kept = this.store.append(id, data, end ? undefined : MAX_EVENTS);
+    }
     const listeners = this.listeners.get(id);
-    if (!job || !listeners) return;
-    for (const listener of [...listeners]) listener(kept, job);
+    if (!listeners) return;
+    const job = this.store.get(id);
+    if (!job) return;
+    const heard: JobEvent = kept ?? { seq: 0, data, live: true };
+    for (const listener of [...listeners]) listener(heard, job);
+  }
+
+  /** A queued job's place in line now (its log keeps only the first). */
+  placeOf(id: string): number | undefined {
+    return this.places.get(id);
   }
 }
 
@@ -328,4 +400,39 @@ function errorEvent(failure: JobError): Record<string, unknown> {
 /** A failure as a job keeps it: the error table's kind and its detail as text. */
 function jobError(error: GatewayError): JobError {
   return { kind: error.code, detail: typeof error.detail === "string" ? error.detail : JSON.stringify(error.detail) };
+}
+
+/** Free bytes a full disk must have again before new jobs are taken: room for an image or two. */
+const MIN_FREE_BYTES = 4 * 1024 * 1024;
+const SPACE_CHECK_MS = 1000;
+
+/** Whether DATA_DIR's disk has room: after it was found full, no new job until the file system shows room again. */
+class StorageSpace {
+  private full = false;
+  private checkedAt = 0;
+
+  constructor(private readonly dir: string) {}
+
+  get isFull(): boolean {
+    return this.full;
+  }
+
+  /** A write's failure as the error table has it: a full disk (ENOSPC, EDQUOT) is storage_full, and stops new jobs. */
+  failed(error: unknown): unknown {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code !== "ENOSPC" && code !== "EDQUOT") return error;
+    this.full = true;
+    return fail.storageFull("the disk of DATA_DIR is full", error);
+  }
+
+  /** Throws storage_full while a disk found full has no room yet (statfs, at most once a second). */
+  async check(): Promise<void> {
+    if (!this.full) return;
+    if (Date.now() - this.checkedAt >= SPACE_CHECK_MS) {
+      this.checkedAt = Date.now();
+      const disk = await statfs(this.dir).catch(() => undefined);
+      if (disk && disk.bavail * disk.bsize >= MIN_FREE_BYTES) this.full = false;
+    }
+    if (this.full) throw fail.storageFull("the disk of DATA_DIR is full");
+  }
 }

@@ -7,7 +7,8 @@
  * object storage) can implement the same interface later.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 
@@ -49,8 +50,10 @@ export interface Job {
 }
 
 export interface JobEvent {
-  /** 1, 2, ...: the SSE `id:` of the event, per job. */
+  /** 1, 2, ...: the SSE `id:` of the event, per job (0 for a live one). */
   seq: number;
+  /** Told to listeners only, not kept: a later place in line. */
+  live?: boolean;
   /** The event's JSON, as sent in its `data:` line. */
   data: string;
 }
@@ -70,16 +73,21 @@ export interface JobStore {
   find(owner: string, idempotencyKey: string): Job | undefined;
   /** `owner`'s jobs, newest first, older than `before` when given. */
   list(owner: string, limit: number, before?: string): Job[];
-  /** Deletes a job and its events (one the gateway refused before it had a place). */
+  /** Deletes a job and its events, and its image when no other job has it. */
   remove(id: string): void;
   /** Moves a job on; refused (false) once it has finished, so a late update never overwrites an end. */
   update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): boolean;
-  /** Appends an event and returns it with its seq. */
-  append(id: string, data: string): JobEvent;
+  /** Appends an event and returns it with its seq; with `limit`, one past that many events is not kept (undefined). */
+  append(id: string, data: string, limit?: number): JobEvent | undefined;
   /** The job's events after `afterSeq` (0: all). */
   events(id: string, afterSeq: number): JobEvent[];
-  /** Keeps an image once (content-addressed), written atomically. */
-  putImage(bytes: Buffer, contentType: string): StoredImage;
+  /**
+   * Keeps an image once under its SHA-256 (the caller's, computed once),
+   * written whole and renamed, off the event loop; a failed write leaves no
+   * partial file and rejects with the system's error (ENOSPC for a full disk).
+   */
+  putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage>;
+  /** The image's record; its file is read only when it is sent. */
   image(sha256: string): StoredImage | undefined;
   /** Whether one of `owner`'s jobs has this image. */
   ownsImage(owner: string, sha256: string): boolean;
@@ -89,12 +97,16 @@ export interface JobStore {
    * fails with `gateway_restarted`.
    */
   recover(now: Date): { requeued: Job[]; failed: Job[] };
-  /** Deletes the jobs finished before `before`, their events, and the images no job still uses. */
-  expire(before: Date): number;
-  /** Deletes the oldest jobs with images until the images take at most `maxBytes`. */
-  trim(maxBytes: number): number;
-  /** The images kept, and their bytes. */
+  /** Deletes at most `batch` of the jobs finished before `before` (with their events, and their images no other job has); how many went. */
+  expire(before: Date, batch: number): number;
+  /** Deletes at most `batch` of the oldest finished jobs with images, while the images take more than `maxBytes`; how many went. */
+  trim(maxBytes: number, batch: number): number;
+  /** Deletes at most `batch` of the oldest finished jobs, while more than `maxJobs` are kept; how many went. */
+  thin(maxJobs: number, batch: number): number;
+  /** The images kept, and their bytes (counted as they come and go, not summed). */
   usage(): { images: number; bytes: number };
+  /** Jobs kept. */
+  size(): number;
   /** Jobs by status. */
   counts(): Record<JobStatus, number>;
   /** Throws unless images and records can be written. */
@@ -120,6 +132,7 @@ const SCHEMA = `
   );
   CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_key ON jobs (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
   CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
+  CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (completed_at) WHERE completed_at IS NOT NULL;
   CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq));
   CREATE TABLE IF NOT EXISTS images (sha256 TEXT PRIMARY KEY, content_type TEXT NOT NULL, bytes INTEGER NOT NULL);
 `;
@@ -173,6 +186,8 @@ export class DataDirInUse extends Error {
 export class SqliteJobStore implements JobStore {
   private readonly db: DatabaseSync;
   private readonly imageDir: string;
+  /** What is kept, counted as it changes (a SUM per written image made each write cost as much as the store). */
+  private kept: { images: number; bytes: number; jobs: number };
 
   constructor(dataDir: string) {
     this.imageDir = path.join(dataDir, "images");
@@ -184,12 +199,24 @@ export class SqliteJobStore implements JobStore {
       this.db.exec("PRAGMA locking_mode = EXCLUSIVE;");
       this.db.exec(SCHEMA);
       this.db.exec("BEGIN EXCLUSIVE; COMMIT;");
+      this.migrate();
     } catch (error) {
       this.db.close();
       if ((error as { errcode?: unknown }).errcode !== SQLITE_BUSY) throw error;
       throw new DataDirInUse(`DATA_DIR=${dataDir} is in use by another gateway process${heldBy(holder)}: give each process its own DATA_DIR`);
     }
     writeFileSync(holder, `${process.pid}\n`);
+    const { images, bytes } = this.db.prepare("SELECT COUNT(*) AS images, COALESCE(SUM(bytes), 0) AS bytes FROM images").get() as { images: number; bytes: number };
+    this.kept = { images, bytes, jobs: (this.db.prepare("SELECT COUNT(*) AS jobs FROM jobs").get() as { jobs: number }).jobs };
+  }
+
+  /** Which image a job has, in a column of its own: the lookups by image (is it still used?) are indexed, not JSON scans. */
+  private migrate(): void {
+    const columns = this.db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[];
+    if (!columns.some((column) => column.name === "image")) {
+      this.db.exec("ALTER TABLE jobs ADD COLUMN image TEXT; UPDATE jobs SET image = json_extract(output, '$.sha256') WHERE output IS NOT NULL;");
+    }
+    this.db.exec("CREATE INDEX IF NOT EXISTS jobs_by_image ON jobs (image) WHERE image IS NOT NULL;");
   }
 
   create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean } {
@@ -211,6 +238,7 @@ export class SqliteJobStore implements JobStore {
     this.db
       .prepare("INSERT INTO jobs (id, owner, status, created_at, input, input_hash, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)")
       .run(job.id, owner, job.status, job.created_at, input, job.input_hash, job.idempotency_key);
+    this.kept.jobs++;
     return { job, created: true };
   }
 
@@ -235,6 +263,7 @@ export class SqliteJobStore implements JobStore {
 
   update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): boolean {
     const fields = Object.entries(change).map(([key, value]) => [key, value !== null && typeof value === "object" ? JSON.stringify(value) : value] as const);
+    if (change.output) fields.push(["image", change.output.sha256]);
     if (fields.length === 0) return false;
     const sets = fields.map(([key]) => `${key} = ?`).join(", ");
     const result = this.db
@@ -243,8 +272,9 @@ export class SqliteJobStore implements JobStore {
     return Number(result.changes) > 0;
   }
 
-  append(id: string, data: string): JobEvent {
+  append(id: string, data: string, limit?: number): JobEvent | undefined {
     const row = this.db.prepare("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM events WHERE job_id = ?").get(id) as { seq: number };
+    if (limit !== undefined && row.seq > limit) return undefined;
     this.db.prepare("INSERT INTO events (job_id, seq, data) VALUES (?, ?, ?)").run(id, row.seq, data);
     return { seq: row.seq, data };
   }
@@ -253,15 +283,23 @@ export class SqliteJobStore implements JobStore {
     return this.db.prepare("SELECT seq, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq").all(id, afterSeq) as unknown as JobEvent[];
   }
 
-  putImage(bytes: Buffer, contentType: string): StoredImage {
-    const sha256 = createHash("sha256").update(bytes).digest("hex");
+  async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
     const file = path.join(this.imageDir, sha256);
     if (!this.image(sha256)) {
       // Written whole, then renamed: a reader or a crash never sees half an image.
       const partial = `${file}.${randomBytes(6).toString("hex")}.partial`;
-      writeFileSync(partial, bytes);
-      renameSync(partial, file);
-      this.db.prepare("INSERT OR IGNORE INTO images (sha256, content_type, bytes) VALUES (?, ?, ?)").run(sha256, contentType, bytes.length);
+      try {
+        await writeFile(partial, bytes);
+        await rename(partial, file);
+      } catch (error) {
+        await rm(partial, { force: true });
+        throw error;
+      }
+      const added = this.db.prepare("INSERT OR IGNORE INTO images (sha256, content_type, bytes) VALUES (?, ?, ?)").run(sha256, contentType, bytes.length);
+      if (Number(added.changes) > 0) {
+        this.kept.images++;
+        this.kept.bytes += bytes.length;
+      }
     }
     return { sha256, content_type: contentType, bytes: bytes.length, file };
   }
@@ -269,18 +307,11 @@ export class SqliteJobStore implements JobStore {
   image(sha256: string): StoredImage | undefined {
     if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
     const row = this.db.prepare("SELECT sha256, content_type, bytes FROM images WHERE sha256 = ?").get(sha256) as Omit<StoredImage, "file"> | undefined;
-    if (!row) return undefined;
-    const file = path.join(this.imageDir, sha256);
-    try {
-      statSync(file);
-    } catch {
-      return undefined;
-    }
-    return { ...row, file };
+    return row && { ...row, file: path.join(this.imageDir, sha256) };
   }
 
   ownsImage(owner: string, sha256: string): boolean {
-    return this.db.prepare("SELECT 1 FROM jobs WHERE owner = ? AND json_extract(output, '$.sha256') = ? LIMIT 1").get(owner, sha256) !== undefined;
+    return this.db.prepare("SELECT 1 FROM jobs WHERE image = ? AND owner = ? LIMIT 1").get(sha256, owner) !== undefined;
   }
 
   recover(now: Date): { requeued: Job[]; failed: Job[] } {
@@ -290,27 +321,41 @@ export class SqliteJobStore implements JobStore {
     return { requeued: this.rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY rowid"), failed: failed.map((job) => this.get(job.id) ?? job) };
   }
 
-  expire(before: Date): number {
-    const gone = this.rows("SELECT * FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ?", before.toISOString());
-    for (const job of gone) this.remove(job.id);
-    this.dropUnusedImages();
+  expire(before: Date, batch: number): number {
+    const gone = this.db.prepare("SELECT id FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ? ORDER BY completed_at LIMIT ?").all(before.toISOString(), batch) as { id: string }[];
+    for (const { id } of gone) this.remove(id);
     return gone.length;
   }
 
-  trim(maxBytes: number): number {
+  trim(maxBytes: number, batch: number): number {
     let removed = 0;
-    while (this.usage().bytes > maxBytes) {
-      const oldest = this.rows("SELECT * FROM jobs WHERE output IS NOT NULL ORDER BY rowid LIMIT 1")[0];
-      if (!oldest) break;
-      this.remove(oldest.id);
-      this.dropUnusedImages();
-      removed++;
+    const oldest = this.db.prepare("SELECT id FROM jobs WHERE image IS NOT NULL AND completed_at IS NOT NULL ORDER BY rowid LIMIT ?");
+    while (removed < batch && this.kept.bytes > maxBytes) {
+      const rows = oldest.all(Math.min(16, batch - removed)) as { id: string }[];
+      if (rows.length === 0) break;
+      for (const { id } of rows) {
+        if (this.kept.bytes <= maxBytes) break;
+        this.remove(id);
+        removed++;
+      }
     }
     return removed;
   }
 
+  thin(maxJobs: number, batch: number): number {
+    const excess = Math.min(batch, this.kept.jobs - maxJobs);
+    if (excess <= 0) return 0;
+    const gone = this.db.prepare("SELECT id FROM jobs WHERE completed_at IS NOT NULL ORDER BY rowid LIMIT ?").all(excess) as { id: string }[];
+    for (const { id } of gone) this.remove(id);
+    return gone.length;
+  }
+
   usage(): { images: number; bytes: number } {
-    return this.db.prepare("SELECT COUNT(*) AS images, COALESCE(SUM(bytes), 0) AS bytes FROM images").get() as { images: number; bytes: number };
+    return { images: this.kept.images, bytes: this.kept.bytes };
+  }
+
+  size(): number {
+    return this.kept.jobs;
   }
 
   counts(): Record<JobStatus, number> {
@@ -322,18 +367,22 @@ export class SqliteJobStore implements JobStore {
   }
 
   remove(id: string): void {
+    const job = this.db.prepare("SELECT image FROM jobs WHERE id = ?").get(id) as { image: string | null } | undefined;
+    if (!job) return;
     this.db.prepare("DELETE FROM events WHERE job_id = ?").run(id);
     this.db.prepare("DELETE FROM jobs WHERE id = ?").run(id);
+    this.kept.jobs--;
+    if (job.image !== null) this.dropImageIfUnused(job.image);
   }
 
-  private dropUnusedImages(): void {
-    const orphans = this.db
-      .prepare("SELECT sha256 FROM images WHERE sha256 NOT IN (SELECT json_extract(output, '$.sha256') FROM jobs WHERE output IS NOT NULL)")
-      .all() as { sha256: string }[];
-    for (const { sha256 } of orphans) {
-      rmSync(path.join(this.imageDir, sha256), { force: true });
-      this.db.prepare("DELETE FROM images WHERE sha256 = ?").run(sha256);
-    }
+  /** The image's record goes at once; its file off the event loop (a reader holding it open still reads it whole). */
+  private dropImageIfUnused(sha256: string): void {
+    if (this.db.prepare("SELECT 1 FROM jobs WHERE image = ? LIMIT 1").get(sha256) !== undefined) return;
+    const row = this.db.prepare("DELETE FROM images WHERE sha256 = ? RETURNING bytes").get(sha256) as { bytes: number } | undefined;
+    if (!row) return;
+    this.kept.images--;
+    this.kept.bytes -= row.bytes;
+    void rm(path.join(this.imageDir, sha256), { force: true }).catch(() => undefined);
   }
 
   checkWritable(): void {

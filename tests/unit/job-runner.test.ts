@@ -1,5 +1,5 @@
 /** Jobs run in-process: a real registry and emulator, a real SQLite store in a temporary directory. */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -234,5 +234,57 @@ describe("what a job tells", () => {
     expect(done).toMatchObject({ status: "failed", error: { kind: "internal" } });
     const line = lines.find((entry) => entry.msg === "job");
     expect(line).toMatchObject({ level: "error", error_kind: "internal", err: { message: expect.stringMatching(/ENOENT/) as unknown } });
+  });
+});
+
+describe("what jobs keep", () => {
+  it("keeps one queued event per job while many wait, and tells each change to those listening", async () => {
+    const jobs = runner({ MAX_CONCURRENT_REQUESTS: "1", MAX_QUEUE: "100" });
+    emulator.setStepMs(5);
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await jobs.submit("ip:1", request({ seed: i }))).job.id);
+    const last = ids.at(-1) ?? "";
+    const heard: number[] = [];
+    jobs.listen(last, (event) => {
+      const data = JSON.parse(event.data) as { type: string; queue_position?: number };
+      if (data.type === "queued" && data.queue_position !== undefined) heard.push(data.queue_position);
+    });
+    for (const id of ids) await finished(jobs, id);
+    const queuedKept = ids.map((id) => types(jobs, id).filter((type) => type === "queued").length);
+    // One for its place in the gateway's line (the first), one the GPU server's own queued event.
+    expect(Math.max(...queuedKept), "queued events kept per job").toBeLessThanOrEqual(2);
+    expect(queuedKept.reduce((sum, count) => sum + count, 0)).toBeLessThanOrEqual(60);
+    expect(heard.length, "its places as it moved up").toBeGreaterThan(5);
+    expect(heard).toEqual([...heard].sort((a, b) => b - a));
+  });
+
+  it("keeps the images within DATA_MAX_BYTES as each is written, the oldest jobs going", async () => {
+    const jobs = runner({ DATA_MAX_BYTES: "30000" }); // two 256x256 JPEGs of the emulator, about 12 KB each
+    for (let seed = 1; seed <= 6; seed++) {
+      await finished(jobs, (await jobs.submit("ip:1", request({ seed }))).job.id);
+      expect(jobs.store.usage().bytes).toBeLessThanOrEqual(30_000);
+    }
+    expect(jobs.store.usage().images).toBeLessThan(6);
+    expect(readdirSync(path.join(dir, "images")).filter((name) => name.endsWith(".partial"))).toEqual([]);
+  });
+
+  it("fails a job whose image is larger than DATA_MAX_BYTES with storage_full", async () => {
+    const jobs = runner({ DATA_MAX_BYTES: "1000" });
+    const done = await finished(jobs, (await jobs.submit("ip:1", request())).job.id);
+    expect(done).toMatchObject({ status: "failed", error: { kind: "storage_full" } });
+    expect(done.error?.detail).toMatch(/larger than DATA_MAX_BYTES \(1000\)/);
+  });
+
+  it("keeps at most MAX_JOBS: the oldest finished go to make room, and with none finished a new one is a 503", async () => {
+    const jobs = runner({ MAX_JOBS: "3", MAX_CONCURRENT_REQUESTS: "1" });
+    const first = (await jobs.submit("ip:1", request({ seed: 1 }))).job;
+    await finished(jobs, first.id);
+    emulator.setStepMs(300);
+    const waiting = [];
+    for (let seed = 2; seed <= 4; seed++) waiting.push((await jobs.submit("ip:1", request({ seed }))).job.id);
+    expect(jobs.store.get(first.id), "the finished one made room").toBeUndefined();
+    await expect(jobs.submit("ip:1", request({ seed: 5 }))).rejects.toMatchObject({ code: "store_full", status: 503 });
+    expect(jobs.store.size()).toBe(3);
+    for (const id of waiting) jobs.cancel(id);
   });
 });

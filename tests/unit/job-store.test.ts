@@ -1,6 +1,6 @@
 /** The embedded job store on a real SQLite file and real image files, reopened as a restart would. */
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -63,16 +63,23 @@ describe("the SQLite job store", () => {
     expect(store.list("key:a", 10, store.list("key:b", 1)[0]?.id)).toEqual([]);
   });
 
-  it("keeps one file per distinct image, written whole", () => {
+  it("keeps one file per distinct image, written whole, and no partial file after a failed write", async () => {
     const bytes = Buffer.from("not really a jpeg");
     const sha256 = createHash("sha256").update(bytes).digest("hex");
-    const stored = store.putImage(bytes, "image/jpeg");
+    const stored = await store.putImage(bytes, "image/jpeg", sha256);
     expect(stored).toMatchObject({ sha256, content_type: "image/jpeg", bytes: bytes.length });
-    expect(store.putImage(bytes, "image/jpeg").file).toBe(stored.file);
+    expect((await store.putImage(bytes, "image/jpeg", sha256)).file).toBe(stored.file);
     expect(readFileSync(stored.file).equals(bytes)).toBe(true);
     expect(readdirSync(path.join(dir, "images"))).toEqual([sha256]);
     expect(store.image(sha256)).toEqual(stored);
     expect(store.image("../jobs.db")).toBeUndefined();
+    expect(store.usage()).toEqual({ images: 1, bytes: bytes.length });
+    // A write that fails (here: a directory in the file's place) rejects with the system's error and leaves nothing behind.
+    const other = "f".repeat(64);
+    mkdirSync(path.join(dir, "images", other));
+    await expect(store.putImage(Buffer.from("x"), "image/png", other)).rejects.toMatchObject({ code: expect.stringMatching(/^E/) as unknown });
+    expect(readdirSync(path.join(dir, "images")).filter((name) => name.endsWith(".partial"))).toEqual([]);
+    expect(store.image(other)).toBeUndefined();
   });
 
   it("is one process's: a second store on its DATA_DIR is refused, naming it and the holder, until the first closes", () => {
@@ -96,41 +103,74 @@ describe("the SQLite job store", () => {
     expect(failed.map((job) => [job.id, job.status, job.error?.kind, job.completed_at])).toEqual([[running.id, "failed", "gateway_restarted", now.toISOString()]]);
   });
 
-  it("keeps the images within a size, deleting the oldest jobs first, and says what they take", () => {
+  it("keeps the images within a size, deleting the oldest jobs first, a batch at a time, and says what they take", async () => {
     const output = (sha256: string, bytes: number) => ({ sha256, content_type: "image/png", bytes, width: null, height: null, seed: null, generation_time_ms: null, image_id: null });
-    const jobs = [100, 200, 300].map((size) => {
+    const jobs = [];
+    for (const size of [100, 200, 300]) {
       const job = store.create("ip:1", INPUT).job;
-      const image = store.putImage(Buffer.alloc(size, size % 251), "image/png");
+      const bytes = Buffer.alloc(size, size % 251);
+      const image = await store.putImage(bytes, "image/png", createHash("sha256").update(bytes).digest("hex"));
       store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: output(image.sha256, size) });
-      return job;
-    });
+      jobs.push(job);
+    }
     expect(store.usage()).toEqual({ images: 3, bytes: 600 });
     expect(store.counts()).toEqual({ queued: 0, running: 0, succeeded: 3, failed: 0, canceled: 0 });
-    expect(store.trim(550)).toBe(1);
+    expect(store.trim(550, 10)).toBe(1);
     expect(store.get(jobs[0]?.id ?? "")).toBeUndefined();
     expect(store.usage()).toEqual({ images: 2, bytes: 500 });
-    expect(store.trim(500)).toBe(0);
-    expect(store.trim(0)).toBe(2);
+    expect(store.trim(500, 10)).toBe(0);
+    expect(store.trim(0, 1)).toBe(1);
+    expect(store.trim(0, 10)).toBe(1);
     expect(store.usage()).toEqual({ images: 0, bytes: 0 });
+    // The counts at open are the kept ones, summed once.
+    store.close();
+    store = new SqliteJobStore(dir);
+    expect([store.usage(), store.size()]).toEqual([{ images: 0, bytes: 0 }, 0]);
   });
 
-  it("expires finished jobs, their events and the images no other job uses", () => {
+  it("expires finished jobs, a batch at a time, with their events and the images no other job uses", async () => {
+    const image = async (text: string) => {
+      const bytes = Buffer.from(text);
+      return store.putImage(bytes, "image/png", createHash("sha256").update(bytes).digest("hex"));
+    };
     const kept = store.create("ip:1", INPUT).job;
     const gone = store.create("ip:1", INPUT).job;
-    const shared = store.putImage(Buffer.from("shared"), "image/png");
-    const own = store.putImage(Buffer.from("own"), "image/png");
+    const shared = await image("shared");
+    const own = await image("own");
     const output = (sha256: string) => ({ sha256, content_type: "image/png", bytes: 1, width: null, height: null, seed: null, generation_time_ms: null, image_id: null });
     store.update(kept.id, { status: "succeeded", completed_at: "2026-12-02T00:00:00.000Z", output: output(shared.sha256) });
     const third = store.create("ip:1", INPUT).job;
     store.update(third.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: output(shared.sha256) });
     store.update(gone.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: output(own.sha256) });
     store.append(gone.id, "{}");
-    expect(store.expire(new Date("2026-12-01T12:00:00.000Z"))).toBe(2);
+    const before = new Date("2026-12-01T12:00:00.000Z");
+    expect(store.expire(before, 1)).toBe(1);
+    expect(store.expire(before, 10)).toBe(1);
+    expect(store.expire(before, 10)).toBe(0);
     expect(store.get(gone.id)).toBeUndefined();
     expect(store.events(gone.id, 0)).toEqual([]);
     expect(store.image(own.sha256)).toBeUndefined();
-    expect(existsSync(own.file)).toBe(false);
+    await expect.poll(() => existsSync(own.file)).toBe(false);
     expect(store.image(shared.sha256)).toBeDefined();
     expect(store.get(kept.id)?.status).toBe("succeeded");
+    expect(store.size()).toBe(1);
+  });
+
+  it("keeps at most a number of jobs, the oldest finished going first, never one still to run", () => {
+    const ids = Array.from({ length: 5 }, () => store.create("ip:1", INPUT).job.id);
+    for (const id of ids.slice(1, 4)) store.update(id, { status: "failed", completed_at: new Date().toISOString() });
+    expect(store.thin(3, 1)).toBe(1);
+    expect(store.get(ids[1] ?? "")).toBeUndefined();
+    expect(store.thin(1, 10)).toBe(2);
+    expect(store.size()).toBe(2);
+    expect(store.thin(1, 10)).toBe(0);
+    expect(store.list("ip:1", 10).map((job) => job.id)).toEqual([ids[4], ids[0]]);
+  });
+
+  it("keeps no more events for a job than asked, but what is appended without a limit", () => {
+    const { job } = store.create("ip:1", INPUT);
+    for (let i = 0; i < 5; i++) store.append(job.id, `{"n":${i}}`, 3);
+    expect(store.events(job.id, 0).map((event) => event.seq)).toEqual([1, 2, 3]);
+    expect(store.append(job.id, '{"type":"complete"}')?.seq).toBe(4);
   });
 });
