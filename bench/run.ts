@@ -5,13 +5,18 @@
  * (bench/baseline) and through the built gateway. Builds what is missing,
  * prints the table and writes it to bench/results.md.
  *
- *   npm run bench -- [--duration 10] [--warmup 3] [--rounds 3] [--only health,generate,stream] [--rebuild] [--out bench/results.md]
+ * Then a long queue of jobs (bench/queue.ts): what 1,000 waiting jobs keep,
+ * how long they take to drain, the event loop's worst delay meanwhile.
+ *
+ *   npm run bench -- [--duration 10] [--warmup 3] [--rounds 3] [--only health,generate,stream,queue] [--rebuild] [--out bench/results.md]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { runLoad } from "./load";
+import { longQueue, queueLine } from "./queue";
+import type { QueueResult } from "./queue";
 import type { LoadResult } from "./load";
 import { GENERATE_BODY, cpuSeconds, ensureBuilds, root, sampleRss, startBaseline, startEmulator, startGateway } from "./servers";
 import type { Server } from "./servers";
@@ -80,7 +85,8 @@ const warmup = positive("warmup", args.warmup, true);
 const rounds = positive("rounds", args.rounds);
 const only = args.only?.split(",").map((name) => name.trim());
 const scenarios = only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
-if (scenarios.length === 0) throw new Error(`--only names none of ${SCENARIOS.map((s) => s.name).join(", ")}`);
+const measureQueue = !only || only.includes("queue");
+if (scenarios.length === 0 && !measureQueue) throw new Error(`--only names none of ${[...SCENARIOS.map((s) => s.name), "queue"].join(", ")}`);
 
 function positive(name: string, raw: string, zeroOk = false): number {
   const value = Number(raw);
@@ -94,6 +100,7 @@ const servers: Server[] = [];
 const loadBefore = os.loadavg();
 const measurements: Measurement[] = [];
 let answerBytes: Partial<Record<string, number>> = {};
+let queue: QueueResult | undefined;
 try {
   const emulator = await startEmulator();
   servers.push(emulator);
@@ -144,6 +151,10 @@ try {
   }
 } finally {
   for (const server of servers.reverse()) await server.stop();
+}
+if (measureQueue) {
+  queue = await longQueue();
+  console.log(`bench: ${queueLine(queue)}`);
 }
 
 const report = renderReport();
@@ -215,6 +226,7 @@ function renderReport(): string {
     }
   }
   lines.push(...table(header, rows), "", ...targetLines());
+  if (queue) lines.push("", "## Jobs", "", queueLine(queue));
   lines.push("");
   return lines.join("\n");
 }

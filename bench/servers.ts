@@ -117,8 +117,8 @@ async function stop(child: ChildProcess, exited: Promise<void>): Promise<void> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The emulator with zero latency and the fixed noisy 1024×1024 image (≈1.4 MB of JSON). */
-export async function startEmulator(): Promise<Server> {
+/** The emulator with zero latency and the fixed noisy 1024×1024 image (≈1.4 MB of JSON); `env` changes what it makes. */
+export async function startEmulator(env: Record<string, string> = {}): Promise<Server> {
   const port = await freePort();
   return launch({
     name: "emulator",
@@ -133,6 +133,7 @@ export async function startEmulator(): Promise<Server> {
       // Room for every benchmark connection: the emulator is never the one that queues or refuses.
       EMULATOR_SLOTS: "64",
       EMULATOR_MAX_QUEUE: "256",
+      ...env,
     },
     port,
     readyPath: "/health",

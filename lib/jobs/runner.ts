@@ -361,6 +361,7 @@ export class JobRunner {
       this.places.delete(id);
       kept = this.store.append(id, data, end ? undefined : MAX_EVENTS);
     }
+    if (kept) this.gateway.metrics.jobEventsKept.inc();
     const listeners = this.listeners.get(id);
     if (!listeners) return;
     const job = this.store.get(id);

@@ -45,6 +45,11 @@ export function createMetrics(gateway: Gateway) {
       buckets: LATENCY_BUCKETS,
       registers,
     }),
+    jobEventsKept: new Counter({
+      name: "gateway_job_events_kept_total",
+      help: "Events written to jobs' logs (a place in line is kept once per job; later ones are told to followers only).",
+      registers,
+    }),
     upstreamErrors: new Counter({
       name: "gateway_upstream_errors_total",
       help: "Failures of the GPU server, by kind (the gateway's error code).",

@@ -1,11 +1,13 @@
 /** Jobs through the built server, on real files: submit, wait, poll, fetch the image, follow and resume, cancel, keys, restart. */
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { connect } from "node:net";
+import { SqliteJobStore } from "@/lib/jobs/store";
 import { JobEvent } from "@/lib/schemas";
 import { collectGarbage, directImage, eventually as eventuallyTrue, listeningPid, readEvents, residentBytes, startGateway } from "./harness";
 import type { Gateway } from "./harness";
@@ -326,6 +328,39 @@ describe("jobs", () => {
     expect(second).toMatch(/^Error: gateway exited with 1:/);
     expect(second).toContain(`DATA_DIR=${dataDir} is in use by another gateway process (pid ${pid}): give each process its own DATA_DIR`);
     expect((await fetch(`${gateway.url}/api/jobs`)).status, "the first one serves on").toBe(200);
+  });
+
+  it("trims a store far over DATA_MAX_BYTES at start in batches, answering health meanwhile (it froze start-up for seconds)", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "jobs-trim-"));
+    try {
+      const store = new SqliteJobStore(dir);
+      for (let i = 0; i < 3000; i++) {
+        const bytes = Buffer.from(`image ${i} `.repeat(20));
+        const sha256 = createHash("sha256").update(bytes).digest("hex");
+        await store.putImage(bytes, "image/jpeg", sha256);
+        const { job } = store.create("ip:old", '{"prompt":"old"}');
+        store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: { sha256, content_type: "image/jpeg", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
+      }
+      store.close();
+      const started = performance.now();
+      const trimmed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dir, DATA_MAX_BYTES: "2000" });
+      try {
+        expect(performance.now() - started, "start-up").toBeLessThan(15_000);
+        let slowest = 0;
+        const bytes = async () => Number(/^gateway_images_bytes (\d+)$/m.exec(await (await fetch(`${trimmed.url}/api/metrics/gateway`)).text())?.[1]);
+        for (let probe = 0; probe < 100 && (await bytes()) > 2000; probe++) {
+          const sentAt = performance.now();
+          await fetch(`${trimmed.url}/api/health`);
+          slowest = Math.max(slowest, performance.now() - sentAt);
+        }
+        expect(await bytes()).toBeLessThanOrEqual(2000);
+        expect(slowest, "the slowest health answer while the store was trimmed").toBeLessThan(1000);
+      } finally {
+        await trimmed.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("after kill -9, a restart runs the queued job, fails the running one as gateway_restarted, and still serves the finished one's image", async () => {
