@@ -101,9 +101,9 @@ function errorAnswer(entry: RouteEntry, error: unknown, requestId: string): Resp
 
 /** A request without a valid key, over its rate limit or from a foreign site is answered before its body is read; others carry RateLimit-*. */
 function admitted(handler: Handler, rateLimited: boolean): Handler {
-  return (request, context) => {
+  return async (request, context) => {
     context.caller = admit(request);
-    if (rateLimited) context.headers.push(...takeRateLimit(context.caller));
+    if (rateLimited) context.headers.push(...(await takeRateLimit(context.caller)));
     return handler(request, context);
   };
 }

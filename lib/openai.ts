@@ -95,7 +95,7 @@ export async function generateImages(request: Request, context: RequestContext):
   // Where the URLs will point is known, or refused, before any GPU time is spent on them.
   const base = format === "url" ? (config.publicBaseUrl ?? origin(request)) : "";
   const { owner } = jobOwner(request, context.caller ?? "anonymous");
-  context.headers.push(...takeRateLimit(context.caller ?? "anonymous", generations.length));
+  context.headers.push(...(await takeRateLimit(context.caller ?? "anonymous", generations.length)));
   context.record.note({ model, images: generations.length, response_format: format });
   const created = Math.floor(Date.now() / 1000);
   const answers = await generateAll(generations, request.signal, context);

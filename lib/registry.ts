@@ -105,7 +105,7 @@ export class Registry {
   get access(): Access {
     return (this.#access ??= {
       keys: new ApiKeys(this.config.apiKeys),
-      rateLimits: new RateLimiter({ perMinute: this.config.rateLimitPerMinute }),
+      rateLimits: new RateLimiter({ perMinute: this.config.rateLimitPerMinute, redisUrl: this.config.redisUrl }),
       cors: new CorsPolicy(this.config.corsOrigins),
     });
   }
@@ -142,6 +142,7 @@ export class Registry {
   async close(timeoutMs: number): Promise<void> {
     await settlesWithin(this.#upstream?.close(), timeoutMs);
     await settlesWithin(this.#limiter?.close?.(), timeoutMs);
+    await settlesWithin(this.#access?.rateLimits.close(), timeoutMs);
     this.#jobs?.close();
     this.#jobs?.store.close();
   }

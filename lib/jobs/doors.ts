@@ -129,7 +129,7 @@ export async function submitJob(request: Request, context: RequestContext): Prom
   const caller = context.caller ?? "anonymous";
   const { owner } = jobOwner(request, caller);
   // One image of the rate limit, taken before the body is read as on every door; a replay makes none, so takes none.
-  if (key === undefined || !gateway.jobs.store.find(owner, key)) context.headers.push(...takeRateLimit(caller));
+  if (key === undefined || !gateway.jobs.store.find(owner, key)) context.headers.push(...(await takeRateLimit(caller)));
   const body = await readJsonObject(request, { maxBytes: gateway.config.maxBodyBytes, timeoutMs: gateway.config.bodyTimeoutMs, signal: request.signal });
   const result = validateGenerateRequest(body, { sizeMultiple: gateway.config.sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);

@@ -42,7 +42,7 @@ const COMMAND_TIMEOUT_MS = 1000;
  * becomes the failure mode within a round trip, not a hang (ioredis reconnects
  * meanwhile). Its command timeout is a backstop; `COMMAND_TIMEOUT_MS` decides.
  */
-const CONNECTION: RedisOptions = {
+export const REDIS_CONNECTION: RedisOptions = {
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,
   connectTimeout: 5000,
@@ -151,11 +151,11 @@ export class RedisLimiter implements Limiter {
     this.pollMs = Math.min(options.pollMs ?? DEFAULT_POLL_MS, options.leaseTtlMs / 3);
     this.renewMs = options.leaseTtlMs / 3;
 
-    this.client = new Redis(options.redisUrl, CONNECTION);
+    this.client = new Redis(options.redisUrl, REDIS_CONNECTION);
     let settle!: () => void;
     const attempted = new Promise<void>((resolve) => (settle = resolve));
     // ioredis reports a connection that cannot be made within connectTimeout; this is a last resort.
-    const settleTimer = setTimeout(() => setImmediate(settle), (CONNECTION.connectTimeout ?? 0) + 1000);
+    const settleTimer = setTimeout(() => setImmediate(settle), (REDIS_CONNECTION.connectTimeout ?? 0) + 1000);
     settleTimer.unref();
     this.firstOutcome = attempted.then(() => {
       clearTimeout(settleTimer);

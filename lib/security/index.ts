@@ -41,13 +41,13 @@ export function jobOwner(request: Request, caller: string): { owner: string; lis
 }
 
 /** Takes `images` of the caller's RATE_LIMIT_PER_MINUTE: the 429 (nothing taken), or the RateLimit-* headers of its answer. */
-export function takeRateLimit(caller: string, images = 1): HeaderList {
+export async function takeRateLimit(caller: string, images = 1): Promise<HeaderList> {
   const { rateLimits } = registry().access;
   if (!rateLimits.enabled) return [];
   if (images > rateLimits.perMinute) {
     throw fail.invalidParameter("n", `${images} images are more than RATE_LIMIT_PER_MINUTE allows in a minute (${rateLimits.perMinute})`);
   }
-  return Object.entries(quotaHeaders(rateLimits.take(caller, images)));
+  return Object.entries(quotaHeaders(await rateLimits.take(caller, images)));
 }
 
 /** The extra headers of an answer to a CORS preflight from an allowed origin. */

@@ -1,15 +1,10 @@
+import { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
+import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import { fail } from "../errors";
+import { REDIS_CONNECTION } from "../limiter/redis";
 
-const WINDOW_MS = 60_000;
-/** Floating-point slack, so a bucket refilled for exactly one request's time counts as holding one. */
-const EPSILON = 1e-9;
-/** Beyond this many tracked clients, the oldest entries are dropped (they start afresh: lenient, never wrong the other way). */
-const DEFAULT_MAX_CLIENTS = 100_000;
-
-interface Bucket {
-  tokens: number;
-  at: number;
-}
+const WINDOW_S = 60;
 
 /** The outcome of one request's check, as the IETF RateLimit-* header fields say it. */
 export interface Quota {
@@ -21,28 +16,39 @@ export interface Quota {
 
 export interface RateLimiterOptions {
   perMinute: number;
-  maxClients?: number;
-  /** The clock, in milliseconds; tests pass their own. */
-  now?: () => number;
+  /** Counted in this Redis, one count for every gateway that shares it; else in this process. */
+  redisUrl?: string | undefined;
+  /** The window's length: a minute; tests shorten it. */
+  windowSeconds?: number;
 }
 
 /**
- * RATE_LIMIT_PER_MINUTE images per client, in this process: a token bucket of
- * `perMinute` refilled at `perMinute` a minute (a burst up to the limit, then one
- * each 60/limit s). O(1) memory per client; full buckets are swept each minute.
+ * RATE_LIMIT_PER_MINUTE images per client and minute, with
+ * rate-limiter-flexible: in Redis when REDIS_URL is set, so every gateway that
+ * shares it counts against one limit (with a limiter in this process standing
+ * in while Redis is unreachable, as its insurance), else in this process. A
+ * fixed window of a minute per client.
  */
 export class RateLimiter {
-  private readonly buckets = new Map<string, Bucket>();
-  private readonly perMs: number;
-  private readonly maxClients: number;
-  private readonly now: () => number;
-  private sweptAt: number;
+  private readonly limiter: RateLimiterAbstract;
+  private readonly client: Redis | undefined;
 
   constructor(private readonly options: RateLimiterOptions) {
-    this.perMs = options.perMinute / WINDOW_MS;
-    this.maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
-    this.now = options.now ?? (() => performance.now());
-    this.sweptAt = this.now();
+    const window = { points: Math.max(options.perMinute, 1), duration: options.windowSeconds ?? WINDOW_S };
+    if (options.redisUrl === undefined || options.perMinute === 0) {
+      this.limiter = new RateLimiterMemory(window);
+      return;
+    }
+    this.client = new Redis(options.redisUrl, REDIS_CONNECTION);
+    // An unreachable Redis is the insurance limiter's to count, not an error for every request.
+    this.client.on("error", () => undefined);
+    this.limiter = new RateLimiterRedis({
+      ...window,
+      storeClient: this.client,
+      keyPrefix: "t2i:rate",
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: new RateLimiterMemory(window),
+    });
   }
 
   get enabled(): boolean {
@@ -53,60 +59,37 @@ export class RateLimiter {
     return this.options.perMinute;
   }
 
+  /** Whether the count is Redis's now, shared by every gateway on it (else this process's, while Redis is unreachable or not set). */
+  get shared(): boolean {
+    return this.client?.status === "ready";
+  }
+
   /**
-   * Takes `images` from `client`'s bucket, as OpenAI's images-per-minute limit
+   * Takes `images` from `client`'s minute, as OpenAI's images-per-minute limit
    * counts: its quota, or a 429 GatewayError with Retry-After, taking none.
    */
-  take(client: string, images = 1): Quota {
+  async take(client: string, images = 1): Promise<Quota> {
     const limit = this.options.perMinute;
-    const now = this.now();
-    this.sweep(now);
-    const bucket = this.buckets.get(client) ?? this.track(client, now);
-    bucket.tokens = Math.min(limit, bucket.tokens + (now - bucket.at) * this.perMs);
-    bucket.at = now;
-    if (bucket.tokens + EPSILON >= images) {
-      bucket.tokens = Math.max(0, bucket.tokens - images);
-      return this.quota(bucket);
-    }
-    const quota = this.quota(bucket);
-    const retryAfter = Math.max(1, Math.ceil((images - bucket.tokens) / this.perMs / 1000));
-    throw fail.rateLimited(limit, retryAfter, quotaHeaders(quota), images === 1 ? undefined : { asked: images, left: quota.remaining });
-  }
-
-  /** Clients tracked now (for tests and the curious). */
-  get size(): number {
-    return this.buckets.size;
-  }
-
-  private quota(bucket: Bucket): Quota {
-    const limit = this.options.perMinute;
-    return {
-      limit,
-      remaining: Math.floor(bucket.tokens + EPSILON),
-      resetSeconds: Math.ceil((limit - bucket.tokens) / this.perMs / 1000 - EPSILON),
-    };
-  }
-
-  private track(client: string, now: number): Bucket {
-    while (this.buckets.size >= this.maxClients) {
-      const oldest = this.buckets.keys().next();
-      if (oldest.done) break;
-      this.buckets.delete(oldest.value);
-    }
-    const bucket = { tokens: this.options.perMinute, at: now };
-    this.buckets.set(client, bucket);
-    return bucket;
-  }
-
-  /** Drops the buckets that have refilled: they hold nothing a fresh bucket would not. */
-  private sweep(now: number): void {
-    if (now - this.sweptAt < WINDOW_MS) return;
-    this.sweptAt = now;
-    const limit = this.options.perMinute;
-    for (const [client, bucket] of this.buckets) {
-      if (bucket.tokens + (now - bucket.at) * this.perMs >= limit) this.buckets.delete(client);
+    try {
+      return quota(limit, await this.limiter.consume(client, images));
+    } catch (refusal) {
+      if (!(refusal instanceof RateLimiterRes)) throw fail.internal(refusal);
+      // What this request added goes back: a refused request takes nothing.
+      void this.limiter.reward(client, images).catch(() => undefined);
+      const left = Math.max(0, limit - (refusal.consumedPoints - images));
+      const retryAfter = Math.max(1, Math.ceil(refusal.msBeforeNext / 1000));
+      const headers = quotaHeaders({ limit, remaining: left, resetSeconds: retryAfter });
+      throw fail.rateLimited(limit, retryAfter, headers, images === 1 ? undefined : { asked: images, left });
     }
   }
+
+  async close(): Promise<void> {
+    if (this.client && this.client.status !== "end") await this.client.quit().catch(() => undefined);
+  }
+}
+
+function quota(limit: number, taken: RateLimiterRes): Quota {
+  return { limit, remaining: Math.max(0, taken.remainingPoints), resetSeconds: Math.max(0, Math.ceil(taken.msBeforeNext / 1000)) };
 }
 
 /** The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers, separate-field form). */

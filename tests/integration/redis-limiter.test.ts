@@ -178,3 +178,24 @@ describe("one limit over three gateways", () => {
     expect(maxAfter).toBe(LIMIT);
   });
 });
+
+describe("RATE_LIMIT_PER_MINUTE over gateways sharing a Redis", () => {
+  it("counts one client's images once for every gateway: 3 of 8 requests alternating over two pass", async () => {
+    const env = { TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: "3", TRUST_PROXY: "1" };
+    const [left, right] = await Promise.all([startGateway(env), startGateway(env)]);
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const gateway = i % 2 === 0 ? left : right;
+        const answer = await postJson(`${gateway.url}/api/generate`, small, { headers: { "content-type": "application/json", "x-forwarded-for": "203.0.113.7" } });
+        statuses.push(answer.status);
+      }
+      expect(statuses.filter((status) => status === 200)).toHaveLength(3);
+      expect(statuses.slice(3)).toEqual([429, 429, 429, 429, 429]);
+      // Another client has its own minute.
+      expect((await postJson(`${right.url}/api/generate`, small, { headers: { "content-type": "application/json", "x-forwarded-for": "203.0.113.8" } })).status).toBe(200);
+    } finally {
+      await Promise.all([left.stop(), right.stop()]);
+    }
+  });
+});
