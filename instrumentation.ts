@@ -20,6 +20,6 @@ export async function register(): Promise<void> {
     // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
     registry().peerStamp();
     handleShutdownSignals();
-    startJobsOrExit();
+    await startJobsOrExit();
   }
 }

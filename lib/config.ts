@@ -129,6 +129,14 @@ const redisFailureMode = z
   .toLowerCase()
   .pipe(z.enum(REDIS_FAILURE_MODES, { error: "must be local or closed" }));
 
+const IMAGE_STORES = ["file", "s3"] as const;
+
+const imageStore = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(IMAGE_STORES, { error: "must be file or s3 (vercel-blob is not offered: on Vercel, use an S3-compatible store such as R2 or S3)" }));
+
 const schema = z
   .object({
     TEXT2IMAGE_SERVER_URL: serverUrls.default([new URL("http://localhost:8001")]),
@@ -167,8 +175,16 @@ const schema = z
     JOB_TTL: seconds.default(24 * 60 * 60),
     DATA_MAX_BYTES: count(1).default(5 * 1024 ** 3),
     MAX_JOBS: count(1).default(100_000),
+    IMAGE_STORE: imageStore.default("file"),
+    S3_BUCKET: z.string().trim().optional(),
+    S3_PREFIX: z.string().trim().default(""),
+    S3_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
+    S3_FORCE_PATH_STYLE: flag.default(false),
     // Set by Vercel on its functions.
     VERCEL: z.string().optional(),
+  })
+  .superRefine((env, context) => {
+    if (env.IMAGE_STORE === "s3" && env.S3_BUCKET === undefined) context.addIssue({ code: "custom", path: ["S3_BUCKET"], message: "is required with IMAGE_STORE=s3" });
   })
   .transform((env) => {
     const deadlines = fitDeadlines(env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT, env.REQUEST_TIMEOUT, env.VERCEL !== undefined);
@@ -228,6 +244,11 @@ const schema = z
       dataMaxBytes: env.DATA_MAX_BYTES,
       /** Jobs kept at most: the oldest finished go to make room; with none finished, a new one is refused. */
       maxJobs: env.MAX_JOBS,
+      /** Where images live: files under DATA_DIR, or a bucket every gateway can read. */
+      imageStore:
+        env.IMAGE_STORE === "s3"
+          ? { kind: "s3" as const, bucket: env.S3_BUCKET ?? "", prefix: env.S3_PREFIX, endpoint: env.S3_ENDPOINT, forcePathStyle: env.S3_FORCE_PATH_STYLE }
+          : { kind: "file" as const },
     };
   });
 
@@ -273,7 +294,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
 }
 
 /** Secrets never reach a log, even in a start-up error: keys and tokens are hidden, URL credentials dropped. */
-const SECRET_VARIABLES = new Set(["GATEWAY_API_KEYS", "TEXT2IMAGE_SERVER_TOKEN"]);
+const SECRET_VARIABLES = new Set(["GATEWAY_API_KEYS", "TEXT2IMAGE_SERVER_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
 
 function shown(name: string, value: string): string {
   if (SECRET_VARIABLES.has(name)) return "(hidden)";

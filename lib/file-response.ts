@@ -1,26 +1,21 @@
 /**
  * A stored file's answer, as a static file server (nginx, `send`) gives it:
- * streamed from disk as the client takes it (one chunk in memory per client,
- * not the file), with Content-Length, ETag and conditional requests, and a
- * single `Range` (206, or 416). The file is opened at the first read of the
- * body, so HEAD, 304, 416 and a body never read hold no descriptor.
+ * streamed from its store as the client takes it (one chunk in memory per
+ * client, not the file), with Content-Length, ETag and conditional requests,
+ * and a single `Range` (206, or 416). HEAD, 304 and 416 read nothing.
  */
 import "server-only";
-import { open } from "node:fs/promises";
-import type { FileHandle } from "node:fs/promises";
 import { CONTENT_LENGTH_HEADER } from "./security/node-guard.mjs";
 
-/** What is known of the file without opening it. */
+/** What is known of the file without reading it, and how to read it. */
 export interface StoredFile {
-  path: string;
   bytes: number;
   contentType: string;
   /** Quoted, as sent in ETag. */
   etag: string;
+  /** Bytes `start` to `end` (inclusive), read as the consumer pulls: nothing is fetched before the first read. */
+  read(start: number, end: number): ReadableStream<Uint8Array>;
 }
-
-/** How much is read from disk at a time: what a client that stops reading holds in memory here. */
-const CHUNK_BYTES = 64 * 1024;
 
 type Part = { start: number; end: number } | "whole" | "unsatisfiable";
 
@@ -42,42 +37,7 @@ export function fileResponse(request: Request, file: StoredFile, headers: Record
   const length = String(end - start + 1);
   const sized = { ...answer.headers, "content-length": length, [CONTENT_LENGTH_HEADER]: length };
   if (request.method === "HEAD") return new Response(null, { status: answer.status, headers: sized });
-  return new Response(streamOf(file.path, start, end), { status: answer.status, headers: sized });
-}
-
-/** The bytes from `start` to `end` (inclusive), read as the consumer pulls; the file is closed at the end, on cancel and on error. */
-function streamOf(path: string, start: number, end: number): ReadableStream<Uint8Array> {
-  let handle: FileHandle | undefined;
-  let position = start;
-  const close = async () => {
-    await handle?.close().catch(() => undefined);
-    handle = undefined;
-  };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          const length = Math.min(CHUNK_BYTES, end + 1 - position);
-          if (length <= 0) {
-            await close();
-            controller.close();
-            return;
-          }
-          handle ??= await open(path, "r");
-          const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(length), 0, length, position);
-          if (bytesRead === 0) throw new Error(`the file ended at byte ${position}, before its ${end + 1}`);
-          position += bytesRead;
-          controller.enqueue(buffer.subarray(0, bytesRead));
-        } catch (error) {
-          await close();
-          controller.error(error);
-        }
-      },
-      cancel: close,
-    },
-    // Nothing read ahead: the next chunk is read once the client has taken this one.
-    { highWaterMark: 0 },
-  );
+  return new Response(file.read(start, end), { status: answer.status, headers: sized });
 }
 
 /** If-None-Match: `*`, or a list of entity tags compared weakly (RFC 9110 §13.1.2). */

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { pino } from "pino";
 import type { DestinationStream, Logger } from "pino";
 import { fail } from "./errors";
@@ -15,6 +16,8 @@ import { CorsPolicy } from "./security/cors";
 import { ApiKeys } from "./security/keys";
 import { RateLimiter } from "./security/rate-limit";
 import { JobRunner } from "./jobs/runner";
+import { FileImageStore, S3ImageStore } from "./jobs/images";
+import type { ImageStore } from "./jobs/images";
 import { SqliteJobStore } from "./jobs/store";
 import { Drain, settlesWithin } from "./shutdown";
 import { Balancer } from "./upstream/balancer";
@@ -118,9 +121,15 @@ export class Registry {
   get jobs(): JobRunner {
     if (this.#jobs) return this.#jobs;
     if (!this.config.jobs) throw fail.jobsOff();
-    this.#jobs = new JobRunner(this, new SqliteJobStore(this.config.dataDir));
+    this.#jobs = new JobRunner(this, new SqliteJobStore(this.config.dataDir, this.imageStore()));
     this.#jobs.resume();
     return this.#jobs;
+  }
+
+  /** Where jobs' images live (IMAGE_STORE): files under DATA_DIR, or an S3-compatible bucket. */
+  private imageStore(): ImageStore {
+    const settings = this.config.imageStore;
+    return settings.kind === "s3" ? new S3ImageStore(settings) : new FileImageStore(path.join(this.config.dataDir, "images"));
   }
 
   /** The jobs, if their store is open (metrics must not open it). */

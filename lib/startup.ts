@@ -1,5 +1,7 @@
 import { trace } from "@opentelemetry/api";
 import { ConfigError } from "./config";
+import type { Config } from "./config";
+import { settlesWithin } from "./shutdown";
 import { DataDirInUse } from "./jobs/store";
 import { registry } from "./registry";
 
@@ -15,20 +17,38 @@ export function checkConfigOrExit(): void {
   }
 }
 
+/** How long the image store may take to show it can be written, at start. */
+const STORE_CHECK_MS = 10_000;
+
 /**
  * Opens the job store (DATA_DIR, created if missing) and takes up what a
  * previous process left, so a queued job runs again without waiting for a
- * request; a DATA_DIR that cannot be written stops the server now.
+ * request; a DATA_DIR or an image store that cannot be written stops the
+ * server now, naming the setting at fault.
  */
-export function startJobsOrExit(): void {
+export async function startJobsOrExit(): Promise<void> {
   const gateway = registry();
   if (!gateway.config.jobs) return;
   try {
-    gateway.jobs.store.checkWritable();
+    const checked = gateway.jobs.store.checkWritable();
+    if (!(await settlesWithin(checked, STORE_CHECK_MS))) throw new Error(`no answer within ${STORE_CHECK_MS / 1000} s`);
+    await checked;
   } catch (error) {
-    console.error(error instanceof DataDirInUse ? error.message : `DATA_DIR=${gateway.config.dataDir} cannot hold jobs: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(error instanceof DataDirInUse ? error.message : `${storeSettings(gateway.config)} cannot hold jobs' images: ${describe(error)}`);
     process.exit(1);
   }
+}
+
+/** The settings of where images go, as an operator wrote them (no credential is among them). */
+function storeSettings(config: Config): string {
+  const store = config.imageStore;
+  if (store.kind === "file") return `DATA_DIR=${config.dataDir}`;
+  return `IMAGE_STORE=s3 with S3_BUCKET=${store.bucket}${store.endpoint === undefined ? " (AWS S3)" : ` at S3_ENDPOINT=${store.endpoint}`}`;
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.message && error.message !== "UnknownError" ? `${error.name}: ${error.message}` : error.name;
 }
 
 const SIGNALS = ["SIGTERM", "SIGINT"] as const;

@@ -262,6 +262,11 @@ export function serveImage(name: string, request: Request): Response {
   }
   const image = sha256 === undefined ? undefined : jobs.store.image(sha256);
   if (!image) throw fail.noSuchImage(name);
-  const file = { path: image.file, bytes: image.bytes, contentType: image.content_type, etag: `"${image.sha256}"` };
+  const file = {
+    bytes: image.bytes,
+    contentType: image.content_type,
+    etag: `"${image.sha256}"`,
+    read: (start: number, end: number) => jobs.store.readImage(image.sha256, start, end),
+  };
   return fileResponse(request, file, { "cache-control": "public, max-age=31536000, immutable" });
 }

@@ -7,10 +7,11 @@
  * object storage) can implement the same interface later.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { rename, rm, writeFile } from "node:fs/promises";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { FileImageStore } from "./images";
+import type { ImageStore } from "./images";
 
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
 export const FINISHED: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "canceled"]);
@@ -62,7 +63,6 @@ export interface StoredImage {
   sha256: string;
   content_type: string;
   bytes: number;
-  file: string;
 }
 
 export interface JobStore {
@@ -87,8 +87,10 @@ export interface JobStore {
    * partial file and rejects with the system's error (ENOSPC for a full disk).
    */
   putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage>;
-  /** The image's record; its file is read only when it is sent. */
+  /** The image's record; its bytes are read only when they are sent. */
   image(sha256: string): StoredImage | undefined;
+  /** An image's bytes `start` to `end`, read from its store as the consumer pulls. */
+  readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array>;
   /** Whether one of `owner`'s jobs has this image. */
   ownsImage(owner: string, sha256: string): boolean;
   /**
@@ -110,7 +112,7 @@ export interface JobStore {
   /** Jobs by status. */
   counts(): Record<JobStatus, number>;
   /** Throws unless images and records can be written. */
-  checkWritable(): void;
+  checkWritable(): Promise<void>;
   close(): void;
 }
 
@@ -178,20 +180,22 @@ export class DataDirInUse extends Error {
 }
 
 /**
- * The embedded store: `<dataDir>/jobs.db` and `<dataDir>/images/<sha256>`.
+ * The embedded store: `<dataDir>/jobs.db`, and the images in their store
+ * (`<dataDir>/images/<sha256>` by default, or a bucket).
  * It holds SQLite's exclusive lock on the database for its whole life (the
  * system's file lock: gone with the process, even after kill -9), so a
  * second process on the same DATA_DIR cannot open it.
  */
 export class SqliteJobStore implements JobStore {
   private readonly db: DatabaseSync;
-  private readonly imageDir: string;
   /** What is kept, counted as it changes (a SUM per written image made each write cost as much as the store). */
   private kept: { images: number; bytes: number; jobs: number };
 
-  constructor(dataDir: string) {
-    this.imageDir = path.join(dataDir, "images");
-    mkdirSync(this.imageDir, { recursive: true });
+  constructor(
+    dataDir: string,
+    private readonly imageStore: ImageStore = new FileImageStore(path.join(dataDir, "images")),
+  ) {
+    mkdirSync(dataDir, { recursive: true });
     this.db = new DatabaseSync(path.join(dataDir, "jobs.db"));
     const holder = path.join(dataDir, "gateway.pid");
     try {
@@ -284,30 +288,24 @@ export class SqliteJobStore implements JobStore {
   }
 
   async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
-    const file = path.join(this.imageDir, sha256);
     if (!this.image(sha256)) {
-      // Written whole, then renamed: a reader or a crash never sees half an image.
-      const partial = `${file}.${randomBytes(6).toString("hex")}.partial`;
-      try {
-        await writeFile(partial, bytes);
-        await rename(partial, file);
-      } catch (error) {
-        await rm(partial, { force: true });
-        throw error;
-      }
+      await this.imageStore.put(sha256, bytes, contentType);
       const added = this.db.prepare("INSERT OR IGNORE INTO images (sha256, content_type, bytes) VALUES (?, ?, ?)").run(sha256, contentType, bytes.length);
       if (Number(added.changes) > 0) {
         this.kept.images++;
         this.kept.bytes += bytes.length;
       }
     }
-    return { sha256, content_type: contentType, bytes: bytes.length, file };
+    return { sha256, content_type: contentType, bytes: bytes.length };
   }
 
   image(sha256: string): StoredImage | undefined {
     if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
-    const row = this.db.prepare("SELECT sha256, content_type, bytes FROM images WHERE sha256 = ?").get(sha256) as Omit<StoredImage, "file"> | undefined;
-    return row && { ...row, file: path.join(this.imageDir, sha256) };
+    return this.db.prepare("SELECT sha256, content_type, bytes FROM images WHERE sha256 = ?").get(sha256) as StoredImage | undefined;
+  }
+
+  readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
+    return this.imageStore.read(sha256, start, end);
   }
 
   ownsImage(owner: string, sha256: string): boolean {
@@ -382,17 +380,16 @@ export class SqliteJobStore implements JobStore {
     if (!row) return;
     this.kept.images--;
     this.kept.bytes -= row.bytes;
-    void rm(path.join(this.imageDir, sha256), { force: true }).catch(() => undefined);
+    void this.imageStore.remove(sha256).catch(() => undefined);
   }
 
-  checkWritable(): void {
-    const probe = path.join(this.imageDir, `.writable-${randomBytes(6).toString("hex")}`);
-    writeFileSync(probe, "");
-    rmSync(probe);
+  async checkWritable(): Promise<void> {
+    await this.imageStore.check();
     this.db.exec("BEGIN IMMEDIATE; ROLLBACK;");
   }
 
   close(): void {
+    this.imageStore.close?.();
     this.db.close();
   }
 

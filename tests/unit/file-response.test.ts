@@ -6,6 +6,12 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fileResponse } from "@/lib/file-response";
 import type { StoredFile } from "@/lib/file-response";
+import { fileStream } from "@/lib/jobs/images";
+
+/** A file on disk as the image store serves it. */
+function stored(filePath: string, bytes: number): StoredFile {
+  return { bytes, contentType: "image/jpeg", etag: '"abc123"', read: (start, end) => fileStream(filePath, start, end) };
+}
 
 let dir: string;
 let file: StoredFile;
@@ -16,7 +22,7 @@ beforeAll(() => {
   bytes = randomBytes(300_000);
   const filePath = path.join(dir, "image");
   writeFileSync(filePath, bytes);
-  file = { path: filePath, bytes: bytes.length, contentType: "image/jpeg", etag: '"abc123"' };
+  file = stored(filePath, bytes.length);
 });
 
 afterAll(() => {
@@ -66,7 +72,7 @@ describe("fileResponse", () => {
   });
 
   it.each(["bytes=300000-", "bytes=-0", "bytes=999999-1000000"])("answers the unsatisfiable %s with 416 and bytes */size, opening nothing", async (range) => {
-    const response = fileResponse(get({ range }), { ...file, path: path.join(dir, "absent") });
+    const response = fileResponse(get({ range }), stored(path.join(dir, "absent"), bytes.length));
     expect(response.status).toBe(416);
     expect(response.headers.get("content-range")).toBe("bytes */300000");
     expect(await response.text()).toBe("");
@@ -79,7 +85,7 @@ describe("fileResponse", () => {
   });
 
   it.each(['"abc123"', 'W/"abc123"', '"other", "abc123"', "*"])("answers If-None-Match: %s with 304, no body, opening nothing", async (tag) => {
-    const response = fileResponse(get({ "if-none-match": tag }), { ...file, path: path.join(dir, "absent") });
+    const response = fileResponse(get({ "if-none-match": tag }), stored(path.join(dir, "absent"), bytes.length));
     expect(response.status).toBe(304);
     expect(response.headers.get("etag")).toBe('"abc123"');
     expect(await response.text()).toBe("");
@@ -92,21 +98,22 @@ describe("fileResponse", () => {
   });
 
   it("answers HEAD from what is known, never opening the file", () => {
-    const response = fileResponse(get({}, "HEAD"), { ...file, path: path.join(dir, "absent") });
+    const response = fileResponse(get({}, "HEAD"), stored(path.join(dir, "absent"), bytes.length));
     expect(response.status).toBe(200);
     expect(response.headers.get("content-length")).toBe("300000");
     expect(response.body).toBeNull();
-    const part = fileResponse(get({ range: "bytes=10-19" }, "HEAD"), { ...file, path: path.join(dir, "absent") });
+    const part = fileResponse(get({ range: "bytes=10-19" }, "HEAD"), stored(path.join(dir, "absent"), bytes.length));
     expect([part.status, part.headers.get("content-length")]).toEqual([206, "10"]);
   });
 
   it("errors the body with ENOENT for a file gone since its metadata", async () => {
-    await expect(body(fileResponse(get(), { ...file, path: path.join(dir, "absent") }))).rejects.toMatchObject({ code: "ENOENT" });
+    await expect(body(fileResponse(get(), stored(path.join(dir, "absent"), bytes.length)))).rejects.toMatchObject({ code: "ENOENT" });
   });
 
   it("reads no further ahead than the chunk the client takes: a client that stops reading holds one chunk", async () => {
-    const big = { ...file, path: path.join(dir, "big"), bytes: 4 * 1024 * 1024 };
-    writeFileSync(big.path, Buffer.alloc(big.bytes, 0x11));
+    const bigPath = path.join(dir, "big");
+    const big = stored(bigPath, 4 * 1024 * 1024);
+    writeFileSync(bigPath, Buffer.alloc(big.bytes, 0x11));
     const reader = fileResponse(get(), big).body?.getReader();
     const first = await reader?.read();
     const taken = first?.value?.length ?? 0;
@@ -114,7 +121,7 @@ describe("fileResponse", () => {
     expect(taken).toBeLessThanOrEqual(64 * 1024);
     await new Promise((resolve) => setTimeout(resolve, 50));
     // What follows the first chunk is written over now: a stream that had read ahead would send the old bytes.
-    const handle = await open(big.path, "r+");
+    const handle = await open(bigPath, "r+");
     await handle.write(Buffer.alloc(big.bytes - taken, 0xaa), 0, big.bytes - taken, taken);
     await handle.close();
     let rest = 0;

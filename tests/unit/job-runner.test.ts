@@ -75,7 +75,7 @@ describe("a job", () => {
     const direct = (await (
       await fetch(`${emulator.url}/generate`, { method: "POST", body: JSON.stringify({ prompt: "a lighthouse", negative_prompt: "", width: 256, height: 256, num_inference_steps: 6, guidance_scale: 0, seed: 42 }), headers: { "content-type": "application/json" } })
     ).json()) as { image_base64: string };
-    const file = jobs.store.image(done.output?.sha256 ?? "")?.file ?? "";
+    const file = path.join(dir, "images", done.output?.sha256 ?? "");
     expect(`data:image/jpeg;base64,${readFileSync(file).toString("base64")}`).toBe(direct.image_base64);
     const kept = types(jobs, job.id);
     expect(kept).toContain("progress");

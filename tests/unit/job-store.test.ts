@@ -68,8 +68,9 @@ describe("the SQLite job store", () => {
     const sha256 = createHash("sha256").update(bytes).digest("hex");
     const stored = await store.putImage(bytes, "image/jpeg", sha256);
     expect(stored).toMatchObject({ sha256, content_type: "image/jpeg", bytes: bytes.length });
-    expect((await store.putImage(bytes, "image/jpeg", sha256)).file).toBe(stored.file);
-    expect(readFileSync(stored.file).equals(bytes)).toBe(true);
+    expect(await store.putImage(bytes, "image/jpeg", sha256)).toEqual(stored);
+    expect(readFileSync(path.join(dir, "images", sha256)).equals(bytes)).toBe(true);
+    expect(Buffer.from(await new Response(store.readImage(sha256, 4, 9)).arrayBuffer()).toString()).toBe("really");
     expect(readdirSync(path.join(dir, "images"))).toEqual([sha256]);
     expect(store.image(sha256)).toEqual(stored);
     expect(store.image("../jobs.db")).toBeUndefined();
@@ -150,7 +151,7 @@ describe("the SQLite job store", () => {
     expect(store.get(gone.id)).toBeUndefined();
     expect(store.events(gone.id, 0)).toEqual([]);
     expect(store.image(own.sha256)).toBeUndefined();
-    await expect.poll(() => existsSync(own.file)).toBe(false);
+    await expect.poll(() => existsSync(path.join(dir, "images", own.sha256))).toBe(false);
     expect(store.image(shared.sha256)).toBeDefined();
     expect(store.get(kept.id)?.status).toBe("succeeded");
     expect(store.size()).toBe(1);

@@ -1,0 +1,176 @@
+/**
+ * Where jobs' images live, by their SHA-256: files under DATA_DIR (the
+ * default), or objects in an S3-compatible bucket (IMAGE_STORE=s3: AWS S3,
+ * R2, MinIO, …), which every gateway can serve. The job store keeps their
+ * records; this keeps their bytes, and reads them as a client takes them.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { open, rename, rm, writeFile } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import path from "node:path";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+
+export interface ImageStore {
+  /** Keeps the bytes under their hash, whole or not at all; rejects with the system's or the service's error (ENOSPC for a full disk). */
+  put(sha256: string, bytes: Buffer, contentType: string): Promise<void>;
+  /** Bytes `start` to `end` (inclusive), read as the consumer pulls, nothing ahead; nothing is fetched until the first read. */
+  read(sha256: string, start: number, end: number): ReadableStream<Uint8Array>;
+  /** Gone (one already gone is no error). */
+  remove(sha256: string): Promise<void>;
+  /** Throws unless images can be written and removed here: run at start. */
+  check(): Promise<void>;
+  /** Lets go of connections (the store's, at shutdown). */
+  close?(): void;
+}
+
+/** How much is read at a time: what a client that stops reading holds in memory here. */
+const CHUNK_BYTES = 64 * 1024;
+
+/** `<dir>/<sha256>`, written whole off the event loop and renamed, so a reader or a crash never sees half an image. */
+export class FileImageStore implements ImageStore {
+  constructor(private readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  async put(sha256: string, bytes: Buffer): Promise<void> {
+    const file = path.join(this.dir, sha256);
+    const partial = `${file}.${randomBytes(6).toString("hex")}.partial`;
+    try {
+      await writeFile(partial, bytes);
+      await rename(partial, file);
+    } catch (error) {
+      await rm(partial, { force: true });
+      throw error;
+    }
+  }
+
+  read(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
+    return fileStream(path.join(this.dir, sha256), start, end);
+  }
+
+  async remove(sha256: string): Promise<void> {
+    await rm(path.join(this.dir, sha256), { force: true });
+  }
+
+  async check(): Promise<void> {
+    const probe = path.join(this.dir, `.writable-${randomBytes(6).toString("hex")}`);
+    await writeFile(probe, "");
+    await rm(probe);
+  }
+}
+
+/** A file's bytes `start` to `end`, opened at the first read and closed at the end, on cancel and on error. */
+export function fileStream(file: string, start: number, end: number): ReadableStream<Uint8Array> {
+  let handle: FileHandle | undefined;
+  let position = start;
+  const close = async () => {
+    await handle?.close().catch(() => undefined);
+    handle = undefined;
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const length = Math.min(CHUNK_BYTES, end + 1 - position);
+          if (length <= 0) {
+            await close();
+            controller.close();
+            return;
+          }
+          handle ??= await open(file, "r");
+          const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(length), 0, length, position);
+          if (bytesRead === 0) throw new Error(`the file ended at byte ${position}, before its ${end + 1}`);
+          position += bytesRead;
+          controller.enqueue(buffer.subarray(0, bytesRead));
+        } catch (error) {
+          await close();
+          controller.error(error);
+        }
+      },
+      cancel: close,
+    },
+    // Nothing read ahead: the next chunk is read once the client has taken this one.
+    { highWaterMark: 0 },
+  );
+}
+
+export interface S3Settings {
+  bucket: string;
+  /** Put before each image's hash in its key ("images/", say). */
+  prefix: string;
+  /** Another S3-compatible service than AWS (MinIO, R2, …). */
+  endpoint?: string | undefined;
+  forcePathStyle: boolean;
+}
+
+/**
+ * `<prefix><sha256>` objects in a bucket, through the AWS SDK; credentials
+ * and region from the standard AWS variables (and the SDK's own chain).
+ */
+export class S3ImageStore implements ImageStore {
+  private readonly client: S3Client;
+
+  constructor(private readonly settings: S3Settings) {
+    this.client = new S3Client({
+      ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+      forcePathStyle: settings.forcePathStyle,
+      // A service of one's own has no region to speak of; AWS needs one (AWS_REGION).
+      region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (settings.endpoint === undefined ? undefined : "us-east-1"),
+      maxAttempts: 2,
+    });
+  }
+
+  private key(sha256: string): string {
+    return `${this.settings.prefix}${sha256}`;
+  }
+
+  async put(sha256: string, bytes: Buffer, contentType: string): Promise<void> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256), Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
+  }
+
+  read(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
+    const abort = new AbortController();
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          try {
+            if (!reader) {
+              const object = await this.client.send(
+                new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256), Range: `bytes=${start}-${end}` }),
+                { abortSignal: abort.signal },
+              );
+              if (!object.Body) throw new Error(`no body for ${this.key(sha256)}`);
+              reader = object.Body.transformToWebStream().getReader() as ReadableStreamDefaultReader<Uint8Array>;
+            }
+            const { done, value } = await reader.read();
+            if (done) controller.close();
+            else controller.enqueue(value);
+          } catch (error) {
+            controller.error(error);
+          }
+        },
+        cancel: async () => {
+          abort.abort();
+          await reader?.cancel().catch(() => undefined);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  async remove(sha256: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256) }));
+  }
+
+  async check(): Promise<void> {
+    const probe = `.writable-${randomBytes(6).toString("hex")}`;
+    await this.put(probe, Buffer.alloc(0), "application/octet-stream");
+    await this.remove(probe);
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}
