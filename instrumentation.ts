@@ -19,6 +19,8 @@ export async function register(): Promise<void> {
     checkConfigOrExit();
     // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
     registry().peerStamp();
+    // The rate limit's Redis connection, made now rather than by the first request.
+    await registry().access.rateLimits.connected();
     handleShutdownSignals();
     await startJobsOrExit();
   }

@@ -1,12 +1,11 @@
 import { after } from "next/server";
 import { GatewayError, errorResponse, fail, openAiErrorResponse } from "./errors";
+import { parseJsonObject } from "./json-object";
 import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
-import { JsonNumber } from "./pydantic";
 import type { RouteEntry } from "./routes";
 import { registry } from "./registry";
 import { admit, preflightHeaders, takeRateLimit } from "./security";
 import type { HeaderList } from "./security";
-import { topLevelNumbers } from "./upstream/lean-json";
 
 /** What a handler gets besides the request: its record, a way to run something once the response is closed, the headers any answer carries. */
 export interface RequestContext {
@@ -143,7 +142,6 @@ export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status =
   return new Response(body, { status, headers: { "content-type": "application/json" } });
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Reads a JSON object body: 415 for another content type (none is JSON, as in
@@ -165,23 +163,6 @@ export async function readJsonObject(request: Request, { maxBytes, timeoutMs, si
   if (Number(request.headers.get("content-length")) > maxBytes) throw fail.payloadTooLarge(maxBytes);
 
   return parseJsonObject(await readCapped(request, maxBytes, timeoutMs, signal));
-}
-
-/** A JSON object from its bytes, its top-level numbers as JsonNumbers (see readJsonObject); 400 for anything else. */
-export function parseJsonObject(bytes: Uint8Array): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(utf8.decode(bytes));
-  } catch (error) {
-    throw fail.invalidJson(bytes.length === 0 ? "the body is empty" : error instanceof Error ? error.message : "bad encoding");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw fail.invalidBody();
-  const object = value as Record<string, unknown>;
-  for (const [key, source] of topLevelNumbers(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
-    const number = object[key];
-    if (typeof number === "number") object[key] = new JsonNumber(number, source);
-  }
-  return object;
 }
 
 function isJsonType(contentType: string): boolean {

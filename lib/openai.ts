@@ -9,7 +9,8 @@
 import "server-only";
 import type { Config } from "./config";
 import { GatewayError, fail } from "./errors";
-import { parseJsonObject, readJsonObject, streamedJson } from "./http";
+import { readJsonObject, streamedJson } from "./http";
+import { parseJsonObject } from "./json-object";
 import type { RequestContext } from "./http";
 import { outputOf } from "./jobs/doors";
 import type { RequestRecord } from "./observe/request";

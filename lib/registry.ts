@@ -122,7 +122,9 @@ export class Registry {
     if (this.#jobs) return this.#jobs;
     if (!this.config.jobs) throw fail.jobsOff();
     this.#jobs = new JobRunner(this, new SqliteJobStore(this.config.dataDir, this.imageStore()));
-    this.#jobs.resume();
+    void this.#jobs.resume().catch((error: unknown) => {
+      this.logger.error({ err: error }, "jobs: taking up what the last process left failed");
+    });
     return this.#jobs;
   }
 

@@ -20,16 +20,15 @@ const MAX_IDEMPOTENCY_KEY = 255;
 const MAX_WAIT_S = 60;
 
 /** The job as its owner reads it; `input` is its JSON as kept (a 20-digit seed keeps its digits). */
-export function jobJson(job: Job): string {
-  const latest = (type: string) =>
-    registry()
-      .jobs.store.events(job.id, 0)
+export async function jobJson(job: Job): Promise<string> {
+  const latest = async (type: string) =>
+    (await registry().jobs.store.events(job.id, 0))
       .map((event) => JSON.parse(event.data) as Record<string, unknown>)
       .filter((event) => event.type === type)
       .at(-1);
   // The place in line now, as the runner heard it last (its log keeps only the first); else the one kept.
-  const place = job.status === "queued" ? (registry().jobs.placeOf(job.id) ?? latest("queued")?.queue_position) : undefined;
-  const progress = job.status === "running" ? latest("progress") : undefined;
+  const place = job.status === "queued" ? (registry().jobs.placeOf(job.id) ?? (await latest("queued"))?.queue_position) : undefined;
+  const progress = job.status === "running" ? await latest("progress") : undefined;
   const self = `/api/jobs/${job.id}`;
   const body = {
     id: job.id,
@@ -75,8 +74,8 @@ function signedFor(request: Request, sha256: string): boolean {
 
 const JOB_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
 
-function answer(job: Job, status: number, headers: Record<string, string> = {}): Response {
-  return new Response(jobJson(job), { status, headers: { ...JOB_HEADERS, ...headers } });
+async function answer(job: Job, status: number, headers: Record<string, string> = {}): Promise<Response> {
+  return new Response(await jobJson(job), { status, headers: { ...JOB_HEADERS, ...headers } });
 }
 
 /**
@@ -84,9 +83,9 @@ function answer(job: Job, status: number, headers: Record<string, string> = {}):
  * get. Without API keys a job's id, unguessable, is what reaches it (see
  * `jobOwner`: an address identifies no one).
  */
-function ownJob(id: string, context: RequestContext): Job {
+async function ownJob(id: string, context: RequestContext): Promise<Job> {
   const { jobs, access } = registry();
-  const job = jobs.store.get(id);
+  const job = await jobs.store.get(id);
   if (!job || (access.keys.required && job.owner !== context.caller)) throw fail.noSuchJob(id);
   return job;
 }
@@ -99,24 +98,26 @@ function preferredWaitMs(prefer: string | null): number {
 }
 
 /** Resolves with the job once it has finished, or as it is after `ms` or when the client leaves (its listener and timer go with it). */
-function finishedWithin(id: string, ms: number, client: AbortSignal): Promise<Job> {
+async function finishedWithin(job: Job, ms: number, client: AbortSignal): Promise<Job> {
   const { jobs } = registry();
-  return new Promise((resolve) => {
+  await new Promise<void>((resolve) => {
     let stop: () => void = () => undefined;
     const done = () => {
       clearTimeout(timer);
       client.removeEventListener("abort", done);
       stop();
-      resolve(jobs.store.get(id) as Job);
+      resolve();
     };
     const timer = setTimeout(done, ms);
     client.addEventListener("abort", done, { once: true });
-    stop = jobs.listen(id, (event, job) => {
-      if (FINISHED.has(job.status)) done();
+    stop = jobs.listen(job.id, (event, now) => {
+      if (FINISHED.has(now.status)) done();
     });
-    const now = jobs.store.get(id);
-    if (!now || FINISHED.has(now.status) || client.aborted) done();
+    void jobs.store.get(job.id).then((now) => {
+      if (!now || FINISHED.has(now.status) || client.aborted) done();
+    }, done);
   });
+  return (await jobs.store.get(job.id)) ?? job;
 }
 
 /** POST /api/jobs: the generate request as a job; 202 with its Location, or 200 if it finished within `Prefer: wait`. */
@@ -129,7 +130,7 @@ export async function submitJob(request: Request, context: RequestContext): Prom
   const caller = context.caller ?? "anonymous";
   const { owner } = jobOwner(request, caller);
   // One image of the rate limit, taken before the body is read as on every door; a replay makes none, so takes none.
-  if (key === undefined || !gateway.jobs.store.find(owner, key)) context.headers.push(...(await takeRateLimit(caller)));
+  if (key === undefined || !(await gateway.jobs.store.find(owner, key))) context.headers.push(...(await takeRateLimit(caller)));
   const body = await readJsonObject(request, { maxBytes: gateway.config.maxBodyBytes, timeoutMs: gateway.config.bodyTimeoutMs, signal: request.signal });
   const result = validateGenerateRequest(body, { sizeMultiple: gateway.config.sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);
@@ -137,27 +138,27 @@ export async function submitJob(request: Request, context: RequestContext): Prom
   const { job, created, input } = await gateway.jobs.submit(owner, result.data, key);
   if (!created && job.input_hash !== inputHash(input)) throw fail.idempotencyMismatch();
   const waitMs = preferredWaitMs(request.headers.get("prefer"));
-  const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job.id, waitMs, request.signal) : (gateway.jobs.store.get(job.id) ?? job);
+  const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job, waitMs, request.signal) : ((await gateway.jobs.store.get(job.id)) ?? job);
   const headers: Record<string, string> = { location: `/api/jobs/${job.id}` };
   if (!created) headers["idempotent-replayed"] = "true";
   return answer(now, FINISHED.has(now.status) ? 200 : 202, headers);
 }
 
 /** GET /api/jobs/{id} */
-export function readJob(id: string, context: RequestContext): Response {
-  return answer(ownJob(id, context), 200);
+export async function readJob(id: string, context: RequestContext): Promise<Response> {
+  return answer(await ownJob(id, context), 200);
 }
 
 /** HEAD /api/jobs/{id}: whether the caller has it, without its events read to make its body. */
-export function readJobHead(id: string, context: RequestContext): Response {
-  ownJob(id, context);
+export async function readJobHead(id: string, context: RequestContext): Promise<Response> {
+  await ownJob(id, context);
   return headersOnly(JOB_HEADERS);
 }
 
 /** POST /api/jobs/{id}/cancel: idempotent; a finished job is given back as it is. */
-export function cancelJob(id: string, context: RequestContext): Response {
-  ownJob(id, context);
-  return answer(registry().jobs.cancel(id) as Job, 200);
+export async function cancelJob(id: string, context: RequestContext): Promise<Response> {
+  const job = await ownJob(id, context);
+  return answer((await registry().jobs.cancel(id)) ?? job, 200);
 }
 
 const LIST_LIMIT = { fallback: 20, max: 100 };
@@ -171,15 +172,16 @@ function listLimit(raw: string | null): number {
 }
 
 /** GET /api/jobs?limit=N&before=<id>: the caller's jobs, newest first. */
-export function listJobs(request: Request, context: RequestContext): Response {
+export async function listJobs(request: Request, context: RequestContext): Promise<Response> {
   const params = new URL(request.url).searchParams;
   const limit = listLimit(params.get("limit"));
   const { owner, listed } = jobOwner(request, context.caller ?? "anonymous");
   const { store } = registry().jobs;
-  const jobs = listed ? store.list(owner, limit + 1, params.get("before") ?? undefined) : [];
+  const jobs = listed ? await store.list(owner, limit + 1, params.get("before") ?? undefined) : [];
   const page = jobs.slice(0, limit);
   const next = jobs.length > limit ? (page.at(-1)?.id ?? null) : null;
-  return new Response(`{"jobs":[${page.map(jobJson).join(",")}],"next":${JSON.stringify(next)}}`, {
+  const bodies = await Promise.all(page.map(jobJson));
+  return new Response(`{"jobs":[${bodies.join(",")}],"next":${JSON.stringify(next)}}`, {
     headers: { "content-type": "application/json", "cache-control": "no-store" },
   });
 }
@@ -197,8 +199,8 @@ function lastEventId(header: string | null): number {
 }
 
 /** HEAD /api/jobs/{id}/events: the stream's headers, with no stream started. */
-export function followJobHead(id: string, context: RequestContext): Response {
-  ownJob(id, context);
+export async function followJobHead(id: string, context: RequestContext): Promise<Response> {
+  await ownJob(id, context);
   return headersOnly(SSE_HEADERS);
 }
 
@@ -208,8 +210,8 @@ export function followJobHead(id: string, context: RequestContext): Response {
  * (lib/sse.ts); the stream ends when the job has ended (at once for a
  * finished one), whatever Last-Event-ID said.
  */
-export function followJob(id: string, request: Request, context: RequestContext): Response {
-  ownJob(id, context);
+export async function followJob(id: string, request: Request, context: RequestContext): Promise<Response> {
+  await ownJob(id, context);
   const { jobs, config } = registry();
   let last = lastEventId(request.headers.get("last-event-id"));
   let unlisten: () => void = () => undefined;
@@ -233,14 +235,22 @@ export function followJob(id: string, request: Request, context: RequestContext)
   };
   // Something at once: Next sends a streamed answer's headers with its first bytes.
   stream.comment(`job ${id}`);
-  // Listening before reading what is kept: an event appended in between is sent once, in order.
+  // Listening before reading what is kept: what comes meanwhile waits for the kept ones, then goes once, in order.
+  let heard: [JobEvent, Job][] | undefined = [];
   unlisten = jobs.listen(id, (event, job) => {
+    if (heard) {
+      heard.push([event, job]);
+      return;
+    }
     send(event, job);
     endIfOver(job);
   });
-  const now = jobs.store.get(id);
-  for (const event of jobs.store.events(id, last)) send(event, now);
-  endIfOver(now);
+  const [now, kept] = await Promise.all([jobs.store.get(id), jobs.store.events(id, last)]);
+  for (const event of kept) send(event, now);
+  const meanwhile = heard;
+  heard = undefined;
+  for (const [event, job] of meanwhile) send(event, job);
+  endIfOver(meanwhile.at(-1)?.[1] ?? now);
   return stream.response();
 }
 
@@ -253,14 +263,14 @@ const IMAGE_NAME = /^([0-9a-f]{64})(?:\.(?:png|jpg|jpeg|bin))?$/;
  * the same answer whether the image exists or not (401 without a valid key,
  * else 404), so no hash can be probed.
  */
-export function serveImage(name: string, request: Request): Response {
+export async function serveImage(name: string, request: Request): Promise<Response> {
   const { access, jobs } = registry();
   const sha256 = IMAGE_NAME.exec(name)?.[1];
   if (access.keys.required && !(sha256 !== undefined && signedFor(request, sha256))) {
     const caller = access.keys.verify(request.headers) ?? "";
-    if (sha256 === undefined || !jobs.store.ownsImage(caller, sha256)) throw fail.noSuchImage(name);
+    if (sha256 === undefined || !(await jobs.store.ownsImage(caller, sha256))) throw fail.noSuchImage(name);
   }
-  const image = sha256 === undefined ? undefined : jobs.store.image(sha256);
+  const image = sha256 === undefined ? undefined : await jobs.store.image(sha256);
   if (!image) throw fail.noSuchImage(name);
   const file = {
     bytes: image.bytes,

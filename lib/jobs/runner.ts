@@ -8,7 +8,7 @@
 import { statfs } from "node:fs/promises";
 import { setImmediate, setTimeout as sleep } from "node:timers/promises";
 import { GatewayError, fail } from "../errors";
-import { parseJsonObject } from "../http";
+import { parseJsonObject } from "../json-object";
 import { Generation } from "../pipeline";
 import type { GenerationObserver } from "../pipeline";
 import type { Registry } from "../registry";
@@ -16,7 +16,7 @@ import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
 import { FINISHED } from "./store";
-import type { Job, JobError, JobEvent, JobOutput, JobStore } from "./store";
+import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStore } from "./store";
 
 type Listener = (event: JobEvent, job: Job) => void;
 
@@ -56,13 +56,13 @@ export class JobRunner {
    * running has failed (JobStore.recover). From now on, jobs past JOB_TTL go,
    * and the oldest ones while the images take more than DATA_MAX_BYTES.
    */
-  resume(): void {
+  async resume(): Promise<void> {
     void this.sweep();
     this.sweeper ??= setInterval(() => {
       void this.sweep();
     }, Math.min(this.gateway.config.jobTtlMs / 10, SWEEP_MS)).unref();
-    const { requeued, failed } = this.store.recover(new Date());
-    for (const job of failed) if (job.error) this.emit(job.id, errorEvent(job.error));
+    const { requeued, failed } = await this.store.recover(new Date());
+    for (const job of failed) if (job.error) await this.emit(job.id, errorEvent(job.error));
     for (const job of requeued) void this.start(job);
   }
 
@@ -74,7 +74,7 @@ export class JobRunner {
    */
   async submit(owner: string, request: GenerateRequest, idempotencyKey?: string): Promise<{ job: Job; created: boolean; input: string }> {
     const input = requestJson(request);
-    const known = idempotencyKey === undefined ? undefined : this.store.find(owner, idempotencyKey);
+    const known = idempotencyKey === undefined ? undefined : await this.store.find(owner, idempotencyKey);
     if (known) return { job: known, created: false, input };
     if (this.gateway.drain.draining) throw fail.shuttingDown();
     const load = this.gateway.limiter.stats();
@@ -82,13 +82,13 @@ export class JobRunner {
     await this.space.check();
     // Room for one more: the oldest finished job goes; with none finished, the store is full of work.
     const { maxJobs } = this.gateway.config;
-    this.store.thin(maxJobs - 1, THIN_BATCH);
-    if (this.store.size() >= maxJobs) throw fail.jobStoreFull(maxJobs);
-    const created = this.store.create(owner, input, idempotencyKey);
+    await this.store.thin(maxJobs - 1, THIN_BATCH);
+    if ((await this.store.size()) >= maxJobs) throw fail.jobStoreFull(maxJobs);
+    const created = await this.store.create(owner, input, idempotencyKey);
     if (!created.created) return { ...created, input };
     const refusal = await this.start(created.job, { submitted: true });
     if (refusal) {
-      this.store.remove(created.job.id);
+      await this.store.remove(created.job.id);
       throw refusal;
     }
     return { ...created, input };
@@ -101,11 +101,11 @@ export class JobRunner {
    */
   async keep(owner: string, request: GenerateRequest, answer: Buffer): Promise<Job> {
     await this.space.check();
-    this.store.thin(this.gateway.config.maxJobs - 1, THIN_BATCH);
+    await this.store.thin(this.gateway.config.maxJobs - 1, THIN_BATCH);
     const output = await this.keepImage(answer);
-    const { job } = this.store.create(owner, requestJson(request));
-    this.finish(job.id, { status: "succeeded", started_at: job.created_at, output }, { type: "complete", output });
-    return this.store.get(job.id) as Job;
+    const { job } = await this.store.create(owner, requestJson(request));
+    await this.finish(job.id, { status: "succeeded", started_at: job.created_at, output }, { type: "complete", output });
+    return (await this.store.get(job.id)) ?? job;
   }
 
   /** Stops the retention sweep (the store is closed after). */
@@ -126,9 +126,9 @@ export class JobRunner {
     try {
       const { jobTtlMs, dataMaxBytes, maxJobs } = this.gateway.config;
       const before = new Date(Date.now() - jobTtlMs);
-      while (this.store.expire(before, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
-      while (this.store.trim(dataMaxBytes, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
-      while (this.store.thin(maxJobs, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
+      while ((await this.store.expire(before, SWEEP_BATCH)) === SWEEP_BATCH) await setImmediate();
+      while ((await this.store.trim(dataMaxBytes, SWEEP_BATCH)) === SWEEP_BATCH) await setImmediate();
+      while ((await this.store.thin(maxJobs, SWEEP_BATCH)) === SWEEP_BATCH) await setImmediate();
     } catch (error) {
       this.gateway.logger.error({ err: error }, "jobs: the retention sweep failed");
     } finally {
@@ -137,10 +137,10 @@ export class JobRunner {
   }
 
   /** Cancels a job that has not finished: a queued one never reaches the GPU, a running one's upstream call is aborted. */
-  cancel(id: string): Job | undefined {
-    const job = this.store.get(id);
+  async cancel(id: string): Promise<Job | undefined> {
+    const job = await this.store.get(id);
     if (!job || FINISHED.has(job.status)) return job;
-    this.finish(id, { status: "canceled" }, { type: "canceled" });
+    await this.finish(id, { status: "canceled" }, { type: "canceled" });
     this.cancels.get(id)?.abort(fail.clientClosed("the job was canceled"));
     return this.store.get(id);
   }
@@ -168,14 +168,11 @@ export class JobRunner {
     let settle: (refusal?: GatewayError) => void = () => undefined;
     const place = new Promise<GatewayError | undefined>((resolve) => (settle = resolve));
     void this.run(job, cancel.signal, submitted ? settle : undefined)
-      .catch((error: unknown) => {
+      .catch(async (error: unknown) => {
         // The runner itself failed (its store, say): the job ends as the error table's internal error, if it still can.
         const failure = jobError(fail.internal(error));
-        try {
-          this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure), error);
-        } catch {
-          // The store is gone: a restart finds the job where it was.
-        }
+        // The store gone too: a restart finds the job where it was.
+        await this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure), error).catch(() => undefined);
       })
       .finally(() => {
         this.cancels.delete(job.id);
@@ -211,11 +208,11 @@ export class JobRunner {
       if (error.code === "shutting_down" && !outcome.started) return; // stays queued: the next process runs it
       const waitMs = retryDelayMs(error, attempt);
       if (!retried(error) || Date.now() + waitMs >= deadline) {
-        this.finish(job.id, { status: "failed", error: jobError(error) }, errorEvent(jobError(error)), error.cause);
+        await this.finish(job.id, { status: "failed", error: jobError(error) }, errorEvent(jobError(error)), error.cause);
         return;
       }
-      if (outcome.started) this.store.update(job.id, { status: "queued", started_at: null });
-      this.emit(job.id, { type: "retrying", kind: error.code, message: jobError(error).detail, retry_in_ms: waitMs });
+      if (outcome.started) await this.store.update(job.id, { status: "queued", started_at: null });
+      await this.emit(job.id, { type: "retrying", kind: error.code, message: jobError(error).detail, retry_in_ms: waitMs });
       await sleep(waitMs, undefined, { signal: canceled }).catch(() => undefined);
     }
   }
@@ -240,7 +237,8 @@ export class JobRunner {
           started = true;
           placed();
           const startedAt = new Date();
-          this.store.update(job.id, { status: "running", started_at: startedAt.toISOString() });
+          // Kept in order with what follows (one store, its writes in the order given); a failure shows at the job's end.
+          void this.store.update(job.id, { status: "running", started_at: startedAt.toISOString() }).catch(() => undefined);
           this.gateway.metrics.jobQueueWait.observe((startedAt.getTime() - Date.parse(job.created_at)) / 1000);
         }
         return () => undefined;
@@ -254,20 +252,20 @@ export class JobRunner {
       // The input is what the job was created with: the seed's digits kept, read back as JsonNumbers.
       await generation.accept(() => Promise.resolve(parseJsonObject(Buffer.from(job.input))));
       const events = await generation.events((position) => {
-        this.emit(job.id, { type: "queued", queue_position: position, position });
+        void this.emit(job.id, { type: "queued", queue_position: position, position }).catch(() => undefined);
         placed();
       });
       for await (const event of events) {
         if (event.data === undefined) continue;
         if (event.type === "complete") {
           const output = await this.keepImage(event.data);
-          this.finish(job.id, { status: "succeeded", output }, { type: "complete", output });
+          await this.finish(job.id, { status: "succeeded", output }, { type: "complete", output });
         } else if (event.type === "error") {
           const { message } = JSON.parse(event.data.toString("utf8")) as { message?: unknown };
           const failure = { kind: "upstream_status", detail: typeof message === "string" ? message : "" };
-          this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure));
+          await this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure));
         } else {
-          this.emit(job.id, event.data.toString("utf8"));
+          await this.emit(job.id, event.data.toString("utf8"));
         }
       }
       return { kind: "done" };
@@ -290,7 +288,7 @@ export class JobRunner {
     const image = answerImage(data);
     const { dataMaxBytes } = this.gateway.config;
     if (image.bytes.length > dataMaxBytes) throw fail.storageFull(`an image of ${image.bytes.length} bytes is larger than DATA_MAX_BYTES (${dataMaxBytes})`);
-    while (this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH) === SWEEP_BATCH) await setImmediate();
+    while ((await this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH)) === SWEEP_BATCH) await setImmediate();
     try {
       await this.store.putImage(image.bytes, image.contentType, image.sha256);
     } catch (error) {
@@ -310,10 +308,10 @@ export class JobRunner {
   }
 
   /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event and its log line. */
-  private finish(id: string, change: Parameters<JobStore["update"]>[1], event: Record<string, unknown>, cause?: unknown): void {
-    if (!this.store.update(id, { ...change, completed_at: new Date().toISOString() })) return;
-    this.emit(id, event, { end: true });
-    const job = this.store.get(id);
+  private async finish(id: string, change: JobChange, event: Record<string, unknown>, cause?: unknown): Promise<void> {
+    if (!(await this.store.update(id, { ...change, completed_at: new Date().toISOString() }))) return;
+    await this.emit(id, event, { end: true });
+    const job = await this.store.get(id);
     if (job) this.logEnd(job, cause);
   }
 
@@ -349,22 +347,22 @@ export class JobRunner {
    * listeners only (kept, N waiting jobs would write N² events). A log holds
    * at most MAX_EVENTS, but for the end, which is always kept.
    */
-  private emit(id: string, event: Record<string, unknown> | string, { end = false } = {}): void {
+  private async emit(id: string, event: Record<string, unknown> | string, { end = false } = {}): Promise<void> {
     const data = typeof event === "string" ? event : JSON.stringify(event);
     const place = typeof event === "object" && event.type === "queued" ? event.queue_position : undefined;
     let kept: JobEvent | undefined;
     if (typeof place === "number") {
       const first = !this.places.has(id);
       this.places.set(id, place);
-      if (first) kept = this.store.append(id, data, MAX_EVENTS);
+      if (first) kept = await this.store.append(id, data, MAX_EVENTS);
     } else {
       this.places.delete(id);
-      kept = this.store.append(id, data, end ? undefined : MAX_EVENTS);
+      kept = await this.store.append(id, data, end ? undefined : MAX_EVENTS);
     }
     if (kept) this.gateway.metrics.jobEventsKept.inc();
     const listeners = this.listeners.get(id);
     if (!listeners) return;
-    const job = this.store.get(id);
+    const job = await this.store.get(id);
     if (!job) return;
     const heard: JobEvent = kept ?? { seq: 0, data, live: true };
     for (const listener of [...listeners]) listener(heard, job);

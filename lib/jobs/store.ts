@@ -59,6 +59,9 @@ export interface JobEvent {
   data: string;
 }
 
+/** What a job may change once made. */
+export type JobChange = Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>;
+
 export interface StoredImage {
   sha256: string;
   content_type: string;
@@ -67,20 +70,20 @@ export interface StoredImage {
 
 export interface JobStore {
   /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
-  create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean };
-  get(id: string): Job | undefined;
+  create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }>;
+  get(id: string): Promise<Job | undefined>;
   /** The job `owner` made with this idempotency key. */
-  find(owner: string, idempotencyKey: string): Job | undefined;
+  find(owner: string, idempotencyKey: string): Promise<Job | undefined>;
   /** `owner`'s jobs, newest first, older than `before` when given. */
-  list(owner: string, limit: number, before?: string): Job[];
+  list(owner: string, limit: number, before?: string): Promise<Job[]>;
   /** Deletes a job and its events, and its image when no other job has it. */
-  remove(id: string): void;
+  remove(id: string): Promise<void>;
   /** Moves a job on; refused (false) once it has finished, so a late update never overwrites an end. */
-  update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): boolean;
+  update(id: string, change: JobChange): Promise<boolean>;
   /** Appends an event and returns it with its seq; with `limit`, one past that many events is not kept (undefined). */
-  append(id: string, data: string, limit?: number): JobEvent | undefined;
+  append(id: string, data: string, limit?: number): Promise<JobEvent | undefined>;
   /** The job's events after `afterSeq` (0: all). */
-  events(id: string, afterSeq: number): JobEvent[];
+  events(id: string, afterSeq: number): Promise<JobEvent[]>;
   /**
    * Keeps an image once under its SHA-256 (the caller's, computed once),
    * written whole and renamed, off the event loop; a failed write leaves no
@@ -88,29 +91,29 @@ export interface JobStore {
    */
   putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage>;
   /** The image's record; its bytes are read only when they are sent. */
-  image(sha256: string): StoredImage | undefined;
+  image(sha256: string): Promise<StoredImage | undefined>;
   /** An image's bytes `start` to `end`, read from its store as the consumer pulls. */
   readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array>;
   /** Whether one of `owner`'s jobs has this image. */
-  ownsImage(owner: string, sha256: string): boolean;
+  ownsImage(owner: string, sha256: string): Promise<boolean>;
   /**
    * At start: what a previous process left. A queued job never reached a GPU
    * and is queued again; a running one may have, and is never replayed: it
    * fails with `gateway_restarted`.
    */
-  recover(now: Date): { requeued: Job[]; failed: Job[] };
+  recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }>;
   /** Deletes at most `batch` of the jobs finished before `before` (with their events, and their images no other job has); how many went. */
-  expire(before: Date, batch: number): number;
+  expire(before: Date, batch: number): Promise<number>;
   /** Deletes at most `batch` of the oldest finished jobs with images, while the images take more than `maxBytes`; how many went. */
-  trim(maxBytes: number, batch: number): number;
+  trim(maxBytes: number, batch: number): Promise<number>;
   /** Deletes at most `batch` of the oldest finished jobs, while more than `maxJobs` are kept; how many went. */
-  thin(maxJobs: number, batch: number): number;
+  thin(maxJobs: number, batch: number): Promise<number>;
   /** The images kept, and their bytes (counted as they come and go, not summed). */
-  usage(): { images: number; bytes: number };
+  usage(): Promise<{ images: number; bytes: number }>;
   /** Jobs kept. */
-  size(): number;
+  size(): Promise<number>;
   /** Jobs by status. */
-  counts(): Record<JobStatus, number>;
+  counts(): Promise<Record<JobStatus, number>>;
   /** Throws unless images and records can be written. */
   checkWritable(): Promise<void>;
   close(): void;
@@ -186,6 +189,8 @@ export class DataDirInUse extends Error {
  * system's file lock: gone with the process, even after kill -9), so a
  * second process on the same DATA_DIR cannot open it.
  */
+// node:sqlite answers at once; the methods are async as the JobStore interface is, for a store over the network.
+/* eslint-disable @typescript-eslint/require-await */
 export class SqliteJobStore implements JobStore {
   private readonly db: DatabaseSync;
   /** What is kept, counted as it changes (a SUM per written image made each write cost as much as the store). */
@@ -223,8 +228,8 @@ export class SqliteJobStore implements JobStore {
     this.db.exec("CREATE INDEX IF NOT EXISTS jobs_by_image ON jobs (image) WHERE image IS NOT NULL;");
   }
 
-  create(owner: string, input: string, idempotencyKey?: string): { job: Job; created: boolean } {
-    const known = idempotencyKey === undefined ? undefined : this.find(owner, idempotencyKey);
+  async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
+    const known = idempotencyKey === undefined ? undefined : this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
     if (known) return { job: known, created: false };
     const job: Job = {
       id: newJobId(),
@@ -246,15 +251,15 @@ export class SqliteJobStore implements JobStore {
     return { job, created: true };
   }
 
-  get(id: string): Job | undefined {
+  async get(id: string): Promise<Job | undefined> {
     return this.row("SELECT * FROM jobs WHERE id = ?", id);
   }
 
-  find(owner: string, idempotencyKey: string): Job | undefined {
+  async find(owner: string, idempotencyKey: string): Promise<Job | undefined> {
     return this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
   }
 
-  list(owner: string, limit: number, before?: string): Job[] {
+  async list(owner: string, limit: number, before?: string): Promise<Job[]> {
     // rowid: the order of creation, which created_at (milliseconds) cannot break ties in.
     const rows =
       before === undefined
@@ -265,7 +270,7 @@ export class SqliteJobStore implements JobStore {
     return (rows as unknown as JobRow[]).map(fromRow);
   }
 
-  update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): boolean {
+  async update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): Promise<boolean> {
     const fields = Object.entries(change).map(([key, value]) => [key, value !== null && typeof value === "object" ? JSON.stringify(value) : value] as const);
     if (change.output) fields.push(["image", change.output.sha256]);
     if (fields.length === 0) return false;
@@ -276,19 +281,19 @@ export class SqliteJobStore implements JobStore {
     return Number(result.changes) > 0;
   }
 
-  append(id: string, data: string, limit?: number): JobEvent | undefined {
+  async append(id: string, data: string, limit?: number): Promise<JobEvent | undefined> {
     const row = this.db.prepare("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM events WHERE job_id = ?").get(id) as { seq: number };
     if (limit !== undefined && row.seq > limit) return undefined;
     this.db.prepare("INSERT INTO events (job_id, seq, data) VALUES (?, ?, ?)").run(id, row.seq, data);
     return { seq: row.seq, data };
   }
 
-  events(id: string, afterSeq: number): JobEvent[] {
+  async events(id: string, afterSeq: number): Promise<JobEvent[]> {
     return this.db.prepare("SELECT seq, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq").all(id, afterSeq) as unknown as JobEvent[];
   }
 
   async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
-    if (!this.image(sha256)) {
+    if (!(await this.image(sha256))) {
       await this.imageStore.put(sha256, bytes, contentType);
       const added = this.db.prepare("INSERT OR IGNORE INTO images (sha256, content_type, bytes) VALUES (?, ?, ?)").run(sha256, contentType, bytes.length);
       if (Number(added.changes) > 0) {
@@ -299,7 +304,7 @@ export class SqliteJobStore implements JobStore {
     return { sha256, content_type: contentType, bytes: bytes.length };
   }
 
-  image(sha256: string): StoredImage | undefined {
+  async image(sha256: string): Promise<StoredImage | undefined> {
     if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
     return this.db.prepare("SELECT sha256, content_type, bytes FROM images WHERE sha256 = ?").get(sha256) as StoredImage | undefined;
   }
@@ -308,24 +313,24 @@ export class SqliteJobStore implements JobStore {
     return this.imageStore.read(sha256, start, end);
   }
 
-  ownsImage(owner: string, sha256: string): boolean {
+  async ownsImage(owner: string, sha256: string): Promise<boolean> {
     return this.db.prepare("SELECT 1 FROM jobs WHERE image = ? AND owner = ? LIMIT 1").get(sha256, owner) !== undefined;
   }
 
-  recover(now: Date): { requeued: Job[]; failed: Job[] } {
+  async recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }> {
     const failed = this.rows("SELECT * FROM jobs WHERE status = 'running'");
     const error = JSON.stringify({ kind: "gateway_restarted", detail: "The gateway restarted while the generation ran; it is not run again" });
     this.db.prepare("UPDATE jobs SET status = 'failed', completed_at = ?, error = ? WHERE status = 'running'").run(now.toISOString(), error);
-    return { requeued: this.rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY rowid"), failed: failed.map((job) => this.get(job.id) ?? job) };
+    return { requeued: this.rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY rowid"), failed: failed.map((job) => this.row("SELECT * FROM jobs WHERE id = ?", job.id) ?? job) };
   }
 
-  expire(before: Date, batch: number): number {
+  async expire(before: Date, batch: number): Promise<number> {
     const gone = this.db.prepare("SELECT id FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ? ORDER BY completed_at LIMIT ?").all(before.toISOString(), batch) as { id: string }[];
-    for (const { id } of gone) this.remove(id);
+    for (const { id } of gone) this.removeNow(id);
     return gone.length;
   }
 
-  trim(maxBytes: number, batch: number): number {
+  async trim(maxBytes: number, batch: number): Promise<number> {
     let removed = 0;
     const oldest = this.db.prepare("SELECT id FROM jobs WHERE image IS NOT NULL AND completed_at IS NOT NULL ORDER BY rowid LIMIT ?");
     while (removed < batch && this.kept.bytes > maxBytes) {
@@ -333,30 +338,30 @@ export class SqliteJobStore implements JobStore {
       if (rows.length === 0) break;
       for (const { id } of rows) {
         if (this.kept.bytes <= maxBytes) break;
-        this.remove(id);
+        this.removeNow(id);
         removed++;
       }
     }
     return removed;
   }
 
-  thin(maxJobs: number, batch: number): number {
+  async thin(maxJobs: number, batch: number): Promise<number> {
     const excess = Math.min(batch, this.kept.jobs - maxJobs);
     if (excess <= 0) return 0;
     const gone = this.db.prepare("SELECT id FROM jobs WHERE completed_at IS NOT NULL ORDER BY rowid LIMIT ?").all(excess) as { id: string }[];
-    for (const { id } of gone) this.remove(id);
+    for (const { id } of gone) this.removeNow(id);
     return gone.length;
   }
 
-  usage(): { images: number; bytes: number } {
+  async usage(): Promise<{ images: number; bytes: number }> {
     return { images: this.kept.images, bytes: this.kept.bytes };
   }
 
-  size(): number {
+  async size(): Promise<number> {
     return this.kept.jobs;
   }
 
-  counts(): Record<JobStatus, number> {
+  async counts(): Promise<Record<JobStatus, number>> {
     const counts: Record<JobStatus, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 0 };
     for (const { status, count } of this.db.prepare("SELECT status, COUNT(*) AS count FROM jobs GROUP BY status").all() as { status: JobStatus; count: number }[]) {
       counts[status] = count;
@@ -364,7 +369,11 @@ export class SqliteJobStore implements JobStore {
     return counts;
   }
 
-  remove(id: string): void {
+  async remove(id: string): Promise<void> {
+    this.removeNow(id);
+  }
+
+  private removeNow(id: string): void {
     const job = this.db.prepare("SELECT image FROM jobs WHERE id = ?").get(id) as { image: string | null } | undefined;
     if (!job) return;
     this.db.prepare("DELETE FROM events WHERE job_id = ?").run(id);
@@ -411,3 +420,4 @@ function fromRow(row: JobRow): Job {
     error: row.error === null ? null : (JSON.parse(row.error) as JobError),
   };
 }
+/* eslint-enable @typescript-eslint/require-await */

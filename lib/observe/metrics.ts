@@ -98,24 +98,24 @@ export function createMetrics(gateway: Gateway) {
     help: "Jobs kept, by status (none until the job store is open).",
     labelNames: ["status"],
     registers,
-    collect() {
-      for (const [status, count] of Object.entries(gateway.openJobs?.store.counts() ?? {})) this.set({ status }, count);
+    async collect() {
+      for (const [status, count] of Object.entries((await gateway.openJobs?.store.counts()) ?? {})) this.set({ status }, count);
     },
   });
   new Gauge({
     name: "gateway_images_stored",
     help: "Images kept for jobs.",
     registers,
-    collect() {
-      this.set(gateway.openJobs?.store.usage().images ?? 0);
+    async collect() {
+      this.set((await gateway.openJobs?.store.usage())?.images ?? 0);
     },
   });
   new Gauge({
     name: "gateway_images_bytes",
     help: "Bytes of the images kept for jobs (bounded by DATA_MAX_BYTES).",
     registers,
-    collect() {
-      this.set(gateway.openJobs?.store.usage().bytes ?? 0);
+    async collect() {
+      this.set((await gateway.openJobs?.store.usage())?.bytes ?? 0);
     },
   });
   new Gauge({

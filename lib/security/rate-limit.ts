@@ -32,6 +32,7 @@ export interface RateLimiterOptions {
 export class RateLimiter {
   private readonly limiter: RateLimiterAbstract;
   private readonly client: Redis | undefined;
+  private readonly firstConnection: Promise<void> | undefined;
 
   constructor(private readonly options: RateLimiterOptions) {
     const window = { points: Math.max(options.perMinute, 1), duration: options.windowSeconds ?? WINDOW_S };
@@ -40,6 +41,7 @@ export class RateLimiter {
       return;
     }
     this.client = new Redis(options.redisUrl, REDIS_CONNECTION);
+    this.firstConnection = ready(this.client, CONNECT_WAIT_MS);
     // An unreachable Redis is the insurance limiter's to count, not an error for every request.
     this.client.on("error", () => undefined);
     this.limiter = new RateLimiterRedis({
@@ -70,6 +72,7 @@ export class RateLimiter {
    */
   async take(client: string, images = 1): Promise<Quota> {
     const limit = this.options.perMinute;
+    await this.connected();
     try {
       return quota(limit, await this.limiter.consume(client, images));
     } catch (refusal) {
@@ -83,9 +86,32 @@ export class RateLimiter {
     }
   }
 
+  /**
+   * The first connection, waited for a moment (the gateway just started), so
+   * the first requests count in Redis too; an outage later is never waited for.
+   */
+  connected(): Promise<void> {
+    return this.firstConnection ?? Promise.resolve();
+  }
+
   async close(): Promise<void> {
     if (this.client && this.client.status !== "end") await this.client.quit().catch(() => undefined);
   }
+}
+
+const CONNECT_WAIT_MS = 1000;
+
+/** Resolves once `client` is ready, or after `ms`: past that, the insurance limiter counts. */
+function ready(client: Redis, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off("ready", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    client.once("ready", done);
+  });
 }
 
 function quota(limit: number, taken: RateLimiterRes): Quota {

@@ -338,8 +338,8 @@ describe("jobs", () => {
         const bytes = Buffer.from(`image ${i} `.repeat(20));
         const sha256 = createHash("sha256").update(bytes).digest("hex");
         await store.putImage(bytes, "image/jpeg", sha256);
-        const { job } = store.create("ip:old", '{"prompt":"old"}');
-        store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: { sha256, content_type: "image/jpeg", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
+        const { job } = await store.create("ip:old", '{"prompt":"old"}');
+        await store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: { sha256, content_type: "image/jpeg", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
       }
       store.close();
       const started = performance.now();

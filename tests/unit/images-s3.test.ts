@@ -55,12 +55,12 @@ describe("S3ImageStore", () => {
       const bytes = Buffer.from("an image kept in a bucket");
       const sha256 = createHash("sha256").update(bytes).digest("hex");
       await store.putImage(bytes, "image/png", sha256);
-      const { job } = store.create("ip:1", '{"prompt":"x"}');
-      store.update(job.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: { sha256, content_type: "image/png", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
+      const { job } = await store.create("ip:1", '{"prompt":"x"}');
+      await store.update(job.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: { sha256, content_type: "image/png", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
       expect(await s3.keys()).toContain(`jobs/${sha256}`);
       expect(readdirSync(dir).filter((name) => name === "images")).toEqual([]);
       expect(await text(store.readImage(sha256, 0, bytes.length - 1))).toBe("an image kept in a bucket");
-      expect(store.expire(new Date("2026-12-02T00:00:00.000Z"), 10)).toBe(1);
+      expect(await store.expire(new Date("2026-12-02T00:00:00.000Z"), 10)).toBe(1);
       await expect.poll(async () => (await s3.keys()).includes(`jobs/${sha256}`)).toBe(false);
     } finally {
       store.close();

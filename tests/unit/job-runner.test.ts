@@ -56,11 +56,11 @@ function request(fields: Record<string, unknown> = {}): GenerateRequest {
 
 /** Resolves with the job once it has finished. */
 async function finished(jobs: JobRunner, id: string): Promise<Job> {
-  await expect.poll(() => ["succeeded", "failed", "canceled"].includes(jobs.store.get(id)?.status ?? ""), { timeout: 10_000 }).toBe(true);
-  return jobs.store.get(id) as Job;
+  await expect.poll(async () => ["succeeded", "failed", "canceled"].includes((await jobs.store.get(id))?.status ?? ""), { timeout: 10_000 }).toBe(true);
+  return (await jobs.store.get(id)) as Job;
 }
 
-const types = (jobs: JobRunner, id: string) => jobs.store.events(id, 0).map((event) => (JSON.parse(event.data) as { type: string }).type);
+const types = async (jobs: JobRunner, id: string) => (await jobs.store.events(id, 0)).map((event) => (JSON.parse(event.data) as { type: string }).type);
 
 describe("a job", () => {
   it("runs to its image, kept as a file byte for byte, its events kept in order", async () => {
@@ -77,12 +77,12 @@ describe("a job", () => {
     ).json()) as { image_base64: string };
     const file = path.join(dir, "images", done.output?.sha256 ?? "");
     expect(`data:image/jpeg;base64,${readFileSync(file).toString("base64")}`).toBe(direct.image_base64);
-    const kept = types(jobs, job.id);
+    const kept = await types(jobs, job.id);
     expect(kept).toContain("progress");
     expect(kept.at(-1)).toBe("complete");
-    expect(jobs.store.events(job.id, 0).at(-1)?.data).not.toContain("base64");
+    expect((await jobs.store.events(job.id, 0)).at(-1)?.data).not.toContain("base64");
     expect(heard.length).toBeGreaterThan(0);
-    expect(heard).toEqual(jobs.store.events(job.id, heard[0] ? heard[0] - 1 : 0).map((event) => event.seq));
+    expect(heard).toEqual((await jobs.store.events(job.id, heard[0] ? heard[0] - 1 : 0)).map((event) => event.seq));
   });
 
   it("is created once for an idempotency key, however often it is sent", async () => {
@@ -102,15 +102,15 @@ describe("a job", () => {
     await expect.poll(() => emulator.stats().active).toBe(1);
     const queued = (await jobs.submit("ip:1", request())).job;
     await expect.poll(() => gateway.limiter.stats().queued).toBe(1);
-    expect(jobs.cancel(queued.id)?.status).toBe("canceled");
+    expect((await jobs.cancel(queued.id))?.status).toBe("canceled");
     await expect.poll(() => gateway.limiter.stats().queued).toBe(0);
-    expect(jobs.cancel(running.id)?.status).toBe("canceled");
+    expect((await jobs.cancel(running.id))?.status).toBe("canceled");
     await expect.poll(() => emulator.stats().aborted, { timeout: 2000 }).toBe(1);
     expect(emulator.stats().generateRequests).toBe(1);
-    expect(types(jobs, queued.id).at(-1)).toBe("canceled");
+    expect((await types(jobs, queued.id)).at(-1)).toBe("canceled");
     // Canceling again, or a finished job, changes nothing.
-    expect(jobs.cancel(running.id)?.status).toBe("canceled");
-    expect(types(jobs, running.id).filter((type) => type === "canceled")).toHaveLength(1);
+    expect((await jobs.cancel(running.id))?.status).toBe("canceled");
+    expect((await types(jobs, running.id)).filter((type) => type === "canceled")).toHaveLength(1);
   });
 
   it("fails with the error table's kind and detail when the GPU server fails", async () => {
@@ -122,14 +122,14 @@ describe("a job", () => {
 
   it("left queued by a previous process runs at start; left running fails as gateway_restarted, never run twice", async () => {
     const jobs = runner();
-    const queued = store.create("ip:1", '{"prompt":"left queued","width":256,"height":256,"num_inference_steps":6,"seed":12345678901234567890}').job;
-    const running = store.create("ip:1", '{"prompt":"left running","width":256,"height":256,"num_inference_steps":6}').job;
-    store.update(running.id, { status: "running", started_at: new Date().toISOString() });
-    jobs.resume();
+    const queued = (await store.create("ip:1", '{"prompt":"left queued","width":256,"height":256,"num_inference_steps":6,"seed":12345678901234567890}')).job;
+    const running = (await store.create("ip:1", '{"prompt":"left running","width":256,"height":256,"num_inference_steps":6}')).job;
+    await store.update(running.id, { status: "running", started_at: new Date().toISOString() });
+    await jobs.resume();
     expect((await finished(jobs, queued.id)).output?.seed).toBe("12345678901234567890");
-    expect(store.get(running.id)).toMatchObject({ status: "failed", error: { kind: "gateway_restarted" } });
+    expect(await store.get(running.id)).toMatchObject({ status: "failed", error: { kind: "gateway_restarted" } });
     expect(emulator.stats().generateRequests).toBe(1);
-    expect(types(jobs, running.id)).toEqual(["error"]);
+    expect(await types(jobs, running.id)).toEqual(["error"]);
   });
 });
 
@@ -146,8 +146,8 @@ describe("a job the gateway or the GPU server refuses", () => {
     emulator.setDevice({ cudaAvailable: false });
     const { job } = await jobs.submit("ip:1", request());
     await expect.poll(() => types(jobs, job.id), { timeout: 5000 }).toContain("retrying");
-    expect(jobs.store.get(job.id)).toMatchObject({ status: "queued", started_at: null });
-    const retrying = jobs.store.events(job.id, 0).map((event) => JSON.parse(event.data) as Record<string, unknown>).find((event) => event.type === "retrying");
+    expect(await jobs.store.get(job.id)).toMatchObject({ status: "queued", started_at: null });
+    const retrying = (await jobs.store.events(job.id, 0)).map((event) => JSON.parse(event.data) as Record<string, unknown>).find((event) => event.type === "retrying");
     // The server sent no Retry-After: the gateway's own, one generation's time rounded up to a second.
     expect(retrying).toMatchObject({ kind: "upstream_status", message: "CUDA not available", retry_in_ms: 1000 });
     emulator.setDevice({ cudaAvailable: true });
@@ -179,11 +179,11 @@ describe("a job the gateway or the GPU server refuses", () => {
     emulator.setStepMs(100);
     const running = (await jobs.submit("ip:1", request())).job;
     const queued = (await jobs.submit("ip:1", request({ seed: 2 }))).job;
-    expect(jobs.store.get(queued.id)?.status).toBe("queued");
+    expect((await jobs.store.get(queued.id))?.status).toBe("queued");
     expect(await gateway.drain.drain(10_000, 1000)).toBe("drained");
-    expect(jobs.store.get(running.id)?.status).toBe("succeeded");
-    expect(jobs.store.get(queued.id)?.status).toBe("queued");
-    expect(types(jobs, queued.id)).not.toContain("error");
+    expect((await jobs.store.get(running.id))?.status).toBe("succeeded");
+    expect((await jobs.store.get(queued.id))?.status).toBe("queued");
+    expect(await types(jobs, queued.id)).not.toContain("error");
     expect(emulator.stats().generateRequests).toBe(1);
   });
 
@@ -191,14 +191,14 @@ describe("a job the gateway or the GPU server refuses", () => {
     const jobs = runner();
     void gateway.drain.drain(1000, 100);
     await expect(jobs.submit("ip:1", request(), "key-1")).rejects.toMatchObject({ code: "shutting_down", status: 503 });
-    expect(jobs.store.find("ip:1", "key-1")).toBeUndefined();
-    expect(jobs.store.list("ip:1", 10)).toEqual([]);
+    expect(await jobs.store.find("ip:1", "key-1")).toBeUndefined();
+    expect(await jobs.store.list("ip:1", 10)).toEqual([]);
   });
 
   it("is refused and not kept when the limiter refuses it (Redis down, REDIS_FAILURE_MODE=closed)", async () => {
     const jobs = runner({ REDIS_URL: "redis://127.0.0.1:1", REDIS_FAILURE_MODE: "closed" });
     await expect(jobs.submit("ip:1", request(), "key-2")).rejects.toMatchObject({ code: "limiter_unavailable", status: 503 });
-    expect(jobs.store.list("ip:1", 10)).toEqual([]);
+    expect(await jobs.store.list("ip:1", 10)).toEqual([]);
     expect(emulator.stats().generateRequests).toBe(0);
   });
 });
@@ -250,7 +250,7 @@ describe("what jobs keep", () => {
       if (data.type === "queued" && data.queue_position !== undefined) heard.push(data.queue_position);
     });
     for (const id of ids) await finished(jobs, id);
-    const queuedKept = ids.map((id) => types(jobs, id).filter((type) => type === "queued").length);
+    const queuedKept = await Promise.all(ids.map(async (id) => (await types(jobs, id)).filter((type) => type === "queued").length));
     // One for its place in the gateway's line (the first), one the GPU server's own queued event.
     expect(Math.max(...queuedKept), "queued events kept per job").toBeLessThanOrEqual(2);
     expect(queuedKept.reduce((sum, count) => sum + count, 0)).toBeLessThanOrEqual(60);
@@ -262,9 +262,9 @@ describe("what jobs keep", () => {
     const jobs = runner({ DATA_MAX_BYTES: "30000" }); // two 256x256 JPEGs of the emulator, about 12 KB each
     for (let seed = 1; seed <= 6; seed++) {
       await finished(jobs, (await jobs.submit("ip:1", request({ seed }))).job.id);
-      expect(jobs.store.usage().bytes).toBeLessThanOrEqual(30_000);
+      expect((await jobs.store.usage()).bytes).toBeLessThanOrEqual(30_000);
     }
-    expect(jobs.store.usage().images).toBeLessThan(6);
+    expect((await jobs.store.usage()).images).toBeLessThan(6);
     expect(readdirSync(path.join(dir, "images")).filter((name) => name.endsWith(".partial"))).toEqual([]);
   });
 
@@ -282,9 +282,9 @@ describe("what jobs keep", () => {
     emulator.setStepMs(300);
     const waiting = [];
     for (let seed = 2; seed <= 4; seed++) waiting.push((await jobs.submit("ip:1", request({ seed }))).job.id);
-    expect(jobs.store.get(first.id), "the finished one made room").toBeUndefined();
+    expect(await jobs.store.get(first.id), "the finished one made room").toBeUndefined();
     await expect(jobs.submit("ip:1", request({ seed: 5 }))).rejects.toMatchObject({ code: "store_full", status: 503 });
-    expect(jobs.store.size()).toBe(3);
-    for (const id of waiting) jobs.cancel(id);
+    expect(await jobs.store.size()).toBe(3);
+    for (const id of waiting) await jobs.cancel(id);
   });
 });

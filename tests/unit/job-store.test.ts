@@ -22,45 +22,46 @@ afterEach(() => {
 const INPUT = '{"prompt":"a fox","negative_prompt":"","height":256,"width":256,"num_inference_steps":6,"guidance_scale":0,"seed":12345678901234567890}';
 
 describe("the SQLite job store", () => {
-  it("creates queued jobs with unguessable ids, and gives back the same job for a repeated idempotency key", () => {
-    const { job, created } = store.create("key:a", INPUT, "order-1");
+  it("creates queued jobs with unguessable ids, and gives back the same job for a repeated idempotency key", async () => {
+    const { job, created } = await store.create("key:a", INPUT, "order-1");
     expect(created).toBe(true);
     expect(job).toMatchObject({ owner: "key:a", status: "queued", input: INPUT, input_hash: inputHash(INPUT), started_at: null, output: null });
     expect(Buffer.from(job.id, "base64url")).toHaveLength(16);
-    const again = store.create("key:a", '{"prompt":"another"}', "order-1");
-    expect(again).toEqual({ job: store.get(job.id), created: false });
+    const again = await store.create("key:a", '{"prompt":"another"}', "order-1");
+    expect(again).toEqual({ job: await store.get(job.id), created: false });
     // Keys are the caller's own: another owner's same key is another job.
-    expect(store.create("key:b", INPUT, "order-1").created).toBe(true);
-    expect(store.create("key:a", INPUT).job.id).not.toBe(job.id);
+    expect((await store.create("key:b", INPUT, "order-1")).created).toBe(true);
+    expect((await store.create("key:a", INPUT)).job.id).not.toBe(job.id);
   });
 
-  it("moves a job on until it finishes, and never after", () => {
-    const { job } = store.create("ip:1", INPUT);
-    expect(store.update(job.id, { status: "running", started_at: "2026-12-02T00:00:01.000Z" })).toBe(true);
+  it("moves a job on until it finishes, and never after", async () => {
+    const { job } = await store.create("ip:1", INPUT);
+    expect(await store.update(job.id, { status: "running", started_at: "2026-12-02T00:00:01.000Z" })).toBe(true);
     const output = { sha256: "ab".repeat(32), content_type: "image/jpeg", bytes: 3, width: 256, height: 256, seed: "12345678901234567890", generation_time_ms: 12, image_id: null };
-    expect(store.update(job.id, { status: "succeeded", completed_at: "2026-12-02T00:00:02.000Z", output })).toBe(true);
-    expect(store.update(job.id, { status: "canceled" })).toBe(false);
-    expect(store.get(job.id)).toMatchObject({ status: "succeeded", output, error: null });
+    expect(await store.update(job.id, { status: "succeeded", completed_at: "2026-12-02T00:00:02.000Z", output })).toBe(true);
+    expect(await store.update(job.id, { status: "canceled" })).toBe(false);
+    expect(await store.get(job.id)).toMatchObject({ status: "succeeded", output, error: null });
   });
 
-  it("keeps each job's events in order, from any point", () => {
-    const { job } = store.create("ip:1", INPUT);
-    const other = store.create("ip:1", INPUT).job;
-    for (const step of [1, 2, 3]) store.append(job.id, JSON.stringify({ type: "progress", step }));
-    store.append(other.id, '{"type":"queued"}');
-    expect(store.events(job.id, 0).map((event) => event.seq)).toEqual([1, 2, 3]);
-    expect(store.events(job.id, 2)).toEqual([{ seq: 3, data: '{"type":"progress","step":3}' }]);
-    expect(store.events(other.id, 0)).toEqual([{ seq: 1, data: '{"type":"queued"}' }]);
+  it("keeps each job's events in order, from any point", async () => {
+    const { job } = await store.create("ip:1", INPUT);
+    const other = (await store.create("ip:1", INPUT)).job;
+    for (const step of [1, 2, 3]) await store.append(job.id, JSON.stringify({ type: "progress", step }));
+    await store.append(other.id, '{"type":"queued"}');
+    expect((await store.events(job.id, 0)).map((event) => event.seq)).toEqual([1, 2, 3]);
+    expect(await store.events(job.id, 2)).toEqual([{ seq: 3, data: '{"type":"progress","step":3}' }]);
+    expect(await store.events(other.id, 0)).toEqual([{ seq: 1, data: '{"type":"queued"}' }]);
   });
 
-  it("lists an owner's jobs newest first, page by page, and nobody else's", () => {
-    const ids = Array.from({ length: 5 }, () => store.create("key:a", INPUT).job.id);
-    store.create("key:b", INPUT);
-    const first = store.list("key:a", 3);
+  it("lists an owner's jobs newest first, page by page, and nobody else's", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await store.create("key:a", INPUT)).job.id);
+    await store.create("key:b", INPUT);
+    const first = await store.list("key:a", 3);
     expect(first.map((job) => job.id)).toEqual(ids.slice(2).reverse());
-    expect(store.list("key:a", 3, first.at(-1)?.id).map((job) => job.id)).toEqual(ids.slice(0, 2).reverse());
+    expect((await store.list("key:a", 3, first.at(-1)?.id)).map((job) => job.id)).toEqual(ids.slice(0, 2).reverse());
     // Another owner's job is no cursor here: nothing is older than what is unknown.
-    expect(store.list("key:a", 10, store.list("key:b", 1)[0]?.id)).toEqual([]);
+    expect(await store.list("key:a", 10, (await store.list("key:b", 1))[0]?.id)).toEqual([]);
   });
 
   it("keeps one file per distinct image, written whole, and no partial file after a failed write", async () => {
@@ -72,34 +73,34 @@ describe("the SQLite job store", () => {
     expect(readFileSync(path.join(dir, "images", sha256)).equals(bytes)).toBe(true);
     expect(Buffer.from(await new Response(store.readImage(sha256, 4, 9)).arrayBuffer()).toString()).toBe("really");
     expect(readdirSync(path.join(dir, "images"))).toEqual([sha256]);
-    expect(store.image(sha256)).toEqual(stored);
-    expect(store.image("../jobs.db")).toBeUndefined();
-    expect(store.usage()).toEqual({ images: 1, bytes: bytes.length });
+    expect(await store.image(sha256)).toEqual(stored);
+    expect(await store.image("../jobs.db")).toBeUndefined();
+    expect(await store.usage()).toEqual({ images: 1, bytes: bytes.length });
     // A write that fails (here: a directory in the file's place) rejects with the system's error and leaves nothing behind.
     const other = "f".repeat(64);
     mkdirSync(path.join(dir, "images", other));
     await expect(store.putImage(Buffer.from("x"), "image/png", other)).rejects.toMatchObject({ code: expect.stringMatching(/^E/) as unknown });
     expect(readdirSync(path.join(dir, "images")).filter((name) => name.endsWith(".partial"))).toEqual([]);
-    expect(store.image(other)).toBeUndefined();
+    expect(await store.image(other)).toBeUndefined();
   });
 
-  it("is one process's: a second store on its DATA_DIR is refused, naming it and the holder, until the first closes", () => {
+  it("is one process's: a second store on its DATA_DIR is refused, naming it and the holder, until the first closes", async () => {
     expect(() => new SqliteJobStore(dir)).toThrow(DataDirInUse);
     expect(() => new SqliteJobStore(dir)).toThrow(`DATA_DIR=${dir} is in use by another gateway process (pid ${process.pid}): give each process its own DATA_DIR`);
-    store.create("ip:1", INPUT);
+    await store.create("ip:1", INPUT);
     store.close();
     store = new SqliteJobStore(dir);
-    expect(store.list("ip:1", 10)).toHaveLength(1);
+    expect(await store.list("ip:1", 10)).toHaveLength(1);
   });
 
-  it("after a restart, queues again what was queued and fails what was running, never running it twice", () => {
-    const queued = store.create("ip:1", INPUT).job;
-    const running = store.create("ip:1", INPUT).job;
-    store.update(running.id, { status: "running", started_at: new Date().toISOString() });
+  it("after a restart, queues again what was queued and fails what was running, never running it twice", async () => {
+    const queued = (await store.create("ip:1", INPUT)).job;
+    const running = (await store.create("ip:1", INPUT)).job;
+    await store.update(running.id, { status: "running", started_at: new Date().toISOString() });
     store.close();
     store = new SqliteJobStore(dir);
     const now = new Date("2026-12-02T01:00:00.000Z");
-    const { requeued, failed } = store.recover(now);
+    const { requeued, failed } = await store.recover(now);
     expect(requeued.map((job) => job.id)).toEqual([queued.id]);
     expect(failed.map((job) => [job.id, job.status, job.error?.kind, job.completed_at])).toEqual([[running.id, "failed", "gateway_restarted", now.toISOString()]]);
   });
@@ -108,25 +109,25 @@ describe("the SQLite job store", () => {
     const output = (sha256: string, bytes: number) => ({ sha256, content_type: "image/png", bytes, width: null, height: null, seed: null, generation_time_ms: null, image_id: null });
     const jobs = [];
     for (const size of [100, 200, 300]) {
-      const job = store.create("ip:1", INPUT).job;
+      const job = (await store.create("ip:1", INPUT)).job;
       const bytes = Buffer.alloc(size, size % 251);
       const image = await store.putImage(bytes, "image/png", createHash("sha256").update(bytes).digest("hex"));
-      store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: output(image.sha256, size) });
+      await store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: output(image.sha256, size) });
       jobs.push(job);
     }
-    expect(store.usage()).toEqual({ images: 3, bytes: 600 });
-    expect(store.counts()).toEqual({ queued: 0, running: 0, succeeded: 3, failed: 0, canceled: 0 });
-    expect(store.trim(550, 10)).toBe(1);
-    expect(store.get(jobs[0]?.id ?? "")).toBeUndefined();
-    expect(store.usage()).toEqual({ images: 2, bytes: 500 });
-    expect(store.trim(500, 10)).toBe(0);
-    expect(store.trim(0, 1)).toBe(1);
-    expect(store.trim(0, 10)).toBe(1);
-    expect(store.usage()).toEqual({ images: 0, bytes: 0 });
+    expect(await store.usage()).toEqual({ images: 3, bytes: 600 });
+    expect(await store.counts()).toEqual({ queued: 0, running: 0, succeeded: 3, failed: 0, canceled: 0 });
+    expect(await store.trim(550, 10)).toBe(1);
+    expect(await store.get(jobs[0]?.id ?? "")).toBeUndefined();
+    expect(await store.usage()).toEqual({ images: 2, bytes: 500 });
+    expect(await store.trim(500, 10)).toBe(0);
+    expect(await store.trim(0, 1)).toBe(1);
+    expect(await store.trim(0, 10)).toBe(1);
+    expect(await store.usage()).toEqual({ images: 0, bytes: 0 });
     // The counts at open are the kept ones, summed once.
     store.close();
     store = new SqliteJobStore(dir);
-    expect([store.usage(), store.size()]).toEqual([{ images: 0, bytes: 0 }, 0]);
+    expect([await store.usage(), await store.size()]).toEqual([{ images: 0, bytes: 0 }, 0]);
   });
 
   it("expires finished jobs, a batch at a time, with their events and the images no other job uses", async () => {
@@ -134,44 +135,45 @@ describe("the SQLite job store", () => {
       const bytes = Buffer.from(text);
       return store.putImage(bytes, "image/png", createHash("sha256").update(bytes).digest("hex"));
     };
-    const kept = store.create("ip:1", INPUT).job;
-    const gone = store.create("ip:1", INPUT).job;
+    const kept = (await store.create("ip:1", INPUT)).job;
+    const gone = (await store.create("ip:1", INPUT)).job;
     const shared = await image("shared");
     const own = await image("own");
     const output = (sha256: string) => ({ sha256, content_type: "image/png", bytes: 1, width: null, height: null, seed: null, generation_time_ms: null, image_id: null });
-    store.update(kept.id, { status: "succeeded", completed_at: "2026-12-02T00:00:00.000Z", output: output(shared.sha256) });
-    const third = store.create("ip:1", INPUT).job;
-    store.update(third.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: output(shared.sha256) });
-    store.update(gone.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: output(own.sha256) });
-    store.append(gone.id, "{}");
+    await store.update(kept.id, { status: "succeeded", completed_at: "2026-12-02T00:00:00.000Z", output: output(shared.sha256) });
+    const third = (await store.create("ip:1", INPUT)).job;
+    await store.update(third.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: output(shared.sha256) });
+    await store.update(gone.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: output(own.sha256) });
+    await store.append(gone.id, "{}");
     const before = new Date("2026-12-01T12:00:00.000Z");
-    expect(store.expire(before, 1)).toBe(1);
-    expect(store.expire(before, 10)).toBe(1);
-    expect(store.expire(before, 10)).toBe(0);
-    expect(store.get(gone.id)).toBeUndefined();
-    expect(store.events(gone.id, 0)).toEqual([]);
-    expect(store.image(own.sha256)).toBeUndefined();
+    expect(await store.expire(before, 1)).toBe(1);
+    expect(await store.expire(before, 10)).toBe(1);
+    expect(await store.expire(before, 10)).toBe(0);
+    expect(await store.get(gone.id)).toBeUndefined();
+    expect(await store.events(gone.id, 0)).toEqual([]);
+    expect(await store.image(own.sha256)).toBeUndefined();
     await expect.poll(() => existsSync(path.join(dir, "images", own.sha256))).toBe(false);
-    expect(store.image(shared.sha256)).toBeDefined();
-    expect(store.get(kept.id)?.status).toBe("succeeded");
-    expect(store.size()).toBe(1);
+    expect(await store.image(shared.sha256)).toBeDefined();
+    expect((await store.get(kept.id))?.status).toBe("succeeded");
+    expect(await store.size()).toBe(1);
   });
 
-  it("keeps at most a number of jobs, the oldest finished going first, never one still to run", () => {
-    const ids = Array.from({ length: 5 }, () => store.create("ip:1", INPUT).job.id);
-    for (const id of ids.slice(1, 4)) store.update(id, { status: "failed", completed_at: new Date().toISOString() });
-    expect(store.thin(3, 1)).toBe(1);
-    expect(store.get(ids[1] ?? "")).toBeUndefined();
-    expect(store.thin(1, 10)).toBe(2);
-    expect(store.size()).toBe(2);
-    expect(store.thin(1, 10)).toBe(0);
-    expect(store.list("ip:1", 10).map((job) => job.id)).toEqual([ids[4], ids[0]]);
+  it("keeps at most a number of jobs, the oldest finished going first, never one still to run", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await store.create("ip:1", INPUT)).job.id);
+    for (const id of ids.slice(1, 4)) await store.update(id, { status: "failed", completed_at: new Date().toISOString() });
+    expect(await store.thin(3, 1)).toBe(1);
+    expect(await store.get(ids[1] ?? "")).toBeUndefined();
+    expect(await store.thin(1, 10)).toBe(2);
+    expect(await store.size()).toBe(2);
+    expect(await store.thin(1, 10)).toBe(0);
+    expect((await store.list("ip:1", 10)).map((job) => job.id)).toEqual([ids[4], ids[0]]);
   });
 
-  it("keeps no more events for a job than asked, but what is appended without a limit", () => {
-    const { job } = store.create("ip:1", INPUT);
-    for (let i = 0; i < 5; i++) store.append(job.id, `{"n":${i}}`, 3);
-    expect(store.events(job.id, 0).map((event) => event.seq)).toEqual([1, 2, 3]);
-    expect(store.append(job.id, '{"type":"complete"}')?.seq).toBe(4);
+  it("keeps no more events for a job than asked, but what is appended without a limit", async () => {
+    const { job } = await store.create("ip:1", INPUT);
+    for (let i = 0; i < 5; i++) await store.append(job.id, `{"n":${i}}`, 3);
+    expect((await store.events(job.id, 0)).map((event) => event.seq)).toEqual([1, 2, 3]);
+    expect((await store.append(job.id, '{"type":"complete"}'))?.seq).toBe(4);
   });
 });
