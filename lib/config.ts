@@ -180,11 +180,27 @@ const schema = z
     S3_PREFIX: z.string().trim().default(""),
     S3_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
     S3_FORCE_PATH_STYLE: flag.default(false),
+    JOB_STORE: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(["sqlite", "redis"], { error: "must be sqlite or redis" }))
+      .optional(),
+    SHARED_DATA_DIR: flag.default(false),
     // Set by Vercel on its functions.
     VERCEL: z.string().optional(),
   })
   .superRefine((env, context) => {
     if (env.IMAGE_STORE === "s3" && env.S3_BUCKET === undefined) context.addIssue({ code: "custom", path: ["S3_BUCKET"], message: "is required with IMAGE_STORE=s3" });
+    if (env.JOB_STORE === "redis" && env.REDIS_URL === undefined) context.addIssue({ code: "custom", path: ["JOB_STORE"], message: "redis needs REDIS_URL" });
+    if (env.JOB_STORE === "redis" && env.IMAGE_STORE === "file" && !env.SHARED_DATA_DIR) {
+      context.addIssue({
+        code: "custom",
+        path: ["JOB_STORE"],
+        message:
+          "redis with IMAGE_STORE=file would keep each image on one gateway's disk, where the others cannot serve it: set IMAGE_STORE=s3, or SHARED_DATA_DIR=true if DATA_DIR is storage every gateway shares (NFS, say)",
+      });
+    }
   })
   .transform((env) => {
     const deadlines = fitDeadlines(env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT, env.REQUEST_TIMEOUT, env.VERCEL !== undefined);
@@ -230,8 +246,10 @@ const schema = z
       ejectAfterFailures: env.EJECT_AFTER_FAILURES,
       ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
       ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
-      /** The jobs API (lib/jobs): off on Vercel, whose functions have no lasting disk, unless JOBS says otherwise. */
-      jobs: env.JOBS ?? env.VERCEL === undefined,
+      /** The jobs API (lib/jobs): off on Vercel, whose functions have no lasting disk, unless jobs are shared (Redis) or JOBS says otherwise. */
+      jobs: env.JOBS ?? (env.VERCEL === undefined || jobStoreOf(env) === "redis"),
+      /** Where jobs live: SQLite under DATA_DIR (this gateway's), or Redis (every gateway's): by default Redis when REDIS_URL is set and images are in a bucket. */
+      jobStore: jobStoreOf(env),
       /** The one model /v1/models names (the genuine server's default). */
       imageModelName: env.IMAGE_MODEL_NAME,
       /** Most images (`n`) one /v1/images/generations request may ask for. */
@@ -251,6 +269,10 @@ const schema = z
           : { kind: "file" as const },
     };
   });
+
+function jobStoreOf(env: { JOB_STORE?: "sqlite" | "redis" | undefined; REDIS_URL?: string | undefined; IMAGE_STORE: string }): "sqlite" | "redis" {
+  return env.JOB_STORE ?? (env.REDIS_URL !== undefined && env.IMAGE_STORE !== "file" ? "redis" : "sqlite");
+}
 
 /**
  * The generate routes' `maxDuration` (a literal there, as Next requires; a test

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "model_not_found"
   | "jobs_off"
   | "storage_full"
+  | "store_unavailable"
   | "store_full"
   | "queue_full"
   | "queue_timeout"
@@ -111,6 +112,12 @@ export const fail = {
   /** DATA_DIR's disk is full, or an image is larger than DATA_MAX_BYTES: jobs wait for room. */
   storageFull: (why: string, cause?: unknown) =>
     new GatewayError("storage_full", 503, `The gateway has no room to keep images: ${why}; try again later`, {
+      cause,
+      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
+    }),
+  /** JOB_STORE=redis and Redis unreachable: no job can be read or made, and nothing is written half. */
+  jobStoreUnavailable: (cause?: unknown) =>
+    new GatewayError("store_unavailable", 503, "The job store (Redis) is unreachable: try again later", {
       cause,
       headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
     }),

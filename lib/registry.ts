@@ -18,6 +18,7 @@ import { RateLimiter } from "./security/rate-limit";
 import { JobRunner } from "./jobs/runner";
 import { FileImageStore, S3ImageStore } from "./jobs/images";
 import type { ImageStore } from "./jobs/images";
+import { RedisJobStore } from "./jobs/redis-store";
 import { SqliteJobStore } from "./jobs/store";
 import { Drain, settlesWithin } from "./shutdown";
 import { Balancer } from "./upstream/balancer";
@@ -121,7 +122,12 @@ export class Registry {
   get jobs(): JobRunner {
     if (this.#jobs) return this.#jobs;
     if (!this.config.jobs) throw fail.jobsOff();
-    this.#jobs = new JobRunner(this, new SqliteJobStore(this.config.dataDir, this.imageStore()));
+    const { config } = this;
+    const store =
+      config.jobStore === "redis" && config.redisUrl !== undefined
+        ? new RedisJobStore({ redisUrl: config.redisUrl, images: this.imageStore(), jobTtlMs: config.jobTtlMs, leaseTtlMs: config.leaseTtlMs })
+        : new SqliteJobStore(config.dataDir, this.imageStore());
+    this.#jobs = new JobRunner(this, store);
     void this.#jobs.resume().catch((error: unknown) => {
       this.logger.error({ err: error }, "jobs: taking up what the last process left failed");
     });

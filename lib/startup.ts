@@ -2,6 +2,7 @@ import { trace } from "@opentelemetry/api";
 import { ConfigError } from "./config";
 import type { Config } from "./config";
 import { settlesWithin } from "./shutdown";
+import { GatewayError } from "./errors";
 import { DataDirInUse } from "./jobs/store";
 import { registry } from "./registry";
 
@@ -34,7 +35,7 @@ export async function startJobsOrExit(): Promise<void> {
     if (!(await settlesWithin(checked, STORE_CHECK_MS))) throw new Error(`no answer within ${STORE_CHECK_MS / 1000} s`);
     await checked;
   } catch (error) {
-    console.error(error instanceof DataDirInUse ? error.message : `${storeSettings(gateway.config)} cannot hold jobs' images: ${describe(error)}`);
+    console.error(error instanceof DataDirInUse ? error.message : `${storeSettings(gateway.config)} cannot hold jobs: ${describe(error instanceof GatewayError && error.cause ? error.cause : error)}`);
     process.exit(1);
   }
 }
@@ -42,8 +43,8 @@ export async function startJobsOrExit(): Promise<void> {
 /** The settings of where images go, as an operator wrote them (no credential is among them). */
 function storeSettings(config: Config): string {
   const store = config.imageStore;
-  if (store.kind === "file") return `DATA_DIR=${config.dataDir}`;
-  return `IMAGE_STORE=s3 with S3_BUCKET=${store.bucket}${store.endpoint === undefined ? " (AWS S3)" : ` at S3_ENDPOINT=${store.endpoint}`}`;
+  const images = store.kind === "file" ? `DATA_DIR=${config.dataDir}` : `IMAGE_STORE=s3 with S3_BUCKET=${store.bucket}${store.endpoint === undefined ? " (AWS S3)" : ` at S3_ENDPOINT=${store.endpoint}`}`;
+  return config.jobStore === "redis" ? `JOB_STORE=redis (on REDIS_URL) and ${images}` : images;
 }
 
 function describe(error: unknown): string {

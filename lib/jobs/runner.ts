@@ -16,9 +16,8 @@ import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
 import { FINISHED } from "./store";
-import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStore } from "./store";
+import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStore, Listener } from "./store";
 
-type Listener = (event: JobEvent, job: Job) => void;
 
 /** The label jobs' metrics carry, as requests carry their route's. */
 const JOBS_ROUTE = "/api/jobs";
@@ -41,6 +40,7 @@ export class JobRunner {
   /** Queued jobs' places in line, as the limiter tells them. */
   private readonly places = new Map<string, number>();
   private sweeping = false;
+  private recoverer: NodeJS.Timeout | undefined;
 
   private sweeper: NodeJS.Timeout | undefined;
 
@@ -49,6 +49,10 @@ export class JobRunner {
     readonly store: JobStore,
   ) {
     this.space = new StorageSpace(gateway.config.dataDir);
+    // A job canceled on another gateway stops here, where it runs.
+    store.shared?.onCancel((id) => {
+      this.cancels.get(id)?.abort(fail.clientClosed("the job was canceled"));
+    });
   }
 
   /**
@@ -61,6 +65,21 @@ export class JobRunner {
     this.sweeper ??= setInterval(() => {
       void this.sweep();
     }, Math.min(this.gateway.config.jobTtlMs / 10, SWEEP_MS)).unref();
+    await this.takeUp();
+    const { shared } = this.store;
+    // Shared, a gateway that stops answering leaves its jobs to the others: each looks for them now and then.
+    if (shared) {
+      this.recoverer ??= setInterval(() => {
+        void this.takeUp().catch((error: unknown) => {
+          this.gateway.logger.warn({ err: error }, "jobs: could not look for the jobs of a lost gateway");
+        });
+      }, shared.recoverEveryMs);
+      this.recoverer.unref();
+    }
+  }
+
+  /** Runs what the store gives back as queued, and tells the end of what it failed. */
+  private async takeUp(): Promise<void> {
     const { requeued, failed } = await this.store.recover(new Date());
     for (const job of failed) if (job.error) await this.emit(job.id, errorEvent(job.error));
     for (const job of requeued) void this.start(job);
@@ -111,6 +130,7 @@ export class JobRunner {
   /** Stops the retention sweep (the store is closed after). */
   close(): void {
     clearInterval(this.sweeper);
+    clearInterval(this.recoverer);
     // What still waits here (a pause between tries) stops, queued: the next process runs it.
     for (const cancel of this.cancels.values()) cancel.abort(fail.shuttingDown());
   }
@@ -142,11 +162,13 @@ export class JobRunner {
     if (!job || FINISHED.has(job.status)) return job;
     await this.finish(id, { status: "canceled" }, { type: "canceled" });
     this.cancels.get(id)?.abort(fail.clientClosed("the job was canceled"));
+    await this.store.shared?.announceCancel(id);
     return this.store.get(id);
   }
 
   /** Hears the job's events from now on, until the returned function is called. */
   listen(id: string, listener: Listener): () => void {
+    if (this.store.shared) return this.store.shared.watch(id, listener);
     let set = this.listeners.get(id);
     if (!set) this.listeners.set(id, (set = new Set()));
     set.add(listener);
@@ -351,15 +373,19 @@ export class JobRunner {
     const data = typeof event === "string" ? event : JSON.stringify(event);
     const place = typeof event === "object" && event.type === "queued" ? event.queue_position : undefined;
     let kept: JobEvent | undefined;
+    const { shared } = this.store;
     if (typeof place === "number") {
       const first = !this.places.has(id);
       this.places.set(id, place);
       if (first) kept = await this.store.append(id, data, MAX_EVENTS);
+      else await shared?.tell(id, data);
     } else {
       this.places.delete(id);
       kept = await this.store.append(id, data, end ? undefined : MAX_EVENTS);
     }
     if (kept) this.gateway.metrics.jobEventsKept.inc();
+    // A shared store tells every gateway's listeners, these ones included.
+    if (shared) return;
     const listeners = this.listeners.get(id);
     if (!listeners) return;
     const job = await this.store.get(id);

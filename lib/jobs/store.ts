@@ -1,10 +1,10 @@
 /**
  * Where jobs live: their records, their events (for a stream resumed with
- * Last-Event-ID) and their images (content-addressed files). `JobStore` is
- * what the routes and the runner use; `SqliteJobStore` is the embedded one,
- * a SQLite database and image files under DATA_DIR, so a job survives
- * `kill -9` and a restart with no service to run. A shared store (Redis and
- * object storage) can implement the same interface later.
+ * Last-Event-ID) and their images (lib/jobs/images.ts). `JobStore` is what
+ * the routes and the runner use; `SqliteJobStore` is the embedded one, a
+ * SQLite database under DATA_DIR, so a job survives `kill -9` and a restart
+ * with no service to run; `RedisJobStore` (redis-store.ts) is shared by every
+ * gateway on one Redis.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -68,7 +68,28 @@ export interface StoredImage {
   bytes: number;
 }
 
+/** A job's event as a shared store tells it to every gateway that listens. */
+export type Listener = (event: JobEvent, job: Job) => void;
+
+/**
+ * What a store that every gateway shares adds: events and cancels reach every
+ * gateway through it, and each gateway in turn takes up what a lost one left.
+ */
+export interface SharedJobs {
+  /** Hears the job's events, whichever gateway appends them, until the returned function is called. */
+  watch(id: string, listener: Listener): () => void;
+  /** Tells the job's listeners an event that is not kept (a later place in line). */
+  tell(id: string, data: string): Promise<void>;
+  /** Tells every gateway that the job was canceled: the one running it stops. */
+  announceCancel(id: string): Promise<void>;
+  onCancel(handler: (id: string) => void): void;
+  /** How often `recover` is run again, to take up what a gateway that stopped answering left. */
+  readonly recoverEveryMs: number;
+}
+
 export interface JobStore {
+  /** Set for a store every gateway shares (Redis); the embedded one has none. */
+  readonly shared?: SharedJobs;
   /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
   create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }>;
   get(id: string): Promise<Job | undefined>;
@@ -97,9 +118,11 @@ export interface JobStore {
   /** Whether one of `owner`'s jobs has this image. */
   ownsImage(owner: string, sha256: string): Promise<boolean>;
   /**
-   * At start: what a previous process left. A queued job never reached a GPU
-   * and is queued again; a running one may have, and is never replayed: it
-   * fails with `gateway_restarted`.
+   * What a previous process left (the embedded store, at start), or a gateway
+   * that stopped answering (a shared store, at start and every
+   * `recoverEveryMs`). A queued job never reached a GPU and is queued again,
+   * here; a running one may have, and is never replayed: it fails with
+   * `gateway_restarted` (or `gateway_lost`).
    */
   recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }>;
   /** Deletes at most `batch` of the jobs finished before `before` (with their events, and their images no other job has); how many went. */

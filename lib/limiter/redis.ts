@@ -52,6 +52,27 @@ export const REDIS_CONNECTION: RedisOptions = {
 };
 
 /**
+ * Resolves once `client` is ready, or after `ms`: commands do not wait in
+ * ioredis's offline queue, so the first ones of a process wait for its first
+ * connection here, a moment at most (an outage later is never waited for).
+ */
+export function connectedWithin(client: Redis, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (client.status === "ready") {
+      resolve();
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      client.off("ready", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    client.once("ready", done);
+  });
+}
+
+/**
  * Rejects when `promise` has not settled within `ms`, but only after the event
  * loop has read the I/O waiting (setImmediate runs after the poll phase): a reply
  * that came while the loop was stalled still counts, and no outage is made up.

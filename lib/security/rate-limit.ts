@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import { fail } from "../errors";
-import { REDIS_CONNECTION } from "../limiter/redis";
+import { REDIS_CONNECTION, connectedWithin } from "../limiter/redis";
 
 const WINDOW_S = 60;
 
@@ -41,7 +41,7 @@ export class RateLimiter {
       return;
     }
     this.client = new Redis(options.redisUrl, REDIS_CONNECTION);
-    this.firstConnection = ready(this.client, CONNECT_WAIT_MS);
+    this.firstConnection = connectedWithin(this.client, CONNECT_WAIT_MS);
     // An unreachable Redis is the insurance limiter's to count, not an error for every request.
     this.client.on("error", () => undefined);
     this.limiter = new RateLimiterRedis({
@@ -100,19 +100,6 @@ export class RateLimiter {
 }
 
 const CONNECT_WAIT_MS = 1000;
-
-/** Resolves once `client` is ready, or after `ms`: past that, the insurance limiter counts. */
-function ready(client: Redis, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      client.off("ready", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    client.once("ready", done);
-  });
-}
 
 function quota(limit: number, taken: RateLimiterRes): Quota {
   return { limit, remaining: Math.max(0, taken.remainingPoints), resetSeconds: Math.max(0, Math.ceil(taken.msBeforeNext / 1000)) };

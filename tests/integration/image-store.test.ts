@@ -72,7 +72,7 @@ describe("IMAGE_STORE=s3", () => {
   it("stops the start naming the bucket and S3_ENDPOINT when the store cannot be reached, and never prints a credential", async () => {
     const nowhere = `http://127.0.0.1:${await freePort()}`;
     const failure = await startFailure({ ...s3.env, S3_ENDPOINT: nowhere, AWS_SECRET_ACCESS_KEY: "a-secret-never-shown-1234" });
-    expect(failure).toContain(`IMAGE_STORE=s3 with S3_BUCKET=${s3.bucket} at S3_ENDPOINT=${nowhere} cannot hold jobs' images`);
+    expect(failure).toContain(`IMAGE_STORE=s3 with S3_BUCKET=${s3.bucket} at S3_ENDPOINT=${nowhere} cannot hold jobs`);
     expect(failure).not.toContain("a-secret-never-shown-1234");
   });
 });

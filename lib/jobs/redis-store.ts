@@ -1,0 +1,496 @@
+/**
+ * Jobs shared by every gateway on one Redis (JOB_STORE=redis): a job's record
+ * is a hash, its events a list (an event's place in it is its SSE id) whose
+ * appends are published on the job's channel, its idempotency key a string
+ * set once, an owner's jobs a sorted set; images are in a store every gateway
+ * reads (S3). Each gateway keeps a heartbeat; the others take up the queued
+ * jobs of one whose heartbeat lapsed and fail its running ones
+ * (`gateway_lost`: the GPU may have run them, so never again). Each change
+ * that must hold whole is one Lua script. What a job writes expires JOB_TTL
+ * after it ends.
+ */
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import { GatewayError, fail } from "../errors";
+import { REDIS_CONNECTION, connectedWithin } from "../limiter/redis";
+import type { ImageStore } from "./images";
+import { inputHash, newJobId } from "./store";
+import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./store";
+
+export interface RedisJobStoreOptions {
+  redisUrl: string;
+  images: ImageStore;
+  /** A finished job's record, events and idempotency key expire this long after it ended. */
+  jobTtlMs: number;
+  /** A gateway whose heartbeat is this old is gone: its jobs are taken up. */
+  leaseTtlMs: number;
+  /** Every gateway of one deployment uses the same prefix (tests use their own). */
+  keyPrefix?: string;
+}
+
+export const DEFAULT_JOBS_PREFIX = "text2image-gateway:jobs:";
+/** The longest the first commands of a process wait for its first connection. */
+const FIRST_CONNECTION_MS = 2000;
+/** An owner's list keeps this many of its newest jobs at most. */
+const OWNER_LIST_MAX = 10_000;
+
+/** Makes a queued job, once for an idempotency key. Returns [id, 1] for a new one, [known id, 0] for a replay. */
+const CREATE = `
+local idem = KEYS[2]
+if idem ~= "" then
+  local known = redis.call("GET", idem)
+  if known then return {known, 0} end
+end
+local id = ARGV[1]
+redis.call("HSET", KEYS[1], "id", id, "owner", ARGV[2], "status", "queued", "created_at", ARGV[3], "input", ARGV[4],
+  "input_hash", ARGV[5], "idempotency_key", ARGV[6], "runner", ARGV[7], "started_at", "", "completed_at", "", "output", "", "error", "", "image", "")
+if idem ~= "" then redis.call("SET", idem, id) end
+local seq = redis.call("INCR", KEYS[5])
+redis.call("ZADD", KEYS[3], seq, id)
+redis.call("ZREMRANGEBYRANK", KEYS[3], 0, -1 - tonumber(ARGV[8]))
+redis.call("ZADD", KEYS[4], seq, id)
+return {id, 1}
+`;
+
+/**
+ * Moves a job on, refused (0) once it has ended. ARGV: ttl ms, the idempotency
+ * key's name or "", then field, value pairs. An end takes the job out of the
+ * active set and sets its keys to expire; an image's owner is noted.
+ */
+const UPDATE = `
+local status = redis.call("HGET", KEYS[1], "status")
+if not status or status == "succeeded" or status == "failed" or status == "canceled" then return 0 end
+redis.call("HSET", KEYS[1], unpack(ARGV, 4))
+local now = redis.call("HGET", KEYS[1], "status")
+if now == "succeeded" or now == "failed" or now == "canceled" then
+  local id = redis.call("HGET", KEYS[1], "id")
+  redis.call("ZREM", KEYS[3], id)
+  local ttl = tonumber(ARGV[1])
+  redis.call("PEXPIRE", KEYS[1], ttl)
+  redis.call("PEXPIRE", KEYS[2], ttl)
+  if ARGV[2] ~= "" then redis.call("PEXPIRE", ARGV[2], ttl) end
+end
+if ARGV[3] ~= "" then
+  local owners = KEYS[4] .. ARGV[3]
+  redis.call("SADD", owners, redis.call("HGET", KEYS[1], "owner"))
+  redis.call("PEXPIRE", owners, tonumber(ARGV[1]))
+end
+return 1
+`;
+
+/** Appends an event and publishes "seq:data"; with a limit (>= 0), one past it is not kept (0). */
+const APPEND = `
+local limit = tonumber(ARGV[2])
+if limit >= 0 and redis.call("LLEN", KEYS[1]) >= limit then return 0 end
+local seq = redis.call("RPUSH", KEYS[1], ARGV[1])
+redis.call("PUBLISH", ARGV[3], seq .. ":" .. ARGV[1])
+return seq
+`;
+
+/** Takes a job whose runner is gone: a queued one becomes ours (1), a running one is marked failed (2); else 0. */
+const CLAIM = `
+local runner = redis.call("HGET", KEYS[1], "runner")
+if runner == false or runner ~= ARGV[1] then return 0 end
+if runner ~= "" and redis.call("EXISTS", KEYS[2]) == 1 then return 0 end
+local status = redis.call("HGET", KEYS[1], "status")
+if status == "queued" then
+  redis.call("HSET", KEYS[1], "runner", ARGV[2])
+  return 1
+end
+if status == "running" then
+  redis.call("HSET", KEYS[1], "runner", ARGV[2])
+  return 2
+end
+return 0
+`;
+
+/** Keeps an image's record once; its bytes are counted then. */
+const PUT_IMAGE = `
+if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+redis.call("HSET", KEYS[1], "sha256", ARGV[1], "content_type", ARGV[2], "bytes", ARGV[3])
+redis.call("ZADD", KEYS[2], ARGV[4], ARGV[1])
+redis.call("INCRBY", KEYS[3], ARGV[3])
+return 1
+`;
+
+/** Drops an image's record (1), once, whoever asks first; its bytes go from the count. */
+const DROP_IMAGE = `
+if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then return 0 end
+local bytes = tonumber(redis.call("HGET", KEYS[1], "bytes") or "0")
+redis.call("DEL", KEYS[1], KEYS[4])
+redis.call("DECRBY", KEYS[3], bytes)
+return 1
+`;
+
+type JobRecord = Record<string, string>;
+
+export class RedisJobStore implements JobStore {
+  readonly shared: SharedJobs;
+  private readonly redis: Redis;
+  private readonly subscriber: Redis;
+  private readonly prefix: string;
+  private readonly instance = randomBytes(9).toString("base64url");
+  private readonly watchers = new Map<string, Set<Listener>>();
+  /** Each job's messages are handled one after another, so its listeners hear them in order. */
+  private readonly turns = new Map<string, Promise<void>>();
+  private readonly cancelHandlers: ((id: string) => void)[] = [];
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly firstConnection: Promise<void>;
+  /** The first heartbeat: no job is this gateway's before it, or another would take it up as a lost one's. */
+  private readonly alive: Promise<void>;
+
+  constructor(private readonly options: RedisJobStoreOptions) {
+    this.prefix = options.keyPrefix ?? DEFAULT_JOBS_PREFIX;
+    this.redis = new Redis(options.redisUrl, REDIS_CONNECTION);
+    this.firstConnection = connectedWithin(this.redis, FIRST_CONNECTION_MS);
+    this.subscriber = new Redis(options.redisUrl, { ...REDIS_CONNECTION, enableOfflineQueue: true, autoResubscribe: true });
+    // Unreachable, each command fails at once as the error table's 503; the connections come back by themselves.
+    this.redis.on("error", () => undefined);
+    this.subscriber.on("error", () => undefined);
+    this.subscriber.on("message", (channel: string, message: string) => {
+      this.heard(channel, message);
+    });
+    void this.subscriber.subscribe(this.key("cancel")).catch(() => undefined);
+    this.heartbeat = setInterval(() => {
+      void this.beat();
+    }, options.leaseTtlMs / 3);
+    this.heartbeat.unref();
+    this.alive = this.beat();
+    this.shared = {
+      watch: (id, listener) => this.watch(id, listener),
+      tell: (id, data) => this.publish(this.channel(id), `0:${data}`),
+      announceCancel: (id) => this.publish(this.key("cancel"), id),
+      onCancel: (handler) => {
+        this.cancelHandlers.push(handler);
+      },
+      recoverEveryMs: Math.max(250, options.leaseTtlMs / 2),
+    };
+  }
+
+  private key(name: string): string {
+    return `${this.prefix}${name}`;
+  }
+
+  private channel(id: string): string {
+    return this.key(`events:${id}`);
+  }
+
+  /** A command against Redis, its failure the error table's 503 (the Redis is unreachable), never a half-written job. */
+  private async run<T>(command: () => Promise<T>): Promise<T> {
+    await this.firstConnection;
+    try {
+      return await command();
+    } catch (error) {
+      throw error instanceof GatewayError ? error : fail.jobStoreUnavailable(error);
+    }
+  }
+
+  private async publish(channel: string, message: string): Promise<void> {
+    await this.run(() => this.redis.publish(channel, message));
+  }
+
+  private async beat(): Promise<void> {
+    await this.firstConnection;
+    await this.redis.set(this.key(`instance:${this.instance}`), "1", "PX", this.options.leaseTtlMs).catch(() => undefined);
+  }
+
+  async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
+    await this.alive;
+    return this.run(async () => {
+      const id = newJobId();
+      const createdAt = new Date().toISOString();
+      const idem = idempotencyKey === undefined ? "" : this.key(`idem:${owner}:${idempotencyKey}`);
+      const [jobId, created] = (await this.redis.eval(
+        CREATE,
+        5,
+        this.key(`job:${id}`),
+        idem,
+        this.key(`owner:${owner}`),
+        this.key("active"),
+        this.key("seq"),
+        id,
+        owner,
+        createdAt,
+        input,
+        inputHash(input),
+        idempotencyKey ?? "",
+        this.instance,
+        OWNER_LIST_MAX,
+      )) as [string, number];
+      const job = await this.get(jobId);
+      if (!job) throw fail.jobStoreUnavailable(new Error(`job ${jobId} is gone as it was made`));
+      return { job, created: created === 1 };
+    });
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    return this.run(async () => fromRecord(await this.redis.hgetall(this.key(`job:${id}`))));
+  }
+
+  async find(owner: string, idempotencyKey: string): Promise<Job | undefined> {
+    return this.run(async () => {
+      const id = await this.redis.get(this.key(`idem:${owner}:${idempotencyKey}`));
+      return id === null ? undefined : this.get(id);
+    });
+  }
+
+  async list(owner: string, limit: number, before?: string): Promise<Job[]> {
+    return this.run(async () => {
+      const listKey = this.key(`owner:${owner}`);
+      const score = before === undefined ? null : await this.redis.zscore(listKey, before);
+      if (before !== undefined && score === null) return [];
+      const ids = await this.redis.zrevrangebyscore(listKey, score === null ? "+inf" : `(${score}`, "-inf", "LIMIT", 0, limit * 2);
+      const pipeline = this.redis.pipeline();
+      for (const id of ids) pipeline.hgetall(this.key(`job:${id}`));
+      const records = ((await pipeline.exec()) ?? []).map(([, record]) => fromRecord(record as JobRecord));
+      // Expired ones leave the list as they are found.
+      const gone = ids.filter((_, i) => records[i] === undefined);
+      if (gone.length > 0) await this.redis.zrem(listKey, ...gone);
+      return records.filter((job): job is Job => job !== undefined).slice(0, limit);
+    });
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.run(async () => {
+      const job = await this.get(id);
+      await this.redis.del(this.key(`job:${id}`), this.key(`events:${id}`));
+      await this.redis.zrem(this.key("active"), id);
+      if (job) await this.redis.zrem(this.key(`owner:${job.owner}`), id);
+      if (job?.idempotency_key) await this.redis.del(this.key(`idem:${job.owner}:${job.idempotency_key}`));
+    });
+  }
+
+  async update(id: string, change: JobChange): Promise<boolean> {
+    return this.run(async () => {
+      const job = await this.redis.hmget(this.key(`job:${id}`), "owner", "idempotency_key");
+      const [owner, key] = job;
+      const fields: string[] = [];
+      for (const [name, value] of Object.entries(change) as [string, string | object | null][]) {
+        fields.push(name, value === null ? "" : typeof value === "object" ? JSON.stringify(value) : value);
+      }
+      if (change.output) fields.push("image", change.output.sha256);
+      const idem = key ? this.key(`idem:${owner ?? ""}:${key}`) : "";
+      const updated = await this.redis.eval(
+        UPDATE,
+        4,
+        this.key(`job:${id}`),
+        this.key(`events:${id}`),
+        this.key("active"),
+        this.key("image-owners:"),
+        this.options.jobTtlMs,
+        idem,
+        change.output?.sha256 ?? "",
+        ...fields,
+      );
+      return updated === 1;
+    });
+  }
+
+  async append(id: string, data: string, limit?: number): Promise<JobEvent | undefined> {
+    return this.run(async () => {
+      const seq = (await this.redis.eval(APPEND, 1, this.key(`events:${id}`), data, limit ?? -1, this.channel(id))) as number;
+      return seq === 0 ? undefined : { seq, data };
+    });
+  }
+
+  async events(id: string, afterSeq: number): Promise<JobEvent[]> {
+    return this.run(async () => {
+      if (!Number.isFinite(afterSeq)) return [];
+      const kept = await this.redis.lrange(this.key(`events:${id}`), Math.max(0, Math.floor(afterSeq)), -1);
+      return kept.map((data, i) => ({ seq: Math.floor(afterSeq) + i + 1, data }));
+    });
+  }
+
+  async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
+    await this.options.images.put(sha256, bytes, contentType);
+    await this.run(() => this.redis.eval(PUT_IMAGE, 3, this.key(`image:${sha256}`), this.key("images"), this.key("images-bytes"), sha256, contentType, bytes.length, Date.now()));
+    return { sha256, content_type: contentType, bytes: bytes.length };
+  }
+
+  async image(sha256: string): Promise<StoredImage | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
+    return this.run(async () => {
+      const record = await this.redis.hgetall(this.key(`image:${sha256}`));
+      return record.sha256 ? { sha256, content_type: record.content_type ?? "application/octet-stream", bytes: Number(record.bytes) } : undefined;
+    });
+  }
+
+  readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
+    return this.options.images.read(sha256, start, end);
+  }
+
+  async ownsImage(owner: string, sha256: string): Promise<boolean> {
+    return this.run(async () => (await this.redis.sismember(this.key(`image-owners:${sha256}`), owner)) === 1);
+  }
+
+  /**
+   * Takes up the jobs of gateways whose heartbeat lapsed (or that let go of
+   * them at shutdown): their queued ones run here; their running ones fail
+   * with `gateway_lost`, never sent again.
+   */
+  async recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }> {
+    return this.run(async () => {
+      const ids = await this.redis.zrange(this.key("active"), 0, -1);
+      const requeued: Job[] = [];
+      const failed: Job[] = [];
+      for (const id of ids) {
+        const runner = await this.redis.hget(this.key(`job:${id}`), "runner");
+        if (runner === null || runner === this.instance) continue;
+        const taken = (await this.redis.eval(CLAIM, 2, this.key(`job:${id}`), this.key(`instance:${runner}`), runner, this.instance)) as number;
+        if (taken === 1) {
+          const job = await this.get(id);
+          if (job) requeued.push(job);
+        } else if (taken === 2) {
+          const error: JobError = { kind: "gateway_lost", detail: "The gateway running this generation stopped answering; it is not run again" };
+          if (await this.update(id, { status: "failed", completed_at: now.toISOString(), error })) {
+            const job = await this.get(id);
+            if (job) failed.push(job);
+          }
+        }
+      }
+      return { requeued, failed };
+    });
+  }
+
+  /** Images stored before `before` go (the jobs themselves expire by their keys' TTL). */
+  async expire(before: Date, batch: number): Promise<number> {
+    return this.run(async () => {
+      const old = await this.redis.zrangebyscore(this.key("images"), "-inf", before.getTime(), "LIMIT", 0, batch);
+      for (const sha256 of old) await this.dropImage(sha256);
+      return old.length;
+    });
+  }
+
+  async trim(maxBytes: number, batch: number): Promise<number> {
+    return this.run(async () => {
+      let removed = 0;
+      while (removed < batch && Number((await this.redis.get(this.key("images-bytes"))) ?? 0) > maxBytes) {
+        const [oldest] = await this.redis.zrange(this.key("images"), 0, 0);
+        if (oldest === undefined) break;
+        await this.dropImage(oldest);
+        removed++;
+      }
+      return removed;
+    });
+  }
+
+  private async dropImage(sha256: string): Promise<void> {
+    const dropped = await this.redis.eval(DROP_IMAGE, 4, this.key(`image:${sha256}`), this.key("images"), this.key("images-bytes"), this.key(`image-owners:${sha256}`), sha256);
+    if (dropped === 1) await this.options.images.remove(sha256).catch(() => undefined);
+  }
+
+  /** Finished jobs expire by their TTL: nothing to thin. */
+  async thin(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
+  async usage(): Promise<{ images: number; bytes: number }> {
+    return this.run(async () => {
+      const [images, bytes] = await Promise.all([this.redis.zcard(this.key("images")), this.redis.get(this.key("images-bytes"))]);
+      return { images, bytes: Number(bytes ?? 0) };
+    });
+  }
+
+  /** Jobs still to end (the finished ones expire by their TTL, uncounted). */
+  async size(): Promise<number> {
+    return this.run(() => this.redis.zcard(this.key("active")));
+  }
+
+  /** The queued and running jobs of every gateway; finished ones are not counted here. */
+  async counts(): Promise<Record<JobStatus, number>> {
+    return this.run(async () => {
+      const counts: Record<JobStatus, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 0 };
+      const ids = await this.redis.zrange(this.key("active"), 0, -1);
+      const pipeline = this.redis.pipeline();
+      for (const id of ids) pipeline.hget(this.key(`job:${id}`), "status");
+      for (const [, status] of (await pipeline.exec()) ?? []) {
+        if (typeof status === "string" && status in counts) counts[status as JobStatus]++;
+      }
+      return counts;
+    });
+  }
+
+  async checkWritable(): Promise<void> {
+    await this.run(() => this.redis.ping());
+    await this.options.images.check();
+  }
+
+  /** Lets go: this gateway's queued jobs are left for the others at once, its heartbeat stops. */
+  close(): void {
+    clearInterval(this.heartbeat);
+    void this.release().finally(() => {
+      this.redis.disconnect();
+      this.subscriber.disconnect();
+    });
+    this.options.images.close?.();
+  }
+
+  private async release(): Promise<void> {
+    try {
+      const ids = await this.redis.zrange(this.key("active"), 0, -1);
+      for (const id of ids) {
+        const [runner, status] = await this.redis.hmget(this.key(`job:${id}`), "runner", "status");
+        if (runner === this.instance && status === "queued") await this.redis.hset(this.key(`job:${id}`), "runner", "");
+      }
+      await this.redis.del(this.key(`instance:${this.instance}`));
+    } catch {
+      // Unreachable: the heartbeat's lapse lets the others take them up.
+    }
+  }
+
+  private watch(id: string, listener: Listener): () => void {
+    let set = this.watchers.get(id);
+    if (!set) {
+      this.watchers.set(id, (set = new Set()));
+      void this.subscriber.subscribe(this.channel(id)).catch(() => undefined);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size > 0 || this.watchers.get(id) !== set) return;
+      this.watchers.delete(id);
+      void this.subscriber.unsubscribe(this.channel(id)).catch(() => undefined);
+    };
+  }
+
+  private heard(channel: string, message: string): void {
+    if (channel === this.key("cancel")) {
+      for (const handler of this.cancelHandlers) handler(message);
+      return;
+    }
+    const id = channel.slice(this.key("events:").length);
+    const colon = message.indexOf(":");
+    const seq = Number(message.slice(0, colon));
+    const event: JobEvent = seq === 0 ? { seq: 0, data: message.slice(colon + 1), live: true } : { seq, data: message.slice(colon + 1) };
+    const turn = (this.turns.get(id) ?? Promise.resolve()).then(async () => {
+      const listeners = this.watchers.get(id);
+      if (!listeners) return;
+      const job = await this.get(id).catch(() => undefined);
+      if (!job) return;
+      for (const listener of [...listeners]) listener(event, job);
+    });
+    this.turns.set(id, turn);
+    void turn.finally(() => {
+      if (this.turns.get(id) === turn) this.turns.delete(id);
+    });
+  }
+}
+
+function fromRecord(record: JobRecord): Job | undefined {
+  if (!record.id) return undefined;
+  const text = (name: string) => (record[name] ? record[name] : null);
+  return {
+    id: record.id,
+    owner: record.owner ?? "",
+    status: (record.status ?? "queued") as JobStatus,
+    created_at: record.created_at ?? "",
+    started_at: text("started_at"),
+    completed_at: text("completed_at"),
+    input: record.input ?? "{}",
+    input_hash: record.input_hash ?? "",
+    output: record.output ? (JSON.parse(record.output) as JobOutput) : null,
+    error: record.error ? (JSON.parse(record.error) as JobError) : null,
+    idempotency_key: text("idempotency_key"),
+  };
+}
+

@@ -1,0 +1,158 @@
+/**
+ * Many gateways, one service: two built gateways sharing one redis-server
+ * (REDIS_URL) and one bucket (IMAGE_STORE=s3, s3rver), so jobs are shared
+ * (JOB_STORE=redis by default then). A job made on one is read, followed,
+ * canceled and its image fetched on the other; a gateway killed or stopped
+ * leaves its queued jobs to the other and its running ones failed, never run
+ * twice.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startEmulator } from "../../emulator/server";
+import type { Emulator } from "../../emulator/server";
+import { startRedisServer } from "../redis-server";
+import type { RedisServer } from "../redis-server";
+import { startS3Server } from "../s3-server";
+import type { S3Server } from "../s3-server";
+import { call, directImage, readEvents, signalGateway, startGateway } from "./harness";
+import type { Gateway } from "./harness";
+
+interface JobBody {
+  id: string;
+  status: string;
+  error: { kind: string } | null;
+  output: { image_url: string; sha256: string } | null;
+  urls: { self: string; cancel: string; events: string };
+}
+
+const LEASE_TTL_S = 1.5;
+const body = { prompt: "one service", width: 256, height: 256, num_inference_steps: 6 };
+const TOKEN = { "x-client-token": "shared-jobs-client-01" };
+
+let redis: RedisServer;
+let s3: S3Server;
+let emulator: Emulator;
+const gateways: Gateway[] = [];
+
+beforeAll(async () => {
+  [redis, s3, emulator] = await Promise.all([startRedisServer(), startS3Server(), startEmulator({ stepMs: 20, slots: 8 })]);
+});
+
+afterAll(async () => {
+  await Promise.all([emulator.close(), s3.close(), redis.stop()]);
+});
+
+beforeEach(() => {
+  emulator.reset();
+  emulator.setStepMs(20);
+});
+
+afterEach(async () => {
+  await Promise.all(gateways.splice(0).map((gateway) => gateway.stop()));
+});
+
+async function start(env: Record<string, string> = {}): Promise<Gateway> {
+  const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url, LEASE_TTL: String(LEASE_TTL_S), ...s3.env, ...env });
+  gateways.push(gateway);
+  return gateway;
+}
+
+async function submit(gateway: Gateway, fields: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<JobBody> {
+  const answer = await call(`${gateway.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN, ...headers }, body: JSON.stringify({ ...body, ...fields }) });
+  expect(answer.status, JSON.stringify(answer.body)).toBeLessThan(300);
+  return answer.body as JobBody;
+}
+
+async function job(gateway: Gateway, id: string): Promise<JobBody> {
+  return (await call(`${gateway.url}/api/jobs/${id}`, { headers: TOKEN })).body as JobBody;
+}
+
+async function ended(gateway: Gateway, id: string, timeoutMs = 15_000): Promise<JobBody> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await job(gateway, id);
+    if (["succeeded", "failed", "canceled"].includes(now.status) || Date.now() > deadline) return now;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("jobs shared through Redis and a bucket", () => {
+  it("answers for a job made on A on B: read, listed, followed from Last-Event-ID, its image, one copy in the bucket", async () => {
+    const [a, b] = await Promise.all([start(), start()]);
+    const made = await submit(a, { seed: 11 }, { prefer: "wait=20" });
+    expect(made.status).toBe("succeeded");
+    expect(await job(b, made.id)).toMatchObject({ id: made.id, status: "succeeded" });
+    const listed = (await call(`${b.url}/api/jobs`, { headers: TOKEN })).body as { jobs: JobBody[] };
+    expect(listed.jobs.map((entry) => entry.id)).toContain(made.id);
+
+    const all = await readEvents(await fetch(`${b.url}${made.urls.events}`, { headers: TOKEN }), performance.now());
+    const ids = all.flatMap((event) => (event.id === undefined ? [] : [Number(event.id)]));
+    expect(ids.length).toBeGreaterThan(3);
+    expect(all.at(-1)?.data).toMatchObject({ type: "complete" });
+    const rest = await readEvents(await fetch(`${a.url}${made.urls.events}`, { headers: { ...TOKEN, "last-event-id": String(ids[1]) } }), performance.now());
+    expect(rest.flatMap((event) => (event.id === undefined ? [] : [Number(event.id)]))).toEqual(ids.slice(2));
+
+    const image = Buffer.from(await (await fetch(`${b.url}${made.output?.image_url ?? ""}`)).arrayBuffer());
+    expect(`data:image/jpeg;base64,${image.toString("base64")}`).toBe(await directImage(emulator.url, { ...body, negative_prompt: "", guidance_scale: 0, seed: 11 }));
+    expect((await s3.keys()).filter((key) => key.endsWith(made.output?.sha256 ?? "-"))).toHaveLength(1);
+  });
+
+  it("follows on B a job running on A, live, to its end", async () => {
+    const [a, b] = await Promise.all([start(), start()]);
+    emulator.setStepMs(150);
+    const made = await submit(a, { seed: 12 });
+    const followed = await readEvents(await fetch(`${b.url}${made.urls.events}`, { headers: TOKEN }), performance.now());
+    const types = followed.flatMap((event) => (event.data ? [event.data.type] : []));
+    expect(types).toContain("progress");
+    expect(types.at(-1)).toBe("complete");
+  });
+
+  it("stops on A, within a second, a job canceled on B", async () => {
+    const [a, b] = await Promise.all([start(), start()]);
+    emulator.setStepMs(300);
+    const made = await submit(a, { seed: 13, num_inference_steps: 12 });
+    await expect.poll(() => emulator.stats().active, { timeout: 5000 }).toBe(1);
+    const canceled = await call(`${b.url}${made.urls.cancel}`, { method: "POST", headers: TOKEN });
+    expect((canceled.body as JobBody).status).toBe("canceled");
+    const at = performance.now();
+    await expect.poll(() => emulator.stats().aborted, { timeout: 1000 }).toBe(1);
+    expect(performance.now() - at).toBeLessThan(1000);
+    expect((await job(a, made.id)).status).toBe("canceled");
+  });
+
+  it("after kill -9 of A: its running job fails as gateway_lost, its queued one runs on B; each reached the GPU once", async () => {
+    const [a, b] = await Promise.all([start({ MAX_CONCURRENT_REQUESTS: "1" }), start()]);
+    emulator.setStepMs(250);
+    const running = await submit(a, { seed: 21 });
+    await expect.poll(() => emulator.stats().active, { timeout: 5000 }).toBe(1);
+    const queued = await submit(a, { seed: 22 });
+    expect(queued.status).toBe("queued");
+    await signalGateway(a, "SIGKILL");
+    expect(await ended(b, running.id)).toMatchObject({ status: "failed", error: { kind: "gateway_lost" } });
+    expect((await ended(b, queued.id)).status).toBe("succeeded");
+    expect(emulator.stats().lastSeeds.filter((seed) => seed === "22")).toHaveLength(1);
+    expect(emulator.stats().generateRequests, "nothing sent twice").toBe(2);
+  });
+
+  it("after SIGTERM of A: its running job finishes within the grace, its queued one runs on B", async () => {
+    const [a, b] = await Promise.all([start({ MAX_CONCURRENT_REQUESTS: "1", SHUTDOWN_GRACE: "20" }), start()]);
+    emulator.setStepMs(150);
+    const running = await submit(a, { seed: 31 });
+    await expect.poll(() => emulator.stats().active, { timeout: 5000 }).toBe(1);
+    const queued = await submit(a, { seed: 32 });
+    expect((await signalGateway(a)).code).toBe(0);
+    expect((await ended(b, running.id)).status).toBe("succeeded");
+    expect((await ended(b, queued.id)).status).toBe("succeeded");
+    expect(emulator.stats().generateRequests).toBe(2);
+  });
+
+  it("answers 503 while Redis is unreachable, writing nothing, and serves again once it is back", async () => {
+    const [a] = await Promise.all([start()]);
+    await redis.stop();
+    const refused = await call(`${a.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN }, body: JSON.stringify(body) });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect((await call(`${a.url}/api/jobs/whatever`, { headers: TOKEN })).status).toBe(503);
+    await redis.restart();
+    await expect.poll(async () => (await call(`${a.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN }, body: JSON.stringify(body) })).status, { timeout: 10_000 }).toBeLessThan(300);
+  });
+});
