@@ -204,9 +204,12 @@ const schema = z
   })
   .transform((env) => {
     const deadlines = fitDeadlines(env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT, env.REQUEST_TIMEOUT, env.VERCEL !== undefined);
+    const jobs = env.JOBS ?? (env.VERCEL === undefined || jobStoreOf(env) === "redis");
+    // REDIS_URL alone (the global limit's, as deployed before jobs could be shared) leaves jobs per instance: said at start and in /api/health.
+    const jobsNote = jobs && env.REDIS_URL !== undefined && jobStoreOf(env) === "sqlite" ? JOBS_PER_INSTANCE : undefined;
     return {
-      /** What start-up prints as warnings: settings the platform made the gateway change. */
-      warnings: deadlines.warnings,
+      /** What start-up prints as warnings: settings the platform made the gateway change, jobs kept per instance beside a Redis. */
+      warnings: jobsNote === undefined ? deadlines.warnings : [...deadlines.warnings, jobsNote],
       /** The GPU servers, in the order given (at least one). */
       serverUrls: env.TEXT2IMAGE_SERVER_URL,
       /** The first of them: the one server of a single-server set-up. */
@@ -247,9 +250,11 @@ const schema = z
       ejectBaseMs: env.EJECT_BASE_SECONDS * 1000,
       ejectMaxMs: Math.max(env.EJECT_MAX_SECONDS, env.EJECT_BASE_SECONDS) * 1000,
       /** The jobs API (lib/jobs): off on Vercel, whose functions have no lasting disk, unless jobs are shared (Redis) or JOBS says otherwise. */
-      jobs: env.JOBS ?? (env.VERCEL === undefined || jobStoreOf(env) === "redis"),
+      jobs,
       /** Where jobs live: SQLite under DATA_DIR (this gateway's), or Redis (every gateway's): by default Redis when REDIS_URL is set and images are in a bucket. */
       jobStore: jobStoreOf(env),
+      /** Set when REDIS_URL is but jobs stay per instance: how to share them. */
+      jobsNote,
       /** The one model /v1/models names (the genuine server's default). */
       imageModelName: env.IMAGE_MODEL_NAME,
       /** Most images (`n`) one /v1/images/generations request may ask for. */
@@ -269,6 +274,9 @@ const schema = z
           : { kind: "file" as const },
     };
   });
+
+const JOBS_PER_INSTANCE =
+  "jobs are kept per instance (JOB_STORE=sqlite under DATA_DIR) though REDIS_URL is set: to share them through that Redis, set IMAGE_STORE=s3 (an S3-compatible bucket), or JOB_STORE=redis with SHARED_DATA_DIR=true if DATA_DIR is storage every gateway shares";
 
 function jobStoreOf(env: { JOB_STORE?: "sqlite" | "redis" | undefined; REDIS_URL?: string | undefined; IMAGE_STORE: string }): "sqlite" | "redis" {
   return env.JOB_STORE ?? (env.REDIS_URL !== undefined && env.IMAGE_STORE !== "file" ? "redis" : "sqlite");

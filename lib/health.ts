@@ -19,8 +19,9 @@ export async function healthReport(gateway: Registry): Promise<GatewayHealth> {
   const draining = gateway.drain.draining;
   // The disk of DATA_DIR found full: jobs are refused until it has room.
   const storageFull = gateway.openJobs?.space.isFull ?? false;
+  const jobs = jobsHealth(gateway);
   return {
-    status: healthy && !draining && !storageFull ? "healthy" : "degraded",
+    status: healthy && !draining && !storageFull && jobs?.reachable !== false ? "healthy" : "degraded",
     gateway: "running",
     ...load,
     orphaned: balancer.orphaned(),
@@ -28,5 +29,14 @@ export async function healthReport(gateway: Registry): Promise<GatewayHealth> {
     ...(balancer.size > 1 ? { servers: balancer.states() } : {}),
     ...(draining ? { shutting_down: true as const } : {}),
     ...(storageFull ? { storage_full: true as const } : {}),
+    ...(jobs ? { jobs } : {}),
   };
+}
+
+/** With REDIS_URL: where jobs live, and whether every gateway sees them; read from the configuration and the open store (health never opens it). */
+function jobsHealth({ config, openJobs }: Registry): GatewayHealth["jobs"] {
+  // One gateway with no Redis: jobs are its own, as they always were; nothing to say.
+  if (!config.jobs || config.redisUrl === undefined) return undefined;
+  if (config.jobStore === "redis") return { store: "redis", shared: true, reachable: openJobs?.store.shared?.reachable ?? true };
+  return { store: "sqlite", shared: false, ...(config.jobsNote === undefined ? {} : { note: config.jobsNote }) };
 }

@@ -19,6 +19,12 @@ export interface GenerationObserver {
   generating(params: GenerateRequest): void;
   /** Starts timing the wait for a slot or the upstream call; the returned function stops it. */
   begin(phase: "queue" | "upstream"): () => void;
+  /**
+   * Awaited with the slot granted, just before the request is sent: a job
+   * marks itself running there, so a gateway lost after the send is never
+   * taken for one that had not sent it. A throw frees the slot, nothing sent.
+   */
+  sending?(): Promise<void>;
   /** What the upstream call sends on (the request id, the trace context). */
   upstreamContext(): CallContext;
   /** The GPU server told of its own failure in the stream, with a 200 already sent. */
@@ -96,6 +102,12 @@ export class Generation {
       slot = await this.gateway.limiter.acquire(this.work.queueSignal, onQueued);
     } finally {
       queued();
+    }
+    try {
+      await this.observer.sending?.();
+    } catch (error) {
+      slot.release();
+      throw error;
     }
     const done = this.observer.begin("upstream");
     try {

@@ -353,6 +353,15 @@ export const GatewayHealth = z.object({
     .literal(true)
     .optional()
     .describe('Present while the disk of DATA_DIR is full (a job could not keep its image): new jobs get 503 until it has room again; status is then "degraded"'),
+  jobs: z
+    .object({
+      store: z.enum(["sqlite", "redis"]).describe("JOB_STORE: SQLite under this gateway's DATA_DIR, or REDIS_URL's Redis"),
+      shared: z.boolean().describe("Whether every gateway on the same Redis answers for every job (true with the redis store)"),
+      reachable: z.boolean().optional().describe('The redis store only: false while its Redis is unreachable (job doors answer 503 store_unavailable; status is then "degraded")'),
+      note: z.string().optional().describe("With REDIS_URL set but jobs kept per instance: how to share them"),
+    })
+    .optional()
+    .describe("Only with REDIS_URL (and JOBS on): where jobs live, whether every gateway shares them"),
 });
 export type GatewayHealth = z.output<typeof GatewayHealth>;
 

@@ -27,7 +27,7 @@ export async function jobJson(job: Job): Promise<string> {
       .filter((event) => event.type === type)
       .at(-1);
   // The place in line now, as the runner heard it last (its log keeps only the first); else the one kept.
-  const place = job.status === "queued" ? (registry().jobs.placeOf(job.id) ?? (await latest("queued"))?.queue_position) : undefined;
+  const place = job.status === "queued" ? ((await registry().jobs.placeOf(job.id)) ?? (await latest("queued"))?.queue_position) : undefined;
   const progress = job.status === "running" ? await latest("progress") : undefined;
   const self = `/api/jobs/${job.id}`;
   const body = {

@@ -122,6 +122,13 @@ redis.call("DECRBY", KEYS[3], bytes)
 return 1
 `;
 
+/** Only while the job is queued: a late place would outlive its start (and recreate an expired record). */
+const SET_PLACE = `
+if redis.call("HGET", KEYS[1], "status") ~= "queued" then return 0 end
+redis.call("HSET", KEYS[1], "place", ARGV[1])
+return 1
+`;
+
 type JobRecord = Record<string, string>;
 
 export class RedisJobStore implements JobStore {
@@ -156,9 +163,25 @@ export class RedisJobStore implements JobStore {
     }, options.leaseTtlMs / 3);
     this.heartbeat.unref();
     this.alive = this.beat();
+    // Back after an outage: the heartbeat at once, before another gateway takes this one for lost.
+    this.redis.on("ready", () => {
+      void this.beat();
+    });
+    const { redis } = this;
     this.shared = {
+      get reachable() {
+        return redis.status === "ready";
+      },
       watch: (id, listener) => this.watch(id, listener),
       tell: (id, data) => this.publish(this.channel(id), `0:${data}`),
+      setPlace: (id, position) =>
+        this.run(async () => {
+          await this.redis.eval(SET_PLACE, 1, this.key(`job:${id}`), position);
+        }),
+      placeOf: (id) => this.run(async () => {
+        const place = await this.redis.hget(this.key(`job:${id}`), "place");
+        return place === null ? undefined : Number(place);
+      }),
       announceCancel: (id) => this.publish(this.key("cancel"), id),
       onCancel: (handler) => {
         this.cancelHandlers.push(handler);

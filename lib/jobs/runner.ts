@@ -43,6 +43,8 @@ export class JobRunner {
   private recoverer: NodeJS.Timeout | undefined;
 
   private sweeper: NodeJS.Timeout | undefined;
+  /** Aborted by close(): writes waiting for the store give up. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly gateway: Registry,
@@ -131,6 +133,7 @@ export class JobRunner {
   close(): void {
     clearInterval(this.sweeper);
     clearInterval(this.recoverer);
+    this.closing.abort();
     // What still waits here (a pause between tries) stops, queued: the next process runs it.
     for (const cancel of this.cancels.values()) cancel.abort(fail.shuttingDown());
   }
@@ -229,7 +232,8 @@ export class JobRunner {
       }
       if (error.code === "shutting_down" && !outcome.started) return; // stays queued: the next process runs it
       const waitMs = retryDelayMs(error, attempt);
-      if (!retried(error) || Date.now() + waitMs >= deadline) {
+      // A store unreachable after the send is never a reason to send again.
+      if (!retried(error) || (outcome.started && error.code === "store_unavailable") || Date.now() + waitMs >= deadline) {
         await this.finish(job.id, { status: "failed", error: jobError(error) }, errorEvent(jobError(error)), error.cause);
         return;
       }
@@ -258,12 +262,13 @@ export class JobRunner {
           clearTimeout(timer);
           started = true;
           placed();
-          const startedAt = new Date();
-          // Kept in order with what follows (one store, its writes in the order given); a failure shows at the job's end.
-          void this.store.update(job.id, { status: "running", started_at: startedAt.toISOString() }).catch(() => undefined);
-          this.gateway.metrics.jobQueueWait.observe((startedAt.getTime() - Date.parse(job.created_at)) / 1000);
+          this.gateway.metrics.jobQueueWait.observe((Date.now() - Date.parse(job.created_at)) / 1000);
         }
         return () => undefined;
+      },
+      // Running is kept before the send: a gateway lost after it leaves a job that fails as lost, never one sent again.
+      sending: async () => {
+        if (!(await this.store.update(job.id, { status: "running", started_at: new Date().toISOString() }))) throw fail.clientClosed("the job was canceled");
       },
       upstreamContext: () => ({ requestId: job.id }),
       failedWith: () => undefined,
@@ -310,9 +315,9 @@ export class JobRunner {
     const image = answerImage(data);
     const { dataMaxBytes } = this.gateway.config;
     if (image.bytes.length > dataMaxBytes) throw fail.storageFull(`an image of ${image.bytes.length} bytes is larger than DATA_MAX_BYTES (${dataMaxBytes})`);
-    while ((await this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH)) === SWEEP_BATCH) await setImmediate();
+    while ((await this.stored(() => this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH))) === SWEEP_BATCH) await setImmediate();
     try {
-      await this.store.putImage(image.bytes, image.contentType, image.sha256);
+      await this.stored(() => this.store.putImage(image.bytes, image.contentType, image.sha256));
     } catch (error) {
       throw this.space.failed(error);
     }
@@ -331,7 +336,7 @@ export class JobRunner {
 
   /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event and its log line. */
   private async finish(id: string, change: JobChange, event: Record<string, unknown>, cause?: unknown): Promise<void> {
-    if (!(await this.store.update(id, { ...change, completed_at: new Date().toISOString() }))) return;
+    if (!(await this.stored(() => this.store.update(id, { ...change, completed_at: new Date().toISOString() })))) return;
     await this.emit(id, event, { end: true });
     const job = await this.store.get(id);
     if (job) this.logEnd(job, cause);
@@ -367,7 +372,8 @@ export class JobRunner {
    * Keeps the event in the job's log and tells its listeners. A place in line
    * is kept once: each later one, for as long as the job waits, is told to
    * listeners only (kept, N waiting jobs would write N² events). A log holds
-   * at most MAX_EVENTS, but for the end, which is always kept.
+   * at most MAX_EVENTS, but for the end, which is always kept, waiting for
+   * the store if it must.
    */
   private async emit(id: string, event: Record<string, unknown> | string, { end = false } = {}): Promise<void> {
     const data = typeof event === "string" ? event : JSON.stringify(event);
@@ -377,11 +383,21 @@ export class JobRunner {
     if (typeof place === "number") {
       const first = !this.places.has(id);
       this.places.set(id, place);
+      await shared?.setPlace(id, place);
       if (first) kept = await this.store.append(id, data, MAX_EVENTS);
       else await shared?.tell(id, data);
+    } else if (end) {
+      this.places.delete(id);
+      kept = await this.stored(() => this.store.append(id, data));
     } else {
       this.places.delete(id);
-      kept = await this.store.append(id, data, end ? undefined : MAX_EVENTS);
+      try {
+        kept = await this.store.append(id, data, MAX_EVENTS);
+      } catch (error) {
+        // A shared store's Redis unreachable: the generation goes on, this event unkept; its end waits for the store.
+        if (unavailable(error)) return;
+        throw error;
+      }
     }
     if (kept) this.gateway.metrics.jobEventsKept.inc();
     // A shared store tells every gateway's listeners, these ones included.
@@ -394,14 +410,39 @@ export class JobRunner {
     for (const listener of [...listeners]) listener(heard, job);
   }
 
-  /** A queued job's place in line now (its log keeps only the first). */
-  placeOf(id: string): number | undefined {
-    return this.places.get(id);
+  /**
+   * A write that must not be lost (a job's end, its image), tried again while
+   * the store is unreachable (a shared one's Redis down) until it answers, or
+   * until this gateway closes: its heartbeat then lapses, and another gateway
+   * ends the job as lost.
+   */
+  private async stored<T>(write: () => Promise<T>): Promise<T> {
+    for (let pause = STORE_RETRY_MS; ; pause = Math.min(2 * pause, MAX_STORE_RETRY_MS)) {
+      try {
+        return await write();
+      } catch (error) {
+        if (!unavailable(error) || this.closing.signal.aborted) throw error;
+      }
+      await sleep(pause, undefined, { signal: this.closing.signal }).catch(() => undefined);
+    }
+  }
+
+  /** A queued job's place in line now (its log keeps only the first), wherever it waits. */
+  async placeOf(id: string): Promise<number | undefined> {
+    return this.places.get(id) ?? (await this.store.shared?.placeOf(id));
   }
 }
 
 /** Refusals before a generation started: the GPU server's 503 (its queue full, no CUDA, no model), no server reachable, no slot for now. */
-const RETRIED = new Set(["upstream_unavailable", "limiter_unavailable", "queue_full"]);
+const RETRIED = new Set(["upstream_unavailable", "limiter_unavailable", "queue_full", "store_unavailable"]);
+
+/** The pauses of a write waiting for an unreachable store: from a quarter second, doubling, at most 5 s. */
+const STORE_RETRY_MS = 250;
+const MAX_STORE_RETRY_MS = 5000;
+
+function unavailable(error: unknown): boolean {
+  return error instanceof GatewayError && error.code === "store_unavailable";
+}
 
 function retried(error: GatewayError): boolean {
   return RETRIED.has(error.code) || (error.code === "upstream_status" && error.status === 503);

@@ -80,9 +80,14 @@ export interface SharedJobs {
   watch(id: string, listener: Listener): () => void;
   /** Tells the job's listeners an event that is not kept (a later place in line). */
   tell(id: string, data: string): Promise<void>;
+  /** Records a queued job's place in line now, for a gateway asked about it that is not the one running it. */
+  setPlace(id: string, position: number): Promise<void>;
+  placeOf(id: string): Promise<number | undefined>;
   /** Tells every gateway that the job was canceled: the one running it stops. */
   announceCancel(id: string): Promise<void>;
   onCancel(handler: (id: string) => void): void;
+  /** Whether the shared store answers now (its Redis reachable). */
+  readonly reachable: boolean;
   /** How often `recover` is run again, to take up what a gateway that stopped answering left. */
   readonly recoverEveryMs: number;
 }

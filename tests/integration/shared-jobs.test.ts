@@ -34,7 +34,7 @@ let emulator: Emulator;
 const gateways: Gateway[] = [];
 
 beforeAll(async () => {
-  [redis, s3, emulator] = await Promise.all([startRedisServer(), startS3Server(), startEmulator({ stepMs: 20, slots: 8 })]);
+  [redis, s3, emulator] = await Promise.all([startRedisServer({ persist: true }), startS3Server(), startEmulator({ stepMs: 20, slots: 8 })]);
 });
 
 afterAll(async () => {
@@ -145,14 +145,52 @@ describe("jobs shared through Redis and a bucket", () => {
     expect(emulator.stats().generateRequests).toBe(2);
   });
 
-  it("answers 503 while Redis is unreachable, writing nothing, and serves again once it is back", async () => {
+  it("with Redis killed mid-run: 503s and a degraded health meanwhile; once it is back, the running job ends succeeded, sent once", async () => {
     const [a] = await Promise.all([start()]);
+    emulator.setStepMs(200);
+    const running = await submit(a, { seed: 41, num_inference_steps: 12 });
+    await expect.poll(() => emulator.stats().active, { timeout: 5000 }).toBe(1);
     await redis.stop();
     const refused = await call(`${a.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN }, body: JSON.stringify(body) });
     expect(refused.status).toBe(503);
+    expect((refused.body as { detail: string }).detail).toMatch(/job store \(Redis\) is unreachable/);
     expect(refused.headers.get("retry-after")).toMatch(/^\d+$/);
-    expect((await call(`${a.url}/api/jobs/whatever`, { headers: TOKEN })).status).toBe(503);
+    expect((await call(`${a.url}/api/jobs/${running.id}`, { headers: TOKEN })).status).toBe(503);
+    const health = (await call(`${a.url}/api/health`)).body as { status: string; jobs: unknown };
+    expect(health).toMatchObject({ status: "degraded", jobs: { store: "redis", shared: true, reachable: false } });
+    // The generation ends while Redis is away; its end waits for it.
+    await expect.poll(() => emulator.stats().active, { timeout: 10_000 }).toBe(0);
     await redis.restart();
+    const end = await ended(a, running.id);
+    expect(end, JSON.stringify(end.error)).toMatchObject({ status: "succeeded" });
+    expect((await fetch(`${a.url}${(await job(a, running.id)).output?.image_url ?? ""}`)).status).toBe(200);
+    expect(emulator.stats().generateRequests, "nothing sent twice").toBe(1);
+    await expect.poll(async () => ((await call(`${a.url}/api/health`)).body as { jobs: unknown }).jobs, { timeout: 10_000 }).toMatchObject({ reachable: true });
     await expect.poll(async () => (await call(`${a.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN }, body: JSON.stringify(body) })).status, { timeout: 10_000 }).toBeLessThan(300);
+  });
+
+  it("keeps one queue: a job waiting on B has its global place, read on A; MAX_QUEUE bounds the line over both", async () => {
+    const limits = { MAX_CONCURRENT_REQUESTS: "1", MAX_QUEUE: "1" };
+    const [a, b] = await Promise.all([start(limits), start(limits)]);
+    emulator.setStepMs(200);
+    const first = await submit(a, { seed: 51 });
+    await expect.poll(() => emulator.stats().active, { timeout: 5000 }).toBe(1);
+    const second = await submit(b, { seed: 52 });
+    expect(second).toMatchObject({ status: "queued" });
+    expect(await job(a, second.id)).toMatchObject({ status: "queued", queue_position: 1 });
+    const third = await call(`${a.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN }, body: JSON.stringify({ ...body, seed: 53 }) });
+    expect(third.status).toBe(503);
+    expect((third.body as { detail: string }).detail).toMatch(/queue is full/);
+    expect((await ended(a, first.id)).status).toBe("succeeded");
+    expect((await ended(a, second.id)).status).toBe("succeeded");
+  });
+
+  it("with REDIS_URL alone (images on disk), keeps jobs per instance, and says so at start and in /api/health, with how to share them", async () => {
+    const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url });
+    gateways.push(gateway);
+    const health = (await call(`${gateway.url}/api/health`)).body as { jobs: { note?: string } };
+    expect(health.jobs).toMatchObject({ store: "sqlite", shared: false });
+    expect(health.jobs.note).toMatch(/per instance.*IMAGE_STORE=s3/);
+    expect(gateway.output()).toContain("jobs are kept per instance");
   });
 });

@@ -103,7 +103,7 @@ describe("the Redis job store", () => {
     stores.splice(stores.indexOf(a), 1);
     const requeued: string[] = [];
     const failed: string[] = [];
-    for (const deadline = Date.now() + 3000; failed.length === 0 && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    for (const deadline = Date.now() + 3000; (failed.length === 0 || requeued.length === 0) && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
       const taken = await b.recover(new Date());
       requeued.push(...taken.requeued.map((job) => job.id));
       failed.push(...taken.failed.map((job) => job.id));
