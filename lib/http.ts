@@ -12,7 +12,8 @@ export interface RequestContext {
   record: RequestRecord;
   /** Who asks, on a route with access rules (see `admit`). */
   caller?: string;
-  afterResponse: (task: () => void) => void;
+  /** A task returning a promise keeps the function alive until it settles (on Vercel, its waitUntil). */
+  afterResponse: (task: () => unknown) => void;
   headers: HeaderList;
 }
 
@@ -58,10 +59,10 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
  * What the handler left to run once the response is closed runs whatever
  * happens, so no failure can keep a generation counted in flight.
  */
-export function observe(entry: RouteEntry, handler: Handler, runAfterResponse: (task: () => void) => void = after): (request: Request) => Promise<Response> {
+export function observe(entry: RouteEntry, handler: Handler, runAfterResponse: (task: () => Promise<unknown>) => void = after): (request: Request) => Promise<Response> {
   return async (request) => {
     const record = new RequestRecord(entry, request);
-    const tasks: (() => void)[] = [];
+    const tasks: (() => unknown)[] = [];
     const context: RequestContext = { record, afterResponse: (task) => tasks.push(task), headers: [[REQUEST_ID_HEADER, record.id]] };
     try {
       context.headers.push(...registry().access.cors.responseHeaders(request.headers.get("origin")));
@@ -86,12 +87,19 @@ export function observe(entry: RouteEntry, handler: Handler, runAfterResponse: (
     } finally {
       // Next's after() runs once the response is closed; only generations need it, so health checks pay nothing.
       if (tasks.length > 0) {
-        runAfterResponse(() => {
-          for (const task of tasks) task();
-        });
+        runAfterResponse(() => runAll(tasks));
       }
     }
   };
+}
+
+/** Runs each task, whatever the others throw, and settles once what they returned has: after() waits that long. */
+function runAll(tasks: (() => unknown)[]): Promise<unknown> {
+  return Promise.allSettled(
+    tasks.map(async (task) => {
+      await task();
+    }),
+  );
 }
 
 function errorAnswer(entry: RouteEntry, error: unknown, requestId: string): Response {

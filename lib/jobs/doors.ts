@@ -135,7 +135,9 @@ export async function submitJob(request: Request, context: RequestContext): Prom
   const result = validateGenerateRequest(body, { sizeMultiple: gateway.config.sizeMultiple });
   if (!result.ok) throw fail.validation(result.detail);
   // Answered once the job has its place, so a queued job says where it stands and an admitted one says running.
-  const { job, created, input } = await gateway.jobs.submit(owner, result.data, key);
+  const { job, created, input, running } = await gateway.jobs.submit(owner, result.data, key);
+  // Serverless, the function lives until the job is done with (within its maxDuration); a server does anyway.
+  if (running) context.afterResponse(() => running);
   if (!created && job.input_hash !== inputHash(input)) throw fail.idempotencyMismatch();
   const waitMs = preferredWaitMs(request.headers.get("prefer"));
   const now = waitMs > 0 && !FINISHED.has(job.status) ? await finishedWithin(job, waitMs, request.signal) : ((await gateway.jobs.store.get(job.id)) ?? job);

@@ -84,7 +84,7 @@ export class JobRunner {
   private async takeUp(): Promise<void> {
     const { requeued, failed } = await this.store.recover(new Date());
     for (const job of failed) if (job.error) await this.emit(job.id, errorEvent(job.error));
-    for (const job of requeued) void this.start(job);
+    for (const job of requeued) void this.start(job).place;
   }
 
   /**
@@ -92,8 +92,10 @@ export class JobRunner {
    * running); or the job its idempotency key already names (`created` false).
    * A job the gateway refuses before it has a place (draining, a full queue,
    * no limiter) is not kept: the refusal is thrown, and the key stays free.
+   * `running` settles when the job is done with here: a serverless function
+   * must live until then (Vercel's waitUntil).
    */
-  async submit(owner: string, request: GenerateRequest, idempotencyKey?: string): Promise<{ job: Job; created: boolean; input: string }> {
+  async submit(owner: string, request: GenerateRequest, idempotencyKey?: string): Promise<{ job: Job; created: boolean; input: string; running?: Promise<void> }> {
     const input = requestJson(request);
     const known = idempotencyKey === undefined ? undefined : await this.store.find(owner, idempotencyKey);
     if (known) return { job: known, created: false, input };
@@ -107,12 +109,13 @@ export class JobRunner {
     if ((await this.store.size()) >= maxJobs) throw fail.jobStoreFull(maxJobs);
     const created = await this.store.create(owner, input, idempotencyKey);
     if (!created.created) return { ...created, input };
-    const refusal = await this.start(created.job, { submitted: true });
+    const { place, running } = this.start(created.job, { submitted: true });
+    const refusal = await place;
     if (refusal) {
       await this.store.remove(created.job.id);
       throw refusal;
     }
-    return { ...created, input };
+    return { ...created, input, running };
   }
 
   /**
@@ -187,12 +190,12 @@ export class JobRunner {
    * submission that never had one. With the local limiter that is within the
    * same turn; with Redis, one round trip.
    */
-  private start(job: Job, { submitted = false } = {}): Promise<GatewayError | undefined> {
+  private start(job: Job, { submitted = false } = {}): { place: Promise<GatewayError | undefined>; running: Promise<void> } {
     const cancel = new AbortController();
     this.cancels.set(job.id, cancel);
     let settle: (refusal?: GatewayError) => void = () => undefined;
     const place = new Promise<GatewayError | undefined>((resolve) => (settle = resolve));
-    void this.run(job, cancel.signal, submitted ? settle : undefined)
+    const running = this.run(job, cancel.signal, submitted ? settle : undefined)
       .catch(async (error: unknown) => {
         // The runner itself failed (its store, say): the job ends as the error table's internal error, if it still can.
         const failure = jobError(fail.internal(error));
@@ -203,7 +206,7 @@ export class JobRunner {
         this.cancels.delete(job.id);
         settle();
       });
-    return place;
+    return { place, running };
   }
 
   /**

@@ -185,6 +185,13 @@ describe("jobs shared through Redis and a bucket", () => {
     expect((await ended(a, second.id)).status).toBe("succeeded");
   });
 
+  it("as on Vercel (VERCEL set), with REDIS_URL and a bucket: jobs are on, and one runs to its end after its 202", async () => {
+    const gateway = await start({ VERCEL: "1" });
+    const made = await submit(gateway, { seed: 61 });
+    expect(made.status).not.toBe("succeeded");
+    expect((await ended(gateway, made.id)).status).toBe("succeeded");
+  });
+
   it("with REDIS_URL alone (images on disk), keeps jobs per instance, and says so at start and in /api/health, with how to share them", async () => {
     const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url });
     gateways.push(gateway);

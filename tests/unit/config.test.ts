@@ -78,9 +78,43 @@ describe("configuration", () => {
       expect(() => parseConfig({ JOBS: "maybe" })).toThrow(/JOBS="maybe": must be true or false/);
     });
 
-    it.each(["api/generate", "api/generate-stream", "v1/images/generations"])("the %s route declares that maxDuration", (name) => {
+    it("turns jobs on where they are shared: REDIS_URL and a bucket", () => {
+      const shared = { VERCEL: "1", REDIS_URL: "redis://cache:6379", IMAGE_STORE: "s3", S3_BUCKET: "images" };
+      expect(parseConfig(shared)).toMatchObject({ jobs: true, jobStore: "redis" });
+      expect(parseConfig({ VERCEL: "1", REDIS_URL: "redis://cache:6379" })).toMatchObject({ jobs: false, jobStore: "sqlite" });
+    });
+
+    it.each(["api/generate", "api/generate-stream", "v1/images/generations", "api/jobs"])("the %s route declares that maxDuration", (name) => {
       const source = readFileSync(path.join(import.meta.dirname, `../../app/${name}/route.ts`), "utf8");
       expect(/export const maxDuration = (\d+);/.exec(source)?.[1]).toBe(String(GENERATE_MAX_DURATION_S));
+    });
+  });
+
+  describe("where jobs live", () => {
+    const redis = { REDIS_URL: "redis://cache:6379" };
+    const bucket = { IMAGE_STORE: "s3", S3_BUCKET: "images" };
+
+    it("keeps them in SQLite by default, in Redis with REDIS_URL and a bucket, as JOB_STORE says otherwise", () => {
+      expect(parseConfig({}).jobStore).toBe("sqlite");
+      expect(parseConfig({ ...redis, ...bucket }).jobStore).toBe("redis");
+      expect(parseConfig({ ...redis, ...bucket, JOB_STORE: "sqlite" }).jobStore).toBe("sqlite");
+      expect(parseConfig({ ...redis, JOB_STORE: "redis", SHARED_DATA_DIR: "true" }).jobStore).toBe("redis");
+    });
+
+    it("says that REDIS_URL alone leaves jobs per instance, and how to share them", () => {
+      const settings = parseConfig(redis);
+      expect(settings.jobStore).toBe("sqlite");
+      expect(settings.jobsNote).toMatch(/per instance.*IMAGE_STORE=s3/);
+      expect(settings.warnings).toContain(settings.jobsNote);
+      expect(parseConfig({}).jobsNote).toBeUndefined();
+      expect(parseConfig({ ...redis, JOBS: "false" }).jobsNote).toBeUndefined();
+    });
+
+    it("refuses a store another gateway could not read, or an unknown one, naming the variable", () => {
+      expect(() => parseConfig({ JOB_STORE: "redis" })).toThrow(/JOB_STORE.*redis needs REDIS_URL/);
+      expect(() => parseConfig({ ...redis, JOB_STORE: "redis" })).toThrow(/JOB_STORE.*SHARED_DATA_DIR=true/);
+      expect(() => parseConfig({ JOB_STORE: "postgres" })).toThrow(/JOB_STORE="postgres": must be sqlite or redis/);
+      expect(() => parseConfig({ IMAGE_STORE: "s3" })).toThrow(/S3_BUCKET.*required with IMAGE_STORE=s3/);
     });
   });
 });

@@ -228,7 +228,7 @@ describe("the JSON door", () => {
 describe("observe, around every door", () => {
   it("releases a generation and answers a JSON 500 when even the error's answer fails", async () => {
     const gateway = freshGateway();
-    const scheduled: (() => void)[] = [];
+    const scheduled: (() => Promise<unknown>)[] = [];
     // A fault of the gateway's own after the generation began: an error whose detail JSON cannot write.
     const handler = async (request: Request, ctx: RequestContext) => {
       await generate(request, ctx);
@@ -238,7 +238,7 @@ describe("observe, around every door", () => {
     expect(response.status).toBe(500);
     expect(await response.json()).toMatchObject({ detail: "Internal gateway error" });
     expect(gateway.drain.inFlight, "counted until the response is closed").toBe(1);
-    for (const task of scheduled) task();
+    for (const task of scheduled) void task();
     expect(gateway.drain.inFlight).toBe(0);
   });
 });
