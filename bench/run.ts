@@ -6,9 +6,11 @@
  * prints the table and writes it to bench/results.md.
  *
  * Then a long queue of jobs (bench/queue.ts): what 1,000 waiting jobs keep,
- * how long they take to drain, the event loop's worst delay meanwhile.
+ * how long they take to drain, the event loop's worst delay meanwhile; and
+ * many gateways as one service (bench/shared.ts): a job's overhead alone and
+ * shared through Redis and a bucket, events across gateways, image GETs.
  *
- *   npm run bench -- [--duration 10] [--warmup 3] [--rounds 3] [--only health,generate,stream,queue] [--rebuild] [--out bench/results.md]
+ *   npm run bench -- [--duration 10] [--warmup 3] [--rounds 3] [--only health,generate,stream,queue,shared] [--rebuild] [--out bench/results.md]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -17,6 +19,8 @@ import { parseArgs } from "node:util";
 import { runLoad } from "./load";
 import { longQueue, queueLine } from "./queue";
 import type { QueueResult } from "./queue";
+import { manyGateways, sharedLines } from "./shared";
+import type { SharedResult } from "./shared";
 import type { LoadResult } from "./load";
 import { GENERATE_BODY, cpuSeconds, ensureBuilds, root, sampleRss, startBaseline, startEmulator, startGateway } from "./servers";
 import type { Server } from "./servers";
@@ -86,7 +90,8 @@ const rounds = positive("rounds", args.rounds);
 const only = args.only?.split(",").map((name) => name.trim());
 const scenarios = only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
 const measureQueue = !only || only.includes("queue");
-if (scenarios.length === 0 && !measureQueue) throw new Error(`--only names none of ${[...SCENARIOS.map((s) => s.name), "queue"].join(", ")}`);
+const measureShared = !only || only.includes("shared");
+if (scenarios.length === 0 && !measureQueue && !measureShared) throw new Error(`--only names none of ${[...SCENARIOS.map((s) => s.name), "queue", "shared"].join(", ")}`);
 
 function positive(name: string, raw: string, zeroOk = false): number {
   const value = Number(raw);
@@ -101,6 +106,7 @@ const loadBefore = os.loadavg();
 const measurements: Measurement[] = [];
 let answerBytes: Partial<Record<string, number>> = {};
 let queue: QueueResult | undefined;
+let shared: SharedResult | undefined;
 try {
   const emulator = await startEmulator();
   servers.push(emulator);
@@ -155,6 +161,10 @@ try {
 if (measureQueue) {
   queue = await longQueue();
   console.log(`bench: ${queueLine(queue)}`);
+}
+if (measureShared) {
+  shared = await manyGateways();
+  for (const line of sharedLines(shared)) console.log(`bench: ${line}`);
 }
 
 const report = renderReport();
@@ -227,6 +237,7 @@ function renderReport(): string {
   }
   lines.push(...table(header, rows), "", ...targetLines());
   if (queue) lines.push("", "## Jobs", "", queueLine(queue));
+  if (shared) lines.push("", "## Many gateways, one service", "", ...sharedLines(shared));
   lines.push("");
   return lines.join("\n");
 }

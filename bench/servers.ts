@@ -65,7 +65,7 @@ interface Launch {
  * process reads late would block a logger that writes synchronously).
  */
 async function launch({ name, args, env, port, readyPath }: Launch): Promise<Server> {
-  const logPath = path.join(tmpdir(), `text2image-bench-${name}-${process.pid}.log`);
+  const logPath = path.join(tmpdir(), `text2image-bench-${name}-${process.pid}-${port}.log`);
   const log = openSync(logPath, "w");
   const child = spawn(process.execPath, args, {
     cwd: root,

@@ -2,8 +2,9 @@
  * CLI entry: `tsx emulator/main.ts`. Configured by EMULATOR_PORT (8001), EMULATOR_HOST
  * (127.0.0.1), EMULATOR_STEP_MS (250), EMULATOR_SLOTS (4), EMULATOR_MAX_QUEUE (32),
  * EMULATOR_IMAGE (pattern|noise), EMULATOR_IMAGE_FORMAT (jpeg|png), EMULATOR_ON_DISCONNECT
- * (continue|stop), EMULATOR_REQUEST_TIMEOUT_MS (the server's own request_timeout; unset: none)
- * and EMULATOR_FAULT (a fault as JSON). Empty means unset.
+ * (continue|stop), EMULATOR_REQUEST_TIMEOUT_MS (the server's own request_timeout; unset: none),
+ * EMULATOR_FAULT (a fault as JSON) and EMULATOR_STAMP_EVENTS (true: progress events carry
+ * `emulator_sent_at`, for benchmarks). Empty means unset.
  */
 import { parseFault, startEmulator } from "./server";
 import type { Fault } from "./server";
@@ -57,6 +58,7 @@ const options = {
   onDisconnect: choice("EMULATOR_ON_DISCONNECT", ["continue", "stop"]),
   requestTimeoutMs: env("EMULATOR_REQUEST_TIMEOUT_MS") === undefined ? null : wholeNumber("EMULATOR_REQUEST_TIMEOUT_MS", 0, 1, 2 ** 31 - 1),
   fault: fault(),
+  stampEvents: env("EMULATOR_STAMP_EVENTS") === "true",
 };
 
 const emulator = await startEmulator(options).catch((error: unknown) =>

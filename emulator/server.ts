@@ -74,6 +74,12 @@ export interface EmulatorOptions {
   gauge?: ConcurrencyGauge;
   /** The genuine server's request_timeout, in ms: none by default. */
   requestTimeoutMs?: number | null;
+  /**
+   * Adds `emulator_sent_at` (the wall clock, in ms with fractions) to each
+   * progress event: a field the genuine server never sends, which a gateway
+   * relays as it relays any, so a benchmark can time an event's way to a client.
+   */
+  stampEvents?: boolean;
 }
 
 export interface EmulatorStats {
@@ -370,6 +376,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const onDisconnect = oneOf("onDisconnect", options.onDisconnect ?? "continue", ["continue", "stop"] as const);
   let requestTimeoutMs = options.requestTimeoutMs == null ? null : integerIn("requestTimeoutMs", options.requestTimeoutMs, 1, MAX_TIMER_MS);
   let globalFault = parseFault(options.fault ?? null);
+  const stamp = options.stampEvents === true ? () => ({ emulator_sent_at: performance.timeOrigin + performance.now() }) : () => ({});
   const device = { cudaAvailable: true, modelLoaded: true };
 
   const freshStats = (active: number, work: number): EmulatorStats => ({
@@ -532,7 +539,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     for (let step = 1; step <= total; step++) {
       if (stepMs > 0) await sleep(stepMs, undefined, { signal: workSignal });
       if (!stream || ex.signal.aborted || ex.timedOut) continue;
-      const event = sse({ type: "progress", step, total_steps: total, progress: Math.min(100, Math.trunc((step / total) * 100)) });
+      const event = sse({ type: "progress", step, total_steps: total, progress: Math.min(100, Math.trunc((step / total) * 100)), ...stamp() });
       if (fault.kind === "stream_cut" && step === Math.min(2, total)) {
         await flush(ex, event);
         hangUp(ex, "close");

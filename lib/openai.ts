@@ -12,7 +12,7 @@ import { GatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import { parseJsonObject } from "./json-object";
 import type { RequestContext } from "./http";
-import { outputOf } from "./jobs/doors";
+import { outputOf } from "./job-doors";
 import type { RequestRecord } from "./observe/request";
 import { Generation } from "./pipeline";
 import type { GenerationObserver } from "./pipeline";

@@ -113,6 +113,13 @@ redis.call("INCRBY", KEYS[3], ARGV[3])
 return 1
 `;
 
+/** An image kept already (1) counts as stored now, so it outlives the newest job that has it by JOB_TTL, as it would stored anew. */
+const TOUCH_IMAGE = `
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+redis.call("ZADD", KEYS[2], "XX", ARGV[1], ARGV[2])
+return 1
+`;
+
 /** Drops an image's record (1), once, whoever asks first; its bytes go from the count. */
 const DROP_IMAGE = `
 if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then return 0 end
@@ -325,6 +332,9 @@ export class RedisJobStore implements JobStore {
   }
 
   async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
+    // Kept already (the same image again): not sent to the bucket again, where a read of it may be under way.
+    const kept = await this.run(() => this.redis.eval(TOUCH_IMAGE, 2, this.key(`image:${sha256}`), this.key("images"), Date.now(), sha256));
+    if (kept === 1) return { sha256, content_type: contentType, bytes: bytes.length };
     await this.options.images.put(sha256, bytes, contentType);
     await this.run(() => this.redis.eval(PUT_IMAGE, 3, this.key(`image:${sha256}`), this.key("images"), this.key("images-bytes"), sha256, contentType, bytes.length, Date.now()));
     return { sha256, content_type: contentType, bytes: bytes.length };

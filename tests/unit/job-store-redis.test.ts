@@ -139,4 +139,31 @@ describe("the Redis job store", () => {
     expect(await a.image(first)).toBeUndefined();
     expect(await a.usage()).toEqual({ images: 1, bytes: 13 });
   });
+
+  it("sends an image it already keeps to the image store no more (a read of it may be under way), and keeps it as long as if it had", async () => {
+    const puts: string[] = [];
+    class CountingImages extends FileImageStore {
+      override async put(sha256: string, bytes: Buffer): Promise<void> {
+        puts.push(sha256);
+        await super.put(sha256, bytes);
+      }
+    }
+    const keyPrefix = `test-${randomBytes(4).toString("hex")}:`;
+    const images = new CountingImages(path.join(dir, keyPrefix));
+    const [a, b] = [0, 1].map(() => new RedisJobStore({ redisUrl: redis.url, images, jobTtlMs: 60_000, leaseTtlMs: 3000, keyPrefix }));
+    stores.push(a as RedisJobStore, b as RedisJobStore);
+    const bytes = Buffer.from("the same image");
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    await a?.putImage(bytes, "image/png", sha256);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const between = new Date();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await b?.putImage(bytes, "image/png", sha256);
+    await a?.putImage(bytes, "image/png", sha256);
+    expect(puts).toEqual([sha256]);
+    expect(await b?.usage()).toEqual({ images: 1, bytes: bytes.length });
+    // Kept again counts as stored again: what expires the images stored before `between` leaves it.
+    expect(await a?.expire(between, 10)).toBe(0);
+    expect(await b?.image(sha256)).toMatchObject({ sha256 });
+  });
 });

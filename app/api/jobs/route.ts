@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { listJobs, submitJob } from "@/lib/jobs/doors";
+import { listJobs, submitJob } from "@/lib/job-doors";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";

@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { serveImage } from "@/lib/jobs/doors";
+import { serveImage } from "@/lib/job-doors";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";

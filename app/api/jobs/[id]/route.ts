@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { readJob, readJobHead } from "@/lib/jobs/doors";
+import { readJob, readJobHead } from "@/lib/job-doors";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";

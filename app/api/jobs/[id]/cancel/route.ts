@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { cancelJob } from "@/lib/jobs/doors";
+import { cancelJob } from "@/lib/job-doors";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";

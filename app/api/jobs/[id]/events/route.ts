@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { followJob, followJobHead } from "@/lib/jobs/doors";
+import { followJob, followJobHead } from "@/lib/job-doors";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";

@@ -1,20 +1,21 @@
 /**
- * The jobs API over HTTP (lib/jobs/runner.ts does the work): submit, read,
- * list, cancel, follow as server-sent events (resumed with Last-Event-ID), and
- * the images by URL. A job is its owner's: another caller's job is a 404.
+ * The jobs API over HTTP: submit, read, list, cancel, follow as server-sent
+ * events (resumed with Last-Event-ID), and the images by URL. A job is its
+ * owner's: another caller's job is a 404. lib/jobs does the work, and imports
+ * none of this.
  */
 import "server-only";
 import { timingSafeEqual } from "node:crypto";
-import { fail } from "../errors";
-import { fileResponse } from "../file-response";
-import { headersOnly, readJsonObject } from "../http";
-import type { RequestContext } from "../http";
-import { registry } from "../registry";
-import { validateGenerateRequest } from "../schemas";
-import { jobOwner, takeRateLimit } from "../security";
-import { EventStream, SSE_HEADERS } from "../sse";
-import { FINISHED, inputHash } from "./store";
-import type { Job, JobEvent, JobOutput } from "./store";
+import { fail } from "./errors";
+import { fileResponse } from "./file-response";
+import { headersOnly, readJsonObject } from "./http";
+import type { RequestContext } from "./http";
+import { registry } from "./registry";
+import { validateGenerateRequest } from "./schemas";
+import { jobOwner, takeRateLimit } from "./security";
+import { EventStream, SSE_HEADERS } from "./sse";
+import { FINISHED, inputHash } from "./jobs/store";
+import type { Job, JobEvent, JobOutput } from "./jobs/store";
 
 const MAX_IDEMPOTENCY_KEY = 255;
 const MAX_WAIT_S = 60;
