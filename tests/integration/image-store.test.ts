@@ -75,4 +75,12 @@ describe("IMAGE_STORE=s3", () => {
     expect(failure).toContain(`IMAGE_STORE=s3 with S3_BUCKET=${s3.bucket} at S3_ENDPOINT=${nowhere} cannot hold jobs`);
     expect(failure).not.toContain("a-secret-never-shown-1234");
   });
+
+  it("stops the start naming REDIS_URL when the job store's Redis cannot be reached, and never prints its password", async () => {
+    const failure = await startFailure({ ...s3.env, REDIS_URL: `redis://:a-redis-password-never-shown@127.0.0.1:${await freePort()}` });
+    expect(failure).toMatch(/gateway exited with 1/);
+    expect(failure).toContain("JOB_STORE=redis (on REDIS_URL)");
+    expect(failure).toContain("cannot hold jobs");
+    expect(failure).not.toContain("a-redis-password-never-shown");
+  });
 });
