@@ -104,19 +104,31 @@ end
 return 0
 `;
 
+/**
+ * An image's time in the images set: now, or just after the newest one, so two images kept in
+ * the same millisecond still leave in the order they came (a tie would go by hash).
+ */
+const IMAGE_TIME = `
+local function imageTime(images, now)
+  local newest = redis.call("ZREVRANGE", images, 0, 0, "WITHSCORES")[2]
+  if newest and tonumber(newest) >= tonumber(now) then return tonumber(newest) + 1 end
+  return tonumber(now)
+end
+`;
+
 /** Keeps an image's record once; its bytes are counted then. */
-const PUT_IMAGE = `
+const PUT_IMAGE = `${IMAGE_TIME}
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
 redis.call("HSET", KEYS[1], "sha256", ARGV[1], "content_type", ARGV[2], "bytes", ARGV[3])
-redis.call("ZADD", KEYS[2], ARGV[4], ARGV[1])
+redis.call("ZADD", KEYS[2], imageTime(KEYS[2], ARGV[4]), ARGV[1])
 redis.call("INCRBY", KEYS[3], ARGV[3])
 return 1
 `;
 
 /** An image kept already (1) counts as stored now, so it outlives the newest job that has it by JOB_TTL, as it would stored anew. */
-const TOUCH_IMAGE = `
+const TOUCH_IMAGE = `${IMAGE_TIME}
 if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
-redis.call("ZADD", KEYS[2], "XX", ARGV[1], ARGV[2])
+redis.call("ZADD", KEYS[2], "XX", imageTime(KEYS[2], ARGV[1]), ARGV[2])
 return 1
 `;
 

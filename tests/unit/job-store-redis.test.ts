@@ -140,6 +140,21 @@ describe("the Redis job store", () => {
     expect(await a.usage()).toEqual({ images: 1, bytes: 13 });
   });
 
+  it("lets images kept within the same millisecond go in the order they came, not by hash", async () => {
+    const [a] = gateways(1) as [RedisJobStore];
+    const kept: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const bytes = Buffer.from(`image ${String(i).padStart(2, "0")}`);
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      await a.putImage(bytes, "image/png", sha256);
+      kept.push(sha256);
+    }
+    // Each is 8 bytes: room for the newest five.
+    expect(await a.trim(5 * 8, 100)).toBe(35);
+    const left = await Promise.all(kept.map(async (sha256) => (await a.image(sha256)) !== undefined));
+    expect(left).toEqual(kept.map((_, i) => i >= 35));
+  });
+
   it("sends an image it already keeps to the image store no more (a read of it may be under way), and keeps it as long as if it had", async () => {
     const puts: string[] = [];
     class CountingImages extends FileImageStore {
