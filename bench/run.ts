@@ -8,9 +8,10 @@
  * Then a long queue of jobs (bench/queue.ts): what 1,000 waiting jobs keep,
  * how long they take to drain, the event loop's worst delay meanwhile; and
  * many gateways as one service (bench/shared.ts): a job's overhead alone and
- * shared through Redis and a bucket, events across gateways, image GETs.
+ * shared through Redis and a bucket, events across gateways, image GETs; and
+ * what OpenAI's output_format costs where the image is converted (bench/convert.ts).
  *
- *   npm run bench -- [--duration 10] [--warmup 3] [--rounds 3] [--only health,generate,stream,queue,shared] [--rebuild] [--out bench/results.md]
+ *   npm run bench -- [--duration 10] [--warmup 3] [--rounds 3] [--only health,generate,stream,queue,shared,formats] [--rebuild] [--out bench/results.md]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -19,6 +20,8 @@ import { parseArgs } from "node:util";
 import { runLoad } from "./load";
 import { longQueue, queueLine } from "./queue";
 import type { QueueResult } from "./queue";
+import { convertLines, outputFormats } from "./convert";
+import type { ConvertResult } from "./convert";
 import { manyGateways, sharedLines } from "./shared";
 import type { SharedResult } from "./shared";
 import type { LoadResult } from "./load";
@@ -91,7 +94,10 @@ const only = args.only?.split(",").map((name) => name.trim());
 const scenarios = only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
 const measureQueue = !only || only.includes("queue");
 const measureShared = !only || only.includes("shared");
-if (scenarios.length === 0 && !measureQueue && !measureShared) throw new Error(`--only names none of ${[...SCENARIOS.map((s) => s.name), "queue", "shared"].join(", ")}`);
+const measureFormats = !only || only.includes("formats");
+if (scenarios.length === 0 && !measureQueue && !measureShared && !measureFormats) {
+  throw new Error(`--only names none of ${[...SCENARIOS.map((s) => s.name), "queue", "shared", "formats"].join(", ")}`);
+}
 
 function positive(name: string, raw: string, zeroOk = false): number {
   const value = Number(raw);
@@ -107,6 +113,7 @@ const measurements: Measurement[] = [];
 let answerBytes: Partial<Record<string, number>> = {};
 let queue: QueueResult | undefined;
 let shared: SharedResult | undefined;
+let formats: ConvertResult | undefined;
 try {
   const emulator = await startEmulator();
   servers.push(emulator);
@@ -165,6 +172,10 @@ if (measureQueue) {
 if (measureShared) {
   shared = await manyGateways();
   for (const line of sharedLines(shared)) console.log(`bench: ${line}`);
+}
+if (measureFormats) {
+  formats = await outputFormats();
+  for (const line of convertLines(formats)) console.log(`bench: ${line}`);
 }
 
 const report = renderReport();
@@ -238,6 +249,7 @@ function renderReport(): string {
   lines.push(...table(header, rows), "", ...targetLines());
   if (queue) lines.push("", "## Jobs", "", queueLine(queue));
   if (shared) lines.push("", "## Many gateways, one service", "", ...sharedLines(shared));
+  if (formats) lines.push("", "## OpenAI output formats", "", ...convertLines(formats));
   lines.push("");
   return lines.join("\n");
 }

@@ -14,6 +14,7 @@ export type ErrorCode =
   | "invalid_parameter"
   | "not_found"
   | "model_not_found"
+  | "image_input_unsupported"
   | "jobs_off"
   | "storage_full"
   | "store_unavailable"
@@ -128,6 +129,14 @@ export const fail = {
     }),
   invalidHeader: (name: string, why: string) => new GatewayError("invalid_header", 400, `${name} ${why}`),
   /** A field of an OpenAI-style request the gateway cannot honour as given. */
+  /** /v1/images/edits and /variations: the GPU server makes images from text alone. */
+  imageInputUnsupported: (path: string) =>
+    new GatewayError(
+      "image_input_unsupported",
+      400,
+      `${path} needs an input image, and the GPU server behind this gateway takes none: it makes images from a text prompt only (use /v1/images/generations)`,
+      { param: "image" },
+    ),
   invalidParameter: (param: string, why: string) => new GatewayError("invalid_parameter", 400, `${param}: ${why}`, { param }),
   /** The IETF draft's answer to a reused Idempotency-Key with another body. */
   idempotencyMismatch: () =>

@@ -51,13 +51,15 @@ export function outputOf(job: Job): (JobOutput & { image_url: string }) | null {
   return job.output && { ...job.output, image_url: imageUrl(job) };
 }
 
+const EXTENSIONS: Record<string, string> = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
+
 /**
  * Where the job's image is. With API keys, signed until the job expires, so a
  * browser's `<img src>` (which sends no key) can fetch it.
  */
 function imageUrl(job: Job): string {
   const { sha256, content_type: type } = job.output as JobOutput;
-  const url = `/api/images/${sha256}.${type === "image/png" ? "png" : type === "image/jpeg" ? "jpg" : "bin"}`;
+  const url = `/api/images/${sha256}.${EXTENSIONS[type] ?? "bin"}`;
   const { access, config } = registry();
   const expires = Math.floor((Date.parse(job.completed_at ?? job.created_at) + config.jobTtlMs) / 1000);
   const signature = access.keys.sign(`${sha256}:${expires}`);
@@ -257,7 +259,7 @@ export async function followJob(id: string, request: Request, context: RequestCo
   return stream.response();
 }
 
-const IMAGE_NAME = /^([0-9a-f]{64})(?:\.(?:png|jpg|jpeg|bin))?$/;
+const IMAGE_NAME = /^([0-9a-f]{64})(?:\.(?:png|jpg|jpeg|webp|bin))?$/;
 
 /**
  * GET /api/images/{sha256}[.ext]: the bytes, content-addressed, so cached for

@@ -3,12 +3,13 @@
  * built on them (Open WebUI, LibreChat, n8n, the AI SDK's generateImage) can
  * use a self-hosted GPU: POST /v1/images/generations makes `n` generations of
  * the gateway's one model, each admitted like any other, and answers them as
- * base64 or by URL in the image store; GET /v1/models names that model.
+ * base64 or by URL in the image store, in the asked output_format, or streams
+ * one as OpenAI's image stream; GET /v1/models names that model.
  * Errors take OpenAI's shape (lib/errors.ts openAiErrorResponse).
  */
 import "server-only";
 import type { Config } from "./config";
-import { GatewayError, fail } from "./errors";
+import { GatewayError, fail, openAiError } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import { parseJsonObject } from "./json-object";
 import type { RequestContext } from "./http";
@@ -21,7 +22,10 @@ import { registry } from "./registry";
 import { SEED_MAX, requestJson, seedValue, validateGenerateRequest } from "./schemas";
 import type { GenerateRequest } from "./schemas";
 import { jobOwner, takeRateLimit } from "./security";
-import { plainStringSpan } from "./upstream/lean-json";
+import { EventStream } from "./sse";
+import { OUTPUT_FORMATS, answerFormat, answerImage, convertImage } from "./upstream/image";
+import type { AnswerImage, OutputFormat } from "./upstream/image";
+import { plainStringSpan, topLevelNumbers } from "./upstream/lean-json";
 
 export type ImageFormat = "url" | "b64_json";
 
@@ -30,6 +34,15 @@ export interface ImagesRequest {
   generations: GenerateRequest[];
   format: ImageFormat;
   model: string | undefined;
+  /** OpenAI's image stream: one `image_generation.completed` event (n is 1). */
+  stream: boolean;
+  /** The image's format as asked: converted to it only where the GPU server's differs. */
+  outputFormat: OutputFormat | undefined;
+  /** jpeg and webp quality for a conversion (OpenAI's output_compression). */
+  compression: number | undefined;
+  /** As asked, or "auto": told back in the answer, as OpenAI does; the GPU server has no such settings. */
+  quality: string;
+  background: string;
 }
 
 /** `size: "auto"` (and none) is OpenAI's square. */
@@ -44,24 +57,44 @@ function plain(value: unknown): unknown {
   return value instanceof JsonNumber ? value.value : value;
 }
 
+/** A field that is absent, null, or a whole number in [min, max]. */
+function wholeNumber(body: Record<string, unknown>, name: string, min: number, max: number, why = `must be a whole number from ${min} to ${max}`): number | undefined {
+  const value = plain(body[name]) ?? undefined;
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) throw fail.invalidParameter(name, why);
+  return value;
+}
+
+/** A field that is absent, null, or a string. */
+function text(body: Record<string, unknown>, name: string): string | undefined {
+  const value = body[name] ?? undefined;
+  if (value !== undefined && typeof value !== "string") throw fail.invalidParameter(name, "must be a string");
+  return value;
+}
+
 /**
- * The OpenAI request as the gateway's generations. `quality`, `style`,
- * `user`, `output_format` and the rest are accepted and left: the GPU server
- * has no such settings (its format is its own).
+ * The OpenAI request as the gateway's generations. `style`, `user`,
+ * `moderation` and the rest are accepted and left: the GPU server has no
+ * such settings. Model names are any: the one model makes them all.
  */
 export function parseImagesRequest(body: Record<string, unknown>, config: Pick<Config, "maxImagesPerRequest" | "sizeMultiple">): ImagesRequest {
-  if (body.stream === true) throw fail.invalidParameter("stream", "streaming is not offered by this gateway: leave stream out, or false");
-  const model = body.model ?? undefined;
-  if (model !== undefined && typeof model !== "string") throw fail.invalidParameter("model", "must be a string");
-  const n = plain(body.n) ?? 1;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > config.maxImagesPerRequest) {
-    throw fail.invalidParameter("n", `must be a whole number from 1 to ${config.maxImagesPerRequest} (MAX_IMAGES_PER_REQUEST)`);
-  }
+  const model = text(body, "model");
+  const n = wholeNumber(body, "n", 1, config.maxImagesPerRequest, `must be a whole number from 1 to ${config.maxImagesPerRequest} (MAX_IMAGES_PER_REQUEST)`) ?? 1;
+  const stream = body.stream ?? false;
+  if (typeof stream !== "boolean") throw fail.invalidParameter("stream", "must be true or false");
+  // OpenAI's completed event has no index to tell n images apart.
+  if (stream && n > 1) throw fail.invalidParameter("n", "a stream carries one image: ask n: 1, or leave stream out for n images in one answer");
+  wholeNumber(body, "partial_images", 0, 3);
   const size = body.size ?? "auto";
   const sized = size === "auto" ? AUTO_SIZE : typeof size === "string" ? SIZE.exec(size) : null;
   if (!sized) throw fail.invalidParameter("size", 'must be "WIDTHxHEIGHT" (such as "1024x1024") or "auto"');
-  const format = body.response_format ?? (typeof model === "string" && BASE64_MODELS.test(model) ? "b64_json" : "url");
+  const format = body.response_format ?? (stream || (model !== undefined && BASE64_MODELS.test(model)) ? "b64_json" : "url");
   if (format !== "url" && format !== "b64_json") throw fail.invalidParameter("response_format", 'must be "url" or "b64_json"');
+  if (stream && format === "url") throw fail.invalidParameter("response_format", 'a stream sends the image as b64_json: leave response_format out, or ask "b64_json"');
+  const outputFormat = body.output_format ?? undefined;
+  if (outputFormat !== undefined && !OUTPUT_FORMATS.includes(outputFormat as OutputFormat)) throw fail.invalidParameter("output_format", 'must be "png", "jpeg" or "webp"');
+  const compression = wholeNumber(body, "output_compression", 0, 100);
+  if (compression !== undefined && outputFormat === "png") throw fail.invalidParameter("output_compression", 'applies to "jpeg" and "webp" only, not to "png"');
 
   const fields: Record<string, unknown> = {
     prompt: body.prompt,
@@ -81,15 +114,25 @@ export function parseImagesRequest(body: Record<string, unknown>, config: Pick<C
   const generations = Array.from({ length: n }, (_, i) =>
     base.seed === -1 ? base : { ...base, seed: seedValue((BigInt(base.seed) + BigInt(i)) % (SEED_MAX + 1n)) },
   );
-  return { generations, format: format, model: typeof model === "string" ? model : undefined };
+  return {
+    generations,
+    format,
+    model,
+    stream,
+    outputFormat: outputFormat as OutputFormat | undefined,
+    compression,
+    quality: text(body, "quality") ?? "auto",
+    background: text(body, "background") ?? "auto",
+  };
 }
 
-/** POST /v1/images/generations: `n` images of the caller's rate limit, then their generations (see `generateAll`). */
+/** POST /v1/images/generations: `n` images of the caller's rate limit, then their generations (see `generateAll`), or one image's stream. */
 export async function generateImages(request: Request, context: RequestContext): Promise<Response> {
   const gateway = registry();
   const { config } = gateway;
   const body = await readJsonObject(request, { maxBytes: config.maxBodyBytes, timeoutMs: config.bodyTimeoutMs, signal: request.signal });
-  const { generations, format, model } = parseImagesRequest(body, config);
+  const asked = parseImagesRequest(body, config);
+  const { generations, format, model } = asked;
   if (format === "url" && !config.jobs) {
     throw fail.invalidParameter("response_format", '"url" needs the gateway\'s image store, which is off here (JOBS=false): ask for "b64_json"');
   }
@@ -97,18 +140,111 @@ export async function generateImages(request: Request, context: RequestContext):
   const base = format === "url" ? (config.publicBaseUrl ?? origin(request)) : "";
   const { owner } = jobOwner(request, context.caller ?? "anonymous");
   context.headers.push(...(await takeRateLimit(context.caller ?? "anonymous", generations.length)));
-  context.record.note({ model, images: generations.length, response_format: format });
+  context.record.note({ model, images: generations.length, response_format: format, output_format: asked.outputFormat, stream: asked.stream || undefined });
+  if (asked.stream) return streamImage(request, context, asked);
   const created = Math.floor(Date.now() / 1000);
-  const answers = await generateAll(generations, request.signal, context);
-  const chunks: Buffer[] = [Buffer.from(`{"created":${created},"data":[`)];
-  for (const [i, json] of answers.entries()) {
+  const images = await Promise.all((await generateAll(generations, request.signal, context)).map((json) => delivered(json, asked)));
+  const head = JSON.stringify({ created, background: asked.background, output_format: images[0]?.format, quality: asked.quality, size: sizeOf(images[0], generations[0]) });
+  const chunks: Buffer[] = [Buffer.from(`${head.slice(0, -1)},"data":[`)];
+  for (const [i, image] of images.entries()) {
     if (i > 0) chunks.push(Buffer.from(","));
-    if (format === "b64_json") chunks.push(Buffer.from('{"b64_json":"'), base64Of(json), Buffer.from('"}'));
-    else chunks.push(Buffer.from(JSON.stringify({ url: base + (await imagePath(owner, generations[i] as GenerateRequest, json)) })));
+    if (format === "b64_json") chunks.push(Buffer.from('{"b64_json":"'), base64(image), Buffer.from('"}'));
+    else chunks.push(Buffer.from(JSON.stringify({ url: base + (await imagePath(owner, generations[i] as GenerateRequest, image)) })));
   }
   chunks.push(Buffer.from("]}"));
   context.record.sent(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
   return streamedJson(chunks);
+}
+
+/** No tokens are counted here; OpenAI's stream events carry the field, so it is told as none. */
+const NO_USAGE = { input_tokens: 0, input_tokens_details: { image_tokens: 0, text_tokens: 0 }, output_tokens: 0, total_tokens: 0 };
+
+/**
+ * `stream: true`: OpenAI's image stream over one generation. It opens (a 200)
+ * once the generation is admitted, waiting in line or sent: until then a
+ * failure is the usual JSON error, which the SDKs raise as typed errors. Then
+ * keep-alive comments while the GPU works, and one `image_generation.completed`
+ * with the image, or an `error` event the SDKs throw. The GPU server sends no
+ * preview, so no `image_generation.partial_image` is sent, whatever
+ * `partial_images` asks (OpenAI's spec lets the final image come first).
+ * The client leaving stops the generation as on /api/generate-stream.
+ */
+async function streamImage(request: Request, context: RequestContext, asked: ImagesRequest): Promise<Response> {
+  const client = new AbortController();
+  const onClientGone = () => {
+    client.abort(fail.clientClosed(request.signal.reason));
+  };
+  request.signal.addEventListener("abort", onClientGone, { once: true });
+  context.afterResponse(() => {
+    request.signal.removeEventListener("abort", onClientGone);
+  });
+  const events = new EventStream(registry().config.sseKeepAliveMs, onClientGone);
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const answer = generateAll(asked.generations, client.signal, context, open);
+  try {
+    await Promise.race([answer, opened]);
+  } catch (error) {
+    events.end();
+    throw error;
+  }
+  void completeStream(answer, events, asked, context.record).finally(context.record.hold());
+  const response = events.response();
+  events.comment("generating");
+  return response;
+}
+
+/** The stream's one event: the image in the asked format, or the failure in OpenAI's error shape. */
+async function completeStream(answer: Promise<Buffer[]>, events: EventStream, asked: ImagesRequest, record: RequestRecord): Promise<void> {
+  try {
+    const [json] = await answer;
+    const image = await delivered(json as Buffer, asked);
+    const fields = JSON.stringify({
+      created_at: Math.floor(Date.now() / 1000),
+      size: sizeOf(image, asked.generations[0]),
+      quality: asked.quality,
+      background: asked.background,
+      output_format: image.format,
+      usage: NO_USAGE,
+    });
+    const event = [Buffer.from('event: image_generation.completed\ndata: {"type":"image_generation.completed","b64_json":"'), base64(image), Buffer.from(`",${fields.slice(1)}\n\n`)];
+    for (const chunk of event) events.write(chunk);
+    record.sent(event.reduce((sum, chunk) => sum + chunk.length, 0));
+  } catch (error) {
+    record.failed(error);
+    const known = error instanceof GatewayError ? error : fail.internal(error);
+    events.write(Buffer.from(`event: error\ndata: ${JSON.stringify({ type: "error", ...openAiError(known).body })}\n\n`));
+  } finally {
+    events.end();
+  }
+}
+
+/** One image as delivered: the GPU server's answer, and, where the asked format differs from its own, the image converted (decoded only then). */
+interface Delivered {
+  json: Buffer;
+  converted: AnswerImage | undefined;
+  format: OutputFormat | undefined;
+}
+
+async function delivered(json: Buffer, asked: Pick<ImagesRequest, "outputFormat" | "compression">): Promise<Delivered> {
+  const format = answerFormat(json);
+  if (asked.outputFormat === undefined || asked.outputFormat === format) return { json, converted: undefined, format };
+  try {
+    return { json, converted: await convertImage(answerImage(json), asked.outputFormat, asked.compression), format: asked.outputFormat };
+  } catch (error) {
+    throw fail.upstreamBadResponse(`its image could not be read to make a ${asked.outputFormat} of it`, error);
+  }
+}
+
+/** The image as base64: the GPU server's own, a view of its answer, or the converted one's. */
+function base64(image: Delivered): Buffer {
+  return image.converted ? Buffer.from(image.converted.bytes.toString("base64"), "latin1") : base64Of(image.json);
+}
+
+/** The size as generated ("WIDTHxHEIGHT"), as the GPU server told it, else as asked. */
+function sizeOf(image: Delivered | undefined, params: GenerateRequest | undefined): string {
+  const numbers = new Map(image ? topLevelNumbers(image.json) : []);
+  return `${numbers.get("width") ?? params?.width}x${numbers.get("height") ?? params?.height}`;
 }
 
 /**
@@ -120,8 +256,9 @@ export async function generateImages(request: Request, context: RequestContext):
  * others stop as if their client had left (the GPU server is not blamed, and
  * what it still runs keeps its slot). The record times the request once, its
  * queue wait to the first slot and its upstream time to the last answer.
+ * `onAdmitted` hears that the request is in line or sent (no longer refused at the door).
  */
-async function generateAll(generations: readonly GenerateRequest[], client: AbortSignal, context: RequestContext): Promise<Buffer[]> {
+async function generateAll(generations: readonly GenerateRequest[], client: AbortSignal, context: RequestContext, onAdmitted?: () => void): Promise<Buffer[]> {
   const gateway = registry();
   const stop = new AbortController();
   const onClientGone = () => {
@@ -141,6 +278,7 @@ async function generateAll(generations: readonly GenerateRequest[], client: Abor
     let ended!: () => void;
     const end = new Promise<void>((resolve) => (ended = resolve));
     const admitted = () => {
+      onAdmitted?.();
       queued();
       upstream ??= context.record.begin("upstream");
       generating.add(end);
@@ -155,7 +293,7 @@ async function generateAll(generations: readonly GenerateRequest[], client: Abor
       await myTurn;
       for (;;) {
         try {
-          const answer = await generation.image();
+          const answer = await generation.image(onAdmitted);
           return answer.length === 1 ? (answer[0] as Buffer) : Buffer.concat(answer);
         } catch (error) {
           // No room in the queue while a sibling runs: its slot comes free for this one.
@@ -224,8 +362,8 @@ function base64Of(json: Buffer): Buffer {
 }
 
 /** The image kept as a finished job of the caller's (so for JOB_TTL, and in its history): its path, signed with keys. */
-async function imagePath(owner: string, params: GenerateRequest, json: Buffer): Promise<string> {
-  const job = await registry().jobs.keep(owner, params, json);
+async function imagePath(owner: string, params: GenerateRequest, image: Delivered): Promise<string> {
+  const job = await registry().jobs.keep(owner, params, image.converted ?? answerImage(image.json));
   return outputOf(job)?.image_url ?? "";
 }
 
@@ -248,6 +386,11 @@ function origin(request: Request): string {
   const proto = first("x-forwarded-proto")?.toLowerCase();
   const scheme = proto === "http" || proto === "https" ? proto : url.protocol.slice(0, -1);
   return `${scheme}://${host}`;
+}
+
+/** POST /v1/images/edits and /v1/images/variations: OpenAI's 400, saying what the GPU server lacks (its body, an upload, is not read). */
+export function refuseImageInput(request: Request): Response {
+  throw fail.imageInputUnsupported(new URL(request.url).pathname);
 }
 
 /** When this process started, as the models' `created`. */

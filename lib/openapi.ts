@@ -33,6 +33,7 @@ import {
   OpenAIErrorBody,
   OpenAIImagesRequest,
   OpenAIImagesResponse,
+  OpenAIImageStreamEvent,
   OpenAIModel,
   OpenAIModelList,
   validateGenerateRequest,
@@ -106,6 +107,7 @@ const RESPONSE_SCHEMAS = {
   JobEvent,
   JobList,
   OpenAIImagesResponse,
+  OpenAIImageStreamEvent,
   OpenAIErrorBody,
   OpenAIModel,
   OpenAIModelList,
@@ -765,7 +767,7 @@ function endpoints(): Endpoint[] {
         operationId: "createImages",
         summary: "OpenAI Images API: generate images",
         description:
-          "For OpenAI's SDKs and the apps built on them, with `http(s)://<gateway>/v1` as their base URL. Each of the `n` images is one generation, admitted, limited and validated as `POST /api/generate`. Errors take OpenAI's shape: bad input 400 (never reaching the GPU), a wrong key 401, a rate limit or a full queue 429 with `Retry-After`, GPU-server failures 502/503/504.",
+          "For OpenAI's SDKs and the apps built on them, with `http(s)://<gateway>/v1` as their base URL. Each of the `n` images is one generation, admitted, limited and validated as `POST /api/generate`. Any model name is the gateway's one model. `output_format` converts the image only where the GPU server's format differs. `stream: true` answers OpenAI's image stream once the generation is admitted: keep-alive comments, then one `image_generation.completed` event (or an `error` event, which the SDKs throw). Errors take OpenAI's shape: bad input 400 (never reaching the GPU), a wrong key 401, a rate limit or a full queue 429 with `Retry-After`, GPU-server failures 502/503/504.",
         tag: "openai",
         requestBody: {
           required: true,
@@ -779,19 +781,67 @@ function endpoints(): Endpoint[] {
                   value: { prompt: "a red fox in snow", n: 2, size: "512x512", response_format: "b64_json", seed: 42 },
                   "x-expected-status": 200,
                 },
+                libreChat: {
+                  summary: "LibreChat's image tool: a WebP, as base64",
+                  value: { model: "gpt-image-1", prompt: "a red fox in snow", n: 1, background: "auto", output_format: "webp", output_compression: 90, quality: "auto", size: "auto" },
+                  "x-expected-status": 200,
+                },
+                stream: { summary: "A stream of one PNG", value: { model: "gpt-image-1", prompt: "a red fox in snow", size: "512x512", output_format: "png", stream: true, partial_images: 2 }, "x-expected-status": 200 },
               },
             },
           },
         },
         responses: {
-          200: jsonResponse("The images", "OpenAIImagesResponse", {
-            url: { summary: "By URL", value: { created: 1767225600, data: [{ url: "https://gateway.example/api/images/9f2c1e0a4b7d3c6e8f5a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e.jpg" }] } },
-            b64: { summary: "As base64 (shortened)", value: { created: 1767225600, data: [{ b64_json: "/9j/4AAQSkZJRgABAQ…" }, { b64_json: "/9j/4AAQSkZJRgABAQ…" }] } },
-          }),
-          400: openAiErrorResponse(400, "Bad input: a field off the rules (`param` names it), a body that is no JSON object, `stream: true`, more images than RATE_LIMIT_PER_MINUTE allows in a minute, a Host no image URL can be made of", {
+          200: {
+            description: "The images; with `stream: true`, OpenAI's image stream",
+            content: {
+              ...jsonResponse("", "OpenAIImagesResponse", {
+                url: {
+                  summary: "By URL",
+                  value: {
+                    created: 1767225600,
+                    background: "auto",
+                    data: [{ url: "https://gateway.example/api/images/9f2c1e0a4b7d3c6e8f5a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e.jpg" }],
+                    output_format: "jpeg",
+                    quality: "auto",
+                    size: "1024x1024",
+                  },
+                },
+                b64: {
+                  summary: "As base64 (shortened)",
+                  value: { created: 1767225600, background: "auto", data: [{ b64_json: "/9j/4AAQSkZJRgABAQ…" }, { b64_json: "/9j/4AAQSkZJRgABAQ…" }], output_format: "jpeg", quality: "auto", size: "512x512" },
+                },
+              }).content,
+              "text/event-stream": {
+                schema: eventStreamSchema("OpenAIImageStreamEvent"),
+                examples: {
+                  completed: {
+                    summary: "Keep-alive comments (not shown), then the image (shortened)",
+                    value: [
+                      {
+                        data: checked(OpenAIImageStreamEvent, "the stream's completed event", {
+                          type: "image_generation.completed",
+                          b64_json: "iVBORw0KGgoAAAANSUhEUgAA…",
+                          created_at: 1767225600,
+                          size: "512x512",
+                          quality: "auto",
+                          background: "auto",
+                          output_format: "png",
+                          usage: { input_tokens: 0, input_tokens_details: { image_tokens: 0, text_tokens: 0 }, output_tokens: 0, total_tokens: 0 },
+                        }).value,
+                      },
+                    ],
+                  },
+                },
+              },
+            },
+          },
+          400: openAiErrorResponse(400, "Bad input: a field off the rules (`param` names it), a body that is no JSON object, `stream: true` with n > 1, more images than RATE_LIMIT_PER_MINUTE allows in a minute, a Host no image URL can be made of", {
             size: ["A size off the grid", fail.invalidParameter("size", "width: Input should be a multiple of 16")],
+            outputFormat: ["An unknown output_format", fail.invalidParameter("output_format", 'must be "png", "jpeg" or "webp"')],
+            compression: ["output_compression for a png", fail.invalidParameter("output_compression", 'applies to "jpeg" and "webp" only, not to "png"')],
             tooManyImages: ["n over the rate limit", fail.invalidParameter("n", "4 images are more than RATE_LIMIT_PER_MINUTE allows in a minute (3)")],
-            stream: ["stream: true", fail.invalidParameter("stream", "streaming is not offered by this gateway: leave stream out, or false")],
+            stream: ["stream: true with n: 2", fail.invalidParameter("n", "a stream carries one image: ask n: 1, or leave stream out for n images in one answer")],
             notJson: ["Malformed JSON", fail.invalidJson(jsonParseError('{"prompt": "a red fox"'))],
             empty: ["Empty body", fail.invalidJson("the body is empty")],
             tooLarge: [`Over the default limit of ${defaults.maxBodyBytes} bytes (OpenAI has no 413)`, fail.payloadTooLarge(defaults.maxBodyBytes)],
@@ -809,12 +859,41 @@ function endpoints(): Endpoint[] {
       },
     },
     {
+      route: ROUTES.openAiEdits,
+      method: "post",
+      operation: {
+        operationId: "createImageEdit",
+        summary: "OpenAI Images API: edit an image (not offered)",
+        description: "The GPU server makes images from a text prompt only and takes no input image, so this is OpenAI's 400 (`image_input_unsupported`, param `image`) whatever is sent; the body is not read.",
+        tag: "openai",
+        responses: {
+          400: openAiErrorResponse(400, "No input image is taken here", { unsupported: ["Any request", fail.imageInputUnsupported("/v1/images/edits")] }),
+          ...openAiCommonErrors(["POST"]),
+        },
+      },
+    },
+    {
+      route: ROUTES.openAiVariations,
+      method: "post",
+      operation: {
+        operationId: "createImageVariation",
+        summary: "OpenAI Images API: vary an image (not offered)",
+        description: "The GPU server makes images from a text prompt only and takes no input image, so this is OpenAI's 400 (`image_input_unsupported`, param `image`) whatever is sent; the body is not read.",
+        tag: "openai",
+        responses: {
+          400: openAiErrorResponse(400, "No input image is taken here", { unsupported: ["Any request", fail.imageInputUnsupported("/v1/images/variations")] }),
+          ...openAiCommonErrors(["POST"]),
+        },
+      },
+    },
+    {
       route: ROUTES.openAiModels,
       method: "get",
       operation: {
         operationId: "listModels",
         summary: "OpenAI API: the models",
-        description: "The gateway's one image model, IMAGE_MODEL_NAME (some apps list models before they use one).",
+        description:
+          "The gateway's one image model, IMAGE_MODEL_NAME (some apps list models before they use one). A generation takes any model name and makes it with this one, so the names apps send as they are work: `dall-e-2` (Open WebUI's default when its model is unset), `dall-e-3`, `gpt-image-1` (LibreChat's), `gpt-image-2`; a gpt-image-* name answers base64 by default, as OpenAI does.",
         tag: "openai",
         responses: {
           200: jsonResponse("The models", "OpenAIModelList", {

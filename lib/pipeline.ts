@@ -66,10 +66,11 @@ export class Generation {
     return result.data;
   }
 
-  /** The GPU server's whole /generate answer (a JSON object, checked), in the chunks it came in. */
-  async image(): Promise<Buffer[]> {
-    const { result, done } = await this.call((params, slot) =>
-      this.gateway.upstream.generate(params, this.work.signal, this.observer.upstreamContext(), slot),
+  /** The GPU server's whole /generate answer (a JSON object, checked), in the chunks it came in; `onQueued` as for `events`. */
+  async image(onQueued?: (position: number) => void): Promise<Buffer[]> {
+    const { result, done } = await this.call(
+      (params, slot) => this.gateway.upstream.generate(params, this.work.signal, this.observer.upstreamContext(), slot),
+      onQueued,
     );
     done();
     return result;

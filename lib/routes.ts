@@ -39,6 +39,9 @@ export const ROUTES = {
   /** Any other /api path: a JSON 404. */
   unknown: { path: "/api/[...path]" },
   openAiImages: { path: "/v1/images/generations", access: "key", errors: "openai" },
+  /** OpenAI's edits and variations: a 400 that says why (the GPU server takes no input image). */
+  openAiEdits: { path: "/v1/images/edits", access: "key", errors: "openai" },
+  openAiVariations: { path: "/v1/images/variations", access: "key", errors: "openai" },
   openAiModels: { path: "/v1/models", access: "key", errors: "openai" },
   openAiModel: { path: "/v1/models/[...model]", access: "key", errors: "openai" },
   /** Any other /v1 path: OpenAI's 404. */

@@ -433,22 +433,32 @@ export const ValidationErrorBody = z.object({ detail: z.array(ValidationDetail),
 // ---- the OpenAI Images API (/v1): what the gateway reads and answers, for its OpenAPI document
 
 const ignored = z.string().optional().describe("Accepted and ignored: the GPU server has no such setting");
+const OutputFormat = z.enum(["png", "jpeg", "webp"]);
 
 /** POST /v1/images/generations, as the gateway reads it; other fields are ignored. */
 export const OpenAIImagesRequest = z.looseObject({
   prompt: GenerateRequest.shape.prompt,
-  model: z.string().optional().describe("Any value: the gateway has one model (IMAGE_MODEL_NAME); logged"),
-  n: z.int().min(1).default(1).describe("How many images, 1 to MAX_IMAGES_PER_REQUEST (4 by default): one generation each, a fixed seed counting up"),
+  model: z
+    .string()
+    .optional()
+    .describe("Any name: the gateway has one model (IMAGE_MODEL_NAME), which makes them all, so the names apps send (dall-e-2, Open WebUI's default; dall-e-3; gpt-image-1, LibreChat's; gpt-image-2) work as they are; logged"),
+  n: z.int().min(1).default(1).describe("How many images, 1 to MAX_IMAGES_PER_REQUEST (4 by default): one generation each, a fixed seed counting up; 1 with stream"),
   size: z.string().default("auto").describe('"WIDTHxHEIGHT" within the gateway\'s size rules, or "auto" (1024x1024)'),
   response_format: z
     .enum(["url", "b64_json"])
     .optional()
-    .describe('"url" (the default, as DALL·E: an absolute URL in the image store, kept JOB_TTL) or "b64_json"; a gpt-image-* or chatgpt-image-* model answers b64_json by default, as OpenAI does'),
-  stream: z.literal(false).optional().describe("Streaming is not offered: true is a 400"),
-  quality: ignored,
+    .describe('"url" (the default, as DALL·E: an absolute URL in the image store, kept JOB_TTL) or "b64_json"; a gpt-image-* or chatgpt-image-* model, or a stream, answers b64_json by default, as OpenAI does'),
+  output_format: OutputFormat.optional().describe(
+    "The image's format: converted (sharp) only when the GPU server's differs, stored under its own hash for a URL; left out, the GPU server's own (JPEG by default on the genuine server)",
+  ),
+  output_compression: z.int().min(0).max(100).optional().describe('jpeg and webp quality for a conversion, 100 unless given; a png is refused. An image already in the asked format is passed as it is'),
+  stream: z.boolean().default(false).describe("OpenAI's image stream (server-sent events): keep-alive comments, then one image_generation.completed event, or an error event"),
+  partial_images: z.int().min(0).max(3).optional().describe("0 to 3, accepted: the GPU server sends no preview image, so no partial_image event comes"),
+  quality: z.string().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
+  background: z.string().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
   style: ignored,
   user: ignored,
-  output_format: ignored,
+  moderation: ignored,
   negative_prompt: GenerateRequest.shape.negative_prompt.describe("Extension: as /api/generate's"),
   seed: GenerateRequest.shape.seed.describe("Extension: as /api/generate's; with n > 1, the next images take the next seeds"),
   num_inference_steps: GenerateRequest.shape.num_inference_steps.describe("Extension: as /api/generate's"),
@@ -458,12 +468,28 @@ export const OpenAIImagesRequest = z.looseObject({
 /** 200 of POST /v1/images/generations. */
 export const OpenAIImagesResponse = z.object({
   created: z.int().describe("Unix seconds"),
+  background: z.string().describe("As asked, or auto"),
   data: z.array(
     z.object({
-      b64_json: z.string().optional().describe("The GPU server's image, base64 (JPEG by default, PNG when it is configured so)"),
+      b64_json: z.string().optional().describe("The image, base64: the GPU server's own bytes, or converted to output_format"),
       url: z.string().optional().describe("PUBLIC_BASE_URL (else the request's origin) + /api/images/<sha256>.<ext>, signed with API keys"),
     }),
   ),
+  output_format: OutputFormat.optional().describe("The images' format: as asked, or the GPU server's"),
+  quality: z.string().describe("As asked, or auto"),
+  size: z.string().describe("As generated, WIDTHxHEIGHT"),
+});
+
+/** The one event of a 200 to `stream: true` (`event: image_generation.completed`); a failure is `event: error` with OpenAI's error object. */
+export const OpenAIImageStreamEvent = z.object({
+  type: z.literal("image_generation.completed"),
+  b64_json: z.string().describe("The image, base64, in output_format"),
+  created_at: z.int().describe("Unix seconds"),
+  size: z.string().describe("As generated, WIDTHxHEIGHT"),
+  quality: z.string().describe("As asked, or auto"),
+  background: z.string().describe("As asked, or auto"),
+  output_format: OutputFormat.optional().describe("As asked, or the GPU server's"),
+  usage: z.object({}).loose().describe("No tokens are counted here: all zero"),
 });
 
 /** Every /v1 error: OpenAI's shape, so its SDKs raise their typed errors. */

@@ -15,6 +15,7 @@ import type { Registry } from "../registry";
 import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
+import type { AnswerImage } from "../upstream/image";
 import { FINISHED } from "./store";
 import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStore, Listener } from "./store";
 
@@ -123,10 +124,10 @@ export class JobRunner {
    * succeeded job of `owner`: its image is in the store for JOB_TTL, by URL,
    * and in the owner's list.
    */
-  async keep(owner: string, request: GenerateRequest, answer: Buffer): Promise<Job> {
+  async keep(owner: string, request: GenerateRequest, image: AnswerImage): Promise<Job> {
     await this.space.check();
     await this.store.thin(this.gateway.config.maxJobs - 1, THIN_BATCH);
-    const output = await this.keepImage(answer);
+    const output = await this.keepImage(image);
     const { job } = await this.store.create(owner, requestJson(request));
     await this.finish(job.id, { status: "succeeded", started_at: job.created_at, output }, { type: "complete", output });
     return (await this.store.get(job.id)) ?? job;
@@ -288,7 +289,7 @@ export class JobRunner {
       for await (const event of events) {
         if (event.data === undefined) continue;
         if (event.type === "complete") {
-          const output = await this.keepImage(event.data);
+          const output = await this.keepImage(answerImage(event.data));
           await this.finish(job.id, { status: "succeeded", output }, { type: "complete", output });
         } else if (event.type === "error") {
           const { message } = JSON.parse(event.data.toString("utf8")) as { message?: unknown };
@@ -314,8 +315,7 @@ export class JobRunner {
    * make room; a full disk or an image larger than the cap fails the job with
    * `storage_full`, and a full disk stops new jobs until space comes back.
    */
-  private async keepImage(data: Buffer): Promise<JobOutput> {
-    const image = answerImage(data);
+  private async keepImage(image: AnswerImage): Promise<JobOutput> {
     const { dataMaxBytes } = this.gateway.config;
     if (image.bytes.length > dataMaxBytes) throw fail.storageFull(`an image of ${image.bytes.length} bytes is larger than DATA_MAX_BYTES (${dataMaxBytes})`);
     while ((await this.stored(() => this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH))) === SWEEP_BATCH) await setImmediate();

@@ -29,6 +29,49 @@ export function answerImage(json: Buffer): AnswerImage {
 }
 
 function sniffedType(image: Buffer): string {
-  if (image.subarray(0, 4).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47]))) return "image/png";
-  return image[0] === 0xff && image[1] === 0xd8 ? "image/jpeg" : "application/octet-stream";
+  const format = formatOf(image);
+  return format ? CONTENT_TYPES[format] : "application/octet-stream";
+}
+
+/** The formats OpenAI's `output_format` names, which the gateway can make of any image the GPU server sends. */
+export const OUTPUT_FORMATS = ["png", "jpeg", "webp"] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+const CONTENT_TYPES: Record<OutputFormat, string> = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
+
+/** An image's format by its first bytes, which say it whatever its data URI claims. */
+export function formatOf(bytes: Buffer): OutputFormat | undefined {
+  if (bytes.length >= 4 && bytes.readUInt32BE(0) === 0x89504e47) return "png";
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "jpeg";
+  if (bytes.length >= 12 && bytes.toString("latin1", 0, 4) === "RIFF" && bytes.toString("latin1", 8, 12) === "WEBP") return "webp";
+  return undefined;
+}
+
+/**
+ * The format of an answer's image (a /generate answer or a `complete` event's
+ * data) from its first 12 bytes: the megabytes of base64 stay undecoded.
+ */
+export function answerFormat(json: Buffer): OutputFormat | undefined {
+  const span = plainStringSpan(json, "image_base64");
+  if (!span) return formatOf(answerImage(json).bytes);
+  const comma = json.indexOf(",", span[0]);
+  const start = comma >= 0 && comma < span[1] && json.toString("latin1", span[0], span[0] + 5) === "data:" ? comma + 1 : span[0];
+  return formatOf(Buffer.from(json.toString("latin1", start, Math.min(start + 16, span[1])), "base64"));
+}
+
+/**
+ * The image in `format`, re-encoded by sharp (libvips, on libuv's thread pool:
+ * the event loop goes on meanwhile); `quality` is OpenAI's output_compression
+ * for jpeg and webp, 100 unless asked. Its hash is its own, so its URL is too.
+ * sharp is loaded on the first conversion: a gateway that never converts does
+ * not hold libvips in memory.
+ */
+export async function convertImage(image: AnswerImage, format: OutputFormat, quality = 100): Promise<AnswerImage> {
+  const { default: sharp } = await import("sharp");
+  // Each image is seen once: libvips' operation cache would only hold memory.
+  sharp.cache(false);
+  const pipeline = sharp(image.bytes);
+  const encoded = format === "png" ? pipeline.png() : format === "jpeg" ? pipeline.jpeg({ quality }) : pipeline.webp({ quality });
+  const bytes = await encoded.toBuffer();
+  return { ...image, bytes, contentType: CONTENT_TYPES[format], sha256: createHash("sha256").update(bytes).digest("hex") };
 }

@@ -106,9 +106,9 @@ describe("the openai client", () => {
     expect(error).toMatchObject({ status: 400, type: "invalid_request_error", param: "size" });
     expect((error as Error).message).toMatch(/multiple of 16/);
     const stream: unknown = await client()
-      .images.generate({ prompt: "a stream", stream: true } as unknown as OpenAI.ImageGenerateParamsNonStreaming)
+      .images.generate({ prompt: "a bad size, streamed", size: "1000x1000", stream: true })
       .catch((caught: unknown) => caught);
-    expect(stream).toMatchObject({ status: 400, param: "stream" });
+    expect(stream).toMatchObject({ status: 400, param: "size" });
     expect(emulator.stats().generateRequests).toBe(0);
   });
 

@@ -5,7 +5,7 @@ import type { Emulator } from "../../emulator/server";
 import { parseConfig } from "@/lib/config";
 import { buildOpenApiDocument } from "@/lib/openapi";
 import type { Method, Operation } from "@/lib/openapi";
-import { ErrorBody, GenerateResponse, Job, OpenAIErrorBody, OpenAIImagesResponse, StreamEvent, ValidationErrorBody } from "@/lib/schemas";
+import { ErrorBody, GenerateResponse, Job, OpenAIErrorBody, OpenAIImageStreamEvent, OpenAIImagesResponse, StreamEvent, ValidationErrorBody } from "@/lib/schemas";
 import { call, readEvents, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
@@ -96,6 +96,10 @@ describe("the document's request examples, sent to the running gateway", () => {
       expect(events.at(-1)?.type, name).toBe("complete");
     } else if (path === "/api/jobs") {
       Job.parse(await response.json());
+    } else if (path.startsWith("/v1/") && (example.value as { stream?: boolean }).stream) {
+      expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+      const events = (await readEvents(response, performance.now())).flatMap(({ data }) => (data ? [OpenAIImageStreamEvent.parse(data)] : []));
+      expect(events.map(({ type }) => type), name).toEqual(["image_generation.completed"]);
     } else if (path.startsWith("/v1/")) {
       OpenAIImagesResponse.parse(await response.json());
     } else {

@@ -42,13 +42,44 @@ describe("parseImagesRequest", () => {
     expect(parse({ prompt: "x", response_format: "b64_json" }).format).toBe("b64_json");
   });
 
+  it("reads OpenAI's output fields: the format and its compression, a stream of one image, quality and background told back (auto unless asked)", () => {
+    expect(parse({ prompt: "x", model: "gpt-image-1", output_format: "webp", output_compression: 40, quality: "high", background: "opaque" })).toMatchObject({
+      format: "b64_json",
+      outputFormat: "webp",
+      compression: 40,
+      quality: "high",
+      background: "opaque",
+      stream: false,
+    });
+    expect(parse({ prompt: "x", output_format: null, output_compression: null, quality: null, stream: null, partial_images: null })).toMatchObject({
+      outputFormat: undefined,
+      compression: undefined,
+      quality: "auto",
+      background: "auto",
+      stream: false,
+    });
+    // A stream answers base64 whatever the model; partial_images 0 to 3 are taken (the GPU server sends no preview).
+    expect(parse({ prompt: "x", model: "dall-e-3", stream: true, partial_images: 3 })).toMatchObject({ stream: true, format: "b64_json" });
+    expect(parse({ prompt: "x", output_format: "jpeg", output_compression: 0 }).compression).toBe(0);
+  });
+
   it("refuses what it cannot honour, naming the field", () => {
     expect(refusal({ prompt: "x", n: 5 })).toMatchObject({ param: "n", message: expect.stringContaining("1 to 4 (MAX_IMAGES_PER_REQUEST)") as unknown });
     expect(refusal({ prompt: "x", n: 1.5 }).param).toBe("n");
     expect(refusal({ prompt: "x", size: "big" }).param).toBe("size");
     expect(refusal({ prompt: "x", size: "1000x1024" })).toEqual({ param: "size", message: "size: width: Input should be a multiple of 16" });
     expect(refusal({ prompt: "x", response_format: "png" }).param).toBe("response_format");
-    expect(refusal({ prompt: "x", stream: true }).param).toBe("stream");
+    expect(refusal({ prompt: "x", stream: "yes" }).param).toBe("stream");
+    expect(refusal({ prompt: "x", stream: true, n: 2 }).param).toBe("n");
+    expect(refusal({ prompt: "x", stream: true, response_format: "url" }).param).toBe("response_format");
+    for (const partial of [-1, 4, 1.5, "2"]) expect(refusal({ prompt: "x", stream: true, partial_images: partial }).param).toBe("partial_images");
+    for (const format of ["gif", "jpg", "PNG", 1]) expect(refusal({ prompt: "x", output_format: format }).param).toBe("output_format");
+    for (const compression of [-1, 101, 50.5, "80"]) expect(refusal({ prompt: "x", output_format: "webp", output_compression: compression }).param).toBe("output_compression");
+    expect(refusal({ prompt: "x", output_format: "png", output_compression: 80 })).toEqual({
+      param: "output_compression",
+      message: 'output_compression: applies to "jpeg" and "webp" only, not to "png"',
+    });
+    expect(refusal({ prompt: "x", quality: 3 }).param).toBe("quality");
     expect(refusal({ prompt: "" })).toEqual({ param: "prompt", message: "prompt: String should have at least 1 character" });
     expect(refusal({ n: 1 }).param).toBe("prompt");
     expect(refusal({ prompt: "x", num_inference_steps: 50 }).param).toBe("num_inference_steps");

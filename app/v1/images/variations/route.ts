@@ -1,0 +1,8 @@
+import { route } from "@/lib/http";
+import { refuseImageInput } from "@/lib/openai";
+import { ROUTES } from "@/lib/routes";
+
+export const dynamic = "force-dynamic";
+
+/** POST /v1/images/variations: OpenAI's 400, as the GPU server takes no input image. */
+export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.openAiVariations, { POST: refuseImageInput });
