@@ -16,7 +16,7 @@ export default defineConfig([
     },
   },
   {
-    files: ["**/*.mjs", "**/*.js"],
+    files: ["**/*.mjs", "**/*.js", "**/*.cjs"],
     ...tseslint.configs.disableTypeChecked,
   },
   globalIgnores([".next/**", "node_modules/**", "next-env.d.ts", "bench/**/.next/**", "test-results/**", "playwright-report/**"]),

@@ -1,7 +1,20 @@
-import type { Registry } from "./registry";
+import type { Config } from "./config";
+import type { JobRunner } from "./jobs/runner";
+import type { Limiter } from "./limiter/types";
+import type { Drain } from "./shutdown";
+import type { Balancer } from "./upstream/balancer";
 import { canGenerate } from "./schemas";
 import type { GatewayHealth } from "./schemas";
 import { reportedHealth } from "./upstream/server";
+
+/** What health reads, handed down by the composition root: it never opens the job store. */
+export interface HealthSources {
+  readonly config: Pick<Config, "jobs" | "redisUrl" | "jobStore" | "jobsNote">;
+  readonly drain: Pick<Drain, "draining">;
+  readonly limiter: Pick<Limiter, "stats">;
+  readonly upstream: Balancer;
+  readonly openJobs: JobRunner | undefined;
+}
 
 /**
  * GET /api/health: the gateway's state and the GPU servers' (their aggregate
@@ -9,7 +22,7 @@ import { reportedHealth } from "./upstream/server";
  * it is "degraded" with `shutting_down: true`, so balancers send elsewhere.
  * One upstream call per server serves every caller for HEALTH_REUSE.
  */
-export async function healthReport(gateway: Registry): Promise<GatewayHealth> {
+export async function healthReport(gateway: HealthSources): Promise<GatewayHealth> {
   const balancer = gateway.upstream;
   const result = await balancer.health();
   const load = gateway.limiter.stats();
@@ -34,7 +47,7 @@ export async function healthReport(gateway: Registry): Promise<GatewayHealth> {
 }
 
 /** With REDIS_URL: where jobs live, and whether every gateway sees them; read from the configuration and the open store (health never opens it). */
-function jobsHealth({ config, openJobs }: Registry): GatewayHealth["jobs"] {
+function jobsHealth({ config, openJobs }: HealthSources): GatewayHealth["jobs"] {
   // One gateway with no Redis: jobs are its own, as they always were; nothing to say.
   if (!config.jobs || config.redisUrl === undefined) return undefined;
   if (config.jobStore === "redis") return { store: "redis", shared: true, reachable: openJobs?.store.shared?.reachable ?? true };

@@ -5,13 +5,22 @@
  */
 import { fail } from "./errors";
 import type { ErrorCode } from "./errors";
-import type { Slot } from "./limiter/types";
-import type { Registry } from "./registry";
+import type { Config } from "./config";
+import type { Limiter, Slot } from "./limiter/types";
 import { validateGenerateRequest } from "./schemas";
 import type { GenerateRequest } from "./schemas";
-import type { Work } from "./shutdown";
+import type { Drain, Work } from "./shutdown";
 import { EventSplitter, inspectEvent } from "./sse";
+import type { Balancer } from "./upstream/balancer";
 import type { CallContext, OpenResponse } from "./upstream/server";
+
+/** What a generation runs on, handed down by the composition root (lib/registry.ts). */
+export interface GenerationParts {
+  readonly config: Pick<Config, "sizeMultiple">;
+  readonly drain: Drain;
+  readonly limiter: Limiter;
+  readonly upstream: Balancer;
+}
 
 /** Who hears how a generation goes: a request's record does (lib/observe/request.ts). */
 export interface GenerationObserver {
@@ -50,7 +59,7 @@ export class Generation {
 
   /** `client` aborts when whoever asked for the image is gone. */
   constructor(
-    private readonly gateway: Registry,
+    private readonly gateway: GenerationParts,
     client: AbortSignal,
     private readonly observer: GenerationObserver,
   ) {

@@ -11,7 +11,10 @@ import { GatewayError, fail } from "../errors";
 import { parseJsonObject } from "../json-object";
 import { Generation } from "../pipeline";
 import type { GenerationObserver } from "../pipeline";
-import type { Registry } from "../registry";
+import type { Logger } from "pino";
+import type { Config } from "../config";
+import type { Metrics } from "../observe/metrics";
+import type { GenerationParts } from "../pipeline";
 import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
@@ -29,6 +32,13 @@ const MAX_EVENTS = 100;
 const SWEEP_BATCH = 200;
 /** Finished jobs removed at most when a new one needs the room MAX_JOBS leaves. */
 const THIN_BATCH = 16;
+
+/** What the jobs run on, handed down by the composition root (lib/registry.ts). */
+export interface JobParts extends GenerationParts {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
 
 /** The longest between two retention sweeps. */
 const SWEEP_MS = 10 * 60 * 1000;
@@ -48,7 +58,7 @@ export class JobRunner {
   private readonly closing = new AbortController();
 
   constructor(
-    private readonly gateway: Registry,
+    private readonly gateway: JobParts,
     readonly store: JobStore,
   ) {
     this.space = new StorageSpace(gateway.config.dataDir);

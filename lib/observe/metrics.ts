@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Registry as Gateway } from "../registry";
+import type { JobStore } from "../jobs/store";
+import type { Limiter } from "../limiter/types";
+import type { Balancer } from "../upstream/balancer";
 import { canGenerate } from "../schemas";
 
 /** From a 5 ms rejection to a 300 s generation (REQUEST_TIMEOUT's default). */
@@ -20,8 +22,15 @@ export interface RequestOutcome {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** What the gauges read when scraped: the limiter, the servers, and the job store if it is open. */
+export interface MetricSources {
+  readonly limiter: Pick<Limiter, "stats">;
+  readonly upstream: Pick<Balancer, "orphaned" | "health">;
+  readonly openJobs: { readonly store: Pick<JobStore, "counts" | "usage"> } | undefined;
+}
+
 /** The gateway's metrics; the gauges read `gateway`'s limiter and servers when scraped. */
-export function createMetrics(gateway: Gateway) {
+export function createMetrics(gateway: MetricSources) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
