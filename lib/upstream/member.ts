@@ -1,0 +1,73 @@
+/** One GPU server as the balancer keeps it, and the generations this gateway sent it. */
+import type { Slot } from "../limiter/types";
+import type { HealthResult, UpstreamServer } from "./server";
+
+/** One generation this gateway sent to a server, from the send until the server is done with it. */
+export interface Call {
+  readonly sentAt: number;
+  /** The limiter's slot: freed with the call, unless the call is tried again elsewhere. */
+  readonly slot: Slot;
+  /** Set when the gateway stopped waiting while the server may still run it (lib/upstream/orphans.ts). */
+  orphanedAt: number | undefined;
+  /** An orphan the server's load no longer counts (it timed the call out itself): only its deadline frees it. */
+  unseen: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export interface Member {
+  readonly server: UpstreamServer;
+  readonly index: number;
+  inFlight: number;
+  /** Counted failures (connection failures, 5xx) in a row. */
+  failures: number;
+  /** Set while ejected: when the period ends. The server returns at the first good probe after it. */
+  ejectedUntil: number | undefined;
+  ejections: number;
+  /** Ejections in a row, each doubling the period; forgotten once the server stays in as long as its last one lasted. */
+  streak: number;
+  lastPeriodMs: number;
+  rejoinedAt: number | undefined;
+  rejoinTimer: NodeJS.Timeout | undefined;
+  health: HealthResult | undefined;
+  probedAt: number;
+  probing: Promise<HealthResult> | undefined;
+  /** By its latest probe: the `available_slots` it reported plus this gateway's calls it ran then; null when unknown. */
+  capacity: number | null;
+  /** Generations sent to it and not done with, in the order they were sent. */
+  calls: Set<Call>;
+  /** True while its orphans are being watched. */
+  watching: boolean;
+}
+
+export function newMember(server: UpstreamServer, index: number): Member {
+  return {
+    server,
+    index,
+    inFlight: 0,
+    failures: 0,
+    ejectedUntil: undefined,
+    ejections: 0,
+    streak: 0,
+    lastPeriodMs: 0,
+    rejoinedAt: undefined,
+    rejoinTimer: undefined,
+    health: undefined,
+    probedAt: 0,
+    probing: undefined,
+    capacity: null,
+    calls: new Set(),
+    watching: false,
+  };
+}
+
+/** The call is over for the server: its place is free, and the limiter's slot unless the call goes on elsewhere (`slot` false). */
+export function release(member: Member, call: Call, slot = true): void {
+  if (!member.calls.delete(call)) return;
+  clearTimeout(call.timer);
+  member.inFlight--;
+  if (slot) call.slot.release();
+}
+
+export function inRotation(members: readonly Member[]): Member[] {
+  return members.filter((member) => member.ejectedUntil === undefined);
+}
