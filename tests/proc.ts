@@ -4,6 +4,14 @@
  */
 import { existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+/** The preload that makes a server exit with its starter (tests/die-with-parent.mjs). */
+export const DIE_WITH_PARENT_URL = pathToFileURL(path.join(import.meta.dirname, "die-with-parent.mjs")).href;
+
+/** Node flags for a server this process starts: it exits when this process is gone. */
+export const DIES_WITH_PARENT = ["--import", `${DIE_WITH_PARENT_URL}?parent=${process.pid}`];
 
 export async function freePort(): Promise<number> {
   const server = createServer();

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { nextStartArgs } from "../../scripts/next-start";
+import { DIES_WITH_PARENT } from "../proc";
 
 /**
  * A free loopback port, chosen once: the Playwright runner picks it when it
@@ -69,7 +70,7 @@ export interface StartedGateway {
 export async function startGateway(port: number, env: Record<string, string>): Promise<StartedGateway> {
   const root = path.resolve(import.meta.dirname, "../..");
   const dataDir = mkdtempSync(path.join(tmpdir(), "e2e-gateway-"));
-  const child = spawn(process.execPath, nextStartArgs("-p", String(port), "-H", "127.0.0.1"), {
+  const child = spawn(process.execPath, [...DIES_WITH_PARENT, ...nextStartArgs("-p", String(port), "-H", "127.0.0.1")], {
     cwd: root,
     env: { ...process.env, NODE_ENV: "production", NEXT_TELEMETRY_DISABLED: "1", TEXT2IMAGE_SERVER_URL: EMULATOR_URL, DATA_DIR: dataDir, LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -12,7 +12,7 @@ import { WebSocket } from "undici";
 import type { MessageEvent } from "undici";
 import { expect } from "vitest";
 import { nextStartArgs } from "../../scripts/next-start";
-import { freePort, pidListeningOn, residentBytes as vmRss } from "../proc";
+import { DIES_WITH_PARENT, freePort, pidListeningOn, residentBytes as vmRss } from "../proc";
 
 export { freePort } from "../proc";
 
@@ -61,7 +61,7 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
   if (changed) throw new Error(`${changed} changed after the last build, which these tests would not see: npm run build (npm test builds first)`);
   const port = await freePort();
   const ownDataDir = env.DATA_DIR === undefined ? mkdtempSync(path.join(tmpdir(), "gateway-data-")) : undefined;
-  const child = spawn(process.execPath, nextStartArgs("-p", String(port), "-H", "127.0.0.1"), {
+  const child = spawn(process.execPath, [...DIES_WITH_PARENT, ...nextStartArgs("-p", String(port), "-H", "127.0.0.1")], {
     cwd: root,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", ...(ownDataDir && { DATA_DIR: ownDataDir }), ...env },
     stdio: ["ignore", "pipe", "pipe"],
