@@ -7,7 +7,7 @@
  */
 import { statfs } from "node:fs/promises";
 import { setImmediate, setTimeout as sleep } from "node:timers/promises";
-import { GatewayError, fail } from "../errors";
+import { ERRORS, GatewayError, fail } from "../errors";
 import { parseJsonObject } from "../json-object";
 import { Generation } from "../pipeline";
 import type { GenerationObserver } from "../pipeline";
@@ -239,7 +239,7 @@ export class JobRunner {
       const outcome = await this.attempt(job, canceled, deadline, place);
       if (outcome.kind === "done" || canceled.aborted) return;
       const error = outcome.error;
-      if (error.code.startsWith("upstream_")) this.gateway.metrics.upstreamErrors.inc({ route: JOBS_ROUTE, kind: error.code });
+      if (ERRORS[error.code].upstream) this.gateway.metrics.upstreamErrors.inc({ route: JOBS_ROUTE, kind: error.code });
       if (refuse) {
         refuse(error);
         return;
@@ -447,7 +447,6 @@ export class JobRunner {
 }
 
 /** Refusals before a generation started: the GPU server's 503 (its queue full, no CUDA, no model), no server reachable, no slot for now. */
-const RETRIED = new Set(["upstream_unavailable", "limiter_unavailable", "queue_full", "store_unavailable"]);
 
 /** The pauses of a write waiting for an unreachable store: from a quarter second, doubling, at most 5 s. */
 const STORE_RETRY_MS = 250;
@@ -457,8 +456,9 @@ function unavailable(error: unknown): boolean {
   return error instanceof GatewayError && error.code === "store_unavailable";
 }
 
+/** A refusal before the generation started (lib/errors.ts), or the GPU server's own 503 (its queue full, CUDA not there yet). */
 function retried(error: GatewayError): boolean {
-  return RETRIED.has(error.code) || (error.code === "upstream_status" && error.status === 503);
+  return ERRORS[error.code].retried === true || (error.code === "upstream_status" && error.status === 503);
 }
 
 const FIRST_RETRY_MS = 1000;

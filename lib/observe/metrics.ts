@@ -2,12 +2,15 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { JobStore } from "../jobs/store";
 import type { Limiter } from "../limiter/types";
 import type { Balancer } from "../upstream/balancer";
+import { ERRORS } from "../errors";
+import type { ErrorCode } from "../errors";
 import { canGenerate } from "../schemas";
 
 /** From a 5 ms rejection to a 300 s generation (REQUEST_TIMEOUT's default). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
 
-export const REJECTION_REASONS = ["queue_full", "queue_timeout", "rate_limited"] as const;
+/** The refusals of a busy gateway (lib/errors.ts), each counted from zero. */
+const REJECTION_REASONS = (Object.keys(ERRORS) as ErrorCode[]).filter((code) => ERRORS[code].rejection);
 
 /** What one finished request adds to the metrics; times in milliseconds. */
 export interface RequestOutcome {
@@ -17,7 +20,7 @@ export interface RequestOutcome {
   queueWaitMs: number | undefined;
   upstreamMs: number | undefined;
   bytes: number;
-  errorKind: string | undefined;
+  errorKind: ErrorCode | undefined;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -156,8 +159,8 @@ export function recordRequest(m: Metrics, outcome: RequestOutcome): void {
   if (outcome.upstreamMs !== undefined) m.upstreamTime.observe({ route }, outcome.upstreamMs / 1000);
   if (outcome.bytes > 0) m.bytesSent.inc({ route }, outcome.bytes);
   if (errorKind === undefined) return;
-  if (errorKind.startsWith("upstream_")) m.upstreamErrors.inc({ route, kind: errorKind });
-  else if ((REJECTION_REASONS as readonly string[]).includes(errorKind)) m.rejections.inc({ reason: errorKind });
+  if (ERRORS[errorKind].upstream) m.upstreamErrors.inc({ route, kind: errorKind });
+  else if (ERRORS[errorKind].rejection) m.rejections.inc({ reason: errorKind });
   else if (errorKind === "client_closed") m.clientAborts.inc({ route });
 }
 

@@ -1,4 +1,4 @@
-import { GatewayError } from "../errors";
+import { ERRORS, GatewayError } from "../errors";
 import type { ErrorCode } from "../errors";
 import type { GenerationObserver } from "../pipeline";
 import { registry } from "../registry";
@@ -127,7 +127,7 @@ export class RequestRecord implements GenerationObserver {
     recordRequest(registry().metrics, { route: this.route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
 
     const level =
-      this.errorKind === "internal" || this.errorKind === "upstream_credentials" ? "error" : status >= 500 ? "warn" : status < 400 && this.entry.polled ? "debug" : "info";
+      this.errorKind && ERRORS[this.errorKind].alarm ? "error" : status >= 500 ? "warn" : status < 400 && this.entry.polled ? "debug" : "info";
     const log = registry().logger;
     if (!log.isLevelEnabled(level)) return;
 

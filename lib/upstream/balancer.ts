@@ -4,7 +4,7 @@
  * each call. Its parts, one file each: the servers' health (probes.ts), outlier
  * ejection (ejection.ts) and the orphan rule (orphans.ts).
  */
-import { GatewayError, fail } from "../errors";
+import { ERRORS, GatewayError, fail } from "../errors";
 import type { Slot } from "../limiter/types";
 import type { GenerateRequest, ServerState } from "../schemas";
 import { Ejection } from "./ejection";
@@ -228,7 +228,7 @@ export class Balancer {
     this.ejection.judge(member, error);
     if (this.retried(error)) release(member, call, false);
     else if (timedOutThere(error)) this.orphans.orphan(member, call, { unseen: true });
-    else if (answered(error) || (error instanceof GatewayError && error.code === "upstream_bad_response")) release(member, call);
+    else if (error instanceof GatewayError && ERRORS[error.code].answered) release(member, call);
     else this.orphans.orphan(member, call);
     return error;
   }
@@ -330,8 +330,4 @@ function load(member: Member, fallback: number): number {
 /** The GPU server's own timeout: its answer came, but the genuine server's executor goes on. */
 function timedOutThere(error: unknown): boolean {
   return error instanceof GatewayError && error.code === "upstream_status" && error.status === 504;
-}
-
-function answered(error: unknown): boolean {
-  return error instanceof GatewayError && (error.code === "upstream_status" || error.code === "upstream_credentials");
 }

@@ -4,7 +4,7 @@
  * row, never the last one in; it returns at the first good probe after it.
  * What counts as a failure is read from the error here.
  */
-import { GatewayError } from "../errors";
+import { ERRORS, GatewayError, traitsOf } from "../errors";
 import { inRotation } from "./member";
 import type { Member } from "./member";
 
@@ -87,20 +87,9 @@ export class Ejection {
   }
 }
 
-/** Failures that count toward ejection: no connection, a lost one, no answer in time, a 5xx, refused credentials (it cannot serve this gateway). */
+/** Failures that count toward ejection (lib/errors.ts): no connection, a lost one, no answer in time, refused credentials; and a 5xx. */
 function countsAsFailure(error: unknown): boolean {
-  if (!(error instanceof GatewayError)) return false;
-  switch (error.code) {
-    case "upstream_unavailable":
-    case "upstream_transport":
-    case "upstream_timeout":
-    case "upstream_credentials":
-      return true;
-    case "upstream_status":
-      return isServerError(error);
-    default:
-      return false;
-  }
+  return error instanceof GatewayError && (ERRORS[error.code].ejects === true || isServerError(error));
 }
 
 export function isServerError(error: GatewayError): boolean {
@@ -109,5 +98,5 @@ export function isServerError(error: GatewayError): boolean {
 
 /** Outcomes that say nothing of the server: the client left, or the gateway itself failed. */
 function isNeutral(error: unknown): boolean {
-  return error !== undefined && (!(error instanceof GatewayError) || error.code === "client_closed" || error.code === "internal");
+  return error !== undefined && traitsOf(error).neutral === true;
 }

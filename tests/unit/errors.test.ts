@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
-import { errorResponse, fail } from "@/lib/errors";
+import { ERRORS, errorResponse, fail, traitsOf } from "@/lib/errors";
 
 async function answer(error: unknown) {
   const response = errorResponse(error);
@@ -7,6 +7,21 @@ async function answer(error: unknown) {
 }
 
 describe("the error table", () => {
+  it("gives every failure its code's status and traits, one table read by the metrics, the logs, OpenAI's shape, the balancer and the jobs", () => {
+    expect(fail.queueFull().status).toBe(ERRORS.queue_full.status);
+    expect(fail.clientClosed().status).toBe(499);
+    expect(fail.upstreamStatus(500, "boom").status, "the GPU server's own status passes through").toBe(500);
+    expect(fail.upstreamStatus(404, "Not Found").status, "a path it does not serve is a bad gateway").toBe(502);
+    expect(traitsOf(new Error("unknown"))).toBe(ERRORS.internal);
+    const codes = (traits: (keyof (typeof ERRORS)["internal"])[]) => Object.entries(ERRORS).flatMap(([code, kind]) => (traits.some((trait) => kind[trait]) ? [code] : []));
+    expect(codes(["rejection"])).toEqual(["queue_full", "queue_timeout", "rate_limited"]);
+    expect(codes(["rateLimited"])).toEqual(["queue_full", "queue_timeout", "rate_limited"]);
+    expect(codes(["alarm"])).toEqual(["upstream_credentials", "internal"]);
+    expect(codes(["ejects"])).toEqual(["upstream_unavailable", "upstream_timeout", "upstream_transport", "upstream_credentials"]);
+    expect(codes(["neutral"])).toEqual(["client_closed", "internal"]);
+    expect(codes(["upstream"]).every((code) => code.startsWith("upstream_"))).toBe(true);
+  });
+
   it("keeps an upstream 503's own detail", async () => {
     expect(await answer(fail.upstreamStatus(503, "Queue is full"))).toMatchObject({ status: 503, body: { detail: "Queue is full" } });
   });

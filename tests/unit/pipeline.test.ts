@@ -232,7 +232,7 @@ describe("observe, around every door", () => {
     // A fault of the gateway's own after the generation began: an error whose detail JSON cannot write.
     const handler = async (request: Request, ctx: RequestContext) => {
       await generate(request, ctx);
-      throw new GatewayError("validation_failed", 422, [{ type: "x", loc: ["body"], msg: "unwritable", input: 10n }]);
+      throw new GatewayError("validation_failed", [{ type: "x", loc: ["body"], msg: "unwritable", input: 10n }]);
     };
     const response = await observe(ROUTES.generate, handler, (task) => scheduled.push(task))(post(BODY));
     expect(response.status).toBe(500);
