@@ -3,7 +3,8 @@
  * no circle, type-only imports included; the domain (jobs, the pipeline, the
  * upstream calls, the limiter) imports no HTTP code; nothing imports the
  * composition root (lib/registry.ts) back but the HTTP layer that binds Next's
- * routes to it.
+ * routes to it; the emulator (the stand-in GPU server the tests run against)
+ * and the gateway share no code, so a fault in one is not mirrored by the other.
  */
 const DOMAIN = "^lib/(jobs/|upstream/|limiter/|pipeline[.]ts$)";
 const HTTP = "^lib/(http|doors|job-doors|openai)[.]ts$|^lib/security/index[.]ts$|next/(server|headers)";
@@ -19,6 +20,8 @@ module.exports = {
       from: { path: "^lib/(jobs|upstream|limiter|observe/metrics|pipeline|health|shutdown|config|errors|schemas)" },
       to: { path: "^lib/registry[.]ts$" },
     },
+    { name: "gateway-apart-from-emulator", severity: "error", from: { path: "^(lib|app)/" }, to: { path: "^emulator/" } },
+    { name: "emulator-apart-from-gateway", severity: "error", from: { path: "^emulator/" }, to: { path: "^(lib|app)/" } },
   ],
   options: {
     tsConfig: { fileName: "tsconfig.json" },

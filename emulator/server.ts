@@ -5,7 +5,8 @@
  * twice, images are JPEG, sizes that are not multiples of 16 fail in the "pipeline" (a 500, or
  * a stream that ends with no final event), and a generation whose client left runs to its end
  * (`onDisconnect: "continue"`; `"stop"` is a server that stops on a closed connection). It
- * validates as the gateway does (lib/schemas.ts: pydantic's lax mode), without the size rule.
+ * validates as the genuine server's model does, with code of its own (emulator/validation.ts,
+ * held to the genuine server's recorded answers); it shares no code with the gateway.
  *
  * How faults play out on /generate and /generate-stream: the body is always validated first
  * (an invalid one gets its 422, never a fault), then latencyMs passes. status,
@@ -23,11 +24,9 @@ import { STATUS_CODES, createServer } from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { JsonNumber } from "../lib/pydantic";
-import { requestJson, validateGenerateRequest } from "../lib/schemas";
-import type { GenerateRequest } from "../lib/schemas";
-import { topLevelNumbers } from "../lib/upstream/lean-json";
 import { imageDataUri } from "./image";
+import { bodyJson, crashes, parseBody, validateBody } from "./validation";
+import type { EmulatedRequest } from "./validation";
 import type { ImageFormat, ImageMode } from "./image";
 
 const FAULT_KINDS = [
@@ -172,29 +171,6 @@ function requestFault(prompt: string, global: Fault | null): Fault {
   }
   const fault = own ?? global ?? NO_FAULT;
   return { ...fault, latencyMs: (fault.latencyMs ?? 0) + latencyMs };
-}
-
-// ---- request validation: pydantic 2's lax mode, as FastAPI applies it ----
-
-interface Issue { type: string; loc: (string | number)[]; msg: string; input?: unknown }
-
-function parseJson(raw: Buffer): { value: unknown } | { issue: Issue } {
-  if (raw.length === 0) return { issue: { type: "missing", loc: ["body"], msg: "Field required", input: null } };
-  try {
-    const value = JSON.parse(raw.toString("utf8")) as unknown;
-    // Python keeps a number's digits (a 20-digit seed is echoed exactly): so does the emulator.
-    if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-      const fields = value as Record<string, unknown>;
-      for (const [key, source] of topLevelNumbers(raw)) {
-        const number = fields[key];
-        if (typeof number === "number") fields[key] = new JsonNumber(number, source);
-      }
-    }
-    return { value };
-  } catch (error) {
-    const position = /position (\d+)/.exec(String(error))?.[1];
-    return { issue: { type: "json_invalid", loc: ["body", Number(position ?? 0)], msg: "JSON decode error", input: {} } };
-  }
 }
 
 // ---- generation slots: `size` run at once, at most `maxQueue` wait in FIFO order ----
@@ -357,8 +333,9 @@ function encodeResult(result: GenerateResult & { type?: "complete" }, fault: Fau
   }
 }
 
-/** The genuine pipeline's own check: diffusers refuses sizes that are not multiples of 16. */
-function pipelineError(params: GenerateRequest): string | undefined {
+/** The genuine pipeline's own checks: diffusers refuses sizes that are not multiples of 16, torch a seed past 64 bits. */
+function pipelineError(params: EmulatedRequest): string | undefined {
+  if (params.seed > 2n ** 64n - 1n) return "Overflow when unpacking long";
   if (params.height % 16 !== 0) return `Height must be divisible by 16 (got ${params.height}). Please adjust the height to a multiple of 16.`;
   if (params.width % 16 !== 0) return `Width must be divisible by 16 (got ${params.width}). Please adjust the width to a multiple of 16.`;
   return undefined;
@@ -429,12 +406,13 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   }
 
   /** The parameters and fault of a generate request, or the error it gets instead (validation comes before any fault). */
-  function admit(raw: Buffer | null): { params: GenerateRequest; fault: Fault } | { status: number; detail: unknown } {
+  function admit(raw: Buffer | null): { params: EmulatedRequest; fault: Fault } | { status: number; detail: unknown } | { crash: true } {
     if (raw === null) return { status: 413, detail: "Request body too large" };
-    const parsed = parseJson(raw);
+    const parsed = parseBody(raw);
     if ("issue" in parsed) return { status: 422, detail: [parsed.issue] };
-    const result = validateGenerateRequest(parsed.value, { sizeMultiple: 1 });
-    remember(records.lastBodies, JSON.parse(result.ok ? requestJson(result.data) : raw.toString("utf8")) as unknown);
+    const result = validateBody(parsed.value, parsed.sources);
+    remember(records.lastBodies, JSON.parse(result.ok ? bodyJson(result.data) : raw.toString("utf8")) as unknown);
+    if (crashes(result)) return { crash: true };
     if (!result.ok) return { status: 422, detail: result.detail };
     if (!device.modelLoaded) return { status: 503, detail: "Model not loaded" };
     if (!device.cudaAvailable) return { status: 503, detail: "CUDA not available" };
@@ -452,6 +430,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const outcome = track(ex);
 
     const verdict = admit(await readBody(req));
+    if ("crash" in verdict) {
+      res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+      res.end("Internal Server Error");
+      return;
+    }
     if ("status" in verdict) {
       replyJson(res, verdict.status, { detail: verdict.detail });
       return;
@@ -530,7 +513,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
    * stream fault ended the response early. Stops with `workSignal` (the connection, in "stop" mode).
    */
   async function generate(
-    ex: Exchange, workSignal: AbortSignal, params: GenerateRequest, stream: boolean, fault: Fault, queuedAt: number,
+    ex: Exchange, workSignal: AbortSignal, params: EmulatedRequest, stream: boolean, fault: Fault, queuedAt: number,
   ): Promise<GenerateResult | null | string> {
     const startedAt = performance.now();
     const total = params.num_inference_steps;
@@ -557,7 +540,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     }
     // The genuine server sends the last progress event once more before the image.
     if (stream && !ex.signal.aborted && !ex.timedOut) ex.res.write(sse({ type: "progress", step: total, total_steps: total, progress: 100 }));
-    const seed = params.seed === -1 ? String(randomInt(2 ** 32 - 1)) : String(params.seed);
+    const seed = params.seed === -1n ? String(randomInt(2 ** 32 - 1)) : String(params.seed);
     remember(records.lastSeeds, seed);
     const image = imageDataUri(params.prompt, seed, params.width, params.height, imageMode, imageFormat);
     const generationMs = Math.round(performance.now() - startedAt);
