@@ -4,7 +4,7 @@ import type { Limiter } from "./limiter/types";
 import type { Drain } from "./shutdown";
 import type { Balancer } from "./upstream/balancer";
 import { canGenerate } from "./schemas";
-import type { GatewayHealth } from "./schemas";
+import type { GatewayHealth } from "./api-shapes";
 import { reportedHealth } from "./upstream/server";
 
 /** What health reads, handed down by the composition root: it never opens the job store. */

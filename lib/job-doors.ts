@@ -14,8 +14,8 @@ import { registry } from "./registry";
 import { validateGenerateRequest } from "./schemas";
 import { jobOwner, takeRateLimit } from "./security";
 import { EventStream, SSE_HEADERS } from "./sse";
-import { FINISHED, inputHash } from "./jobs/store";
-import type { Job, JobEvent, JobOutput } from "./jobs/store";
+import { FINISHED, inputHash } from "./jobs/types";
+import type { Job, JobEvent, JobOutput } from "./jobs/types";
 
 const MAX_IDEMPOTENCY_KEY = 255;
 const MAX_WAIT_S = 60;

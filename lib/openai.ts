@@ -4,7 +4,8 @@
  * use a self-hosted GPU: POST /v1/images/generations makes `n` generations of
  * the gateway's one model, each admitted like any other, and answers them as
  * base64 or by URL in the image store, in the asked output_format, or streams
- * one as OpenAI's image stream; GET /v1/models names that model.
+ * one as OpenAI's image stream (the models and the refused image-input
+ * endpoints: lib/openai-models.ts).
  * Errors take OpenAI's shape (lib/errors.ts openAiErrorResponse).
  */
 import "server-only";
@@ -386,39 +387,4 @@ function origin(request: Request): string {
   const proto = first("x-forwarded-proto")?.toLowerCase();
   const scheme = proto === "http" || proto === "https" ? proto : url.protocol.slice(0, -1);
   return `${scheme}://${host}`;
-}
-
-/** POST /v1/images/edits and /v1/images/variations: OpenAI's 400, saying what the GPU server lacks (its body, an upload, is not read). */
-export function refuseImageInput(request: Request): Response {
-  throw fail.imageInputUnsupported(new URL(request.url).pathname);
-}
-
-/** When this process started, as the models' `created`. */
-const STARTED_S = Math.floor(Date.now() / 1000 - process.uptime());
-
-/** The one model, by IMAGE_MODEL_NAME, as OpenAI describes a model. */
-function imageModel(): { id: string; object: "model"; created: number; owned_by: string } {
-  return { id: registry().config.imageModelName, object: "model", created: STARTED_S, owned_by: "text2image-gateway" };
-}
-
-/** GET /v1/models: the one model (some apps list models before they use one). */
-export function listModels(): Response {
-  return Response.json({ object: "list", data: [imageModel()] });
-}
-
-/**
- * GET /v1/models/{model}: the model by its name, which holds a slash
- * (Tongyi-MAI/Z-Image-Turbo) that the SDKs send encoded, or not.
- */
-export function retrieveModel(request: Request): Response {
-  const model = imageModel();
-  const encoded = new URL(request.url).pathname.slice("/v1/models/".length);
-  let name: string;
-  try {
-    name = decodeURIComponent(encoded);
-  } catch {
-    name = encoded;
-  }
-  if (name !== model.id) throw fail.noSuchModel(name, model.id);
-  return Response.json(model);
 }

@@ -1,6 +1,7 @@
 /**
  * The gateway's OpenAPI 3.1 document. Only the skeleton is written here: body
- * schemas come from lib/schemas.ts, error examples from lib/errors.ts, and every
+ * schemas come from lib/schemas.ts (requests) and lib/api-shapes.ts (answers),
+ * error examples from lib/errors.ts, and every
  * example is checked against its schema as the document is built, so none can
  * drift from what the handlers do.
  */
@@ -11,33 +12,8 @@ import { fail, openAiError } from "./errors";
 import type { GatewayError } from "./errors";
 import { ROUTES } from "./routes";
 import type { RouteEntry } from "./routes";
-import {
-  CompleteEvent,
-  ErrorBody,
-  ErrorEvent,
-  GatewayHealth,
-  GatewayInfo,
-  GenerateRequest,
-  GenerateResponse,
-  ProgressEvent,
-  QueuedEvent,
-  StreamEvent,
-  UpstreamHealth,
-  UpstreamMetrics,
-  ValidationDetail,
-  ValidationErrorBody,
-  Job,
-  JobEvent,
-  JobList,
-  JobOutput,
-  OpenAIErrorBody,
-  OpenAIImagesRequest,
-  OpenAIImagesResponse,
-  OpenAIImageStreamEvent,
-  OpenAIModel,
-  OpenAIModelList,
-  validateGenerateRequest,
-} from "./schemas";
+import { CompleteEvent, ErrorEvent, GenerateRequest, GenerateResponse, ProgressEvent, QueuedEvent, StreamEvent, UpstreamHealth, ValidationDetail, validateGenerateRequest } from "./schemas";
+import { ErrorBody, GatewayHealth, GatewayInfo, UpstreamMetrics, ValidationErrorBody, Job, JobEvent, JobList, JobOutput, OpenAIErrorBody, OpenAIImagesRequest, OpenAIImagesResponse, OpenAIImageStreamEvent, OpenAIModel, OpenAIModelList } from "./api-shapes";
 
 export type JsonSchema = Record<string, unknown>;
 

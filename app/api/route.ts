@@ -2,7 +2,7 @@ import packageJson from "@/package.json";
 import { route } from "@/lib/http";
 import { registry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
-import type { GatewayInfo } from "@/lib/schemas";
+import type { GatewayInfo } from "@/lib/api-shapes";
 
 export const dynamic = "force-dynamic";
 

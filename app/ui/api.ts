@@ -1,7 +1,8 @@
 /** Talking to the gateway: error wording, the generate stream, and jobs with their event streams. */
 import { EventSourceParserStream } from "eventsource-parser/stream";
 import { z } from "zod";
-import { Job, JobEvent, StreamEvent, requestJson } from "@/lib/schemas";
+import { StreamEvent, requestJson } from "@/lib/schemas";
+import { Job, JobEvent } from "@/lib/api-shapes";
 import type { GenerateRequest } from "@/lib/schemas";
 
 /** A failure to show as is: the words are for people, never "HTTP 503". */

@@ -2,7 +2,8 @@
 
 import { useCallback, useEffect, useRef, useState } from "react";
 import { seedValue } from "@/lib/schemas";
-import type { CompleteEvent, GenerateRequest, JobOutput, Seed } from "@/lib/schemas";
+import type { CompleteEvent, GenerateRequest, Seed } from "@/lib/schemas";
+import type { JobOutput } from "@/lib/api-shapes";
 import type { z } from "zod";
 import { GenerationError, cancelJob, openJobEvents, openStream, randomToken, submitJob } from "./api";
 

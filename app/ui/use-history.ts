@@ -8,7 +8,8 @@
 import { useEffect } from "react";
 import useSWR from "swr";
 import { seedValue, validateGenerateRequest } from "@/lib/schemas";
-import type { GenerateRequest, Job, Seed } from "@/lib/schemas";
+import type { GenerateRequest, Seed } from "@/lib/schemas";
+import type { Job } from "@/lib/api-shapes";
 import { listJobs } from "./api";
 import { jobResult } from "./use-generation";
 import type { GenerationResult } from "./use-generation";

@@ -14,8 +14,8 @@ import { Redis } from "ioredis";
 import { GatewayError, fail } from "../errors";
 import { REDIS_CONNECTION, connectedWithin } from "../limiter/redis";
 import type { ImageStore } from "./images";
-import { inputHash, newJobId } from "./store";
-import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./store";
+import { inputHash, newJobId } from "./types";
+import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
 
 export interface RedisJobStoreOptions {
   redisUrl: string;

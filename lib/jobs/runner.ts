@@ -19,8 +19,8 @@ import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
 import type { AnswerImage } from "../upstream/image";
-import { FINISHED } from "./store";
-import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStore, Listener } from "./store";
+import { FINISHED } from "./types";
+import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStore, Listener } from "./types";
 
 
 /** The label jobs' metrics carry, as requests carry their route's. */

@@ -1,151 +1,15 @@
 /**
- * Where jobs live: their records, their events (for a stream resumed with
- * Last-Event-ID) and their images (lib/jobs/images.ts). `JobStore` is what
- * the routes and the runner use; `SqliteJobStore` is the embedded one, a
- * SQLite database under DATA_DIR, so a job survives `kill -9` and a restart
- * with no service to run; `RedisJobStore` (redis-store.ts) is shared by every
- * gateway on one Redis.
+ * The embedded job store (`JobStore`, lib/jobs/types.ts): a SQLite database
+ * under DATA_DIR, so a job survives `kill -9` and a restart with no service
+ * to run.
  */
-import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { FileImageStore } from "./images";
 import type { ImageStore } from "./images";
-
-export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
-export const FINISHED: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "canceled"]);
-
-export interface JobOutput {
-  sha256: string;
-  content_type: string;
-  bytes: number;
-  width: number | null;
-  height: number | null;
-  /** The seed's digits: a seed past 2^53 keeps them. */
-  seed: string | null;
-  generation_time_ms: number | null;
-  image_id: string | null;
-}
-
-export interface JobError {
-  kind: string;
-  detail: string;
-}
-
-export interface Job {
-  id: string;
-  /** Whose job it is: an API key's id, or the client address without keys. */
-  owner: string;
-  status: JobStatus;
-  created_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  /** The request as sent upstream (lib/schemas.ts requestJson): the seed as its digits. */
-  input: string;
-  output: JobOutput | null;
-  error: JobError | null;
-  idempotency_key: string | null;
-  /** SHA-256 of the normalised input: a replayed Idempotency-Key must come with the same one. */
-  input_hash: string;
-}
-
-export interface JobEvent {
-  /** 1, 2, ...: the SSE `id:` of the event, per job (0 for a live one). */
-  seq: number;
-  /** Told to listeners only, not kept: a later place in line. */
-  live?: boolean;
-  /** The event's JSON, as sent in its `data:` line. */
-  data: string;
-}
-
-/** What a job may change once made. */
-export type JobChange = Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>;
-
-export interface StoredImage {
-  sha256: string;
-  content_type: string;
-  bytes: number;
-}
-
-/** A job's event as a shared store tells it to every gateway that listens. */
-export type Listener = (event: JobEvent, job: Job) => void;
-
-/**
- * What a store that every gateway shares adds: events and cancels reach every
- * gateway through it, and each gateway in turn takes up what a lost one left.
- */
-export interface SharedJobs {
-  /** Hears the job's events, whichever gateway appends them, until the returned function is called. */
-  watch(id: string, listener: Listener): () => void;
-  /** Tells the job's listeners an event that is not kept (a later place in line). */
-  tell(id: string, data: string): Promise<void>;
-  /** Records a queued job's place in line now, for a gateway asked about it that is not the one running it. */
-  setPlace(id: string, position: number): Promise<void>;
-  placeOf(id: string): Promise<number | undefined>;
-  /** Tells every gateway that the job was canceled: the one running it stops. */
-  announceCancel(id: string): Promise<void>;
-  onCancel(handler: (id: string) => void): void;
-  /** Whether the shared store answers now (its Redis reachable). */
-  readonly reachable: boolean;
-  /** How often `recover` is run again, to take up what a gateway that stopped answering left. */
-  readonly recoverEveryMs: number;
-}
-
-export interface JobStore {
-  /** Set for a store every gateway shares (Redis); the embedded one has none. */
-  readonly shared?: SharedJobs;
-  /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
-  create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }>;
-  get(id: string): Promise<Job | undefined>;
-  /** The job `owner` made with this idempotency key. */
-  find(owner: string, idempotencyKey: string): Promise<Job | undefined>;
-  /** `owner`'s jobs, newest first, older than `before` when given. */
-  list(owner: string, limit: number, before?: string): Promise<Job[]>;
-  /** Deletes a job and its events, and its image when no other job has it. */
-  remove(id: string): Promise<void>;
-  /** Moves a job on; refused (false) once it has finished, so a late update never overwrites an end. */
-  update(id: string, change: JobChange): Promise<boolean>;
-  /** Appends an event and returns it with its seq; with `limit`, one past that many events is not kept (undefined). */
-  append(id: string, data: string, limit?: number): Promise<JobEvent | undefined>;
-  /** The job's events after `afterSeq` (0: all). */
-  events(id: string, afterSeq: number): Promise<JobEvent[]>;
-  /**
-   * Keeps an image once under its SHA-256 (the caller's, computed once),
-   * written whole and renamed, off the event loop; a failed write leaves no
-   * partial file and rejects with the system's error (ENOSPC for a full disk).
-   */
-  putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage>;
-  /** The image's record; its bytes are read only when they are sent. */
-  image(sha256: string): Promise<StoredImage | undefined>;
-  /** An image's bytes `start` to `end`, read from its store as the consumer pulls. */
-  readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array>;
-  /** Whether one of `owner`'s jobs has this image. */
-  ownsImage(owner: string, sha256: string): Promise<boolean>;
-  /**
-   * What a previous process left (the embedded store, at start), or a gateway
-   * that stopped answering (a shared store, at start and every
-   * `recoverEveryMs`). A queued job never reached a GPU and is queued again,
-   * here; a running one may have, and is never replayed: it fails with
-   * `gateway_restarted` (or `gateway_lost`).
-   */
-  recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }>;
-  /** Deletes at most `batch` of the jobs finished before `before` (with their events, and their images no other job has); how many went. */
-  expire(before: Date, batch: number): Promise<number>;
-  /** Deletes at most `batch` of the oldest finished jobs with images, while the images take more than `maxBytes`; how many went. */
-  trim(maxBytes: number, batch: number): Promise<number>;
-  /** Deletes at most `batch` of the oldest finished jobs, while more than `maxJobs` are kept; how many went. */
-  thin(maxJobs: number, batch: number): Promise<number>;
-  /** The images kept, and their bytes (counted as they come and go, not summed). */
-  usage(): Promise<{ images: number; bytes: number }>;
-  /** Jobs kept. */
-  size(): Promise<number>;
-  /** Jobs by status. */
-  counts(): Promise<Record<JobStatus, number>>;
-  /** Throws unless images and records can be written. */
-  checkWritable(): Promise<void>;
-  close(): void;
-}
+import { inputHash, newJobId } from "./types";
+import type { Job, JobError, JobEvent, JobOutput, JobStatus, JobStore, StoredImage } from "./types";
 
 const SCHEMA = `
   PRAGMA journal_mode = WAL;
@@ -194,15 +58,6 @@ function heldBy(pidFile: string): string {
   } catch {
     return "";
   }
-}
-
-/** An id no one guesses: 128 random bits, base64url. */
-export function newJobId(): string {
-  return randomBytes(16).toString("base64url");
-}
-
-export function inputHash(input: string): string {
-  return createHash("sha256").update(input).digest("hex");
 }
 
 /** A second process on a DATA_DIR would take up the first one's jobs as its own leftovers: one process per DATA_DIR. */

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { JobStore } from "../jobs/store";
+import type { JobStore } from "../jobs/types";
 import type { Limiter } from "../limiter/types";
 import type { Balancer } from "../upstream/balancer";
 import { ERRORS } from "../errors";

@@ -6,7 +6,8 @@
  */
 import { ERRORS, GatewayError, fail } from "../errors";
 import type { Slot } from "../limiter/types";
-import type { GenerateRequest, ServerState } from "../schemas";
+import type { GenerateRequest } from "../schemas";
+import type { ServerState } from "../api-shapes";
 import { Ejection } from "./ejection";
 import type { EjectionOptions, ServerChange } from "./ejection";
 import { inRotation, newMember, release } from "./member";

@@ -6,7 +6,7 @@
  */
 import { fail } from "../errors";
 import { canGenerate } from "../schemas";
-import type { ServerState } from "../schemas";
+import type { ServerState } from "../api-shapes";
 import { isServerError } from "./ejection";
 import type { Ejection } from "./ejection";
 import { inRotation } from "./member";

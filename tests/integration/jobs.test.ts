@@ -8,7 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { SqliteJobStore } from "@/lib/jobs/store";
-import { JobEvent } from "@/lib/schemas";
+import { JobEvent } from "@/lib/api-shapes";
 import { collectGarbage, directImage, eventually as eventuallyTrue, listeningPid, readEvents, residentBytes, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 

@@ -5,7 +5,8 @@ import type { Emulator } from "../../emulator/server";
 import { parseConfig } from "@/lib/config";
 import { buildOpenApiDocument } from "@/lib/openapi";
 import type { Method, Operation } from "@/lib/openapi";
-import { ErrorBody, GenerateResponse, Job, OpenAIErrorBody, OpenAIImageStreamEvent, OpenAIImagesResponse, StreamEvent, ValidationErrorBody } from "@/lib/schemas";
+import { GenerateResponse, StreamEvent } from "@/lib/schemas";
+import { ErrorBody, Job, OpenAIErrorBody, OpenAIImageStreamEvent, OpenAIImagesResponse, ValidationErrorBody } from "@/lib/api-shapes";
 import { call, readEvents, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 

@@ -8,7 +8,7 @@ import type { Emulator } from "@/emulator/server";
 import { parseConfig } from "@/lib/config";
 import { JobRunner } from "@/lib/jobs/runner";
 import { SqliteJobStore } from "@/lib/jobs/store";
-import type { Job } from "@/lib/jobs/store";
+import type { Job } from "@/lib/jobs/types";
 import { Registry, setRegistry } from "@/lib/registry";
 import { validateGenerateRequest } from "@/lib/schemas";
 import type { GenerateRequest } from "@/lib/schemas";

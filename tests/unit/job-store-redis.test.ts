@@ -6,7 +6,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FileImageStore } from "@/lib/jobs/images";
 import { RedisJobStore } from "@/lib/jobs/redis-store";
-import type { JobEvent } from "@/lib/jobs/store";
+import type { JobEvent } from "@/lib/jobs/types";
 import { startRedisServer } from "../redis-server";
 import type { RedisServer } from "../redis-server";
 

@@ -4,7 +4,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync }
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DataDirInUse, SqliteJobStore, inputHash } from "@/lib/jobs/store";
+import { DataDirInUse, SqliteJobStore } from "@/lib/jobs/store";
+import { inputHash } from "@/lib/jobs/types";
 
 let dir: string;
 let store: SqliteJobStore;

@@ -7,7 +7,8 @@ import { parseConfig } from "@/lib/config";
 import { fail } from "@/lib/errors";
 import { JSON_SCHEMA_OPTIONS, aliasOperationId, buildOpenApiDocument } from "@/lib/openapi";
 import type { JsonSchema, Method, OpenApiDocument, Operation } from "@/lib/openapi";
-import * as schemas from "@/lib/schemas";
+import * as apiShapes from "@/lib/api-shapes";
+import * as requestShapes from "@/lib/schemas";
 
 const document = buildOpenApiDocument();
 /**
@@ -53,7 +54,10 @@ function operation(path: string, method: Method): Operation {
   return found;
 }
 
-/** The zod schema a `$ref` names, from lib/schemas.ts. */
+/** Every named zod schema: the requests and upstream answers (lib/schemas.ts), the gateway's answers (lib/api-shapes.ts). */
+const schemas = { ...requestShapes, ...apiShapes };
+
+/** The zod schema a `$ref` names. */
 function zodSchemaOf(schema: JsonSchema | undefined): z.ZodType | undefined {
   const name = typeof schema?.$ref === "string" ? schema.$ref.replace("#/components/schemas/", "") : "";
   const value: unknown = (schemas as Record<string, unknown>)[name];
@@ -134,12 +138,12 @@ describe("the OpenAPI document", () => {
     }
   });
 
-  it("makes every component the JSON Schema zod writes for the lib/schemas.ts schema of that name", () => {
+  it("makes every component the JSON Schema zod writes for the schema of that name (lib/schemas.ts, lib/api-shapes.ts)", () => {
     const names = Object.keys(document.components.schemas);
     expect(names.length).toBeGreaterThan(10);
     for (const name of names) {
       const schema = zodSchemaOf({ $ref: `#/components/schemas/${name}` });
-      expect(schema, `${name} is a zod schema of lib/schemas.ts`).toBeDefined();
+      expect(schema, `${name} is a zod schema of lib/schemas.ts or lib/api-shapes.ts`).toBeDefined();
       if (!schema) continue;
       const request = name === "GenerateRequest" || name === "OpenAIImagesRequest";
       expect(inlined(document.components.schemas[name]), name).toEqual(standalone(schema, request ? "input" : "output"));

@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { listModels } from "@/lib/openai";
+import { listModels } from "@/lib/openai-models";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";

@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { refuseImageInput } from "@/lib/openai";
+import { refuseImageInput } from "@/lib/openai-models";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";

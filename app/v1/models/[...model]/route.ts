@@ -1,5 +1,5 @@
 import { route } from "@/lib/http";
-import { retrieveModel } from "@/lib/openai";
+import { retrieveModel } from "@/lib/openai-models";
 import { ROUTES } from "@/lib/routes";
 
 export const dynamic = "force-dynamic";
