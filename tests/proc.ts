@@ -2,6 +2,7 @@
  * Processes and ports as Linux's /proc shows them, for the tests and the
  * benchmark: a free port, the process listening on one, its resident memory.
  */
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
@@ -12,6 +13,23 @@ export const DIE_WITH_PARENT_URL = pathToFileURL(path.join(import.meta.dirname, 
 
 /** Node flags for a server this process starts: it exits when this process is gone. */
 export const DIES_WITH_PARENT = ["--import", `${DIE_WITH_PARENT_URL}?parent=${process.pid}`];
+
+/**
+ * For a program that cannot take the preload (redis-server): a watchdog that
+ * exits with this process and kills `pid` as it goes. Kill the returned
+ * watchdog once `pid` has ended, so it never outlives it.
+ */
+export function killedWithParent(pid: number): { kill(): void } {
+  // As die-with-parent.mjs, and then it takes `pid` along.
+  const script = `const check = () => { if (process.ppid !== ${process.pid}) { try { process.kill(${pid}, "SIGKILL"); } catch {} process.exit(0); } }; check(); setInterval(check, 500);`;
+  const watchdog = spawn(process.execPath, ["-e", script], { stdio: "ignore" });
+  watchdog.unref();
+  return {
+    kill: () => {
+      watchdog.kill("SIGKILL");
+    },
+  };
+}
 
 export async function freePort(): Promise<number> {
   const server = createServer();

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort } from "./proc";
+import { freePort, killedWithParent } from "./proc";
 import { redisServerPath } from "./programs";
 
 export const REDIS_SERVER_PATH = redisServerPath();
@@ -52,6 +52,13 @@ function launch(port: number, dir: string | undefined): { child: ChildProcess; o
   const child = spawn(REDIS_SERVER_PATH, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", ...persistence, "--loglevel", "warning"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
+  // A killed test run takes its redis-server with it.
+  if (child.pid !== undefined) {
+    const watchdog = killedWithParent(child.pid);
+    child.once("exit", () => {
+      watchdog.kill();
+    });
+  }
   let output = "";
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));

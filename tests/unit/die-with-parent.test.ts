@@ -2,6 +2,8 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { DIE_WITH_PARENT_URL } from "../proc";
 
 const started: number[] = [];
@@ -56,5 +58,23 @@ describe("a server started with DIES_WITH_PARENT", () => {
     const { starter, server } = await starterWithServer(false);
     process.kill(starter, "SIGKILL");
     expect(await gone(server, 1500)).toBe(false);
+  });
+});
+
+describe("a program started beside a killedWithParent watchdog (redis-server takes no preload)", () => {
+  it("is killed once its starter is killed -9", async () => {
+    const proc = pathToFileURL(path.join(import.meta.dirname, "../proc.ts")).href;
+    const starter = `import { spawn } from "node:child_process"; import { killedWithParent } from ${JSON.stringify(proc)}; const c = spawn("sleep", ["60"], { stdio: "ignore" }); killedWithParent(c.pid); console.log(c.pid); setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", starter], { stdio: ["ignore", "pipe", "inherit"] });
+    const line = await new Promise<string>((resolve) => {
+      child.stdout.once("data", (chunk: Buffer) => {
+        resolve(chunk.toString());
+      });
+    });
+    const program = Number(line.trim());
+    started.push(child.pid ?? 0, program);
+    expect(alive(program)).toBe(true);
+    process.kill(child.pid ?? 0, "SIGKILL");
+    expect(await gone(program, 3000)).toBe(true);
   });
 });
