@@ -10,11 +10,10 @@ import { setImmediate, setTimeout as sleep } from "node:timers/promises";
 import { ERRORS, GatewayError, fail } from "../errors";
 import { parseJsonObject } from "../json-object";
 import { Generation } from "../pipeline";
-import type { GenerationObserver } from "../pipeline";
+import type { GenerationObserver, GenerationParts } from "../pipeline";
 import type { Logger } from "pino";
 import type { Config } from "../config";
 import type { Metrics } from "../observe/metrics";
-import type { GenerationParts } from "../pipeline";
 import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
@@ -445,8 +444,6 @@ export class JobRunner {
     return this.places.get(id) ?? (await this.store.shared?.placeOf(id));
   }
 }
-
-/** Refusals before a generation started: the GPU server's 503 (its queue full, no CUDA, no model), no server reachable, no slot for now. */
 
 /** The pauses of a write waiting for an unreachable store: from a quarter second, doubling, at most 5 s. */
 const STORE_RETRY_MS = 250;

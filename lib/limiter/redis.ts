@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Redis } from "ioredis";
-import type { RedisOptions } from "ioredis";
 import { fail } from "../errors";
+import { COMMAND_TIMEOUT_MS, REDIS_CONNECTION } from "../redis-connection";
 import type { GatewayError } from "../errors";
 import { LocalLimiter } from "./local";
 import type { LocalLimiterOptions } from "./local";
@@ -34,44 +34,6 @@ const IDLE_SYNC_MS = 1000;
 const STALE_COUNTS_MS = 500;
 /** Ids kept to remove from Redis once it answers again; past this, the leases' own expiry does it. */
 const MAX_FORGET = 10_000;
-/** A script that has not answered in this long counts as Redis being unreachable. */
-const COMMAND_TIMEOUT_MS = 1000;
-
-/**
- * Commands fail at once instead of waiting in ioredis's offline queue: an outage
- * becomes the failure mode within a round trip, not a hang (ioredis reconnects
- * meanwhile). Its command timeout is a backstop; `COMMAND_TIMEOUT_MS` decides.
- */
-export const REDIS_CONNECTION: RedisOptions = {
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  connectTimeout: 5000,
-  commandTimeout: 10 * COMMAND_TIMEOUT_MS,
-  autoResubscribe: false,
-  retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
-};
-
-/**
- * Resolves once `client` is ready, or after `ms`: commands do not wait in
- * ioredis's offline queue, so the first ones of a process wait for its first
- * connection here, a moment at most (an outage later is never waited for).
- */
-export function connectedWithin(client: Redis, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (client.status === "ready") {
-      resolve();
-      return;
-    }
-    const done = () => {
-      clearTimeout(timer);
-      client.off("ready", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    client.once("ready", done);
-  });
-}
-
 /**
  * Rejects when `promise` has not settled within `ms`, but only after the event
  * loop has read the I/O waiting (setImmediate runs after the poll phase): a reply

@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import { fail } from "../errors";
-import { REDIS_CONNECTION, connectedWithin } from "../limiter/redis";
+import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
 
 const WINDOW_S = 60;
 
