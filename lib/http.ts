@@ -27,8 +27,9 @@ type Method = "GET" | "HEAD" | "POST";
  * handlers are behind the API key and rate limit; OPTIONS stays open. HEAD runs
  * the GET and drops its body, unless the route gives a HEAD of its own: one
  * whose GET asks the GPU server, opens a file or starts a stream must.
+ * `runAfterResponse` is Next's after(), which an in-process test replaces.
  */
-export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handler>>) {
+export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handler>>, runAfterResponse: (task: () => Promise<unknown>) => void = after) {
   const allow = handlers.GET ? ["GET", "HEAD", ...Object.keys(handlers).filter((m) => m !== "GET" && m !== "HEAD")] : Object.keys(handlers);
   const notAllowed: Handler = (request) => {
     throw fail.methodNotAllowed(request.method, allow);
@@ -39,7 +40,7 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
   const secured = entry.access ? (handler: Handler) => admitted(handler, entry.access === "generation") : (handler: Handler) => handler;
   const get = handlers.GET && secured(handlers.GET);
   const head = handlers.HEAD ? secured(handlers.HEAD) : get;
-  const observed = (handler: Handler | undefined) => observe(entry, handler ?? notAllowed);
+  const observed = (handler: Handler | undefined) => observe(entry, handler ?? notAllowed, runAfterResponse);
   return {
     GET: observed(get),
     HEAD: observed(head),
