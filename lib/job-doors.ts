@@ -15,13 +15,13 @@ import { validateGenerateRequest } from "./schemas";
 import { jobOwner, takeRateLimit } from "./security";
 import { EventStream, SSE_HEADERS } from "./sse";
 import { FINISHED, inputHash } from "./jobs/types";
-import type { Job, JobEvent, JobOutput } from "./jobs/types";
+import type { JobRecord, JobLogEntry, StoredOutput } from "./jobs/types";
 
 const MAX_IDEMPOTENCY_KEY = 255;
 const MAX_WAIT_S = 60;
 
 /** The job as its owner reads it; `input` is its JSON as kept (a 20-digit seed keeps its digits). */
-export async function jobJson(job: Job): Promise<string> {
+export async function jobJson(job: JobRecord): Promise<string> {
   const latest = async (type: string) =>
     (await registry().jobs.store.events(job.id, 0))
       .map((event) => JSON.parse(event.data) as Record<string, unknown>)
@@ -47,7 +47,7 @@ export async function jobJson(job: Job): Promise<string> {
 }
 
 /** A job's output as its owner reads it: with the image's URL. */
-export function outputOf(job: Job): (JobOutput & { image_url: string }) | null {
+export function outputOf(job: JobRecord): (StoredOutput & { image_url: string }) | null {
   return job.output && { ...job.output, image_url: imageUrl(job) };
 }
 
@@ -57,8 +57,8 @@ const EXTENSIONS: Record<string, string> = { "image/png": "png", "image/jpeg": "
  * Where the job's image is. With API keys, signed until the job expires, so a
  * browser's `<img src>` (which sends no key) can fetch it.
  */
-function imageUrl(job: Job): string {
-  const { sha256, content_type: type } = job.output as JobOutput;
+function imageUrl(job: JobRecord): string {
+  const { sha256, content_type: type } = job.output as StoredOutput;
   const url = `/api/images/${sha256}.${EXTENSIONS[type] ?? "bin"}`;
   const { access, config } = registry();
   const expires = Math.floor((Date.parse(job.completed_at ?? job.created_at) + config.jobTtlMs) / 1000);
@@ -77,7 +77,7 @@ function signedFor(request: Request, sha256: string): boolean {
 
 const JOB_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
 
-async function answer(job: Job, status: number, headers: Record<string, string> = {}): Promise<Response> {
+async function answer(job: JobRecord, status: number, headers: Record<string, string> = {}): Promise<Response> {
   return new Response(await jobJson(job), { status, headers: { ...JOB_HEADERS, ...headers } });
 }
 
@@ -86,7 +86,7 @@ async function answer(job: Job, status: number, headers: Record<string, string> 
  * get. Without API keys a job's id, unguessable, is what reaches it (see
  * `jobOwner`: an address identifies no one).
  */
-async function ownJob(id: string, context: RequestContext): Promise<Job> {
+async function ownJob(id: string, context: RequestContext): Promise<JobRecord> {
   const { jobs, access } = registry();
   const job = await jobs.store.get(id);
   if (!job || (access.keys.required && job.owner !== context.caller)) throw fail.noSuchJob(id);
@@ -101,7 +101,7 @@ function preferredWaitMs(prefer: string | null): number {
 }
 
 /** Resolves with the job once it has finished, or as it is after `ms` or when the client leaves (its listener and timer go with it). */
-async function finishedWithin(job: Job, ms: number, client: AbortSignal): Promise<Job> {
+async function finishedWithin(job: JobRecord, ms: number, client: AbortSignal): Promise<JobRecord> {
   const { jobs } = registry();
   await new Promise<void>((resolve) => {
     let stop: () => void = () => undefined;
@@ -192,7 +192,7 @@ export async function listJobs(request: Request, context: RequestContext): Promi
 }
 
 /** An event's data as sent; `complete` as the job's output, so its image URL is the one the job gives (signed with keys). */
-function eventData(event: JobEvent, job: Job | undefined): string {
+function eventData(event: JobLogEntry, job: JobRecord | undefined): string {
   if (!event.data.startsWith('{"type":"complete"')) return event.data;
   return job ? JSON.stringify({ type: "complete", output: outputOf(job) }) : event.data;
 }
@@ -223,7 +223,7 @@ export async function followJob(id: string, request: Request, context: RequestCo
   const stream = new EventStream(config.sseKeepAliveMs, () => {
     unlisten();
   });
-  const send = (event: JobEvent, job: Job | undefined) => {
+  const send = (event: JobLogEntry, job: JobRecord | undefined) => {
     // A later place in line is not kept: it goes out without an id, the client's Last-Event-ID unchanged.
     if (event.live) {
       stream.sendData(event.data);
@@ -233,7 +233,7 @@ export async function followJob(id: string, request: Request, context: RequestCo
     last = event.seq;
     stream.sendData(eventData(event, job), event.seq);
   };
-  const endIfOver = (job: Job | undefined) => {
+  const endIfOver = (job: JobRecord | undefined) => {
     if (job && !FINISHED.has(job.status)) return;
     unlisten();
     stream.end();
@@ -241,7 +241,7 @@ export async function followJob(id: string, request: Request, context: RequestCo
   // Something at once: Next sends a streamed answer's headers with its first bytes.
   stream.comment(`job ${id}`);
   // Listening before reading what is kept: what comes meanwhile waits for the kept ones, then goes once, in order.
-  let heard: [JobEvent, Job][] | undefined = [];
+  let heard: [JobLogEntry, JobRecord][] | undefined = [];
   unlisten = jobs.listen(id, (event, job) => {
     if (heard) {
       heard.push([event, job]);

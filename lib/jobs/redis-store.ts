@@ -15,7 +15,7 @@ import { GatewayError, fail } from "../errors";
 import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
 import type { ImageStore } from "./images";
 import { inputHash, newJobId } from "./types";
-import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
+import type { JobRecord, JobChange, JobError, JobLogEntry, StoredOutput, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
 import { APPEND, CLAIM, CREATE, DROP_IMAGE, PUT_IMAGE, SET_PLACE, TOUCH_IMAGE, UPDATE } from "./redis-scripts";
 
 export interface RedisJobStoreOptions {
@@ -35,7 +35,7 @@ const FIRST_CONNECTION_MS = 2000;
 /** An owner's list keeps this many of its newest jobs at most. */
 const OWNER_LIST_MAX = 10_000;
 
-type JobRecord = Record<string, string>;
+type JobHash = Record<string, string>;
 
 export class RedisJobStore implements JobStore {
   readonly shared: SharedJobs;
@@ -123,7 +123,7 @@ export class RedisJobStore implements JobStore {
     await this.redis.set(this.key(`instance:${this.instance}`), "1", "PX", this.options.leaseTtlMs).catch(() => undefined);
   }
 
-  async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
+  async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }> {
     await this.alive;
     return this.run(async () => {
       const id = newJobId();
@@ -152,18 +152,18 @@ export class RedisJobStore implements JobStore {
     });
   }
 
-  async get(id: string): Promise<Job | undefined> {
+  async get(id: string): Promise<JobRecord | undefined> {
     return this.run(async () => fromRecord(await this.redis.hgetall(this.key(`job:${id}`))));
   }
 
-  async find(owner: string, idempotencyKey: string): Promise<Job | undefined> {
+  async find(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
     return this.run(async () => {
       const id = await this.redis.get(this.key(`idem:${owner}:${idempotencyKey}`));
       return id === null ? undefined : this.get(id);
     });
   }
 
-  async list(owner: string, limit: number, before?: string): Promise<Job[]> {
+  async list(owner: string, limit: number, before?: string): Promise<JobRecord[]> {
     return this.run(async () => {
       const listKey = this.key(`owner:${owner}`);
       const score = before === undefined ? null : await this.redis.zscore(listKey, before);
@@ -171,11 +171,11 @@ export class RedisJobStore implements JobStore {
       const ids = await this.redis.zrevrangebyscore(listKey, score === null ? "+inf" : `(${score}`, "-inf", "LIMIT", 0, limit * 2);
       const pipeline = this.redis.pipeline();
       for (const id of ids) pipeline.hgetall(this.key(`job:${id}`));
-      const records = ((await pipeline.exec()) ?? []).map(([, record]) => fromRecord(record as JobRecord));
+      const records = ((await pipeline.exec()) ?? []).map(([, record]) => fromRecord(record as JobHash));
       // Expired ones leave the list as they are found.
       const gone = ids.filter((_, i) => records[i] === undefined);
       if (gone.length > 0) await this.redis.zrem(listKey, ...gone);
-      return records.filter((job): job is Job => job !== undefined).slice(0, limit);
+      return records.filter((job): job is JobRecord => job !== undefined).slice(0, limit);
     });
   }
 
@@ -215,14 +215,14 @@ export class RedisJobStore implements JobStore {
     });
   }
 
-  async append(id: string, data: string, limit?: number): Promise<JobEvent | undefined> {
+  async append(id: string, data: string, limit?: number): Promise<JobLogEntry | undefined> {
     return this.run(async () => {
       const seq = (await this.redis.eval(APPEND, 1, this.key(`events:${id}`), data, limit ?? -1, this.channel(id))) as number;
       return seq === 0 ? undefined : { seq, data };
     });
   }
 
-  async events(id: string, afterSeq: number): Promise<JobEvent[]> {
+  async events(id: string, afterSeq: number): Promise<JobLogEntry[]> {
     return this.run(async () => {
       if (!Number.isFinite(afterSeq)) return [];
       const kept = await this.redis.lrange(this.key(`events:${id}`), Math.max(0, Math.floor(afterSeq)), -1);
@@ -260,11 +260,11 @@ export class RedisJobStore implements JobStore {
    * them at shutdown): their queued ones run here; their running ones fail
    * with `gateway_lost`, never sent again.
    */
-  async recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }> {
+  async recover(now: Date): Promise<{ requeued: JobRecord[]; failed: JobRecord[] }> {
     return this.run(async () => {
       const ids = await this.redis.zrange(this.key("active"), 0, -1);
-      const requeued: Job[] = [];
-      const failed: Job[] = [];
+      const requeued: JobRecord[] = [];
+      const failed: JobRecord[] = [];
       for (const id of ids) {
         const runner = await this.redis.hget(this.key(`job:${id}`), "runner");
         if (runner === null || runner === this.instance) continue;
@@ -393,7 +393,7 @@ export class RedisJobStore implements JobStore {
     const id = channel.slice(this.key("events:").length);
     const colon = message.indexOf(":");
     const seq = Number(message.slice(0, colon));
-    const event: JobEvent = seq === 0 ? { seq: 0, data: message.slice(colon + 1), live: true } : { seq, data: message.slice(colon + 1) };
+    const event: JobLogEntry = seq === 0 ? { seq: 0, data: message.slice(colon + 1), live: true } : { seq, data: message.slice(colon + 1) };
     const turn = (this.turns.get(id) ?? Promise.resolve()).then(async () => {
       const listeners = this.watchers.get(id);
       if (!listeners) return;
@@ -408,7 +408,7 @@ export class RedisJobStore implements JobStore {
   }
 }
 
-function fromRecord(record: JobRecord): Job | undefined {
+function fromRecord(record: JobHash): JobRecord | undefined {
   if (!record.id) return undefined;
   const text = (name: string) => (record[name] ? record[name] : null);
   return {
@@ -420,7 +420,7 @@ function fromRecord(record: JobRecord): Job | undefined {
     completed_at: text("completed_at"),
     input: record.input ?? "{}",
     input_hash: record.input_hash ?? "",
-    output: record.output ? (JSON.parse(record.output) as JobOutput) : null,
+    output: record.output ? (JSON.parse(record.output) as StoredOutput) : null,
     error: record.error ? (JSON.parse(record.error) as JobError) : null,
     idempotency_key: text("idempotency_key"),
   };

@@ -19,7 +19,7 @@ import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
 import type { AnswerImage } from "../upstream/image";
 import { FINISHED } from "./types";
-import type { Job, JobChange, JobError, JobEvent, JobOutput, JobStore, Listener } from "./types";
+import type { JobRecord, JobChange, JobError, JobLogEntry, StoredOutput, JobStore, Listener } from "./types";
 
 
 /** The label jobs' metrics carry, as requests carry their route's. */
@@ -105,7 +105,7 @@ export class JobRunner {
    * `running` settles when the job is done with here: a serverless function
    * must live until then (Vercel's waitUntil).
    */
-  async submit(owner: string, request: GenerateRequest, idempotencyKey?: string): Promise<{ job: Job; created: boolean; input: string; running?: Promise<void> }> {
+  async submit(owner: string, request: GenerateRequest, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean; input: string; running?: Promise<void> }> {
     const input = requestJson(request);
     const known = idempotencyKey === undefined ? undefined : await this.store.find(owner, idempotencyKey);
     if (known) return { job: known, created: false, input };
@@ -133,7 +133,7 @@ export class JobRunner {
    * succeeded job of `owner`: its image is in the store for JOB_TTL, by URL,
    * and in the owner's list.
    */
-  async keep(owner: string, request: GenerateRequest, image: AnswerImage): Promise<Job> {
+  async keep(owner: string, request: GenerateRequest, image: AnswerImage): Promise<JobRecord> {
     await this.space.check();
     await this.store.thin(this.gateway.config.maxJobs - 1, THIN_BATCH);
     const output = await this.keepImage(image);
@@ -173,7 +173,7 @@ export class JobRunner {
   }
 
   /** Cancels a job that has not finished: a queued one never reaches the GPU, a running one's upstream call is aborted. */
-  async cancel(id: string): Promise<Job | undefined> {
+  async cancel(id: string): Promise<JobRecord | undefined> {
     const job = await this.store.get(id);
     if (!job || FINISHED.has(job.status)) return job;
     await this.finish(id, { status: "canceled" }, { type: "canceled" });
@@ -200,7 +200,7 @@ export class JobRunner {
    * submission that never had one. With the local limiter that is within the
    * same turn; with Redis, one round trip.
    */
-  private start(job: Job, { submitted = false } = {}): { place: Promise<GatewayError | undefined>; running: Promise<void> } {
+  private start(job: JobRecord, { submitted = false } = {}): { place: Promise<GatewayError | undefined>; running: Promise<void> } {
     const cancel = new AbortController();
     this.cancels.set(job.id, cancel);
     let settle: (refusal?: GatewayError) => void = () => undefined;
@@ -228,7 +228,7 @@ export class JobRunner {
    * started queued, for the next process to run. `refuse` is the submitter's,
    * told of a refusal before the job ever had a place.
    */
-  private async run(job: Job, canceled: AbortSignal, refuse: ((refusal?: GatewayError) => void) | undefined): Promise<void> {
+  private async run(job: JobRecord, canceled: AbortSignal, refuse: ((refusal?: GatewayError) => void) | undefined): Promise<void> {
     const deadline = Date.parse(job.created_at) + this.gateway.config.queueTimeoutMs;
     const place = () => {
       refuse?.();
@@ -261,7 +261,7 @@ export class JobRunner {
    * stream and keeps what it sends. Settles "done" once the job has ended
    * here, else with the error and whether the call reached the GPU server.
    */
-  private async attempt(job: Job, canceled: AbortSignal, deadline: number, placed: () => void): Promise<{ kind: "done" } | { kind: "failed"; error: GatewayError; started: boolean }> {
+  private async attempt(job: JobRecord, canceled: AbortSignal, deadline: number, placed: () => void): Promise<{ kind: "done" } | { kind: "failed"; error: GatewayError; started: boolean }> {
     // The wait for a slot ends at the job's deadline; a generation once sent has REQUEST_TIMEOUT of its own.
     const waiting = new AbortController();
     const timer = setTimeout(() => {
@@ -324,7 +324,7 @@ export class JobRunner {
    * make room; a full disk or an image larger than the cap fails the job with
    * `storage_full`, and a full disk stops new jobs until space comes back.
    */
-  private async keepImage(image: AnswerImage): Promise<JobOutput> {
+  private async keepImage(image: AnswerImage): Promise<StoredOutput> {
     const { dataMaxBytes } = this.gateway.config;
     if (image.bytes.length > dataMaxBytes) throw fail.storageFull(`an image of ${image.bytes.length} bytes is larger than DATA_MAX_BYTES (${dataMaxBytes})`);
     while ((await this.stored(() => this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH))) === SWEEP_BATCH) await setImmediate();
@@ -358,7 +358,7 @@ export class JobRunner {
    * One line per job, when it ends, as a request has one: who, how it ended,
    * how long it waited and ran, what it kept; an internal failure's cause.
    */
-  private logEnd(job: Job, cause: unknown): void {
+  private logEnd(job: JobRecord, cause: unknown): void {
     const { logger } = this.gateway;
     const kind = job.error?.kind;
     const level = kind === "internal" ? "error" : job.status === "failed" ? "warn" : "info";
@@ -390,7 +390,7 @@ export class JobRunner {
   private async emit(id: string, event: Record<string, unknown> | string, { end = false } = {}): Promise<void> {
     const data = typeof event === "string" ? event : JSON.stringify(event);
     const place = typeof event === "object" && event.type === "queued" ? event.queue_position : undefined;
-    let kept: JobEvent | undefined;
+    let kept: JobLogEntry | undefined;
     const { shared } = this.store;
     if (typeof place === "number") {
       const first = !this.places.has(id);
@@ -418,7 +418,7 @@ export class JobRunner {
     if (!listeners) return;
     const job = await this.store.get(id);
     if (!job) return;
-    const heard: JobEvent = kept ?? { seq: 0, data, live: true };
+    const heard: JobLogEntry = kept ?? { seq: 0, data, live: true };
     for (const listener of [...listeners]) listener(heard, job);
   }
 

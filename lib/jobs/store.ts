@@ -9,7 +9,7 @@ import { DatabaseSync } from "node:sqlite";
 import { FileImageStore } from "./images";
 import type { ImageStore } from "./images";
 import { inputHash, newJobId } from "./types";
-import type { Job, JobError, JobEvent, JobOutput, JobStatus, JobStore, StoredImage } from "./types";
+import type { JobRecord, JobError, JobLogEntry, StoredOutput, JobStatus, JobStore, StoredImage } from "./types";
 
 const SCHEMA = `
   PRAGMA journal_mode = WAL;
@@ -111,10 +111,10 @@ export class SqliteJobStore implements JobStore {
     this.db.exec("CREATE INDEX IF NOT EXISTS jobs_by_image ON jobs (image) WHERE image IS NOT NULL;");
   }
 
-  async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
+  async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }> {
     const known = idempotencyKey === undefined ? undefined : this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
     if (known) return { job: known, created: false };
-    const job: Job = {
+    const job: JobRecord = {
       id: newJobId(),
       owner,
       status: "queued",
@@ -134,15 +134,15 @@ export class SqliteJobStore implements JobStore {
     return { job, created: true };
   }
 
-  async get(id: string): Promise<Job | undefined> {
+  async get(id: string): Promise<JobRecord | undefined> {
     return this.row("SELECT * FROM jobs WHERE id = ?", id);
   }
 
-  async find(owner: string, idempotencyKey: string): Promise<Job | undefined> {
+  async find(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
     return this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
   }
 
-  async list(owner: string, limit: number, before?: string): Promise<Job[]> {
+  async list(owner: string, limit: number, before?: string): Promise<JobRecord[]> {
     // rowid: the order of creation, which created_at (milliseconds) cannot break ties in.
     const rows =
       before === undefined
@@ -153,7 +153,7 @@ export class SqliteJobStore implements JobStore {
     return (rows as unknown as JobRow[]).map(fromRow);
   }
 
-  async update(id: string, change: Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>): Promise<boolean> {
+  async update(id: string, change: Partial<Pick<JobRecord, "status" | "started_at" | "completed_at" | "output" | "error">>): Promise<boolean> {
     const fields = Object.entries(change).map(([key, value]) => [key, value !== null && typeof value === "object" ? JSON.stringify(value) : value] as const);
     if (change.output) fields.push(["image", change.output.sha256]);
     if (fields.length === 0) return false;
@@ -164,15 +164,15 @@ export class SqliteJobStore implements JobStore {
     return Number(result.changes) > 0;
   }
 
-  async append(id: string, data: string, limit?: number): Promise<JobEvent | undefined> {
+  async append(id: string, data: string, limit?: number): Promise<JobLogEntry | undefined> {
     const row = this.db.prepare("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM events WHERE job_id = ?").get(id) as { seq: number };
     if (limit !== undefined && row.seq > limit) return undefined;
     this.db.prepare("INSERT INTO events (job_id, seq, data) VALUES (?, ?, ?)").run(id, row.seq, data);
     return { seq: row.seq, data };
   }
 
-  async events(id: string, afterSeq: number): Promise<JobEvent[]> {
-    return this.db.prepare("SELECT seq, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq").all(id, afterSeq) as unknown as JobEvent[];
+  async events(id: string, afterSeq: number): Promise<JobLogEntry[]> {
+    return this.db.prepare("SELECT seq, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq").all(id, afterSeq) as unknown as JobLogEntry[];
   }
 
   async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
@@ -200,7 +200,7 @@ export class SqliteJobStore implements JobStore {
     return this.db.prepare("SELECT 1 FROM jobs WHERE image = ? AND owner = ? LIMIT 1").get(sha256, owner) !== undefined;
   }
 
-  async recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }> {
+  async recover(now: Date): Promise<{ requeued: JobRecord[]; failed: JobRecord[] }> {
     const failed = this.rows("SELECT * FROM jobs WHERE status = 'running'");
     const error = JSON.stringify({ kind: "gateway_restarted", detail: "The gateway restarted while the generation ran; it is not run again" });
     this.db.prepare("UPDATE jobs SET status = 'failed', completed_at = ?, error = ? WHERE status = 'running'").run(now.toISOString(), error);
@@ -285,21 +285,21 @@ export class SqliteJobStore implements JobStore {
     this.db.close();
   }
 
-  private row(sql: string, ...params: string[]): Job | undefined {
+  private row(sql: string, ...params: string[]): JobRecord | undefined {
     const row = this.db.prepare(sql).get(...params) as JobRow | undefined;
     return row && fromRow(row);
   }
 
-  private rows(sql: string, ...params: string[]): Job[] {
+  private rows(sql: string, ...params: string[]): JobRecord[] {
     return (this.db.prepare(sql).all(...params) as unknown as JobRow[]).map(fromRow);
   }
 }
 
-function fromRow(row: JobRow): Job {
+function fromRow(row: JobRow): JobRecord {
   return {
     ...row,
     status: row.status as JobStatus,
-    output: row.output === null ? null : (JSON.parse(row.output) as JobOutput),
+    output: row.output === null ? null : (JSON.parse(row.output) as StoredOutput),
     error: row.error === null ? null : (JSON.parse(row.error) as JobError),
   };
 }

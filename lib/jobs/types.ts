@@ -6,28 +6,19 @@
  * by every gateway on one Redis.
  */
 import { createHash, randomBytes } from "node:crypto";
+import type { Job as JobView, JobOutput as OutputView } from "../api-shapes";
 
-export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
+export type JobStatus = JobView["status"];
 export const FINISHED: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "canceled"]);
 
-export interface JobOutput {
-  sha256: string;
-  content_type: string;
-  bytes: number;
-  width: number | null;
-  height: number | null;
-  /** The seed's digits: a seed past 2^53 keeps them. */
-  seed: string | null;
-  generation_time_ms: number | null;
-  image_id: string | null;
-}
+/** A job's image as kept: the answer's output (lib/api-shapes.ts) but its URL, which the doors make. */
+export type StoredOutput = Omit<OutputView, "image_url">;
 
-export interface JobError {
-  kind: string;
-  detail: string;
-}
+/** Why a job failed: the error table's kind and detail, as the answer says it. */
+export type JobError = NonNullable<JobView["error"]>;
 
-export interface Job {
+/** A job as a store keeps it; lib/api-shapes.ts's Job is how the doors show it. */
+export interface JobRecord {
   id: string;
   /** Whose job it is: an API key's id, or the client address without keys. */
   owner: string;
@@ -37,14 +28,15 @@ export interface Job {
   completed_at: string | null;
   /** The request as sent upstream (lib/schemas.ts requestJson): the seed as its digits. */
   input: string;
-  output: JobOutput | null;
+  output: StoredOutput | null;
   error: JobError | null;
   idempotency_key: string | null;
   /** SHA-256 of the normalised input: a replayed Idempotency-Key must come with the same one. */
   input_hash: string;
 }
 
-export interface JobEvent {
+/** One event of a job's log, as kept (the doors send it as it is, its seq the SSE `id:`). */
+export interface JobLogEntry {
   /** 1, 2, ...: the SSE `id:` of the event, per job (0 for a live one). */
   seq: number;
   /** Told to listeners only, not kept: a later place in line. */
@@ -54,7 +46,7 @@ export interface JobEvent {
 }
 
 /** What a job may change once made. */
-export type JobChange = Partial<Pick<Job, "status" | "started_at" | "completed_at" | "output" | "error">>;
+export type JobChange = Partial<Pick<JobRecord, "status" | "started_at" | "completed_at" | "output" | "error">>;
 
 export interface StoredImage {
   sha256: string;
@@ -63,7 +55,7 @@ export interface StoredImage {
 }
 
 /** A job's event as a shared store tells it to every gateway that listens. */
-export type Listener = (event: JobEvent, job: Job) => void;
+export type Listener = (event: JobLogEntry, job: JobRecord) => void;
 
 /**
  * What a store that every gateway shares adds: events and cancels reach every
@@ -90,20 +82,20 @@ export interface JobStore {
   /** Set for a store every gateway shares (Redis); the embedded one has none. */
   readonly shared?: SharedJobs;
   /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
-  create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: Job; created: boolean }>;
-  get(id: string): Promise<Job | undefined>;
+  create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }>;
+  get(id: string): Promise<JobRecord | undefined>;
   /** The job `owner` made with this idempotency key. */
-  find(owner: string, idempotencyKey: string): Promise<Job | undefined>;
+  find(owner: string, idempotencyKey: string): Promise<JobRecord | undefined>;
   /** `owner`'s jobs, newest first, older than `before` when given. */
-  list(owner: string, limit: number, before?: string): Promise<Job[]>;
+  list(owner: string, limit: number, before?: string): Promise<JobRecord[]>;
   /** Deletes a job and its events, and its image when no other job has it. */
   remove(id: string): Promise<void>;
   /** Moves a job on; refused (false) once it has finished, so a late update never overwrites an end. */
   update(id: string, change: JobChange): Promise<boolean>;
   /** Appends an event and returns it with its seq; with `limit`, one past that many events is not kept (undefined). */
-  append(id: string, data: string, limit?: number): Promise<JobEvent | undefined>;
+  append(id: string, data: string, limit?: number): Promise<JobLogEntry | undefined>;
   /** The job's events after `afterSeq` (0: all). */
-  events(id: string, afterSeq: number): Promise<JobEvent[]>;
+  events(id: string, afterSeq: number): Promise<JobLogEntry[]>;
   /**
    * Keeps an image once under its SHA-256 (the caller's, computed once),
    * written whole and renamed, off the event loop; a failed write leaves no
@@ -123,7 +115,7 @@ export interface JobStore {
    * here; a running one may have, and is never replayed: it fails with
    * `gateway_restarted` (or `gateway_lost`).
    */
-  recover(now: Date): Promise<{ requeued: Job[]; failed: Job[] }>;
+  recover(now: Date): Promise<{ requeued: JobRecord[]; failed: JobRecord[] }>;
   /** Deletes at most `batch` of the jobs finished before `before` (with their events, and their images no other job has); how many went. */
   expire(before: Date, batch: number): Promise<number>;
   /** Deletes at most `batch` of the oldest finished jobs with images, while the images take more than `maxBytes`; how many went. */

@@ -8,7 +8,7 @@ import type { Emulator } from "@/emulator/server";
 import { parseConfig } from "@/lib/config";
 import { JobRunner } from "@/lib/jobs/runner";
 import { SqliteJobStore } from "@/lib/jobs/store";
-import type { Job } from "@/lib/jobs/types";
+import type { JobRecord } from "@/lib/jobs/types";
 import { Registry, setRegistry } from "@/lib/registry";
 import { validateGenerateRequest } from "@/lib/schemas";
 import type { GenerateRequest } from "@/lib/schemas";
@@ -55,9 +55,9 @@ function request(fields: Record<string, unknown> = {}): GenerateRequest {
 }
 
 /** Resolves with the job once it has finished. */
-async function finished(jobs: JobRunner, id: string): Promise<Job> {
+async function finished(jobs: JobRunner, id: string): Promise<JobRecord> {
   await expect.poll(async () => ["succeeded", "failed", "canceled"].includes((await jobs.store.get(id))?.status ?? ""), { timeout: 10_000 }).toBe(true);
-  return (await jobs.store.get(id)) as Job;
+  return (await jobs.store.get(id)) as JobRecord;
 }
 
 const types = async (jobs: JobRunner, id: string) => (await jobs.store.events(id, 0)).map((event) => (JSON.parse(event.data) as { type: string }).type);

@@ -6,7 +6,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FileImageStore } from "@/lib/jobs/images";
 import { RedisJobStore } from "@/lib/jobs/redis-store";
-import type { JobEvent } from "@/lib/jobs/types";
+import type { JobLogEntry } from "@/lib/jobs/types";
 import { startRedisServer } from "../redis-server";
 import type { RedisServer } from "../redis-server";
 
@@ -72,7 +72,7 @@ describe("the Redis job store", () => {
   it("keeps events in order with their ids, and tells every gateway's listeners, the ones not kept included", async () => {
     const [a, b] = gateways(2) as [RedisJobStore, RedisJobStore];
     const { job } = await a.create("ip:1", INPUT);
-    const heard: JobEvent[] = [];
+    const heard: JobLogEntry[] = [];
     const stop = b.shared.watch(job.id, (event) => heard.push(event));
     await new Promise((resolve) => setTimeout(resolve, 100)); // the subscription is made
     for (const step of [1, 2, 3]) await a.append(job.id, `{"type":"progress","step":${step}}`);
