@@ -175,29 +175,57 @@ export const ValidationErrorBody = z.object({ detail: z.array(ValidationDetail),
 // ---- the OpenAI Images API (/v1): what the gateway reads and answers, for its OpenAPI document
 
 const ignored = z.string().optional().describe("Accepted and ignored: the GPU server has no such setting");
+// The formats lib/upstream/image.ts converts to; written out, as the page's bundle takes these shapes and must not take sharp's module.
 const OutputFormat = z.enum(["png", "jpeg", "webp"]);
+
+/** The most images one request may ask for by default (MAX_IMAGES_PER_REQUEST). */
+export const MAX_IMAGES_DEFAULT = 4;
+
+const wholeNumber = (min: number, max: number, why = `must be a whole number from ${min} to ${max}`) =>
+  z.int({ error: why }).min(min, { error: why }).max(max, { error: why });
+const text = z.string({ error: "must be a string" });
+
+/**
+ * OpenAI's own fields of POST /v1/images/generations, as the gateway reads
+ * them (lib/openai.ts parses with it; each refusal's message is the 400's):
+ * null is taken as absent, as OpenAI's SDKs send it.
+ */
+export function openAIImageOptions(maxImages: number) {
+  return z.object({
+    model: text
+      .nullish()
+      .describe("Any name: the gateway has one model (IMAGE_MODEL_NAME), which makes them all, so the names apps send (dall-e-2, Open WebUI's default; dall-e-3; gpt-image-1, LibreChat's; gpt-image-2) work as they are; logged"),
+    n: wholeNumber(1, maxImages, `must be a whole number from 1 to ${maxImages} (MAX_IMAGES_PER_REQUEST)`)
+      .nullish()
+      .default(1)
+      .describe("How many images, 1 to MAX_IMAGES_PER_REQUEST (4 by default): one generation each, a fixed seed counting up; 1 with stream"),
+    size: text.nullish().default("auto").describe('"WIDTHxHEIGHT" within the gateway\'s size rules, or "auto" (1024x1024)'),
+    response_format: z
+      .enum(["url", "b64_json"], { error: 'must be "url" or "b64_json"' })
+      .nullish()
+      .describe('"url" (the default, as DALL·E: an absolute URL in the image store, kept JOB_TTL) or "b64_json"; a gpt-image-* or chatgpt-image-* model, or a stream, answers b64_json by default, as OpenAI does'),
+    output_format: z
+      .enum(OutputFormat.options, { error: 'must be "png", "jpeg" or "webp"' })
+      .nullish()
+      .describe("The image's format: converted (sharp) only when the GPU server's differs, stored under its own hash for a URL; left out, the GPU server's own (JPEG by default on the genuine server)"),
+    output_compression: wholeNumber(0, 100)
+      .nullish()
+      .describe("jpeg and webp quality for a conversion, 100 unless given; a png is refused. An image already in the asked format is passed as it is"),
+    stream: z
+      .boolean({ error: "must be true or false" })
+      .nullish()
+      .default(false)
+      .describe("OpenAI's image stream (server-sent events): keep-alive comments, then one image_generation.completed event, or an error event"),
+    partial_images: wholeNumber(0, 3).nullish().describe("0 to 3, accepted: the GPU server sends no preview image, so no partial_image event comes"),
+    quality: text.nullish().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
+    background: text.nullish().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
+  });
+}
 
 /** POST /v1/images/generations, as the gateway reads it; other fields are ignored. */
 export const OpenAIImagesRequest = z.looseObject({
   prompt: GenerateRequest.shape.prompt,
-  model: z
-    .string()
-    .optional()
-    .describe("Any name: the gateway has one model (IMAGE_MODEL_NAME), which makes them all, so the names apps send (dall-e-2, Open WebUI's default; dall-e-3; gpt-image-1, LibreChat's; gpt-image-2) work as they are; logged"),
-  n: z.int().min(1).default(1).describe("How many images, 1 to MAX_IMAGES_PER_REQUEST (4 by default): one generation each, a fixed seed counting up; 1 with stream"),
-  size: z.string().default("auto").describe('"WIDTHxHEIGHT" within the gateway\'s size rules, or "auto" (1024x1024)'),
-  response_format: z
-    .enum(["url", "b64_json"])
-    .optional()
-    .describe('"url" (the default, as DALL·E: an absolute URL in the image store, kept JOB_TTL) or "b64_json"; a gpt-image-* or chatgpt-image-* model, or a stream, answers b64_json by default, as OpenAI does'),
-  output_format: OutputFormat.optional().describe(
-    "The image's format: converted (sharp) only when the GPU server's differs, stored under its own hash for a URL; left out, the GPU server's own (JPEG by default on the genuine server)",
-  ),
-  output_compression: z.int().min(0).max(100).optional().describe('jpeg and webp quality for a conversion, 100 unless given; a png is refused. An image already in the asked format is passed as it is'),
-  stream: z.boolean().default(false).describe("OpenAI's image stream (server-sent events): keep-alive comments, then one image_generation.completed event, or an error event"),
-  partial_images: z.int().min(0).max(3).optional().describe("0 to 3, accepted: the GPU server sends no preview image, so no partial_image event comes"),
-  quality: z.string().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
-  background: z.string().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
+  ...openAIImageOptions(MAX_IMAGES_DEFAULT).shape,
   style: ignored,
   user: ignored,
   moderation: ignored,

@@ -10,6 +10,7 @@
  */
 import "server-only";
 import type { Config } from "./config";
+import { openAIImageOptions } from "./api-shapes";
 import { GatewayError, fail, openAiError } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import { parseJsonObject } from "./json-object";
@@ -24,7 +25,7 @@ import { SEED_MAX, requestJson, seedValue, validateGenerateRequest } from "./sch
 import type { GenerateRequest } from "./schemas";
 import { jobOwner, takeRateLimit } from "./security";
 import { EventStream } from "./sse";
-import { OUTPUT_FORMATS, answerFormat, answerImage, convertImage } from "./upstream/image";
+import { answerFormat, answerImage, convertImage } from "./upstream/image";
 import type { AnswerImage, OutputFormat } from "./upstream/image";
 import { plainStringSpan, topLevelNumbers } from "./upstream/lean-json";
 
@@ -58,44 +59,34 @@ function plain(value: unknown): unknown {
   return value instanceof JsonNumber ? value.value : value;
 }
 
-/** A field that is absent, null, or a whole number in [min, max]. */
-function wholeNumber(body: Record<string, unknown>, name: string, min: number, max: number, why = `must be a whole number from ${min} to ${max}`): number | undefined {
-  const value = plain(body[name]) ?? undefined;
-  if (value === undefined) return undefined;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) throw fail.invalidParameter(name, why);
-  return value;
-}
-
-/** A field that is absent, null, or a string. */
-function text(body: Record<string, unknown>, name: string): string | undefined {
-  const value = body[name] ?? undefined;
-  if (value !== undefined && typeof value !== "string") throw fail.invalidParameter(name, "must be a string");
-  return value;
-}
+/** OpenAI's fields' schema for a MAX_IMAGES_PER_REQUEST, made once. */
+const optionSchemas = new Map<number, ReturnType<typeof openAIImageOptions>>();
 
 /**
- * The OpenAI request as the gateway's generations. `style`, `user`,
- * `moderation` and the rest are accepted and left: the GPU server has no
- * such settings. Model names are any: the one model makes them all.
+ * The OpenAI request as the gateway's generations. OpenAI's own fields are
+ * read with their documented schema (lib/api-shapes.ts), the first refusal a
+ * 400 naming its field; the gateway's extensions with /api/generate's rules.
+ * `style`, `user`, `moderation` and the rest are accepted and left: the GPU
+ * server has no such settings. Model names are any: the one model makes them all.
  */
 export function parseImagesRequest(body: Record<string, unknown>, config: Pick<Config, "maxImagesPerRequest" | "sizeMultiple">): ImagesRequest {
-  const model = text(body, "model");
-  const n = wholeNumber(body, "n", 1, config.maxImagesPerRequest, `must be a whole number from 1 to ${config.maxImagesPerRequest} (MAX_IMAGES_PER_REQUEST)`) ?? 1;
-  const stream = body.stream ?? false;
-  if (typeof stream !== "boolean") throw fail.invalidParameter("stream", "must be true or false");
+  let schema = optionSchemas.get(config.maxImagesPerRequest);
+  if (!schema) optionSchemas.set(config.maxImagesPerRequest, (schema = openAIImageOptions(config.maxImagesPerRequest)));
+  const read = schema.safeParse(Object.fromEntries(Object.keys(schema.shape).map((name) => [name, plain(body[name])])));
+  if (!read.success) {
+    const [issue] = read.error.issues;
+    throw fail.invalidParameter(String(issue?.path[0]), issue?.message ?? "is not valid");
+  }
+  const { model, stream, response_format, output_format: outputFormat, output_compression: compression } = read.data;
+  const n = read.data.n ?? 1;
   // OpenAI's completed event has no index to tell n images apart.
   if (stream && n > 1) throw fail.invalidParameter("n", "a stream carries one image: ask n: 1, or leave stream out for n images in one answer");
-  wholeNumber(body, "partial_images", 0, 3);
-  const size = body.size ?? "auto";
-  const sized = size === "auto" ? AUTO_SIZE : typeof size === "string" ? SIZE.exec(size) : null;
+  const size = read.data.size ?? "auto";
+  const sized = size === "auto" ? AUTO_SIZE : SIZE.exec(size);
   if (!sized) throw fail.invalidParameter("size", 'must be "WIDTHxHEIGHT" (such as "1024x1024") or "auto"');
-  const format = body.response_format ?? (stream || (model !== undefined && BASE64_MODELS.test(model)) ? "b64_json" : "url");
-  if (format !== "url" && format !== "b64_json") throw fail.invalidParameter("response_format", 'must be "url" or "b64_json"');
+  const format = response_format ?? (stream || (model != null && BASE64_MODELS.test(model)) ? "b64_json" : "url");
   if (stream && format === "url") throw fail.invalidParameter("response_format", 'a stream sends the image as b64_json: leave response_format out, or ask "b64_json"');
-  const outputFormat = body.output_format ?? undefined;
-  if (outputFormat !== undefined && !OUTPUT_FORMATS.includes(outputFormat as OutputFormat)) throw fail.invalidParameter("output_format", 'must be "png", "jpeg" or "webp"');
-  const compression = wholeNumber(body, "output_compression", 0, 100);
-  if (compression !== undefined && outputFormat === "png") throw fail.invalidParameter("output_compression", 'applies to "jpeg" and "webp" only, not to "png"');
+  if (compression != null && outputFormat === "png") throw fail.invalidParameter("output_compression", 'applies to "jpeg" and "webp" only, not to "png"');
 
   const fields: Record<string, unknown> = {
     prompt: body.prompt,
@@ -118,12 +109,12 @@ export function parseImagesRequest(body: Record<string, unknown>, config: Pick<C
   return {
     generations,
     format,
-    model,
-    stream,
-    outputFormat: outputFormat as OutputFormat | undefined,
-    compression,
-    quality: text(body, "quality") ?? "auto",
-    background: text(body, "background") ?? "auto",
+    model: model ?? undefined,
+    stream: stream ?? false,
+    outputFormat: outputFormat ?? undefined,
+    compression: compression ?? undefined,
+    quality: read.data.quality ?? "auto",
+    background: read.data.background ?? "auto",
   };
 }
 
