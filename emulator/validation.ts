@@ -190,20 +190,19 @@ function intString(original: string): string | undefined {
 
 const RUST_FLOAT = /^[+-]?(?:inf|infinity|nan|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)$/i;
 
+const FLOAT_TYPE = { type: "float_type", msg: "Input should be a valid number" };
+
 function readFloat(input: unknown, source: string | undefined): Read<number> {
   if (typeof input === "boolean") return { value: input ? 1 : 0 };
-  if (typeof input === "number") {
-    // An integer too long for a double is no float to pydantic.
-    return !Number.isFinite(input) && source !== undefined && DIGITS.test(source) ? { issue: { type: "float_type", msg: "Input should be a valid number" } } : { value: input };
-  }
-  if (typeof input !== "string") return { issue: { type: "float_type", msg: "Input should be a valid number" } };
-  for (const text of [input.replace(TRIMMED, ""), /^[^_].*[^_]$/.test(input) && !input.includes("__") ? input.replaceAll("_", "") : ""]) {
-    if (RUST_FLOAT.test(text)) {
-      const lower = text.toLowerCase().replace(/^\+/, "");
-      if (lower.endsWith("nan")) return { value: Number.NaN };
-      if (lower.endsWith("inf") || lower.endsWith("infinity")) return { value: lower.startsWith("-") ? -Infinity : Infinity };
-      return { value: Number(lower) };
-    }
-  }
-  return { issue: { type: "float_parsing", msg: "Input should be a valid number, unable to parse string as a number" } };
+  // An integer too long for a double is no float to pydantic.
+  if (typeof input === "number") return !Number.isFinite(input) && source !== undefined && DIGITS.test(source) ? { issue: FLOAT_TYPE } : { value: input };
+  if (typeof input !== "string") return { issue: FLOAT_TYPE };
+  // Rust's float parse of the trimmed text, else of the text with single underscores between characters dropped.
+  const underscored = /^[^_].*[^_]$/.test(input) && !input.includes("__") ? input.replaceAll("_", "") : "";
+  const text = [input.replace(TRIMMED, ""), underscored].find((candidate) => RUST_FLOAT.test(candidate));
+  if (text === undefined) return { issue: { type: "float_parsing", msg: "Input should be a valid number, unable to parse string as a number" } };
+  const lower = text.toLowerCase().replace(/^\+/, "");
+  if (lower.endsWith("nan")) return { value: Number.NaN };
+  if (lower.endsWith("inf") || lower.endsWith("infinity")) return { value: lower.startsWith("-") ? -Infinity : Infinity };
+  return { value: Number(lower) };
 }

@@ -25,9 +25,9 @@ import { SEED_MAX, requestJson, seedValue, validateGenerateRequest } from "./sch
 import type { GenerateRequest } from "./schemas";
 import { jobOwner, takeRateLimit } from "./security";
 import { EventStream } from "./sse";
-import { answerFormat, answerImage, convertImage } from "./upstream/image";
+import { answerBase64, answerFormat, answerImage, convertImage } from "./upstream/image";
 import type { AnswerImage, OutputFormat } from "./upstream/image";
-import { plainStringSpan, topLevelNumbers } from "./upstream/lean-json";
+import { topLevelNumbers } from "./upstream/lean-json";
 
 export type ImageFormat = "url" | "b64_json";
 
@@ -230,7 +230,7 @@ async function delivered(json: Buffer, asked: Pick<ImagesRequest, "outputFormat"
 
 /** The image as base64: the GPU server's own, a view of its answer, or the converted one's. */
 function base64(image: Delivered): Buffer {
-  return image.converted ? Buffer.from(image.converted.bytes.toString("base64"), "latin1") : base64Of(image.json);
+  return image.converted ? Buffer.from(image.converted.bytes.toString("base64"), "latin1") : answerBase64(image.json);
 }
 
 /** The size as generated ("WIDTHxHEIGHT"), as the GPU server told it, else as asked. */
@@ -340,18 +340,6 @@ function siblingObserver(record: RequestRecord, admitted: () => void): Generatio
   };
 }
 
-/** The image's base64 as the GPU server wrote it, its data URI's prefix cut: a view, never decoded and encoded again. */
-function base64Of(json: Buffer): Buffer {
-  const span = plainStringSpan(json, "image_base64");
-  if (span) {
-    const comma = json.indexOf(",", span[0]);
-    const start = comma >= 0 && comma < span[1] && json.toString("latin1", span[0], span[0] + 5) === "data:" ? comma + 1 : span[0];
-    return json.subarray(start, span[1]);
-  }
-  // A string with escapes in it (no GPU server writes one): decoded, then its base64 again.
-  const uri = String((JSON.parse(json.toString("utf8")) as { image_base64?: unknown }).image_base64);
-  return Buffer.from(uri.startsWith("data:") ? uri.slice(uri.indexOf(",") + 1) : uri);
-}
 
 /** The image kept as a finished job of the caller's (so for JOB_TTL, and in its history): its path, signed with keys. */
 async function imagePath(owner: string, params: GenerateRequest, image: Delivered): Promise<string> {

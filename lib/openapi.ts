@@ -463,6 +463,25 @@ interface Endpoint {
 
 type Tag = "generation" | "service" | "openai";
 
+/** OpenAI's edits and variations: a 400 whatever is sent, as the GPU server takes no input image. */
+function imageInputEndpoint(route: RouteEntry, operationId: string, what: string): Endpoint {
+  return {
+    route,
+    method: "post",
+    operation: {
+      operationId,
+      summary: `OpenAI Images API: ${what} (not offered)`,
+      description: "The GPU server makes images from a text prompt only and takes no input image, so this is OpenAI's 400 (`image_input_unsupported`, param `image`) whatever is sent; the body is not read.",
+      tag: "openai",
+      responses: {
+        400: openAiErrorResponse(400, "No input image is taken here", { unsupported: ["Any request", fail.imageInputUnsupported(route.path)] }),
+        ...openAiCommonErrors(["POST"]),
+      },
+    },
+  };
+}
+
+
 const TAGS: OpenApiDocument["tags"] = [
   { name: "generation", description: "Generate images on the GPU server" },
   { name: "service", description: "The gateway and the GPU server's state" },
@@ -834,34 +853,8 @@ function endpoints(): Endpoint[] {
         },
       },
     },
-    {
-      route: ROUTES.openAiEdits,
-      method: "post",
-      operation: {
-        operationId: "createImageEdit",
-        summary: "OpenAI Images API: edit an image (not offered)",
-        description: "The GPU server makes images from a text prompt only and takes no input image, so this is OpenAI's 400 (`image_input_unsupported`, param `image`) whatever is sent; the body is not read.",
-        tag: "openai",
-        responses: {
-          400: openAiErrorResponse(400, "No input image is taken here", { unsupported: ["Any request", fail.imageInputUnsupported("/v1/images/edits")] }),
-          ...openAiCommonErrors(["POST"]),
-        },
-      },
-    },
-    {
-      route: ROUTES.openAiVariations,
-      method: "post",
-      operation: {
-        operationId: "createImageVariation",
-        summary: "OpenAI Images API: vary an image (not offered)",
-        description: "The GPU server makes images from a text prompt only and takes no input image, so this is OpenAI's 400 (`image_input_unsupported`, param `image`) whatever is sent; the body is not read.",
-        tag: "openai",
-        responses: {
-          400: openAiErrorResponse(400, "No input image is taken here", { unsupported: ["Any request", fail.imageInputUnsupported("/v1/images/variations")] }),
-          ...openAiCommonErrors(["POST"]),
-        },
-      },
-    },
+    imageInputEndpoint(ROUTES.openAiEdits, "createImageEdit", "edit an image"),
+    imageInputEndpoint(ROUTES.openAiVariations, "createImageVariation", "vary an image"),
     {
       route: ROUTES.openAiModels,
       method: "get",

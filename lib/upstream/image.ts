@@ -52,11 +52,20 @@ export function formatOf(bytes: Buffer): OutputFormat | undefined {
  * data) from its first 12 bytes: the megabytes of base64 stay undecoded.
  */
 export function answerFormat(json: Buffer): OutputFormat | undefined {
+  return formatOf(Buffer.from(answerBase64(json).toString("latin1", 0, 16), "base64"));
+}
+
+/** The image's base64 as the GPU server wrote it, its data URI's prefix cut: a view of the answer, never decoded and encoded again. */
+export function answerBase64(json: Buffer): Buffer {
   const span = plainStringSpan(json, "image_base64");
-  if (!span) return formatOf(answerImage(json).bytes);
-  const comma = json.indexOf(",", span[0]);
-  const start = comma >= 0 && comma < span[1] && json.toString("latin1", span[0], span[0] + 5) === "data:" ? comma + 1 : span[0];
-  return formatOf(Buffer.from(json.toString("latin1", start, Math.min(start + 16, span[1])), "base64"));
+  if (span) {
+    const comma = json.indexOf(",", span[0]);
+    const start = comma >= 0 && comma < span[1] && json.toString("latin1", span[0], span[0] + 5) === "data:" ? comma + 1 : span[0];
+    return json.subarray(start, span[1]);
+  }
+  // A string with escapes in it (no GPU server writes one): decoded, then its base64 again.
+  const uri = String((JSON.parse(json.toString("utf8")) as { image_base64?: unknown }).image_base64);
+  return Buffer.from(uri.startsWith("data:") ? uri.slice(uri.indexOf(",") + 1) : uri);
 }
 
 /**
