@@ -2,7 +2,7 @@
  * A .mjs, not a .ts: `next start` transpiles a next.config.ts with SWC's
  * native binding, 30 MB more resident memory for the server's whole life.
  * So the original gateway's paths are written out here, and
- * tests/unit/routes.test.ts holds them to the route table (lib/routes.ts).
+ * tests/unit/routes.test.ts holds them to the route table (lib/routes/).
  * @type {import('next').NextConfig}
  */
 const nextConfig = {
@@ -28,13 +28,13 @@ const nextConfig = {
         ],
       },
     ]),
-  // The original gateway's paths, for existing frontends: the same handlers as under /api (lib/routes.ts).
+  // The original gateway's paths, for existing frontends: the same handlers as under /api (lib/routes/).
   rewrites: () =>
     Promise.resolve([
       { source: "/health", destination: "/api/health" },
+      { source: "/metrics", destination: "/api/metrics" },
       { source: "/generate", destination: "/api/generate" },
       { source: "/generate-stream", destination: "/api/generate-stream" },
-      { source: "/metrics", destination: "/api/metrics" },
     ]),
 };
 

@@ -55,8 +55,8 @@ function contentSecurityPolicy(nonce: string, pathname: string): string {
 export const config = {
   matcher: [
     {
-      // Pages only: not /api or /v1, nor the original gateway's paths (lib/routes.ts: rewrites to /api), nor Next's static files.
-      source: "/((?!api(?:/|$)|v1(?:/|$)|_next/static/|_next/image|favicon\\.ico$|health$|generate$|generate-stream$|metrics$).*)",
+      // Pages only: not /api or /v1, nor the original gateway's paths (lib/routes/: rewrites to /api), nor Next's static files.
+      source: "/((?!api(?:/|$)|v1(?:/|$)|_next/static/|_next/image|favicon\\.ico$|health$|metrics$|generate$|generate-stream$).*)",
       missing: [
         { type: "header", key: "next-router-prefetch" },
         { type: "header", key: "purpose", value: "prefetch" },

@@ -21,7 +21,7 @@ export const GatewayInfo = z.object({
     .describe("Whether /api/generate and /api/generate-stream need an API key (GATEWAY_API_KEYS is set)"),
   size_multiple: z.int().positive().default(SIZE_MULTIPLE_DEFAULT).describe("Width and height must be multiples of it (SIZE_MULTIPLE)"),
   jobs: z.boolean().default(false).describe("Whether /api/jobs is served (JOBS; off on Vercel)"),
-});
+}).meta({ id: "GatewayInfo" });
 export type GatewayInfo = z.output<typeof GatewayInfo>;
 
 /** Why a GPU server's health could not be had: the gateway reports this in its place. */
@@ -104,7 +104,7 @@ export const GatewayHealth = z.object({
     })
     .optional()
     .describe("Only with REDIS_URL (and JOBS on): where jobs live, whether every gateway shares them"),
-});
+}).meta({ id: "GatewayHealth" });
 export type GatewayHealth = z.output<typeof GatewayHealth>;
 
 /** A job's image and what the GPU server said of it. */
@@ -118,7 +118,7 @@ export const JobOutput = z.object({
   seed: z.string().nullable().describe("The seed used, as its digits (it may be past 2^53)"),
   generation_time_ms: z.number().nullable(),
   image_id: z.string().nullable(),
-});
+}).meta({ id: "JobOutput" });
 
 export type JobOutput = z.output<typeof JobOutput>;
 
@@ -135,7 +135,7 @@ export const Job = z.object({
   error: z.object({ kind: z.string(), detail: z.string() }).nullable().describe("When failed: the error table's kind and detail, or gateway_restarted"),
   urls: z.object({ self: z.string(), cancel: z.string(), events: z.string() }),
   input: z.record(z.string(), z.unknown()).describe("The seven fields as sent to the GPU server"),
-});
+}).meta({ id: "Job" });
 
 export type Job = z.output<typeof Job>;
 
@@ -156,21 +156,21 @@ export const JobEvent = z.discriminatedUnion("type", [
   z.looseObject({ type: z.literal("complete"), output: JobOutput }),
   ErrorEvent.extend({ kind: z.string().describe("The error table's kind, or gateway_restarted") }),
   z.looseObject({ type: z.literal("canceled") }),
-]);
+]).meta({ id: "JobEvent" });
 export type JobEvent = z.output<typeof JobEvent>;
 
-export const JobList = z.object({ jobs: z.array(Job).describe("Newest first"), next: z.string().nullable().describe("`before` for the next page") });
+export const JobList = z.object({ jobs: z.array(Job).describe("Newest first"), next: z.string().nullable().describe("`before` for the next page") }).meta({ id: "JobList" });
 
 /** 200 of GET /api/metrics: the GPU server's own counters, free form. */
-export const UpstreamMetrics = z.record(z.string(), z.unknown());
+export const UpstreamMetrics = z.record(z.string(), z.unknown()).meta({ id: "UpstreamMetrics" });
 
 const requestId = z.string().optional().describe("The request's id, as in the `x-request-id` header: quote it when reporting a problem");
 
 /** Every error but a 422: `{"detail": "..."}`. */
-export const ErrorBody = z.object({ detail: z.string(), request_id: requestId });
+export const ErrorBody = z.object({ detail: z.string(), request_id: requestId }).meta({ id: "ErrorBody" });
 
 /** A 422: FastAPI's list of what is wrong with the request. */
-export const ValidationErrorBody = z.object({ detail: z.array(ValidationDetail), request_id: requestId });
+export const ValidationErrorBody = z.object({ detail: z.array(ValidationDetail), request_id: requestId }).meta({ id: "ValidationErrorBody" });
 
 // ---- the OpenAI Images API (/v1): what the gateway reads and answers, for its OpenAPI document
 
@@ -233,7 +233,7 @@ export const OpenAIImagesRequest = z.looseObject({
   seed: GenerateRequest.shape.seed.describe("Extension: as /api/generate's; with n > 1, the next images take the next seeds"),
   num_inference_steps: GenerateRequest.shape.num_inference_steps.describe("Extension: as /api/generate's"),
   guidance_scale: GenerateRequest.shape.guidance_scale.describe("Extension: as /api/generate's"),
-});
+}).meta({ id: "OpenAIImagesRequest" });
 
 /** 200 of POST /v1/images/generations. */
 export const OpenAIImagesResponse = z.object({
@@ -248,7 +248,7 @@ export const OpenAIImagesResponse = z.object({
   output_format: OutputFormat.optional().describe("The images' format: as asked, or the GPU server's"),
   quality: z.string().describe("As asked, or auto"),
   size: z.string().describe("As generated, WIDTHxHEIGHT"),
-});
+}).meta({ id: "OpenAIImagesResponse" });
 
 /** The one event of a 200 to `stream: true` (`event: image_generation.completed`); a failure is `event: error` with OpenAI's error object. */
 export const OpenAIImageStreamEvent = z.object({
@@ -260,7 +260,7 @@ export const OpenAIImageStreamEvent = z.object({
   background: z.string().describe("As asked, or auto"),
   output_format: OutputFormat.optional().describe("As asked, or the GPU server's"),
   usage: z.object({}).loose().describe("No tokens are counted here: all zero"),
-});
+}).meta({ id: "OpenAIImageStreamEvent" });
 
 /** Every /v1 error: OpenAI's shape, so its SDKs raise their typed errors. */
 export const OpenAIErrorBody = z.object({
@@ -270,10 +270,10 @@ export const OpenAIErrorBody = z.object({
     param: z.string().nullable().describe("The request field at fault"),
     code: z.string().nullable().describe("The gateway's own error code (invalid_api_key for a key)"),
   }),
-});
+}).meta({ id: "OpenAIErrorBody" });
 
 /** 200 of GET /v1/models/{model}: the one model. */
-export const OpenAIModel = z.object({ id: z.string().describe("IMAGE_MODEL_NAME"), object: z.literal("model"), created: z.int(), owned_by: z.string() });
+export const OpenAIModel = z.object({ id: z.string().describe("IMAGE_MODEL_NAME"), object: z.literal("model"), created: z.int(), owned_by: z.string() }).meta({ id: "OpenAIModel" });
 
 /** 200 of GET /v1/models. */
-export const OpenAIModelList = z.object({ object: z.literal("list"), data: z.array(OpenAIModel) });
+export const OpenAIModelList = z.object({ object: z.literal("list"), data: z.array(OpenAIModel) }).meta({ id: "OpenAIModelList" });

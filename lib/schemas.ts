@@ -80,7 +80,7 @@ function requestSchema(sizeMultiple: number) {
 }
 
 /** The generate request: fields arrive in pydantic's lax forms ("512", 1024.0, true) and leave plain. */
-export const GenerateRequest = requestSchema(SIZE_MULTIPLE_DEFAULT);
+export const GenerateRequest = requestSchema(SIZE_MULTIPLE_DEFAULT).meta({ id: "GenerateRequest" });
 /** A validated request, every field present: exactly what is sent upstream. */
 export type GenerateRequest = z.output<typeof GenerateRequest>;
 /** A seed: a bigint past 2^53, where a number would lose digits. */
@@ -112,7 +112,7 @@ export const GenerateResponse = z.looseObject({
   width: z.number().optional(),
   height: z.number().optional(),
   image_id: z.string().nullish(),
-});
+}).meta({ id: "GenerateResponse" });
 
 /** Events of POST /api/generate-stream, relayed unchanged whatever their type: these are the known ones, for the docs and the page. */
 export const QueuedEvent = z.looseObject({
@@ -120,20 +120,20 @@ export const QueuedEvent = z.looseObject({
   queue_position: z.int().positive().describe("Place in line, 1 = next (the GPU server's own queue, or the gateway's while it waits for a slot)"),
   position: z.int().positive().optional().describe("The same, in the gateway's own queued events (kept for clients of its first version)"),
   request_id: z.string().optional().describe("The GPU server's id of the request (its queued event only)"),
-});
+}).meta({ id: "QueuedEvent" });
 export const ProgressEvent = z.looseObject({
   type: z.literal("progress"),
   step: z.number(),
   total_steps: z.number(),
   progress: z.number().optional().describe("Percent done, 0–100 (the genuine server sends an integer; its last event comes twice)"),
-});
-export const CompleteEvent = GenerateResponse.extend({ type: z.literal("complete") });
+}).meta({ id: "ProgressEvent" });
+export const CompleteEvent = GenerateResponse.extend({ type: z.literal("complete") }).meta({ id: "CompleteEvent" });
 export const ErrorEvent = z.looseObject({
   type: z.literal("error"),
   message: z.string(),
   kind: z.string().optional().describe("The error table's kind (upstream_timeout, shutting_down, …); absent only on an error event the GPU server sent itself, relayed as it came"),
-});
-export const StreamEvent = z.discriminatedUnion("type", [QueuedEvent, ProgressEvent, CompleteEvent, ErrorEvent]);
+}).meta({ id: "ErrorEvent" });
+export const StreamEvent = z.discriminatedUnion("type", [QueuedEvent, ProgressEvent, CompleteEvent, ErrorEvent]).meta({ id: "StreamEvent" });
 export type StreamEvent = z.output<typeof StreamEvent>;
 
 /** GET /health of the GPU server; every field may be missing on older servers, and others are passed on. */
@@ -144,7 +144,7 @@ export const UpstreamHealth = z.looseObject({
   current_queue_size: z.number().nullable().catch(null).default(null),
   active_generations: z.number().nullable().catch(null).default(null),
   available_slots: z.number().nullable().catch(null).default(null),
-});
+}).meta({ id: "UpstreamHealth" });
 export type UpstreamHealth = z.output<typeof UpstreamHealth>;
 
 /**
@@ -163,7 +163,7 @@ export const ValidationDetail = z.object({
   msg: z.string(),
   input: z.unknown().optional().describe("The value that was refused (the whole body for a missing field)"),
   ctx: z.record(z.string(), z.unknown()).optional().describe('The rule\'s bound, e.g. {"le": 2048}'),
-});
+}).meta({ id: "ValidationDetail" });
 export type ValidationDetail = z.output<typeof ValidationDetail>;
 
 export type Validated<T> = { ok: true; data: T } | { ok: false; detail: ValidationDetail[] };

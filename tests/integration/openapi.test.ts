@@ -3,14 +3,14 @@ import { z } from "zod";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { parseConfig } from "@/lib/config";
-import { buildOpenApiDocument } from "@/lib/openapi";
-import type { Method, Operation } from "@/lib/openapi";
 import { GenerateResponse, StreamEvent } from "@/lib/schemas";
 import { ErrorBody, Job, OpenAIErrorBody, OpenAIImageStreamEvent, OpenAIImagesResponse, ValidationErrorBody } from "@/lib/api-shapes";
+import { readDocument } from "../openapi-document";
+import type { Method, Operation } from "../openapi-document";
 import { call, readEvents, startGateway } from "./harness";
 import type { Gateway } from "./harness";
 
-const document = buildOpenApiDocument();
+const document = readDocument();
 const defaults = parseConfig({});
 
 let emulator: Emulator;

@@ -35,9 +35,9 @@ describe("the route table", () => {
     expect(await nextConfig.rewrites()).toEqual(rewrites());
     expect(rewrites()).toEqual([
       { source: "/health", destination: "/api/health" },
+      { source: "/metrics", destination: "/api/metrics" },
       { source: "/generate", destination: "/api/generate" },
       { source: "/generate-stream", destination: "/api/generate-stream" },
-      { source: "/metrics", destination: "/api/metrics" },
     ]);
   });
 

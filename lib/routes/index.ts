@@ -1,0 +1,39 @@
+/**
+ * Every endpoint, once: `path` is its folder under app/ (whose route.ts passes
+ * the entry to `route()`), `alias` the original gateway's path, a rewrite, and
+ * `operations` its OpenAPI operations, from which lib/openapi.ts builds the
+ * document. The log and metric labels come from here too; the rewrites
+ * (next.config.mjs) and the proxy's matcher are literals, as Next reads them,
+ * held to `rewrites()` and `pageMatcher()` by tests/unit/routes.test.ts.
+ */
+import type { RouteEntry } from "./entry";
+import { GENERATION_ROUTES } from "./generation";
+import { JOB_ROUTES } from "./jobs";
+import { OPENAI_ROUTES } from "./openai";
+import { SERVICE_ROUTES } from "./service";
+
+export type { RouteEntry } from "./entry";
+
+export const ROUTES = {
+  ...SERVICE_ROUTES,
+  ...GENERATION_ROUTES,
+  ...JOB_ROUTES,
+  ...OPENAI_ROUTES,
+  /** Any other /api path: a JSON 404. */
+  unknown: { path: "/api/[...path]" },
+  /** Any other /v1 path: OpenAI's 404. */
+  openAiUnknown: { path: "/v1/[...path]", errors: "openai" },
+} as const satisfies Record<string, RouteEntry>;
+
+const ENTRIES: readonly RouteEntry[] = Object.values(ROUTES);
+
+/** The original gateway's paths, for existing frontends: rewrites onto the same handlers. */
+export function rewrites(): { source: string; destination: string }[] {
+  return ENTRIES.flatMap((entry) => (entry.alias ? [{ source: entry.alias, destination: entry.path }] : []));
+}
+
+/** The proxy's matcher: every path but the API (under /api or an alias) and static files, which so pay nothing for the pages' CSP. */
+export function pageMatcher(): string {
+  const aliases = ENTRIES.flatMap((entry) => (entry.alias ? [`${entry.alias.slice(1)}$`] : []));
+  return `/((?!api(?:/|$)|v1(?:/|$)|_next/static/|_next/image|favicon\\.ico$|${aliases.join("|")}).*)`;
+}
