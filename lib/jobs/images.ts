@@ -6,10 +6,11 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { open, rename, rm, writeFile } from "node:fs/promises";
+import { open, rename, rm, statfs, writeFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { fail } from "../errors";
 
 export interface ImageStore {
   /** Keeps the bytes under their hash, whole or not at all; rejects with the system's or the service's error (ENOSPC for a full disk). */
@@ -172,5 +173,40 @@ export class S3ImageStore implements ImageStore {
 
   close(): void {
     this.client.destroy();
+  }
+}
+
+/** Free bytes a full disk must have again before new jobs are taken: room for an image or two. */
+const MIN_FREE_BYTES = 4 * 1024 * 1024;
+const SPACE_CHECK_MS = 1000;
+
+/** Whether DATA_DIR's disk has room: after it was found full, no new job until the file system shows room again. */
+export class StorageSpace {
+  private full = false;
+  private checkedAt = 0;
+
+  constructor(private readonly dir: string) {}
+
+  get isFull(): boolean {
+    return this.full;
+  }
+
+  /** A write's failure as the error table has it: a full disk (ENOSPC, EDQUOT) is storage_full, and stops new jobs. */
+  failed(error: unknown): unknown {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code !== "ENOSPC" && code !== "EDQUOT") return error;
+    this.full = true;
+    return fail.storageFull("the disk of DATA_DIR is full", error);
+  }
+
+  /** Throws storage_full while a disk found full has no room yet (statfs, at most once a second). */
+  async check(): Promise<void> {
+    if (!this.full) return;
+    if (Date.now() - this.checkedAt >= SPACE_CHECK_MS) {
+      this.checkedAt = Date.now();
+      const disk = await statfs(this.dir).catch(() => undefined);
+      if (disk && disk.bavail * disk.bsize >= MIN_FREE_BYTES) this.full = false;
+    }
+    if (this.full) throw fail.storageFull("the disk of DATA_DIR is full");
   }
 }

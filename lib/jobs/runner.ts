@@ -5,7 +5,6 @@
  * job's output) and ends succeeded, failed or canceled. Listeners hear each
  * event as it is kept; a stream resumed later reads the rest from the store.
  */
-import { statfs } from "node:fs/promises";
 import { setImmediate, setTimeout as sleep } from "node:timers/promises";
 import { ERRORS, GatewayError, fail } from "../errors";
 import { parseJsonObject } from "../json-object";
@@ -18,19 +17,19 @@ import { requestJson } from "../schemas";
 import type { GenerateRequest } from "../schemas";
 import { answerImage } from "../upstream/image";
 import type { AnswerImage } from "../upstream/image";
+import { StorageSpace } from "./images";
+import { JobLog, stored } from "./log";
 import { FINISHED } from "./types";
-import type { JobRecord, JobChange, JobError, JobLogEntry, StoredOutput, JobStore, Listener } from "./types";
-
+import type { JobRecord, JobChange, JobError, StoredOutput, JobStore, Listener } from "./types";
 
 /** The label jobs' metrics carry, as requests carry their route's. */
 const JOBS_ROUTE = "/api/jobs";
-
-/** Events kept per job: a generation sends a few dozen; a server that sends more is heard live, not kept. */
-const MAX_EVENTS = 100;
 /** Jobs removed per step of the retention sweep, the event loop free between steps. */
 const SWEEP_BATCH = 200;
 /** Finished jobs removed at most when a new one needs the room MAX_JOBS leaves. */
 const THIN_BATCH = 16;
+/** The longest between two retention sweeps. */
+const SWEEP_MS = 10 * 60 * 1000;
 
 /** What the jobs run on, handed down by the composition root (lib/registry.ts). */
 export interface JobParts extends GenerationParts {
@@ -39,20 +38,14 @@ export interface JobParts extends GenerationParts {
   readonly metrics: Metrics;
 }
 
-/** The longest between two retention sweeps. */
-const SWEEP_MS = 10 * 60 * 1000;
-
 export class JobRunner {
-  private readonly cancels = new Map<string, AbortController>();
   /** Whether DATA_DIR's disk has room (after a full disk, no new job until it has). */
   readonly space: StorageSpace;
-  private readonly listeners = new Map<string, Set<Listener>>();
-  /** Queued jobs' places in line, as the limiter tells them. */
-  private readonly places = new Map<string, number>();
+  private readonly log: JobLog;
+  private readonly cancels = new Map<string, AbortController>();
   private sweeping = false;
-  private recoverer: NodeJS.Timeout | undefined;
-
   private sweeper: NodeJS.Timeout | undefined;
+  private recoverer: NodeJS.Timeout | undefined;
   /** Aborted by close(): writes waiting for the store give up. */
   private readonly closing = new AbortController();
 
@@ -61,6 +54,7 @@ export class JobRunner {
     readonly store: JobStore,
   ) {
     this.space = new StorageSpace(gateway.config.dataDir);
+    this.log = new JobLog(store, gateway.metrics, this.closing.signal);
     // A job canceled on another gateway stops here, where it runs.
     store.shared?.onCancel((id) => {
       this.cancels.get(id)?.abort(fail.clientClosed("the job was canceled"));
@@ -93,7 +87,7 @@ export class JobRunner {
   /** Runs what the store gives back as queued, and tells the end of what it failed. */
   private async takeUp(): Promise<void> {
     const { requeued, failed } = await this.store.recover(new Date());
-    for (const job of failed) if (job.error) await this.emit(job.id, errorEvent(job.error));
+    for (const job of failed) if (job.error) await this.log.emit(job.id, errorEvent(job.error));
     for (const job of requeued) void this.start(job).place;
   }
 
@@ -184,14 +178,7 @@ export class JobRunner {
 
   /** Hears the job's events from now on, until the returned function is called. */
   listen(id: string, listener: Listener): () => void {
-    if (this.store.shared) return this.store.shared.watch(id, listener);
-    let set = this.listeners.get(id);
-    if (!set) this.listeners.set(id, (set = new Set()));
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(id);
-    };
+    return this.log.listen(id, listener);
   }
 
   /**
@@ -251,7 +238,7 @@ export class JobRunner {
         return;
       }
       if (outcome.started) await this.store.update(job.id, { status: "queued", started_at: null });
-      await this.emit(job.id, { type: "retrying", kind: error.code, message: jobError(error).detail, retry_in_ms: waitMs });
+      await this.log.emit(job.id, { type: "retrying", kind: error.code, message: jobError(error).detail, retry_in_ms: waitMs });
       await sleep(waitMs, undefined, { signal: canceled }).catch(() => undefined);
     }
   }
@@ -292,7 +279,7 @@ export class JobRunner {
       // The input is what the job was created with: the seed's digits kept, read back as JsonNumbers.
       await generation.accept(() => Promise.resolve(parseJsonObject(Buffer.from(job.input))));
       const events = await generation.events((position) => {
-        void this.emit(job.id, { type: "queued", queue_position: position, position }).catch(() => undefined);
+        void this.log.emit(job.id, { type: "queued", queue_position: position, position }).catch(() => undefined);
         placed();
       });
       for await (const event of events) {
@@ -305,7 +292,7 @@ export class JobRunner {
           const failure = { kind: "upstream_status", detail: typeof message === "string" ? message : "" };
           await this.finish(job.id, { status: "failed", error: failure }, errorEvent(failure));
         } else {
-          await this.emit(job.id, event.data.toString("utf8"));
+          await this.log.emit(job.id, event.data.toString("utf8"));
         }
       }
       return { kind: "done" };
@@ -327,29 +314,21 @@ export class JobRunner {
   private async keepImage(image: AnswerImage): Promise<StoredOutput> {
     const { dataMaxBytes } = this.gateway.config;
     if (image.bytes.length > dataMaxBytes) throw fail.storageFull(`an image of ${image.bytes.length} bytes is larger than DATA_MAX_BYTES (${dataMaxBytes})`);
-    while ((await this.stored(() => this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH))) === SWEEP_BATCH) await setImmediate();
+    while ((await stored(() => this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH), this.closing.signal)) === SWEEP_BATCH) await setImmediate();
     try {
-      await this.stored(() => this.store.putImage(image.bytes, image.contentType, image.sha256));
+      await stored(() => this.store.putImage(image.bytes, image.contentType, image.sha256), this.closing.signal);
     } catch (error) {
       throw this.space.failed(error);
     }
     const number = (value: unknown) => (typeof value === "number" ? value : null);
-    return {
-      sha256: image.sha256,
-      content_type: image.contentType,
-      bytes: image.bytes.length,
-      width: number(image.fields.width),
-      height: number(image.fields.height),
-      seed: image.seed ?? null,
-      generation_time_ms: number(image.fields.generation_time_ms),
-      image_id: typeof image.fields.image_id === "string" ? image.fields.image_id : null,
-    };
+    const { width, height, generation_time_ms, image_id } = image.fields;
+    return { sha256: image.sha256, content_type: image.contentType, bytes: image.bytes.length, width: number(width), height: number(height), seed: image.seed ?? null, generation_time_ms: number(generation_time_ms), image_id: typeof image_id === "string" ? image_id : null };
   }
 
   /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event and its log line. */
   private async finish(id: string, change: JobChange, event: Record<string, unknown>, cause?: unknown): Promise<void> {
-    if (!(await this.stored(() => this.store.update(id, { ...change, completed_at: new Date().toISOString() })))) return;
-    await this.emit(id, event, { end: true });
+    if (!(await stored(() => this.store.update(id, { ...change, completed_at: new Date().toISOString() }), this.closing.signal))) return;
+    await this.log.emit(id, event, { end: true });
     const job = await this.store.get(id);
     if (job) this.logEnd(job, cause);
   }
@@ -363,94 +342,15 @@ export class JobRunner {
     const kind = job.error?.kind;
     const level = kind === "internal" ? "error" : job.status === "failed" ? "warn" : "info";
     if (!logger.isLevelEnabled(level)) return;
-    const at = (time: string | null) => (time === null ? undefined : Date.parse(time));
-    const [created, started, completed] = [at(job.created_at), at(job.started_at), at(job.completed_at)];
-    logger[level](
-      {
-        job_id: job.id,
-        owner: job.owner,
-        status: job.status,
-        error_kind: kind,
-        queue_wait_ms: started === undefined || created === undefined ? undefined : started - created,
-        generation_ms: started === undefined || completed === undefined ? undefined : completed - started,
-        bytes: job.output?.bytes,
-        err: kind === "internal" ? cause : undefined,
-      },
-      "job",
-    );
-  }
-
-  /**
-   * Keeps the event in the job's log and tells its listeners. A place in line
-   * is kept once: each later one, for as long as the job waits, is told to
-   * listeners only (kept, N waiting jobs would write N² events). A log holds
-   * at most MAX_EVENTS, but for the end, which is always kept, waiting for
-   * the store if it must.
-   */
-  private async emit(id: string, event: Record<string, unknown> | string, { end = false } = {}): Promise<void> {
-    const data = typeof event === "string" ? event : JSON.stringify(event);
-    const place = typeof event === "object" && event.type === "queued" ? event.queue_position : undefined;
-    let kept: JobLogEntry | undefined;
-    const { shared } = this.store;
-    if (typeof place === "number") {
-      const first = !this.places.has(id);
-      this.places.set(id, place);
-      await shared?.setPlace(id, place);
-      if (first) kept = await this.store.append(id, data, MAX_EVENTS);
-      else await shared?.tell(id, data);
-    } else if (end) {
-      this.places.delete(id);
-      kept = await this.stored(() => this.store.append(id, data));
-    } else {
-      this.places.delete(id);
-      try {
-        kept = await this.store.append(id, data, MAX_EVENTS);
-      } catch (error) {
-        // A shared store's Redis unreachable: the generation goes on, this event unkept; its end waits for the store.
-        if (unavailable(error)) return;
-        throw error;
-      }
-    }
-    if (kept) this.gateway.metrics.jobEventsKept.inc();
-    // A shared store tells every gateway's listeners, these ones included.
-    if (shared) return;
-    const listeners = this.listeners.get(id);
-    if (!listeners) return;
-    const job = await this.store.get(id);
-    if (!job) return;
-    const heard: JobLogEntry = kept ?? { seq: 0, data, live: true };
-    for (const listener of [...listeners]) listener(heard, job);
-  }
-
-  /**
-   * A write that must not be lost (a job's end, its image), tried again while
-   * the store is unreachable (a shared one's Redis down) until it answers, or
-   * until this gateway closes: its heartbeat then lapses, and another gateway
-   * ends the job as lost.
-   */
-  private async stored<T>(write: () => Promise<T>): Promise<T> {
-    for (let pause = STORE_RETRY_MS; ; pause = Math.min(2 * pause, MAX_STORE_RETRY_MS)) {
-      try {
-        return await write();
-      } catch (error) {
-        if (!unavailable(error) || this.closing.signal.aborted) throw error;
-      }
-      await sleep(pause, undefined, { signal: this.closing.signal }).catch(() => undefined);
-    }
+    const between = (from: string | null, to: string | null) => (from === null || to === null ? undefined : Date.parse(to) - Date.parse(from));
+    const [queue_wait_ms, generation_ms] = [between(job.created_at, job.started_at), between(job.started_at, job.completed_at)];
+    logger[level]({ job_id: job.id, owner: job.owner, status: job.status, error_kind: kind, queue_wait_ms, generation_ms, bytes: job.output?.bytes, err: kind === "internal" ? cause : undefined }, "job");
   }
 
   /** A queued job's place in line now (its log keeps only the first), wherever it waits. */
-  async placeOf(id: string): Promise<number | undefined> {
-    return this.places.get(id) ?? (await this.store.shared?.placeOf(id));
+  placeOf(id: string): Promise<number | undefined> {
+    return this.log.placeOf(id);
   }
-}
-
-/** The pauses of a write waiting for an unreachable store: from a quarter second, doubling, at most 5 s. */
-const STORE_RETRY_MS = 250;
-const MAX_STORE_RETRY_MS = 5000;
-
-function unavailable(error: unknown): boolean {
-  return error instanceof GatewayError && error.code === "store_unavailable";
 }
 
 /** A refusal before the generation started (lib/errors.ts), or the GPU server's own 503 (its queue full, CUDA not there yet). */
@@ -476,39 +376,4 @@ function errorEvent(failure: JobError): Record<string, unknown> {
 /** A failure as a job keeps it: the error table's kind and its detail as text. */
 function jobError(error: GatewayError): JobError {
   return { kind: error.code, detail: typeof error.detail === "string" ? error.detail : JSON.stringify(error.detail) };
-}
-
-/** Free bytes a full disk must have again before new jobs are taken: room for an image or two. */
-const MIN_FREE_BYTES = 4 * 1024 * 1024;
-const SPACE_CHECK_MS = 1000;
-
-/** Whether DATA_DIR's disk has room: after it was found full, no new job until the file system shows room again. */
-class StorageSpace {
-  private full = false;
-  private checkedAt = 0;
-
-  constructor(private readonly dir: string) {}
-
-  get isFull(): boolean {
-    return this.full;
-  }
-
-  /** A write's failure as the error table has it: a full disk (ENOSPC, EDQUOT) is storage_full, and stops new jobs. */
-  failed(error: unknown): unknown {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code !== "ENOSPC" && code !== "EDQUOT") return error;
-    this.full = true;
-    return fail.storageFull("the disk of DATA_DIR is full", error);
-  }
-
-  /** Throws storage_full while a disk found full has no room yet (statfs, at most once a second). */
-  async check(): Promise<void> {
-    if (!this.full) return;
-    if (Date.now() - this.checkedAt >= SPACE_CHECK_MS) {
-      this.checkedAt = Date.now();
-      const disk = await statfs(this.dir).catch(() => undefined);
-      if (disk && disk.bavail * disk.bsize >= MIN_FREE_BYTES) this.full = false;
-    }
-    if (this.full) throw fail.storageFull("the disk of DATA_DIR is full");
-  }
 }
