@@ -80,14 +80,8 @@ export class RedisJobStore implements JobStore {
       },
       watch: (id, listener) => this.watch(id, listener),
       tell: (id, data) => this.publish(this.channel(id), `0:${data}`),
-      setPlace: (id, position) =>
-        this.run(async () => {
-          await this.redis.eval(SET_PLACE, 1, this.key(`job:${id}`), position);
-        }),
-      placeOf: (id) => this.run(async () => {
-        const place = await this.redis.hget(this.key(`job:${id}`), "place");
-        return place === null ? undefined : Number(place);
-      }),
+      setPlace: (id, position) => this.run(() => this.redis.eval(SET_PLACE, 1, this.key(`job:${id}`), position)).then(() => undefined),
+      placeOf: (id) => this.run(() => this.redis.hget(this.key(`job:${id}`), "place")).then((place) => (place === null ? undefined : Number(place))),
       announceCancel: (id) => this.publish(this.key("cancel"), id),
       onCancel: (handler) => {
         this.cancelHandlers.push(handler);
@@ -129,23 +123,9 @@ export class RedisJobStore implements JobStore {
       const id = newJobId();
       const createdAt = new Date().toISOString();
       const idem = idempotencyKey === undefined ? "" : this.key(`idem:${owner}:${idempotencyKey}`);
-      const [jobId, created] = (await this.redis.eval(
-        CREATE,
-        5,
-        this.key(`job:${id}`),
-        idem,
-        this.key(`owner:${owner}`),
-        this.key("active"),
-        this.key("seq"),
-        id,
-        owner,
-        createdAt,
-        input,
-        inputHash(input),
-        idempotencyKey ?? "",
-        this.instance,
-        OWNER_LIST_MAX,
-      )) as [string, number];
+      const keys = [this.key(`job:${id}`), idem, this.key(`owner:${owner}`), this.key("active"), this.key("seq")];
+      const args = [id, owner, createdAt, input, inputHash(input), idempotencyKey ?? "", this.instance, OWNER_LIST_MAX];
+      const [jobId, created] = (await this.redis.eval(CREATE, keys.length, ...keys, ...args)) as [string, number];
       const job = await this.get(jobId);
       if (!job) throw fail.jobStoreUnavailable(new Error(`job ${jobId} is gone as it was made`));
       return { job, created: created === 1 };
@@ -191,27 +171,15 @@ export class RedisJobStore implements JobStore {
 
   async update(id: string, change: JobChange): Promise<boolean> {
     return this.run(async () => {
-      const job = await this.redis.hmget(this.key(`job:${id}`), "owner", "idempotency_key");
-      const [owner, key] = job;
+      const [owner, key] = await this.redis.hmget(this.key(`job:${id}`), "owner", "idempotency_key");
       const fields: string[] = [];
       for (const [name, value] of Object.entries(change) as [string, string | object | null][]) {
         fields.push(name, value === null ? "" : typeof value === "object" ? JSON.stringify(value) : value);
       }
       if (change.output) fields.push("image", change.output.sha256);
       const idem = key ? this.key(`idem:${owner ?? ""}:${key}`) : "";
-      const updated = await this.redis.eval(
-        UPDATE,
-        4,
-        this.key(`job:${id}`),
-        this.key(`events:${id}`),
-        this.key("active"),
-        this.key("image-owners:"),
-        this.options.jobTtlMs,
-        idem,
-        change.output?.sha256 ?? "",
-        ...fields,
-      );
-      return updated === 1;
+      const keys = [this.key(`job:${id}`), this.key(`events:${id}`), this.key("active"), this.key("image-owners:")];
+      return (await this.redis.eval(UPDATE, keys.length, ...keys, this.options.jobTtlMs, idem, change.output?.sha256 ?? "", ...fields)) === 1;
     });
   }
 
