@@ -2,6 +2,7 @@
  * How every Redis client of the gateway connects (the limiter, the rate limit,
  * the job store): an outage is a failure within a round trip, never a hang.
  */
+import { createHash } from "node:crypto";
 import type { Redis, RedisOptions } from "ioredis";
 
 /** A script that has not answered in this long counts as Redis being unreachable. */
@@ -22,22 +23,72 @@ export const REDIS_CONNECTION: RedisOptions = {
 };
 
 /**
- * Resolves once `client` is ready, or after `ms`: commands do not wait in
- * ioredis's offline queue, so the first ones of a process wait for its first
- * connection here, a moment at most (an outage later is never waited for).
+ * Resolves once `client` is ready, or after `ms`, or (`orFailed`) once its
+ * first attempt to connect has failed: commands do not wait in ioredis's
+ * offline queue, so the first ones of a process wait for its first connection
+ * here, a moment at most (an outage later is never waited for). As in
+ * `within`, the limit yields to I/O already read: a connection made while the
+ * event loop was stalled still counts.
  */
-export function connectedWithin(client: Redis, ms: number): Promise<void> {
+export function connectedWithin(client: Redis, ms: number, { orFailed = false } = {}): Promise<void> {
   return new Promise((resolve) => {
     if (client.status === "ready") {
       resolve();
       return;
     }
+    const failed = () => {
+      if (client.status !== "ready") done();
+    };
     const done = () => {
       clearTimeout(timer);
-      client.off("ready", done);
+      client.off("ready", done).off("error", failed).off("close", failed);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = setTimeout(() => setImmediate(done), ms);
     client.once("ready", done);
+    if (orFailed) client.on("error", failed).on("close", failed);
   });
+}
+
+/**
+ * Rejects when `promise` has not settled within `ms`, but only after the event
+ * loop has read the I/O waiting (setImmediate runs after the poll phase): a reply
+ * that came while the loop was stalled still counts, and no outage is made up.
+ */
+export function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        reject(new Error(`Redis did not answer within ${ms} ms`));
+      });
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+/** A Lua script, sent by its SHA-1 while Redis has it cached. */
+export interface Script {
+  source: string;
+  sha: string;
+}
+
+export const script = (source: string): Script => ({ source, sha: createHash("sha1").update(source).digest("hex") });
+
+/** Runs `script` within COMMAND_TIMEOUT_MS; scripts are cached per server, so a restarted Redis is sent the source again. */
+export async function evalScript(client: Redis, script: Script, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  try {
+    return await within(client.evalsha(script.sha, keys.length, ...keys, ...args), COMMAND_TIMEOUT_MS);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+    return await within(client.eval(script.source, keys.length, ...keys, ...args), COMMAND_TIMEOUT_MS);
+  }
 }

@@ -14,6 +14,7 @@
  * A release, a departure, a grant or an expiry is published on `channel`, so
  * every gateway polls again at once instead of at its next tick.
  */
+import { script } from "../redis-connection";
 
 export interface LimiterKeys {
   /** KEYS for both scripts, in the order they expect. */
@@ -48,7 +49,7 @@ end
  * A newcomer is granted at once only if everyone already queued fits in the
  * free slots too, so it never overtakes a waiter.
  */
-export const ENTER = `${PRELUDE}
+export const ENTER = script(`${PRELUDE}
 local id, max, max_queue, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 if purge(now) > 0 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
@@ -62,7 +63,7 @@ if queued >= max_queue then return {-1, in_flight, queued} end
 redis.call('ZADD', queue, redis.call('INCR', seq), id)
 redis.call('ZADD', alive, now + ttl, id)
 return {queued + 1, in_flight, queued + 1}
-`;
+`);
 
 /**
  * sync(ttl_ms, max, channel, instance, n_forget, n_held, n_waiting, ids...)
@@ -72,7 +73,7 @@ return {queued + 1, in_flight, queued + 1}
  * heartbeat its waiters and grant those whose place fits in the free slots.
  * A waiter's result is 0 when granted, else its position (1 = next).
  */
-export const SYNC = `${PRELUDE}
+export const SYNC = script(`${PRELUDE}
 local ttl, max = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n_forget, n_held, n_waiting = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
@@ -121,4 +122,4 @@ if changed > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 reply[1] = redis.call('ZCARD', leases)
 reply[2] = redis.call('ZCARD', queue)
 return reply
-`;
+`);

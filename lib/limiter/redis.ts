@@ -1,23 +1,23 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Redis } from "ioredis";
 import { fail } from "../errors";
-import { COMMAND_TIMEOUT_MS, REDIS_CONNECTION } from "../redis-connection";
+import { REDIS_CONNECTION, connectedWithin, evalScript } from "../redis-connection";
+import type { Script } from "../redis-connection";
 import type { GatewayError } from "../errors";
 import { LocalLimiter } from "./local";
 import type { LocalLimiterOptions } from "./local";
 import { ENTER, SYNC, limiterKeys } from "./redis-scripts";
 import type { LimiterKeys } from "./redis-scripts";
+import { Ticker } from "./ticker";
 import type { Limiter, LimiterMode, LimiterStats, Slot } from "./types";
-
-export type RedisFailureMode = "local" | "closed";
 
 export interface RedisLimiterOptions extends LocalLimiterOptions {
   redisUrl: string;
   /** A slot whose gateway stops renewing it (a crash) is free again after this long. */
   leaseTtlMs: number;
   /** Redis unreachable: `local` limits this instance alone, `closed` refuses new work. */
-  failureMode: RedisFailureMode;
+  failureMode: "local" | "closed";
   /** Every gateway sharing one limit uses the same prefix (tests use their own). */
   keyPrefix?: string;
   /** How often a waiting request asks Redis for its turn, besides when told of a change. */
@@ -34,39 +34,6 @@ const IDLE_SYNC_MS = 1000;
 const STALE_COUNTS_MS = 500;
 /** Ids kept to remove from Redis once it answers again; past this, the leases' own expiry does it. */
 const MAX_FORGET = 10_000;
-/**
- * Rejects when `promise` has not settled within `ms`, but only after the event
- * loop has read the I/O waiting (setImmediate runs after the poll phase): a reply
- * that came while the loop was stalled still counts, and no outage is made up.
- */
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      setImmediate(() => {
-        reject(new Error(`Redis did not answer within ${ms} ms`));
-      });
-    }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}
-
-interface Script {
-  source: string;
-  sha: string;
-}
-
-const script = (source: string): Script => ({ source, sha: createHash("sha1").update(source).digest("hex") });
-const ENTER_SCRIPT = script(ENTER);
-const SYNC_SCRIPT = script(SYNC);
 
 interface Waiter {
   position: number;
@@ -84,8 +51,6 @@ interface Held {
   /** Its lease may be in Redis, so a release must remove it there. */
   inRedis: boolean;
 }
-
-const NEVER = new AbortController().signal;
 
 function stillWanted(signal: AbortSignal): void {
   if (signal.aborted) throw fail.aborted(signal.reason);
@@ -106,21 +71,13 @@ export class RedisLimiter implements Limiter {
   private readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   private readonly local: LocalLimiter;
   private readonly pollMs: number;
-  private readonly renewMs: number;
-
   private readonly waiters = new Map<string, Waiter>();
   private readonly held = new Map<string, Held>();
   private readonly forget = new Set<string>();
   private counter = 0;
   private counts = { inFlight: 0, queued: 0, at: 0 };
-
-  private syncing = false;
-  private syncDone: Promise<void> = Promise.resolve();
-  private again = false;
-  private timer: NodeJS.Timeout | undefined;
-  private nextSyncAt = Infinity;
+  private readonly ticker: Ticker;
   private closed = false;
-
   /** Until the first connection attempt ends, requests wait for it rather than fall back. */
   private settled = false;
   private readonly firstOutcome: Promise<void>;
@@ -132,35 +89,26 @@ export class RedisLimiter implements Limiter {
     this.keys = limiterKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.local = new LocalLimiter(options);
     this.pollMs = Math.min(options.pollMs ?? DEFAULT_POLL_MS, options.leaseTtlMs / 3);
-    this.renewMs = options.leaseTtlMs / 3;
-
+    this.ticker = new Ticker(() => this.sync(), () => (this.waiters.size > 0 ? this.pollMs : Math.min(options.leaseTtlMs / 3, IDLE_SYNC_MS)));
     this.client = new Redis(options.redisUrl, REDIS_CONNECTION);
-    let settle!: () => void;
-    const attempted = new Promise<void>((resolve) => (settle = resolve));
-    // ioredis reports a connection that cannot be made within connectTimeout; this is a last resort.
-    const settleTimer = setTimeout(() => setImmediate(settle), (REDIS_CONNECTION.connectTimeout ?? 0) + 1000);
-    settleTimer.unref();
-    this.firstOutcome = attempted.then(() => {
-      clearTimeout(settleTimer);
+    // ioredis reports a connection that cannot be made within connectTimeout; the wait's own limit is a last resort.
+    this.firstOutcome = connectedWithin(this.client, (REDIS_CONNECTION.connectTimeout ?? 0) + 1000, { orFailed: true }).then(() => {
       this.settled = true;
       this.refreshMode();
     });
     this.client.on("ready", () => {
       this.commandFailing = false;
-      settle();
       this.refreshMode();
-      this.kick();
+      this.ticker.now();
     });
     const down = (error?: unknown) => {
       if (error !== undefined) this.lastError = error;
-      if (this.client.status !== "ready") settle();
       this.refreshMode();
     };
     this.client.on("error", down);
     this.client.on("close", () => {
       down();
     });
-
     this.subscriber = this.client.duplicate();
     this.subscriber.on("ready", () => {
       this.subscriber.subscribe(this.keys.channel).catch(() => {
@@ -168,7 +116,7 @@ export class RedisLimiter implements Limiter {
       });
     });
     this.subscriber.on("message", (_channel: string, from: string) => {
-      if (from !== this.instanceId) this.kick();
+      if (from !== this.instanceId) this.ticker.now();
     });
     this.subscriber.on("error", () => {
       // Reported through the command connection; ioredis reconnects both.
@@ -185,7 +133,7 @@ export class RedisLimiter implements Limiter {
     const id = this.newId();
     let reply: number[];
     try {
-      reply = await this.run(ENTER_SCRIPT, [id, this.options.maxConcurrent, this.options.maxQueue, this.options.leaseTtlMs, this.keys.channel, this.instanceId]);
+      reply = await this.run(ENTER, [id, this.options.maxConcurrent, this.options.maxQueue, this.options.leaseTtlMs, this.keys.channel, this.instanceId]);
     } catch (error) {
       this.forgetLater(id); // it may have been entered before the answer was lost
       this.commandFailed(error);
@@ -194,12 +142,10 @@ export class RedisLimiter implements Limiter {
     this.commandSucceeded();
     const [position = -1, inFlight = 0, queued = 0] = reply;
     this.counts = { inFlight, queued, at: Date.now() };
-    try {
-      stillWanted(signal);
-    } catch (error) {
+    if (signal.aborted) {
       this.forgetLater(id);
-      this.kick();
-      throw error;
+      this.ticker.now();
+      throw fail.aborted(signal.reason);
     }
     if (position === 0) return this.hold(id, { local: undefined, inRedis: true });
     if (position < 0) throw fail.queueFull();
@@ -209,7 +155,7 @@ export class RedisLimiter implements Limiter {
   stats(): LimiterStats {
     const base = { max_concurrent: this.options.maxConcurrent, limiter: this.mode };
     if (this.mode === "redis") {
-      if (!this.closed && Date.now() - this.counts.at > STALE_COUNTS_MS) this.kick();
+      if (!this.closed && Date.now() - this.counts.at > STALE_COUNTS_MS) this.ticker.now();
       return { in_flight: this.counts.inFlight, queued: this.counts.queued, ...base };
     }
     return { in_flight: this.held.size, queued: this.waiters.size + this.local.stats().queued, ...base };
@@ -220,8 +166,8 @@ export class RedisLimiter implements Limiter {
     if (this.closed) return;
     for (const waiter of [...this.waiters.values()]) waiter.abandon();
     this.closed = true;
-    clearTimeout(this.timer);
-    await this.syncDone;
+    this.ticker.stop();
+    await this.ticker.done;
     if (this.isUp()) await this.sync();
     this.disconnect();
   }
@@ -230,7 +176,7 @@ export class RedisLimiter implements Limiter {
   disconnect(): void {
     for (const waiter of [...this.waiters.values()]) waiter.abandon();
     this.closed = true;
-    clearTimeout(this.timer);
+    this.ticker.stop();
     this.client.disconnect();
     this.subscriber.disconnect();
   }
@@ -251,7 +197,7 @@ export class RedisLimiter implements Limiter {
       const giveUp = (error: GatewayError) => {
         leave();
         this.forgetLater(id);
-        this.kick(); // out of the queue now, so the others move up now
+        this.ticker.now(); // out of the queue now, so the others move up now
         reject(error);
       };
       const onAbort = () => {
@@ -280,7 +226,7 @@ export class RedisLimiter implements Limiter {
         },
       });
       onQueued?.(position);
-      if (this.isUp()) this.syncWithin(this.pollMs);
+      if (this.isUp()) this.ticker.within(this.pollMs);
       else this.refreshMode();
     });
   }
@@ -325,7 +271,7 @@ export class RedisLimiter implements Limiter {
         });
         if (held.inRedis) {
           this.forgetLater(id);
-          this.kick();
+          this.ticker.now();
         }
       },
     };
@@ -339,40 +285,6 @@ export class RedisLimiter implements Limiter {
     this.forget.add(id);
   }
 
-  /** Runs a sync now, or right after the one in progress. */
-  private kick(): void {
-    if (this.closed) return;
-    if (this.syncing) {
-      this.again = true;
-      return;
-    }
-    clearTimeout(this.timer);
-    this.nextSyncAt = Infinity;
-    this.syncing = true;
-    this.syncDone = this.sync().finally(() => {
-      this.syncing = false;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      } else {
-        this.syncWithin(this.waiters.size > 0 ? this.pollMs : Math.min(this.renewMs, IDLE_SYNC_MS));
-      }
-    });
-  }
-
-  /** Makes sure a sync runs within `ms`, with a little jitter so gateways do not poll in step. */
-  private syncWithin(ms: number): void {
-    if (this.closed || this.syncing) return;
-    const delay = ms * (0.8 + Math.random() * 0.2);
-    if (Date.now() + delay >= this.nextSyncAt) return;
-    clearTimeout(this.timer);
-    this.nextSyncAt = Date.now() + delay;
-    this.timer = setTimeout(() => {
-      this.kick();
-    }, delay);
-    this.timer.unref();
-  }
-
   /** One round trip for everything this gateway holds, waits for or let go. */
   private async sync(): Promise<void> {
     const forget = [...this.forget];
@@ -381,7 +293,7 @@ export class RedisLimiter implements Limiter {
     const up = this.isUp();
     let reply: number[];
     try {
-      reply = await this.run(SYNC_SCRIPT, [
+      reply = await this.run(SYNC, [
         this.options.leaseTtlMs,
         this.options.maxConcurrent,
         this.keys.channel,
@@ -424,15 +336,7 @@ export class RedisLimiter implements Limiter {
   }
 
   private async run(script: Script, args: (string | number)[]): Promise<number[]> {
-    const [leases, queue, alive, seq] = this.keys.keys;
-    let reply: unknown;
-    try {
-      reply = await within(this.client.evalsha(script.sha, 4, leases, queue, alive, seq, ...args), COMMAND_TIMEOUT_MS);
-    } catch (error) {
-      // Scripts are cached per server: a restarted Redis needs the source again.
-      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
-      reply = await within(this.client.eval(script.source, 4, leases, queue, alive, seq, ...args), COMMAND_TIMEOUT_MS);
-    }
+    const reply = await evalScript(this.client, script, this.keys.keys, args);
     if (!Array.isArray(reply) || !reply.every((item) => typeof item === "number")) {
       throw new Error(`unexpected reply from the limiter script: ${JSON.stringify(reply)}`);
     }
@@ -474,7 +378,7 @@ export class RedisLimiter implements Limiter {
         const local = this.local.stats();
         if (local.in_flight >= local.max_concurrent || local.queued > 0) break;
         // Granted at once (there is room), so this neither waits nor times out.
-        held.local = this.local.acquire(NEVER);
+        held.local = this.local.acquire(new AbortController().signal);
       }
     }
     for (const waiter of [...this.waiters.values()]) waiter.moveOut();
