@@ -9,7 +9,7 @@ import { DatabaseSync } from "node:sqlite";
 import { FileImageStore } from "./images";
 import type { ImageStore } from "./images";
 import { inputHash, newJobId } from "./types";
-import type { JobRecord, JobError, JobLogEntry, StoredOutput, JobStatus, JobStore, StoredImage } from "./types";
+import type { JobRecord, JobChange, JobError, JobLogEntry, StoredOutput, JobStatus, JobStore, StoredImage } from "./types";
 
 const SCHEMA = `
   PRAGMA journal_mode = WAL;
@@ -34,19 +34,8 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS images (sha256 TEXT PRIMARY KEY, content_type TEXT NOT NULL, bytes INTEGER NOT NULL);
 `;
 
-interface JobRow {
-  id: string;
-  owner: string;
-  status: string;
-  created_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  input: string;
-  input_hash: string;
-  output: string | null;
-  error: string | null;
-  idempotency_key: string | null;
-}
+/** A job as its row holds it: status, output and error as text. */
+type JobRow = Omit<JobRecord, "status" | "output" | "error"> & { status: string; output: string | null; error: string | null };
 
 const SQLITE_BUSY = 5;
 
@@ -153,7 +142,7 @@ export class SqliteJobStore implements JobStore {
     return (rows as unknown as JobRow[]).map(fromRow);
   }
 
-  async update(id: string, change: Partial<Pick<JobRecord, "status" | "started_at" | "completed_at" | "output" | "error">>): Promise<boolean> {
+  async update(id: string, change: JobChange): Promise<boolean> {
     const fields = Object.entries(change).map(([key, value]) => [key, value !== null && typeof value === "object" ? JSON.stringify(value) : value] as const);
     if (change.output) fields.push(["image", change.output.sha256]);
     if (fields.length === 0) return false;
