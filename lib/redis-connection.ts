@@ -44,7 +44,8 @@ export function connectedWithin(client: Redis, ms: number, { orFailed = false } 
       client.off("ready", done).off("error", failed).off("close", failed);
       resolve();
     };
-    const timer = setTimeout(() => setImmediate(done), ms);
+    // Waited for by requests, which keep the process alive; the timer alone must not.
+    const timer = setTimeout(() => setImmediate(done), ms).unref();
     client.once("ready", done);
     if (orFailed) client.on("error", failed).on("close", failed);
   });

@@ -322,7 +322,16 @@ export class JobRunner {
     }
     const number = (value: unknown) => (typeof value === "number" ? value : null);
     const { width, height, generation_time_ms, image_id } = image.fields;
-    return { sha256: image.sha256, content_type: image.contentType, bytes: image.bytes.length, width: number(width), height: number(height), seed: image.seed ?? null, generation_time_ms: number(generation_time_ms), image_id: typeof image_id === "string" ? image_id : null };
+    return {
+      sha256: image.sha256,
+      content_type: image.contentType,
+      bytes: image.bytes.length,
+      width: number(width),
+      height: number(height),
+      seed: image.seed ?? null,
+      generation_time_ms: number(generation_time_ms),
+      image_id: typeof image_id === "string" ? image_id : null,
+    };
   }
 
   /** Ends the job (once: a later end, a late upstream event after a cancel say, is dropped) with its terminal event and its log line. */
@@ -344,7 +353,8 @@ export class JobRunner {
     if (!logger.isLevelEnabled(level)) return;
     const between = (from: string | null, to: string | null) => (from === null || to === null ? undefined : Date.parse(to) - Date.parse(from));
     const [queue_wait_ms, generation_ms] = [between(job.created_at, job.started_at), between(job.started_at, job.completed_at)];
-    logger[level]({ job_id: job.id, owner: job.owner, status: job.status, error_kind: kind, queue_wait_ms, generation_ms, bytes: job.output?.bytes, err: kind === "internal" ? cause : undefined }, "job");
+    const fields = { job_id: job.id, owner: job.owner, status: job.status, error_kind: kind, queue_wait_ms, generation_ms, bytes: job.output?.bytes };
+    logger[level]({ ...fields, err: kind === "internal" ? cause : undefined }, "job");
   }
 
   /** A queued job's place in line now (its log keeps only the first), wherever it waits. */
