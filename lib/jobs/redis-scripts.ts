@@ -48,10 +48,13 @@ end
 return 1
 `;
 
-/** Appends an event and publishes "seq:data"; with a limit (>= 0), one past it is not kept (0). */
+/** Appends an event and publishes "seq:data"; with a limit (>= 0), one past it is not kept (0) but still heard live ("0:data"). */
 export const APPEND = `
 local limit = tonumber(ARGV[2])
-if limit >= 0 and redis.call("LLEN", KEYS[1]) >= limit then return 0 end
+if limit >= 0 and redis.call("LLEN", KEYS[1]) >= limit then
+  redis.call("PUBLISH", ARGV[3], "0:" .. ARGV[1])
+  return 0
+end
 local seq = redis.call("RPUSH", KEYS[1], ARGV[1])
 redis.call("PUBLISH", ARGV[3], seq .. ":" .. ARGV[1])
 return seq
