@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, postJson, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, postJson } from "./harness";
 import type { Gateway } from "./harness";
 
 const small = { prompt: "a quiet harbour", width: 256, height: 256, num_inference_steps: 6 };
@@ -9,10 +10,10 @@ const small = { prompt: "a quiet harbour", width: 256, height: 256, num_inferenc
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   // The emulator has room for more than the gateway may send: only the gateway limits here.
   emulator = await startEmulator({ stepMs: 20, slots: 32, maxQueue: 64 });
-  gateway = await startGateway({
+  gateway = await startFileGateway({
     TEXT2IMAGE_SERVER_URL: emulator.url,
     MAX_CONCURRENT_REQUESTS: "3",
     MAX_QUEUE: "10",
@@ -21,10 +22,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();

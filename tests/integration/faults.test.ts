@@ -4,9 +4,10 @@
  * state — no slot held, nothing queued, no upstream connection left open, and
  * the gateway still serving.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator, Fault } from "../../emulator/server";
+import { it } from "./fixtures";
 import {
   call,
   eventually,
@@ -15,7 +16,6 @@ import {
   freePort,
   gatewayLoad,
   postJson,
-  startGateway,
   streamGenerate,
 } from "./harness";
 import type { Gateway } from "./harness";
@@ -36,11 +36,11 @@ const invalid = (reason: string) => `Text-to-image server sent an invalid respon
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   // The emulator has room for more than the gateway sends: only the gateway queues.
   // A server that stops on a closed connection (ComfyUI-like); the genuine kind is tests/integration/genuine-server.test.ts's.
   emulator = await startEmulator({ stepMs: STEP_MS, slots: 8, onDisconnect: "stop" });
-  gateway = await startGateway({
+  gateway = await startFileGateway({
     TEXT2IMAGE_SERVER_URL: emulator.url,
     REQUEST_TIMEOUT: String(REQUEST_TIMEOUT_S),
     MAX_RESPONSE_BYTES: String(MAX_RESPONSE_BYTES),
@@ -48,10 +48,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -205,33 +202,18 @@ describe("each upstream fault maps through the error table and leaves the gatewa
 });
 
 describe("a GPU server that cannot be reached", () => {
-  let refusedUrl: string;
-  let refused: Gateway;
-  let unresolvable: Gateway;
-  const unresolvableUrl = "http://gpu-box.invalid:8001";
-
-  beforeAll(async () => {
-    refusedUrl = `http://127.0.0.1:${await freePort()}`;
-    [refused, unresolvable] = await Promise.all([
-      startGateway({ TEXT2IMAGE_SERVER_URL: refusedUrl }),
-      startGateway({ TEXT2IMAGE_SERVER_URL: unresolvableUrl }),
-    ]);
-  });
-
-  afterAll(async () => {
-    await Promise.all([refused.stop(), unresolvable.stop()]);
-  });
-
-  it.each([
-    ["a refused connection", () => refused, () => `Text-to-image server ${refusedUrl} is unreachable: connection refused`, "connection refused"],
-    ["a DNS failure", () => unresolvable, () => `Text-to-image server ${unresolvableUrl} is unreachable: host name not found`, "host name not found"],
-  ])("%s answers 503 naming the server on both endpoints, reports degraded health, and keeps serving", async (_name, down, detail, reason) => {
-    const target = down();
+  it.for([
+    ["a refused connection", async () => `http://127.0.0.1:${await freePort()}`, "connection refused"],
+    ["a DNS failure", () => Promise.resolve("http://gpu-box.invalid:8001"), "host name not found"],
+  ] as const)("%s answers 503 naming the server on both endpoints, reports degraded health, and keeps serving", async ([, serverUrl, reason], { startGateway }) => {
+    const url = await serverUrl();
+    const target = await startGateway({ TEXT2IMAGE_SERVER_URL: url });
+    const detail = `Text-to-image server ${url} is unreachable: ${reason}`;
     const expectUnreachable = async () => {
       const plain = await postJson(`${target.url}/api/generate`, small);
-      expect(plain).toMatchObject({ status: 503, body: { detail: detail() } });
+      expect(plain).toMatchObject({ status: 503, body: { detail } });
       const stream = await streamGenerate(`${target.url}/api/generate-stream`, small);
-      expect({ status: stream.response.status, json: stream.json }).toMatchObject({ status: 503, json: { detail: detail() } });
+      expect({ status: stream.response.status, json: stream.json }).toMatchObject({ status: 503, json: { detail } });
     };
     await expectUnreachable();
     const health = await call(`${target.url}/api/health`);

@@ -5,13 +5,14 @@
  * failure fast-check prints the seed and the shrunk body.
  */
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { validateGenerateRequest } from "@/lib/schemas";
 import { SIZE_MAX, SIZE_MIN, STEPS_MAX, STEPS_MIN } from "@/lib/schemas";
 import type { GenerateRequest } from "@/lib/schemas";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { expectCleanOutput, expectIdleAndServing, readEvents, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { expectCleanOutput, expectIdleAndServing, readEvents } from "./harness";
 import type { Gateway } from "./harness";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_260_601);
@@ -21,15 +22,12 @@ const FIELDS = ["prompt", "negative_prompt", "height", "width", "seed", "num_inf
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 0, slots: 8 });
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 // Sizes lean small: the emulator draws a real image, and 2048x2048 takes it a fifth of a second. Multiples of 16, as the pipeline needs.
 const sixteenths = (min: number, max: number) => fc.integer({ min: min / 16, max: max / 16 }).map((n) => n * 16);

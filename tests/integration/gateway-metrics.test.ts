@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, postJson, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, postJson } from "./harness";
 import type { Gateway } from "./harness";
 
 const small = { prompt: "a tin robot", width: 256, height: 256, num_inference_steps: 6 };
@@ -10,10 +11,10 @@ const BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 5, slots: 4 });
   // One slot and a queue of one: the third request at once is a queue-full rejection.
-  gateway = await startGateway({
+  gateway = await startFileGateway({
     TEXT2IMAGE_SERVER_URL: emulator.url,
     MAX_CONCURRENT_REQUESTS: "1",
     MAX_QUEUE: "1",
@@ -22,10 +23,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 interface Sample {
   name: string;

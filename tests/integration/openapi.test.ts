@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { z } from "zod";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
@@ -7,7 +7,8 @@ import { GenerateResponse, StreamEvent } from "@/lib/schemas";
 import { ErrorBody, Job, OpenAIErrorBody, OpenAIImageStreamEvent, OpenAIImagesResponse, ValidationErrorBody } from "@/lib/api-shapes";
 import { readDocument } from "../openapi-document";
 import type { Method, Operation } from "../openapi-document";
-import { call, readEvents, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, readEvents } from "./harness";
 import type { Gateway } from "./harness";
 
 const document = readDocument();
@@ -16,16 +17,13 @@ const defaults = parseConfig({});
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 1 });
   // The limits the document's examples show.
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_BODY_BYTES: String(defaults.maxBodyBytes) });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_BODY_BYTES: String(defaults.maxBodyBytes) });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 function operations(): { path: string; method: Method; operation: Operation }[] {
   return Object.entries(document.paths).flatMap(([path, item]) =>

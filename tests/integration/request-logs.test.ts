@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, postJson, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, postJson } from "./harness";
 import type { Gateway, JsonAnswer } from "./harness";
 
 const MAX_BODY_BYTES = 4096;
@@ -13,15 +14,12 @@ const small = { prompt: `${SECRET} on a pier`, width: 320, height: 256, num_infe
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 2 });
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -226,17 +224,8 @@ describe("what the log leaves out", () => {
 });
 
 describe("LOG_PROMPTS and LOG_LEVEL", () => {
-  let verbose: Gateway;
-
-  beforeAll(async () => {
-    verbose = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, LOG_PROMPTS: "true", LOG_LEVEL: "warn" });
-  });
-
-  afterAll(async () => {
-    await verbose.stop();
-  });
-
-  it("logs the prompt when asked, and only lines at LOG_LEVEL or above", async () => {
+  it("logs the prompt when asked, and only lines at LOG_LEVEL or above", async ({ startGateway }) => {
+    const verbose = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, LOG_PROMPTS: "true", LOG_LEVEL: "warn" });
     const ok = await postJson(`${verbose.url}/api/generate`, small, withId("verbose-ok"));
     const prompt = `${SECRET} [[fault:status:500]]`;
     const failed = await postJson(`${verbose.url}/api/generate`, { ...small, prompt }, withId("verbose-500"));

@@ -4,10 +4,11 @@
  * generation, with nothing unsent, is left alone.
  */
 import { connect } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { expectIdleAndServing, postJson, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { expectIdleAndServing, postJson } from "./harness";
 import type { Gateway } from "./harness";
 
 const SEND_TIMEOUT_S = 1;
@@ -17,15 +18,12 @@ const big = { prompt: "a field of static", width: 2048, height: 2048, num_infere
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 1, image: "noise", imageFormat: "png", slots: 8 });
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, SEND_TIMEOUT: String(SEND_TIMEOUT_S), MAX_CONCURRENT_REQUESTS: "8" });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, SEND_TIMEOUT: String(SEND_TIMEOUT_S), MAX_CONCURRENT_REQUESTS: "8" });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 /**
  * Sends a request, reads nothing for `pauseMs`, then reads what is left:

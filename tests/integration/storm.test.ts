@@ -6,9 +6,10 @@
  * server log must be clean and its memory back near where it started.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
+import { it } from "./fixtures";
 import {
   collectGarbage,
   expectCleanOutput,
@@ -18,7 +19,6 @@ import {
   postJson,
   readEvents,
   residentBytes,
-  startGateway,
   streamGenerate,
   waitIdle,
 } from "./harness";
@@ -186,9 +186,9 @@ async function storm(plans: Plan[], url: string): Promise<Outcome[]> {
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: Number(process.env.STORM_STEP_MS ?? 0), slots: MAX_CONCURRENT, maxQueue: 64 });
-  gateway = await startGateway({
+  gateway = await startFileGateway({
     TEXT2IMAGE_SERVER_URL: emulator.url,
     MAX_CONCURRENT_REQUESTS: String(MAX_CONCURRENT),
     MAX_QUEUE: String(MAX_QUEUE),
@@ -200,10 +200,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 describe("a storm of mixed requests", () => {
   it(`${REQUESTS} requests, ${CLIENTS} at a time, ${MAX_CONCURRENT} slots: no leak, only documented answers, a clean log, flat memory`, async () => {

@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, postJson, startGateway, streamGenerate } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, postJson, streamGenerate } from "./harness";
 import type { Gateway } from "./harness";
 
 const STEPS = 6;
@@ -10,9 +11,9 @@ const small = { prompt: "a paper boat", width: 256, height: 256, num_inference_s
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 20, slots: 8 });
-  gateway = await startGateway({
+  gateway = await startFileGateway({
     TEXT2IMAGE_SERVER_URL: emulator.url,
     MAX_CONCURRENT_REQUESTS: "1",
     REQUEST_TIMEOUT: "3",
@@ -20,10 +21,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();

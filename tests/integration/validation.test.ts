@@ -1,8 +1,9 @@
 import { request as httpRequest } from "node:http";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, postJson, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, postJson } from "./harness";
 import type { Gateway } from "./harness";
 
 const MAX_BODY_BYTES = 4096;
@@ -10,22 +11,19 @@ let emulator: Emulator;
 let gateway: Gateway;
 let generate: string;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 1 });
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
   generate = `${gateway.url}/api/generate`;
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
-afterEach((context) => {
+afterEach(({ task }) => {
   const reached = emulator.stats().generateRequests;
   emulator.reset();
   // Bad input must never reach the GPU server.
-  if (!context.task.name.startsWith("accepts")) expect(reached).toBe(0);
+  if (!task.name.startsWith("accepts")) expect(reached).toBe(0);
 });
 
 describe("schema violations answer 422 in FastAPI's shape", () => {
