@@ -1,25 +1,23 @@
 import { createHash } from "node:crypto";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, directImage, postJson, rawExchange, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, directImage, postJson, rawExchange } from "./harness";
 import type { Gateway } from "./harness";
 
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 1 });
   const withCredentials = new URL(emulator.url);
   withCredentials.username = "gpuuser";
   withCredentials.password = "hunter2secret";
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: withCredentials.href, MAX_CONCURRENT_REQUESTS: "3", HEALTH_REUSE: "0.5" });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: withCredentials.href, MAX_CONCURRENT_REQUESTS: "3" });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -66,10 +64,11 @@ describe("GET /api/health", () => {
     });
   });
 
-  it("shares one upstream call among many concurrent callers", async () => {
-    await new Promise((resolve) => setTimeout(resolve, 550)); // let the previous answer expire (HEALTH_REUSE)
+  it("shares one upstream call among many concurrent callers", async ({ startGateway }) => {
+    // A gateway of its own holds no earlier answer to reuse: the first caller's upstream call is a real one.
+    const fresh = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, HEALTH_REUSE: "0.5" });
     emulator.reset();
-    const answers = await Promise.all(Array.from({ length: 50 }, () => call(`${gateway.url}/api/health`)));
+    const answers = await Promise.all(Array.from({ length: 50 }, () => call(`${fresh.url}/api/health`)));
     expect(answers.every((answer) => answer.status === 200)).toBe(true);
     // One call serves them all; a second only if the 50 arrive over more than the 0.5 s reuse window (a loaded machine).
     expect(emulator.stats().healthRequests).toBeLessThanOrEqual(2);
@@ -115,7 +114,7 @@ describe("POST /api/generate", () => {
     expect(viaGateway.image_base64).toBe(direct);
   });
 
-  it("answers the image's own bytes for Accept: image/*, at the original path too, and PNG when the server sends PNG", async () => {
+  it("answers the image's own bytes for Accept: image/*, at the original path too, and PNG when the server sends PNG", async ({ startGateway, onTestFinished }) => {
     const body = { prompt: "bytes", width: 256, height: 256, seed: 7 };
     const direct = await directImage(emulator.url, { ...body, negative_prompt: "", num_inference_steps: 9, guidance_scale: 0 });
     for (const path of ["/api/generate", "/generate"]) {
@@ -128,17 +127,13 @@ describe("POST /api/generate", () => {
       expect(`data:image/jpeg;base64,${bytes.toString("base64")}`).toBe(direct);
     }
     const png = await startEmulator({ stepMs: 1, imageFormat: "png" });
+    onTestFinished(() => png.close());
     const pngGateway = await startGateway({ TEXT2IMAGE_SERVER_URL: png.url });
-    try {
-      const response = await fetch(`${pngGateway.url}/api/generate`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json", accept: "image/png" } });
-      const bytes = Buffer.from(await response.arrayBuffer());
-      expect(response.headers.get("content-type")).toBe("image/png");
-      expect(bytes.subarray(1, 4).toString("latin1")).toBe("PNG");
-      expect(response.headers.get("x-image-sha256")).toBe(createHash("sha256").update(bytes).digest("hex"));
-    } finally {
-      await pngGateway.stop();
-      await png.close();
-    }
+    const response = await fetch(`${pngGateway.url}/api/generate`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json", accept: "image/png" } });
+    const bytes = Buffer.from(await response.arrayBuffer());
+    expect(response.headers.get("content-type")).toBe("image/png");
+    expect(bytes.subarray(1, 4).toString("latin1")).toBe("PNG");
+    expect(response.headers.get("x-image-sha256")).toBe(createHash("sha256").update(bytes).digest("hex"));
   });
 
   it("answers a wrong method with 405 JSON and Allow", async () => {

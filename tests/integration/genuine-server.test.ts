@@ -6,26 +6,24 @@
  * frontend's three calls, the GPU kept within MAX_CONCURRENT_REQUESTS through
  * an abort storm, and health that says when the server cannot generate.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, expectCleanOutput, postJson, startGateway, streamGenerate, waitIdle } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, expectCleanOutput, postJson, streamGenerate, waitIdle } from "./harness";
 import type { Gateway } from "./harness";
 
 const MAX_CONCURRENT = 2;
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   // One generation at a time, as the genuine server's single worker runs them.
   emulator = await startEmulator({ stepMs: 20, slots: 1, maxQueue: 20 });
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: String(MAX_CONCURRENT), REQUEST_TIMEOUT: "20", HEALTH_REUSE: "0.1" });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: String(MAX_CONCURRENT), REQUEST_TIMEOUT: "20", HEALTH_REUSE: "0.001" });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -129,8 +127,7 @@ describe("health says when the server cannot generate", () => {
     ["cuda_available false", { cudaAvailable: false }],
     ["model_loaded false", { modelLoaded: false }],
   ])("%s: degraded, the server's fields passed on", async (_, device) => {
-    emulator.setDevice(device);
-    await new Promise((resolve) => setTimeout(resolve, 150)); // past HEALTH_REUSE
+    emulator.setDevice(device); // seen at once: HEALTH_REUSE is near 0
     const health = (await call(`${gateway.url}/api/health`)).body as { status: string; text2image_server: Record<string, unknown> };
     expect(health.status).toBe("degraded");
     expect(health.text2image_server).toMatchObject({ status: "healthy", cuda_device: device.cudaAvailable === false ? null : "Emulated GPU" });

@@ -1,10 +1,11 @@
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, postJson, startGateway, streamGenerate } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, postJson, streamGenerate } from "./harness";
 import type { Gateway } from "./harness";
 
 /** A span as OTLP/HTTP JSON carries it, with attributes flattened. */
@@ -67,21 +68,20 @@ let receiver: Awaited<ReturnType<typeof startReceiver>>;
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   receiver = await startReceiver();
   emulator = await startEmulator({ stepMs: 1 });
-  gateway = await startGateway({
+  gateway = await startFileGateway({
     TEXT2IMAGE_SERVER_URL: emulator.url,
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
     OTEL_SERVICE_NAME: "gateway-under-test",
     OTEL_BSP_SCHEDULE_DELAY: "100",
-    HEALTH_REUSE: "0.1",
+    HEALTH_REUSE: "0.001", // every GET /api/health asks the GPU server, so it shows as a span
   });
 });
 
 afterAll(async () => {
-  await gateway.stop();
   await emulator.close();
   receiver.server.close();
 });
@@ -144,7 +144,6 @@ describe("traces", () => {
 
   it("cover health and metrics calls too", async () => {
     await call(`${gateway.url}/api/metrics`);
-    await new Promise((resolve) => setTimeout(resolve, 150)); // past HEALTH_REUSE
     await call(`${gateway.url}/api/health`);
     expect(await eventually(() => ["upstream health", "upstream metrics"].every((name) => receiver.spans.some((span) => span.name === name)), 10_000)).toBe(true);
   });
@@ -152,11 +151,8 @@ describe("traces", () => {
 
 describe("without an OTLP endpoint (tracing off)", () => {
   let quiet: Gateway;
-  beforeAll(async () => {
-    quiet = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
-  });
-  afterAll(async () => {
-    await quiet.stop();
+  it.beforeAll(async ({ startFileGateway }) => {
+    quiet = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
   });
 
   // Unchanged, parent span id included: a tracing gateway would put its own span there.

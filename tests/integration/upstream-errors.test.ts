@@ -1,33 +1,29 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { fail } from "@/lib/errors";
-import { call, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call } from "./harness";
 import type { Gateway } from "./harness";
 
 const REQUEST_TIMEOUT_S = 1;
 const MAX_RESPONSE_BYTES = 200_000;
-/** One health answer serves callers this long: short, so a test can ask past it at once. */
-const HEALTH_REUSE_S = 0.1;
 
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 1 });
-  gateway = await startGateway({
+  gateway = await startFileGateway({
     TEXT2IMAGE_SERVER_URL: emulator.url,
     REQUEST_TIMEOUT: String(REQUEST_TIMEOUT_S),
     MAX_RESPONSE_BYTES: String(MAX_RESPONSE_BYTES),
     MAX_CONCURRENT_REQUESTS: "4",
-    HEALTH_REUSE: String(HEALTH_REUSE_S),
+    HEALTH_REUSE: "0.001", // near 0: a health answer is not reused, so a test sees its fault at once
   });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -36,7 +32,6 @@ beforeEach(() => {
 describe("upstream health problems", () => {
   it("reports an upstream error status as error_<code>, still 200 and degraded", async () => {
     emulator.setFault({ kind: "status", status: 500, detail: "boom", target: "health" });
-    await new Promise((resolve) => setTimeout(resolve, HEALTH_REUSE_S * 1000 + 50)); // past the reuse of the last answer
     const answer = await call(`${gateway.url}/api/health`);
     expect(answer).toMatchObject({
       status: 200,
