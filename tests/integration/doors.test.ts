@@ -7,25 +7,23 @@ import { execFile } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { connect } from "node:net";
 import { promisify } from "node:util";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, listeningPid, rawExchange, signalGateway, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, listeningPid, rawExchange, signalGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 let emulator: Emulator;
 let gateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 5 });
   // HEALTH_REUSE near 0: every GET /api/health asks the GPU server, so a HEAD that does would show.
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, HEALTH_REUSE: "0.001" });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, HEALTH_REUSE: "0.001" });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 function openFiles(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
@@ -158,20 +156,16 @@ describe("deeply nested bodies", () => {
     expect(answer.status).toBeLessThan(300);
   });
 
-  it("leaves nothing in flight: a SIGTERM after a burst of them drains at once", async () => {
+  it("leaves nothing in flight: a SIGTERM after a burst of them drains at once", async ({ startGateway }) => {
     const own = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, SHUTDOWN_GRACE: "20" });
-    try {
-      for (const door of ["/api/generate", "/api/generate-stream", "/api/jobs"]) {
-        const answer = await call(`${own.url}${door}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"x":${nested(DEEP, "array")}}` });
-        expect(answer.status).toBe(422);
-      }
-      const exit = await signalGateway(own);
-      expect(exit.code).toBe(0);
-      expect(own.output()).not.toMatch(/gave_up|RangeError/);
-      expect(exit.afterMs, "no drain waits out SHUTDOWN_GRACE").toBeLessThan(10_000);
-    } finally {
-      await own.stop();
+    for (const door of ["/api/generate", "/api/generate-stream", "/api/jobs"]) {
+      const answer = await call(`${own.url}${door}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"x":${nested(DEEP, "array")}}` });
+      expect(answer.status).toBe(422);
     }
+    const exit = await signalGateway(own);
+    expect(exit.code).toBe(0);
+    expect(own.output()).not.toMatch(/gave_up|RangeError/);
+    expect(exit.afterMs, "no drain waits out SHUTDOWN_GRACE").toBeLessThan(10_000);
   });
 });
 
@@ -246,19 +240,15 @@ describe("the GPU server's refusals", () => {
 });
 
 describe("the GPU server's own timeout", () => {
-  it("keeps the GPU within MAX_CONCURRENT_REQUESTS: a generation it answered 504 still holds its slot while its executor runs", async () => {
+  it("keeps the GPU within MAX_CONCURRENT_REQUESTS: a generation it answered 504 still holds its slot while its executor runs", async ({ startGateway, onTestFinished }) => {
     // The genuine server's request_timeout: 504 at 250 ms, the generation (6 × 100 ms) going on behind it.
     const timing = await startEmulator({ stepMs: 100, slots: 4, requestTimeoutMs: 250 });
+    onTestFinished(() => timing.close());
     const own = await startGateway({ TEXT2IMAGE_SERVER_URL: timing.url, MAX_CONCURRENT_REQUESTS: "2", REQUEST_TIMEOUT: "2", QUEUE_TIMEOUT: "5" });
-    try {
-      const post = () => call(`${own.url}/api/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"prompt":"timed out",${SMALL}}` });
-      const answers = await Promise.all([post(), post(), post()]);
-      expect(answers.map((answer) => answer.status)).toEqual([504, 504, 504]);
-      expect(answers[0].body).toMatchObject({ detail: "Request timed out after 0.25 seconds" });
-      expect(timing.stats().maxWork, "what the GPU ran at once").toBeLessThanOrEqual(2);
-    } finally {
-      await own.stop();
-      await timing.close();
-    }
+    const post = () => call(`${own.url}/api/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"prompt":"timed out",${SMALL}}` });
+    const answers = await Promise.all([post(), post(), post()]);
+    expect(answers.map((answer) => answer.status)).toEqual([504, 504, 504]);
+    expect(answers[0].body).toMatchObject({ detail: "Request timed out after 0.25 seconds" });
+    expect(timing.stats().maxWork, "what the GPU ran at once").toBeLessThanOrEqual(2);
   });
 });

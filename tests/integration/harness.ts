@@ -20,6 +20,8 @@ const root = path.resolve(import.meta.dirname, "../..");
 
 export interface Gateway {
   readonly url: string;
+  /** The DATA_DIR it runs with: the one its env named, or its own. */
+  readonly dataDir: string;
   readonly process: ChildProcess;
   /** Everything the server printed so far. */
   output(): string;
@@ -60,7 +62,8 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
   const changed = newerThanBuild(statSync(buildId).mtimeMs);
   if (changed) throw new Error(`${changed} changed after the last build, which these tests would not see: npm run build (npm test builds first)`);
   const port = await freePort();
-  const ownDataDir = env.DATA_DIR === undefined ? mkdtempSync(path.join(tmpdir(), "gateway-data-")) : undefined;
+  const dataDir = env.DATA_DIR ?? mkdtempSync(path.join(tmpdir(), "gateway-data-"));
+  const ownDataDir = env.DATA_DIR === undefined ? dataDir : undefined;
   const child = spawn(process.execPath, [...DIES_WITH_PARENT, ...nextStartArgs("-p", String(port), "-H", "127.0.0.1")], {
     cwd: root,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", ...(ownDataDir && { DATA_DIR: ownDataDir }), ...env },
@@ -97,6 +100,7 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
 
   return {
     url,
+    dataDir,
     process: child,
     output: () => output,
     stop: async () => {

@@ -4,12 +4,13 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { SqliteJobStore } from "@/lib/jobs/store";
 import { JobEvent } from "@/lib/api-shapes";
-import { collectGarbage, directImage, eventually as eventuallyTrue, listeningPid, readEvents, residentBytes, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { collectGarbage, directImage, eventually as eventuallyTrue, listeningPid, readEvents, residentBytes } from "./harness";
 import type { Gateway } from "./harness";
 
 interface JobBody {
@@ -25,19 +26,13 @@ interface JobBody {
 const body = { prompt: "a lighthouse", width: 256, height: 256, num_inference_steps: 6, seed: 42 };
 let emulator: Emulator;
 let gateway: Gateway;
-let dataDir: string;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 20, slots: 8 });
-  dataDir = mkdtempSync(path.join(tmpdir(), "jobs-it-"));
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dataDir, MAX_CONCURRENT_REQUESTS: "1" });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: "1" });
 });
 
-afterAll(async () => {
-  await gateway.stop();
-  await emulator.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -189,26 +184,22 @@ describe("jobs", () => {
     expect(again).toEqual(canceled);
   });
 
-  it("answers 501 on every jobs and images path with JOBS=false, and leaves DATA_DIR untouched", async () => {
-    const unused = path.join(dataDir, "never-made");
+  it("answers 501 on every jobs and images path with JOBS=false, and leaves DATA_DIR untouched", async ({ startGateway }) => {
+    const unused = path.join(gateway.dataDir, "never-made");
     const off = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: unused, JOBS: "false" });
-    try {
-      expect(((await (await fetch(`${off.url}/api`)).json()) as { jobs: boolean }).jobs).toBe(false);
-      const answers = await Promise.all([
-        fetch(`${off.url}/api/jobs`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
-        fetch(`${off.url}/api/jobs`),
-        fetch(`${off.url}/api/jobs/abc/events`),
-        fetch(`${off.url}/api/images/${"0".repeat(64)}.jpg`),
-      ]);
-      for (const answer of answers) {
-        expect(answer.status).toBe(501);
-        expect(((await answer.json()) as { detail: string }).detail).toMatch(/^Jobs are off on this gateway .*use \/api\/generate/);
-      }
-      expect(existsSync(unused)).toBe(false);
-      expect(emulator.stats().generateRequests).toBe(0);
-    } finally {
-      await off.stop();
+    expect(((await (await fetch(`${off.url}/api`)).json()) as { jobs: boolean }).jobs).toBe(false);
+    const answers = await Promise.all([
+      fetch(`${off.url}/api/jobs`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+      fetch(`${off.url}/api/jobs`),
+      fetch(`${off.url}/api/jobs/abc/events`),
+      fetch(`${off.url}/api/images/${"0".repeat(64)}.jpg`),
+    ]);
+    for (const answer of answers) {
+      expect(answer.status).toBe(501);
+      expect(((await answer.json()) as { detail: string }).detail).toMatch(/^Jobs are off on this gateway .*use \/api\/generate/);
     }
+    expect(existsSync(unused)).toBe(false);
+    expect(emulator.stats().generateRequests).toBe(0);
   });
 
   it.each(["1.5", "0", "101", "abc", "", "-1"])("refuses limit=%s with a 400 that names it (it was a 500 from SQLite)", async (limit) => {
@@ -244,127 +235,117 @@ describe("jobs", () => {
     await poll(anonymous.job.id);
   });
 
-  it("serves an image as a static file: Content-Length, Range, HEAD; 40 clients that read nothing hold little memory", async () => {
+  it("serves an image as a static file: Content-Length, Range, HEAD; 40 clients that read nothing hold little memory", async ({ startGateway, onTestFinished }) => {
     // Noise PNGs of 2048x2048, which do not compress: 4 MB an image.
     const noisy = await startEmulator({ stepMs: 1, image: "noise", imageFormat: "png" });
+    onTestFinished(() => noisy.close());
     // The inspector's port, so memory is read after a full collection (what is held, not garbage).
     const own = await startGateway({ TEXT2IMAGE_SERVER_URL: noisy.url, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --inspect-port=127.0.0.1:0`.trim() });
-    try {
-      const { job } = await submit({ width: 2048, height: 2048 }, { prefer: "wait=30" }, own);
-      const url = `${own.url}${job.output?.image_url ?? ""}`;
-      const whole = await fetch(url);
-      const bytes = Buffer.from(await whole.arrayBuffer());
-      expect(bytes.length).toBeGreaterThan(4_000_000);
-      expect(whole.headers.get("content-length")).toBe(String(bytes.length));
-      expect(whole.headers.get("accept-ranges")).toBe("bytes");
-      const part = await fetch(url, { headers: { range: "bytes=1000-1999" } });
-      expect([part.status, part.headers.get("content-range")]).toEqual([206, `bytes 1000-1999/${bytes.length}`]);
-      expect(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(1000, 2000))).toBe(true);
-      expect((await fetch(url, { headers: { range: `bytes=${bytes.length}-` } })).status).toBe(416);
-      const head = await fetch(url, { method: "HEAD" });
-      expect([head.status, head.headers.get("content-length")]).toEqual([200, String(bytes.length)]);
+    const { job } = await submit({ width: 2048, height: 2048 }, { prefer: "wait=30" }, own);
+    const url = `${own.url}${job.output?.image_url ?? ""}`;
+    const whole = await fetch(url);
+    const bytes = Buffer.from(await whole.arrayBuffer());
+    expect(bytes.length).toBeGreaterThan(4_000_000);
+    expect(whole.headers.get("content-length")).toBe(String(bytes.length));
+    expect(whole.headers.get("accept-ranges")).toBe("bytes");
+    const part = await fetch(url, { headers: { range: "bytes=1000-1999" } });
+    expect([part.status, part.headers.get("content-range")]).toEqual([206, `bytes 1000-1999/${bytes.length}`]);
+    expect(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(1000, 2000))).toBe(true);
+    expect((await fetch(url, { headers: { range: `bytes=${bytes.length}-` } })).status).toBe(416);
+    const head = await fetch(url, { method: "HEAD" });
+    expect([head.status, head.headers.get("content-length")]).toEqual([200, String(bytes.length)]);
 
-      const pid = listeningPid(own);
-      await collectGarbage(own, pid);
-      const before = residentBytes(pid);
-      const path = new URL(url).pathname;
-      const stalled = Array.from({ length: 40 }, () => connect(Number(new URL(own.url).port), "127.0.0.1").pause());
-      for (const socket of stalled) socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      await collectGarbage(own, pid);
-      const grown = residentBytes(pid) - before;
-      for (const socket of stalled) socket.destroy();
-      // Whole files held in memory were 40 × 2 copies of 4.5 MB (360 MB). Streamed, each holds a chunk or two;
-      // the chunks already written to the kernel's buffers are freed, but the allocator keeps some mapped (about 40 MB here).
-      expect(grown, `resident memory grew ${Math.round(grown / 1e6)} MB`).toBeLessThan(100_000_000);
-    } finally {
-      await own.stop();
-      await noisy.close();
-    }
+    const pid = listeningPid(own);
+    await collectGarbage(own, pid);
+    const before = residentBytes(pid);
+    const path = new URL(url).pathname;
+    const stalled = Array.from({ length: 40 }, () => connect(Number(new URL(own.url).port), "127.0.0.1").pause());
+    for (const socket of stalled) socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await collectGarbage(own, pid);
+    const grown = residentBytes(pid) - before;
+    for (const socket of stalled) socket.destroy();
+    // Whole files held in memory were 40 × 2 copies of 4.5 MB (360 MB). Streamed, each holds a chunk or two;
+    // the chunks already written to the kernel's buffers are freed, but the allocator keeps some mapped (about 40 MB here).
+    expect(grown, `resident memory grew ${Math.round(grown / 1e6)} MB`).toBeLessThan(100_000_000);
   });
 
-  it("keeps another key's jobs out of sight: 404 to read or cancel, absent from the list", async () => {
+  it("keeps another key's jobs out of sight: 404 to read or cancel, absent from the list", async ({ startGateway }) => {
     const keyed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, GATEWAY_API_KEYS: "alice-key-0123456789,bob-key-0123456789" });
-    try {
-      const { job } = await submit({}, { authorization: "Bearer alice-key-0123456789" }, keyed);
-      expect((await fetch(`${keyed.url}/api/jobs/${job.id}`, { headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(404);
-      expect((await fetch(`${keyed.url}/api/jobs/${job.id}/cancel`, { method: "POST", headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(404);
-      expect((await fetch(`${keyed.url}/api/jobs/${job.id}`)).status).toBe(401);
-      const list = (await (await fetch(`${keyed.url}/api/jobs`, { headers: { "x-api-key": "bob-key-0123456789" } })).json()) as { jobs: JobBody[] };
-      expect(list.jobs).toEqual([]);
-      const own = (await (await fetch(`${keyed.url}/api/jobs`, { headers: { "x-api-key": "alice-key-0123456789" } })).json()) as { jobs: JobBody[] };
-      expect(own.jobs.map((entry) => entry.id)).toEqual([job.id]);
-      // Its image: by its signed URL without a key (as <img src> fetches it), else with a key.
-      const done = await poll(job.id, keyed, { "x-api-key": "alice-key-0123456789" });
-      const signed = done.output?.image_url ?? "";
-      expect(signed).toMatch(/\?expires=\d+&sig=[\w-]+$/);
-      expect((await fetch(`${keyed.url}${signed}`)).status).toBe(200);
-      // Flip the signature's first character to one it is not, so the tamper is never a no-op.
-      const tampered = signed.replace(/sig=(.)/, (_, first: string) => `sig=${first === "A" ? "B" : "A"}`);
-      expect(tampered).not.toBe(signed);
-      expect((await fetch(`${keyed.url}${tampered}`)).status).toBe(401);
-      // By its plain path: only a key whose job made it. Any other request gets the answer an unknown hash gets.
-      const bare = signed.split("?")[0] ?? "";
-      const unknown = `/api/images/${"0".repeat(64)}.jpg`;
-      expect((await fetch(`${keyed.url}${bare}`, { headers: { "x-api-key": "alice-key-0123456789" } })).status).toBe(200);
-      for (const path of [bare, unknown]) {
-        expect((await fetch(`${keyed.url}${path}`)).status, path).toBe(401);
-        expect((await fetch(`${keyed.url}${path}`, { headers: { "x-api-key": "wrong-key-0123456789" } })).status, path).toBe(401);
-        const bob = await fetch(`${keyed.url}${path}`, { headers: { "x-api-key": "bob-key-0123456789" } });
-        expect(bob.status, path).toBe(404);
-        expect(((await bob.json()) as { detail: string }).detail).toMatch(/^No image [0-9a-f]{64}\.jpg here/);
-      }
-    } finally {
-      await keyed.stop();
+    const { job } = await submit({}, { authorization: "Bearer alice-key-0123456789" }, keyed);
+    expect((await fetch(`${keyed.url}/api/jobs/${job.id}`, { headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(404);
+    expect((await fetch(`${keyed.url}/api/jobs/${job.id}/cancel`, { method: "POST", headers: { "x-api-key": "bob-key-0123456789" } })).status).toBe(404);
+    expect((await fetch(`${keyed.url}/api/jobs/${job.id}`)).status).toBe(401);
+    const list = (await (await fetch(`${keyed.url}/api/jobs`, { headers: { "x-api-key": "bob-key-0123456789" } })).json()) as { jobs: JobBody[] };
+    expect(list.jobs).toEqual([]);
+    const own = (await (await fetch(`${keyed.url}/api/jobs`, { headers: { "x-api-key": "alice-key-0123456789" } })).json()) as { jobs: JobBody[] };
+    expect(own.jobs.map((entry) => entry.id)).toEqual([job.id]);
+    // Its image: by its signed URL without a key (as <img src> fetches it), else with a key.
+    const done = await poll(job.id, keyed, { "x-api-key": "alice-key-0123456789" });
+    const signed = done.output?.image_url ?? "";
+    expect(signed).toMatch(/\?expires=\d+&sig=[\w-]+$/);
+    expect((await fetch(`${keyed.url}${signed}`)).status).toBe(200);
+    // Flip the signature's first character to one it is not, so the tamper is never a no-op.
+    const tampered = signed.replace(/sig=(.)/, (_, first: string) => `sig=${first === "A" ? "B" : "A"}`);
+    expect(tampered).not.toBe(signed);
+    expect((await fetch(`${keyed.url}${tampered}`)).status).toBe(401);
+    // By its plain path: only a key whose job made it. Any other request gets the answer an unknown hash gets.
+    const bare = signed.split("?")[0] ?? "";
+    const unknown = `/api/images/${"0".repeat(64)}.jpg`;
+    expect((await fetch(`${keyed.url}${bare}`, { headers: { "x-api-key": "alice-key-0123456789" } })).status).toBe(200);
+    for (const path of [bare, unknown]) {
+      expect((await fetch(`${keyed.url}${path}`)).status, path).toBe(401);
+      expect((await fetch(`${keyed.url}${path}`, { headers: { "x-api-key": "wrong-key-0123456789" } })).status, path).toBe(401);
+      const bob = await fetch(`${keyed.url}${path}`, { headers: { "x-api-key": "bob-key-0123456789" } });
+      expect(bob.status, path).toBe(404);
+      expect(((await bob.json()) as { detail: string }).detail).toMatch(/^No image [0-9a-f]{64}\.jpg here/);
     }
   });
 
-  it("is one process's: a second gateway on its DATA_DIR exits at start, naming DATA_DIR and the holder", async () => {
+  it("is one process's: a second gateway on its DATA_DIR exits at start, naming DATA_DIR and the holder", async ({ startGateway }) => {
     const pid = listeningPid(gateway);
-    const second = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dataDir }).then(
+    const second = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: gateway.dataDir }).then(
       () => "started",
       (error: unknown) => String(error),
     );
     expect(second).toMatch(/^Error: gateway exited with 1:/);
-    expect(second).toContain(`DATA_DIR=${dataDir} is in use by another gateway process (pid ${pid}): give each process its own DATA_DIR`);
+    expect(second).toContain(`DATA_DIR=${gateway.dataDir} is in use by another gateway process (pid ${pid}): give each process its own DATA_DIR`);
     expect((await fetch(`${gateway.url}/api/jobs`)).status, "the first one serves on").toBe(200);
   });
 
-  it("trims a store far over DATA_MAX_BYTES at start in batches, answering health meanwhile (it froze start-up for seconds)", async () => {
+  it("trims a store far over DATA_MAX_BYTES at start in batches, answering health meanwhile (it froze start-up for seconds)", async ({ startGateway, onTestFinished }) => {
     const dir = mkdtempSync(path.join(tmpdir(), "jobs-trim-"));
-    try {
-      const store = new SqliteJobStore(dir);
-      for (let i = 0; i < 3000; i++) {
-        const bytes = Buffer.from(`image ${i} `.repeat(20));
-        const sha256 = createHash("sha256").update(bytes).digest("hex");
-        await store.putImage(bytes, "image/jpeg", sha256);
-        const { job } = await store.create("ip:old", '{"prompt":"old"}');
-        await store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: { sha256, content_type: "image/jpeg", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
-      }
-      store.close();
-      const started = performance.now();
-      const trimmed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dir, DATA_MAX_BYTES: "2000" });
-      try {
-        expect(performance.now() - started, "start-up").toBeLessThan(15_000);
-        let slowest = 0;
-        const bytes = async () => Number(/^gateway_images_bytes (\d+)$/m.exec(await (await fetch(`${trimmed.url}/api/metrics/gateway`)).text())?.[1]);
-        for (let probe = 0; probe < 100 && (await bytes()) > 2000; probe++) {
-          const sentAt = performance.now();
-          await fetch(`${trimmed.url}/api/health`);
-          slowest = Math.max(slowest, performance.now() - sentAt);
-        }
-        expect(await bytes()).toBeLessThanOrEqual(2000);
-        expect(slowest, "the slowest health answer while the store was trimmed").toBeLessThan(1000);
-      } finally {
-        await trimmed.stop();
-      }
-    } finally {
+    onTestFinished(() => {
       rmSync(dir, { recursive: true, force: true });
+    });
+    const store = new SqliteJobStore(dir);
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Buffer.from(`image ${i} `.repeat(20));
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      await store.putImage(bytes, "image/jpeg", sha256);
+      const { job } = await store.create("ip:old", '{"prompt":"old"}');
+      await store.update(job.id, { status: "succeeded", completed_at: new Date().toISOString(), output: { sha256, content_type: "image/jpeg", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
     }
+    store.close();
+    const started = performance.now();
+    const trimmed = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dir, DATA_MAX_BYTES: "2000" });
+    expect(performance.now() - started, "start-up").toBeLessThan(15_000);
+    let slowest = 0;
+    const bytes = async () => Number(/^gateway_images_bytes (\d+)$/m.exec(await (await fetch(`${trimmed.url}/api/metrics/gateway`)).text())?.[1]);
+    for (let probe = 0; probe < 100 && (await bytes()) > 2000; probe++) {
+      const sentAt = performance.now();
+      await fetch(`${trimmed.url}/api/health`);
+      slowest = Math.max(slowest, performance.now() - sentAt);
+    }
+    expect(await bytes()).toBeLessThanOrEqual(2000);
+    expect(slowest, "the slowest health answer while the store was trimmed").toBeLessThan(1000);
   });
 
-  it("after kill -9, a restart runs the queued job, fails the running one as gateway_restarted, and still serves the finished one's image", async () => {
+  it("after kill -9, a restart runs the queued job, fails the running one as gateway_restarted, and still serves the finished one's image", async ({ startGateway, onTestFinished }) => {
     const dir = mkdtempSync(path.join(tmpdir(), "jobs-kill-"));
+    onTestFinished(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
     const env = { TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: dir, MAX_CONCURRENT_REQUESTS: "1" };
     const first = await startGateway(env);
     const finished = await submit({}, { prefer: "wait=30" }, first);
@@ -378,15 +359,10 @@ describe("jobs", () => {
     await first.stop();
     emulator.setStepMs(20);
     const second = await startGateway(env);
-    try {
-      expect((await poll(queued.job.id, second)).status).toBe("succeeded");
-      expect(await poll(running.job.id, second)).toMatchObject({ status: "failed", error: { kind: "gateway_restarted" } });
-      // What had finished is as it was, its image still served byte for byte.
-      expect(await poll(finished.job.id, second)).toMatchObject({ status: "succeeded", output: finished.job.output });
-      expect(Buffer.from(await (await fetch(`${second.url}${finished.job.output?.image_url}`)).arrayBuffer())).toEqual(image);
-    } finally {
-      await second.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect((await poll(queued.job.id, second)).status).toBe("succeeded");
+    expect(await poll(running.job.id, second)).toMatchObject({ status: "failed", error: { kind: "gateway_restarted" } });
+    // What had finished is as it was, its image still served byte for byte.
+    expect(await poll(finished.job.id, second)).toMatchObject({ status: "succeeded", output: finished.job.output });
+    expect(Buffer.from(await (await fetch(`${second.url}${finished.job.output?.image_url}`)).arrayBuffer())).toEqual(image);
   });
 });
