@@ -9,10 +9,11 @@ import OpenAI, { APIError, BadRequestError, RateLimitError, toFile } from "opena
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateImage } from "ai";
 import sharp from "sharp";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, directImage, eventually, readEvents, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, directImage, eventually, readEvents } from "./harness";
 import type { Gateway } from "./harness";
 
 let jpegServer: Emulator;
@@ -22,18 +23,15 @@ let gateway: Gateway;
 /** In front of the PNG server. */
 let pngGateway: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   [jpegServer, pngServer] = await Promise.all([startEmulator({ stepMs: 5, slots: 4 }), startEmulator({ stepMs: 5, slots: 4, imageFormat: "png" })]);
   [gateway, pngGateway] = await Promise.all([
-    startGateway({ TEXT2IMAGE_SERVER_URL: jpegServer.url, SSE_KEEPALIVE_INTERVAL: "0.2" }),
-    startGateway({ TEXT2IMAGE_SERVER_URL: pngServer.url }),
+    startFileGateway({ TEXT2IMAGE_SERVER_URL: jpegServer.url, SSE_KEEPALIVE_INTERVAL: "0.2" }),
+    startFileGateway({ TEXT2IMAGE_SERVER_URL: pngServer.url }),
   ]);
 });
 
-afterAll(async () => {
-  await Promise.all([gateway.stop(), pngGateway.stop()]);
-  await Promise.all([jpegServer.close(), pngServer.close()]);
-});
+afterAll(() => Promise.all([jpegServer.close(), pngServer.close()]));
 
 beforeEach(() => {
   for (const server of [jpegServer, pngServer]) {
@@ -234,23 +232,19 @@ describe("the openai client's image stream", () => {
     expect(jpegServer.stats().generateRequests).toBe(1);
   });
 
-  it("refuses before the stream opens when the queue is full: the SDK raises RateLimitError", async () => {
+  it("refuses before the stream opens when the queue is full: the SDK raises RateLimitError", async ({ startGateway, onTestFinished }) => {
     const server = await startEmulator({ stepMs: 200, slots: 1 });
+    onTestFinished(() => server.close());
     const small = await startGateway({ TEXT2IMAGE_SERVER_URL: server.url, MAX_CONCURRENT_REQUESTS: "1", MAX_QUEUE: "1" });
-    try {
-      const body = { model: "gpt-image-1", prompt: "one at a time", size: "256x256", stream: true } as const;
-      const running = await client(small.url).images.generate(body);
-      const waiting = await client(small.url).images.generate(body);
-      const refused = await client(small.url).images.generate(body).then(() => undefined, (error: unknown) => error);
-      expect(refused).toBeInstanceOf(RateLimitError);
-      for (const stream of [running, waiting]) {
-        const types = [];
-        for await (const event of stream) types.push(event.type);
-        expect(types).toEqual(["image_generation.completed"]);
-      }
-    } finally {
-      await small.stop();
-      await server.close();
+    const body = { model: "gpt-image-1", prompt: "one at a time", size: "256x256", stream: true } as const;
+    const running = await client(small.url).images.generate(body);
+    const waiting = await client(small.url).images.generate(body);
+    const refused = await client(small.url).images.generate(body).then(() => undefined, (error: unknown) => error);
+    expect(refused).toBeInstanceOf(RateLimitError);
+    for (const stream of [running, waiting]) {
+      const types = [];
+      for await (const event of stream) types.push(event.type);
+      expect(types).toEqual(["image_generation.completed"]);
     }
   });
 

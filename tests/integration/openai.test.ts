@@ -5,39 +5,31 @@
  * decoded, its size checked, and compared byte for byte with the one the
  * emulator makes for the same seed.
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateImage } from "ai";
 import OpenAI from "openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, directImage, eventually, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, directImage, eventually } from "./harness";
 import type { Gateway } from "./harness";
 
 const KEY = "openai-test-key-0123456789";
 let emulator: Emulator;
 let gateway: Gateway;
 let keyed: Gateway;
-let dataDir: string;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 10, slots: 8 });
-  dataDir = mkdtempSync(path.join(tmpdir(), "openai-it-"));
   [gateway, keyed] = await Promise.all([
-    startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: path.join(dataDir, "open"), MAX_CONCURRENT_REQUESTS: "2", MAX_QUEUE: "1" }),
-    startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: path.join(dataDir, "keyed"), GATEWAY_API_KEYS: KEY }),
+    startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: "2", MAX_QUEUE: "1" }),
+    startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, GATEWAY_API_KEYS: KEY }),
   ]);
 });
 
-afterAll(async () => {
-  await Promise.all([gateway.stop(), keyed.stop()]);
-  await emulator.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -179,26 +171,22 @@ describe("n images in one request", () => {
     expect(upstream).toBeLessThanOrEqual(duration);
   });
 
-  it("stops the siblings of a failed image as a client that left: their slots stay held while the GPU runs them", async () => {
+  it("stops the siblings of a failed image as a client that left: their slots stay held while the GPU runs them", async ({ startGateway, onTestFinished }) => {
     // One GPU slot and no queue there: the second image is refused with a 503 while the first runs to its end.
     const small = await startEmulator({ stepMs: 100, slots: 1, maxQueue: 0 });
+    onTestFinished(() => small.close());
     const own = await startGateway({ TEXT2IMAGE_SERVER_URL: small.url, MAX_CONCURRENT_REQUESTS: "2" });
-    try {
-      const answer = await call(`${own.url}/v1/images/generations`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prompt: "one refused", n: 2, size: "256x256", response_format: "b64_json", num_inference_steps: 12 }),
-      });
-      expect(answer.status).toBe(503);
-      expect(answer.body).toMatchObject({ error: { message: "Request queue is full (max 0). Please try again later." } });
-      expect(small.stats().work, "the first image still runs on the GPU").toBe(1);
-      const health = (await call(`${own.url}/api/health`)).body as { in_flight: number; orphaned: number };
-      expect(health, "its slot is held until the server is seen done").toMatchObject({ in_flight: 1, orphaned: 1 });
-      expect(await eventually(async () => ((await call(`${own.url}/api/health`)).body as { in_flight: number }).in_flight === 0, 5000)).toBe(true);
-    } finally {
-      await own.stop();
-      await small.close();
-    }
+    const answer = await call(`${own.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "one refused", n: 2, size: "256x256", response_format: "b64_json", num_inference_steps: 12 }),
+    });
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: { message: "Request queue is full (max 0). Please try again later." } });
+    expect(small.stats().work, "the first image still runs on the GPU").toBe(1);
+    const health = (await call(`${own.url}/api/health`)).body as { in_flight: number; orphaned: number };
+    expect(health, "its slot is held until the server is seen done").toMatchObject({ in_flight: 1, orphaned: 1 });
+    expect(await eventually(async () => ((await call(`${own.url}/api/health`)).body as { in_flight: number }).in_flight === 0, 5000)).toBe(true);
   });
 });
 
@@ -234,21 +222,17 @@ describe("image URLs", () => {
     expect((await postWithHost(gateway.url, "ex!ample.com", { ...asked, response_format: "b64_json" })).status).toBe(200);
   });
 
-  it("come from PUBLIC_BASE_URL when it is set, whatever the Host; X-Forwarded-Host only behind TRUST_PROXY, and checked", async () => {
+  it("come from PUBLIC_BASE_URL when it is set, whatever the Host; X-Forwarded-Host only behind TRUST_PROXY, and checked", async ({ startGateway }) => {
     const [based, proxied] = await Promise.all([
       startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, PUBLIC_BASE_URL: "https://images.example.com" }),
       startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, TRUST_PROXY: "1" }),
     ]);
-    try {
-      expect((await postWithHost(based.url, "evil.example", asked)).body.data?.[0]?.url).toMatch(/^https:\/\/images\.example\.com\/api\/images\//);
-      expect((await postWithHost(gateway.url, "127.0.0.1", asked, { "x-forwarded-host": "evil.example" })).body.data?.[0]?.url).toMatch(/^http:\/\/127\.0\.0\.1\//);
-      expect((await postWithHost(proxied.url, "127.0.0.1", asked, { "x-forwarded-host": "public.example", "x-forwarded-proto": "https" })).body.data?.[0]?.url).toMatch(/^https:\/\/public\.example\/api\/images\//);
-      const refused = await postWithHost(proxied.url, "127.0.0.1", asked, { "x-forwarded-host": 'a"b<script>' });
-      expect(refused.status).toBe(400);
-      expect(refused.body.error?.message).toMatch(/^X-Forwarded-Host is not a valid host\[:port\]/);
-    } finally {
-      await Promise.all([based.stop(), proxied.stop()]);
-    }
+    expect((await postWithHost(based.url, "evil.example", asked)).body.data?.[0]?.url).toMatch(/^https:\/\/images\.example\.com\/api\/images\//);
+    expect((await postWithHost(gateway.url, "127.0.0.1", asked, { "x-forwarded-host": "evil.example" })).body.data?.[0]?.url).toMatch(/^http:\/\/127\.0\.0\.1\//);
+    expect((await postWithHost(proxied.url, "127.0.0.1", asked, { "x-forwarded-host": "public.example", "x-forwarded-proto": "https" })).body.data?.[0]?.url).toMatch(/^https:\/\/public\.example\/api\/images\//);
+    const refused = await postWithHost(proxied.url, "127.0.0.1", asked, { "x-forwarded-host": 'a"b<script>' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error?.message).toMatch(/^X-Forwarded-Host is not a valid host\[:port\]/);
   });
 });
 
