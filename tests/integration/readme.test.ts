@@ -10,11 +10,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { curlPath } from "../programs";
-import { directImage, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { directImage } from "./harness";
 import type { Gateway } from "./harness";
 
 const README = readFileSync(path.join(import.meta.dirname, "../../README.md"), "utf8");
@@ -38,14 +39,13 @@ let emulator: Emulator;
 let gateway: Gateway;
 let dir: string;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator();
   dir = mkdtempSync(path.join(tmpdir(), "readme-it-"));
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: path.join(dir, "data") });
+  gateway = await startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url });
 });
 
 afterAll(async () => {
-  await gateway.stop();
   await emulator.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -4,12 +4,13 @@
  * stopped and started again. Gateways a and b fall back to local limits
  * (REDIS_FAILURE_MODE=local); c refuses new work instead (closed).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { startRedisServer } from "../redis-server";
 import type { RedisServer } from "../redis-server";
-import { call, eventually, postJson, startGateway, streamGenerate } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, postJson, streamGenerate } from "./harness";
 import type { Gateway, JsonAnswer } from "./harness";
 
 const LIMIT = 4;
@@ -22,7 +23,7 @@ let a: Gateway;
 let b: Gateway;
 let c: Gateway;
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   redis = await startRedisServer();
   // Room for far more than the gateways may send: only the shared limit holds them back.
   emulator = await startEmulator({ stepMs: 20, slots: 64, maxQueue: 128 });
@@ -36,11 +37,10 @@ beforeAll(async () => {
     QUEUE_TIMEOUT: "20",
     REQUEST_TIMEOUT: "20",
   });
-  [a, b, c] = await Promise.all([startGateway(env("local")), startGateway(env("local")), startGateway(env("closed"))]);
+  [a, b, c] = await Promise.all([startFileGateway(env("local")), startFileGateway(env("local")), startFileGateway(env("closed"))]);
 });
 
 afterAll(async () => {
-  await Promise.all([a.stop(), b.stop(), c.stop()]);
   await emulator.close();
   await redis.stop();
 });
@@ -180,22 +180,18 @@ describe("one limit over three gateways", () => {
 });
 
 describe("RATE_LIMIT_PER_MINUTE over gateways sharing a Redis", () => {
-  it("counts one client's images once for every gateway: 3 of 8 requests alternating over two pass", async () => {
+  it("counts one client's images once for every gateway: 3 of 8 requests alternating over two pass", async ({ startGateway }) => {
     const env = { TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: "3", TRUST_PROXY: "1" };
     const [left, right] = await Promise.all([startGateway(env), startGateway(env)]);
-    try {
-      const statuses: number[] = [];
-      for (let i = 0; i < 8; i++) {
-        const gateway = i % 2 === 0 ? left : right;
-        const answer = await postJson(`${gateway.url}/api/generate`, small, { headers: { "content-type": "application/json", "x-forwarded-for": "203.0.113.7" } });
-        statuses.push(answer.status);
-      }
-      expect(statuses.filter((status) => status === 200)).toHaveLength(3);
-      expect(statuses.slice(3)).toEqual([429, 429, 429, 429, 429]);
-      // Another client has its own minute.
-      expect((await postJson(`${right.url}/api/generate`, small, { headers: { "content-type": "application/json", "x-forwarded-for": "203.0.113.8" } })).status).toBe(200);
-    } finally {
-      await Promise.all([left.stop(), right.stop()]);
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const gateway = i % 2 === 0 ? left : right;
+      const answer = await postJson(`${gateway.url}/api/generate`, small, { headers: { "content-type": "application/json", "x-forwarded-for": "203.0.113.7" } });
+      statuses.push(answer.status);
     }
+    expect(statuses.filter((status) => status === 200)).toHaveLength(3);
+    expect(statuses.slice(3)).toEqual([429, 429, 429, 429, 429]);
+    // Another client has its own minute.
+    expect((await postJson(`${right.url}/api/generate`, small, { headers: { "content-type": "application/json", "x-forwarded-for": "203.0.113.8" } })).status).toBe(200);
   });
 });
