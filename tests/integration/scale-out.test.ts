@@ -1,9 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { ConcurrencyGauge, Emulator } from "../../emulator/server";
 import { startRedisServer } from "../redis-server";
 import type { RedisServer } from "../redis-server";
-import { postJson, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { postJson } from "./harness";
 import type { Gateway } from "./harness";
 
 /** The whole topology of the README's "Scaling out": 3 gateways, 2 GPU servers, 1 Redis. */
@@ -15,7 +16,7 @@ let emulators: Emulator[];
 let gateways: Gateway[];
 const gauge: ConcurrencyGauge = { active: 0, max: 0 };
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   redis = await startRedisServer();
   // Each GPU server has room for far more than the limit: only the shared limit holds the gateways back.
   emulators = await Promise.all([0, 1].map(() => startEmulator({ stepMs: 20, slots: 64, maxQueue: 128, gauge })));
@@ -28,11 +29,10 @@ beforeAll(async () => {
     QUEUE_TIMEOUT: "30",
     REQUEST_TIMEOUT: "30",
   };
-  gateways = await Promise.all([0, 1, 2].map(() => startGateway(env)));
+  gateways = await Promise.all([0, 1, 2].map(() => startFileGateway(env)));
 });
 
 afterAll(async () => {
-  await Promise.all(gateways.map((gateway) => gateway.stop()));
   await Promise.all(emulators.map((emulator) => emulator.close()));
   await redis.stop();
 });

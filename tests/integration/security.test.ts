@@ -4,10 +4,11 @@
  * the gateway except towards the GPU server.
  */
 import { request as httpRequest } from "node:http";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, freePort, postJson, readEvents, startGateway } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually, freePort, postJson, readEvents } from "./harness";
 import type { Gateway, JsonAnswer } from "./harness";
 
 const KEY_A = "key-a-0f9e8d7c6b5a4938";
@@ -39,11 +40,11 @@ function withCredentials(url: string): string {
   return parsed.href;
 }
 
-beforeAll(async () => {
+it.beforeAll(async ({ startFileGateway }) => {
   emulator = await startEmulator({ stepMs: 1, slots: 4 });
   const deadPort = await freePort();
   [keyed, limited, perAddress, behindProxy, down] = await Promise.all([
-    startGateway({
+    startFileGateway({
       TEXT2IMAGE_SERVER_URL: withCredentials(emulator.url),
       TEXT2IMAGE_SERVER_TOKEN: SERVER_TOKEN,
       GATEWAY_API_KEYS: `${KEY_A}, ${KEY_B}`,
@@ -52,10 +53,10 @@ beforeAll(async () => {
       REQUEST_BODY_TIMEOUT: "1",
       LOG_LEVEL: "trace",
     }),
-    startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, GATEWAY_API_KEYS: `${KEY_A},${KEY_B}`, RATE_LIMIT_PER_MINUTE: "3" }),
-    startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, RATE_LIMIT_PER_MINUTE: "2", CORS_ORIGINS: "*" }),
-    startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, RATE_LIMIT_PER_MINUTE: "2", TRUST_PROXY: "true" }),
-    startGateway({
+    startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, GATEWAY_API_KEYS: `${KEY_A},${KEY_B}`, RATE_LIMIT_PER_MINUTE: "3" }),
+    startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, RATE_LIMIT_PER_MINUTE: "2", CORS_ORIGINS: "*" }),
+    startFileGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, RATE_LIMIT_PER_MINUTE: "2", TRUST_PROXY: "true" }),
+    startFileGateway({
       TEXT2IMAGE_SERVER_URL: withCredentials(`http://127.0.0.1:${deadPort}`),
       TEXT2IMAGE_SERVER_TOKEN: SERVER_TOKEN,
       LOG_LEVEL: "trace",
@@ -63,10 +64,7 @@ beforeAll(async () => {
   ]);
 });
 
-afterAll(async () => {
-  await Promise.all([keyed, limited, perAddress, behindProxy, down].map((gateway) => gateway.stop()));
-  await emulator.close();
-});
+afterAll(() => emulator.close());
 
 beforeEach(() => {
   emulator.reset();
@@ -269,17 +267,13 @@ describe("rate limits (RATE_LIMIT_PER_MINUTE)", () => {
     }
   });
 
-  it("keys by the socket's address from a fresh process's very first request: a burst with made-up X-Forwarded-For gets the limit, no more", async () => {
+  it("keys by the socket's address from a fresh process's very first request: a burst with made-up X-Forwarded-For gets the limit, no more", async ({ startGateway }) => {
     const fresh = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, RATE_LIMIT_PER_MINUTE: "3" }, { readyWhen: "listening" });
-    try {
-      const statuses = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => generate(`${fresh.url}/api/generate`, { "x-forwarded-for": `198.51.100.${i + 1}` }).then((answer) => answer.status)),
-      );
-      expect(statuses.filter((status) => status === 200)).toHaveLength(3);
-      expect(statuses.filter((status) => status === 429)).toHaveLength(17);
-    } finally {
-      await fresh.stop();
-    }
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => generate(`${fresh.url}/api/generate`, { "x-forwarded-for": `198.51.100.${i + 1}` }).then((answer) => answer.status)),
+    );
+    expect(statuses.filter((status) => status === 200)).toHaveLength(3);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(17);
   });
 
   it("keys by X-Forwarded-For's left-most address with TRUST_PROXY=true", async () => {
