@@ -6,14 +6,15 @@
  * leaves its queued jobs to the other and its running ones failed, never run
  * twice.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { startRedisServer } from "../redis-server";
 import type { RedisServer } from "../redis-server";
 import { startS3Server } from "../s3-server";
 import type { S3Server } from "../s3-server";
-import { call, directImage, readEvents, signalGateway, startGateway } from "./harness";
+import { it as gatewayIt } from "./fixtures";
+import { call, directImage, readEvents, signalGateway } from "./harness";
 import type { Gateway } from "./harness";
 
 interface JobBody {
@@ -31,7 +32,6 @@ const TOKEN = { "x-client-token": "shared-jobs-client-01" };
 let redis: RedisServer;
 let s3: S3Server;
 let emulator: Emulator;
-const gateways: Gateway[] = [];
 
 beforeAll(async () => {
   [redis, s3, emulator] = await Promise.all([startRedisServer({ persist: true }), startS3Server(), startEmulator({ stepMs: 20, slots: 8 })]);
@@ -46,15 +46,10 @@ beforeEach(() => {
   emulator.setStepMs(20);
 });
 
-afterEach(async () => {
-  await Promise.all(gateways.splice(0).map((gateway) => gateway.stop()));
-});
-
-async function start(env: Record<string, string> = {}): Promise<Gateway> {
-  const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url, LEASE_TTL: String(LEASE_TTL_S), ...s3.env, ...env });
-  gateways.push(gateway);
-  return gateway;
-}
+/** `start`: a gateway of the shared service (the Redis, the bucket, the emulator); it stops when the test ends. */
+const it = gatewayIt.extend("start", ({ startGateway }) => (env: Record<string, string> = {}) =>
+  startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url, LEASE_TTL: String(LEASE_TTL_S), ...s3.env, ...env }),
+);
 
 async function submit(gateway: Gateway, fields: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<JobBody> {
   const answer = await call(`${gateway.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN, ...headers }, body: JSON.stringify({ ...body, ...fields }) });
@@ -76,7 +71,7 @@ async function ended(gateway: Gateway, id: string, timeoutMs = 15_000): Promise<
 }
 
 describe("jobs shared through Redis and a bucket", () => {
-  it("answers for a job made on A on B: read, listed, followed from Last-Event-ID, its image, one copy in the bucket", async () => {
+  it("answers for a job made on A on B: read, listed, followed from Last-Event-ID, its image, one copy in the bucket", async ({ start }) => {
     const [a, b] = await Promise.all([start(), start()]);
     const made = await submit(a, { seed: 11 }, { prefer: "wait=20" });
     expect(made.status).toBe("succeeded");
@@ -96,7 +91,7 @@ describe("jobs shared through Redis and a bucket", () => {
     expect((await s3.keys()).filter((key) => key.endsWith(made.output?.sha256 ?? "-"))).toHaveLength(1);
   });
 
-  it("follows on B a job running on A, live, to its end", async () => {
+  it("follows on B a job running on A, live, to its end", async ({ start }) => {
     const [a, b] = await Promise.all([start(), start()]);
     emulator.setStepMs(150);
     const made = await submit(a, { seed: 12 });
@@ -106,7 +101,7 @@ describe("jobs shared through Redis and a bucket", () => {
     expect(types.at(-1)).toBe("complete");
   });
 
-  it("stops on A, within a second, a job canceled on B", async () => {
+  it("stops on A, within a second, a job canceled on B", async ({ start }) => {
     const [a, b] = await Promise.all([start(), start()]);
     emulator.setStepMs(300);
     const made = await submit(a, { seed: 13, num_inference_steps: 12 });
@@ -119,7 +114,7 @@ describe("jobs shared through Redis and a bucket", () => {
     expect((await job(a, made.id)).status).toBe("canceled");
   });
 
-  it("after kill -9 of A: its running job fails as gateway_lost, its queued one runs on B; each reached the GPU once", async () => {
+  it("after kill -9 of A: its running job fails as gateway_lost, its queued one runs on B; each reached the GPU once", async ({ start }) => {
     const [a, b] = await Promise.all([start({ MAX_CONCURRENT_REQUESTS: "1" }), start()]);
     emulator.setStepMs(250);
     const running = await submit(a, { seed: 21 });
@@ -133,7 +128,7 @@ describe("jobs shared through Redis and a bucket", () => {
     expect(emulator.stats().generateRequests, "nothing sent twice").toBe(2);
   });
 
-  it("after SIGTERM of A: its running job finishes within the grace, its queued one runs on B", async () => {
+  it("after SIGTERM of A: its running job finishes within the grace, its queued one runs on B", async ({ start }) => {
     const [a, b] = await Promise.all([start({ MAX_CONCURRENT_REQUESTS: "1", SHUTDOWN_GRACE: "20" }), start()]);
     emulator.setStepMs(150);
     const running = await submit(a, { seed: 31 });
@@ -145,7 +140,7 @@ describe("jobs shared through Redis and a bucket", () => {
     expect(emulator.stats().generateRequests).toBe(2);
   });
 
-  it("with Redis killed mid-run: 503s and a degraded health meanwhile; once it is back, the running job ends succeeded, sent once", async () => {
+  it("with Redis killed mid-run: 503s and a degraded health meanwhile; once it is back, the running job ends succeeded, sent once", async ({ start }) => {
     const [a] = await Promise.all([start()]);
     emulator.setStepMs(200);
     const running = await submit(a, { seed: 41, num_inference_steps: 12 });
@@ -169,7 +164,7 @@ describe("jobs shared through Redis and a bucket", () => {
     await expect.poll(async () => (await call(`${a.url}/api/jobs`, { method: "POST", headers: { "content-type": "application/json", ...TOKEN }, body: JSON.stringify(body) })).status, { timeout: 10_000 }).toBeLessThan(300);
   });
 
-  it("keeps one queue: a job waiting on B has its global place, read on A; MAX_QUEUE bounds the line over both", async () => {
+  it("keeps one queue: a job waiting on B has its global place, read on A; MAX_QUEUE bounds the line over both", async ({ start }) => {
     const limits = { MAX_CONCURRENT_REQUESTS: "1", MAX_QUEUE: "1" };
     const [a, b] = await Promise.all([start(limits), start(limits)]);
     emulator.setStepMs(200);
@@ -185,16 +180,15 @@ describe("jobs shared through Redis and a bucket", () => {
     expect((await ended(a, second.id)).status).toBe("succeeded");
   });
 
-  it("as on Vercel (VERCEL set), with REDIS_URL and a bucket: jobs are on, and one runs to its end after its 202", async () => {
+  it("as on Vercel (VERCEL set), with REDIS_URL and a bucket: jobs are on, and one runs to its end after its 202", async ({ start }) => {
     const gateway = await start({ VERCEL: "1" });
     const made = await submit(gateway, { seed: 61 });
     expect(made.status).not.toBe("succeeded");
     expect((await ended(gateway, made.id)).status).toBe("succeeded");
   });
 
-  it("with REDIS_URL alone (images on disk), keeps jobs per instance, and says so at start and in /api/health, with how to share them", async () => {
+  it("with REDIS_URL alone (images on disk), keeps jobs per instance, and says so at start and in /api/health, with how to share them", async ({ startGateway }) => {
     const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, REDIS_URL: redis.url });
-    gateways.push(gateway);
     const health = (await call(`${gateway.url}/api/health`)).body as { jobs: { note?: string } };
     expect(health.jobs).toMatchObject({ store: "sqlite", shared: false });
     expect(health.jobs.note).toMatch(/per instance.*IMAGE_STORE=s3/);

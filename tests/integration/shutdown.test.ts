@@ -8,11 +8,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
 import { startRedisServer } from "../redis-server";
-import { call, eventually, postJson, signalGateway, startGateway, streamGenerate } from "./harness";
+import { it as gatewayIt } from "./fixtures";
+import { call, eventually, postJson, signalGateway, streamGenerate } from "./harness";
 import type { Gateway } from "./harness";
 
 const STEPS = 6;
@@ -20,7 +21,6 @@ const small = { prompt: "a lighthouse at dusk", width: 256, height: 256, num_inf
 const SHUTTING_DOWN = "Gateway is shutting down";
 
 let emulator: Emulator;
-let gateway: Gateway | undefined;
 
 beforeAll(async () => {
   emulator = await startEmulator({ stepMs: 250, slots: 4 });
@@ -35,15 +35,8 @@ beforeEach(() => {
   emulator.setStepMs(250); // 6 steps: 1.5 s per image
 });
 
-afterEach(async () => {
-  await gateway?.stop();
-  gateway = undefined;
-});
-
-async function start(env: Record<string, string> = {}): Promise<Gateway> {
-  gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: "1", ...env });
-  return gateway;
-}
+/** `start`: a gateway in front of the emulator, with one slot unless `env` says otherwise; it stops when the test ends. */
+const it = gatewayIt.extend("start", ({ startGateway }) => (env: Record<string, string> = {}) => startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, MAX_CONCURRENT_REQUESTS: "1", ...env }));
 
 async function health(url: string) {
   return (await call(`${url}/api/health`)).body as { status: string; queued: number; shutting_down?: boolean };
@@ -79,7 +72,7 @@ function shutdownLine(server: Gateway): { outcome: string; duration_ms: number }
 const EXIT_MS = 2500;
 
 describe("on SIGTERM, with a generation in flight", () => {
-  it("lets it finish with its image, answers new and queued requests 503 with Connection: close, and exits 0", async () => {
+  it("lets it finish with its image, answers new and queued requests 503 with Connection: close, and exits 0", async ({ start }) => {
     const gw = await start();
     const inFlight = finishedAt(postJson(`${gw.url}/api/generate`, small));
     expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
@@ -108,38 +101,38 @@ describe("on SIGTERM, with a generation in flight", () => {
 });
 
 describe("on SIGTERM, with jobs running and queued", () => {
-  it("lets the running one finish, keeps the queued ones queued, refuses new ones with 503 creating nothing, and runs the queued ones after the restart", async () => {
+  it("lets the running one finish, keeps the queued ones queued, refuses new ones with 503 creating nothing, and runs the queued ones after the restart", async ({ start, onTestFinished }) => {
+    // Both gateways run on it, one after the other: the second finds the first's queued jobs.
     const dataDir = mkdtempSync(path.join(tmpdir(), "shutdown-jobs-"));
-    try {
-      const gw = await start({ DATA_DIR: dataDir, SHUTDOWN_GRACE: "20" });
-      const submit = async (target: Gateway, seed: number, headers: Record<string, string> = {}) =>
-        postJson(`${target.url}/api/jobs`, { ...small, seed }, { headers: { "content-type": "application/json", ...headers } });
-      const ids: string[] = [];
-      for (let seed = 1; seed <= 4; seed++) ids.push(((await submit(gw, seed)).body as { id: string }).id);
-      expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
-
-      const exit = signalGateway(gw);
-      expect(await draining(gw)).toBe(true);
-      const refused = await submit(gw, 9, { "idempotency-key": "after-the-drain" });
-      expectShutdown503(refused);
-      expect((await exit).code).toBe(0);
-      expect(emulator.stats().generateRequests, "only the running one reached the GPU").toBe(1);
-
-      const next = await start({ DATA_DIR: dataDir });
-      const status = async (id: string) => ((await call(`${next.url}/api/jobs/${id}`)).body as { status: string; error: unknown }).status;
-      expect(await status(ids[0] ?? "")).toBe("succeeded");
-      expect(await eventually(async () => (await Promise.all(ids.map(status))).every((each) => each === "succeeded"), 20_000), "the queued ones ran after the restart").toBe(true);
-      expect(emulator.stats().generateRequests).toBe(4);
-      // The refused one was never kept: its key makes a new job now.
-      expect((await submit(next, 9, { "idempotency-key": "after-the-drain" })).headers.get("idempotent-replayed")).toBeNull();
-    } finally {
+    onTestFinished(() => {
       rmSync(dataDir, { recursive: true, force: true });
-    }
+    });
+    const gw = await start({ DATA_DIR: dataDir, SHUTDOWN_GRACE: "20" });
+    const submit = async (target: Gateway, seed: number, headers: Record<string, string> = {}) =>
+      postJson(`${target.url}/api/jobs`, { ...small, seed }, { headers: { "content-type": "application/json", ...headers } });
+    const ids: string[] = [];
+    for (let seed = 1; seed <= 4; seed++) ids.push(((await submit(gw, seed)).body as { id: string }).id);
+    expect(await eventually(() => emulator.stats().active === 1)).toBe(true);
+
+    const exit = signalGateway(gw);
+    expect(await draining(gw)).toBe(true);
+    const refused = await submit(gw, 9, { "idempotency-key": "after-the-drain" });
+    expectShutdown503(refused);
+    expect((await exit).code).toBe(0);
+    expect(emulator.stats().generateRequests, "only the running one reached the GPU").toBe(1);
+
+    const next = await start({ DATA_DIR: dataDir });
+    const status = async (id: string) => ((await call(`${next.url}/api/jobs/${id}`)).body as { status: string; error: unknown }).status;
+    expect(await status(ids[0] ?? "")).toBe("succeeded");
+    expect(await eventually(async () => (await Promise.all(ids.map(status))).every((each) => each === "succeeded"), 20_000), "the queued ones ran after the restart").toBe(true);
+    expect(emulator.stats().generateRequests).toBe(4);
+    // The refused one was never kept: its key makes a new job now.
+    expect((await submit(next, 9, { "idempotency-key": "after-the-drain" })).headers.get("idempotent-replayed")).toBeNull();
   });
 });
 
 describe("on SIGTERM, with a stream in flight", () => {
-  it("lets it run to its complete event, ends a queued stream with an error event, and exits 0", async () => {
+  it("lets it run to its complete event, ends a queued stream with an error event, and exits 0", async ({ start }) => {
     const gw = await start();
     const sentAt = performance.now();
     const inFlight = finishedAt(streamGenerate(`${gw.url}/api/generate-stream`, small));
@@ -174,7 +167,7 @@ describe("on SIGTERM, with a stream in flight", () => {
 });
 
 describe("past SHUTDOWN_GRACE", () => {
-  it("aborts the generation and the stream still running, upstream included, and exits 0 after about the grace period", async () => {
+  it("aborts the generation and the stream still running, upstream included, and exits 0 after about the grace period", async ({ start }) => {
     emulator.setStepMs(1000); // 6 s per image against 1 s of grace
     const gw = await start({ SHUTDOWN_GRACE: "1", MAX_CONCURRENT_REQUESTS: "2" });
     const plain = postJson(`${gw.url}/api/generate`, small);
@@ -204,7 +197,7 @@ describe("past SHUTDOWN_GRACE", () => {
 });
 
 describe("on the way out", () => {
-  it("gives back the shared limiter's slots in Redis, even one the GPU server may still be running, instead of leaving them to lapse", async () => {
+  it("gives back the shared limiter's slots in Redis, even one the GPU server may still be running, instead of leaving them to lapse", async ({ start }) => {
     const redis = await startRedisServer();
     const client = new Redis(redis.url);
     try {
@@ -229,7 +222,7 @@ describe("on the way out", () => {
 });
 
 describe("an idle gateway", () => {
-  it.each([["SIGTERM"], ["SIGINT"]] as const)("exits 0 at once on %s", async (name) => {
+  it.for([["SIGTERM"], ["SIGINT"]] as const)("exits 0 at once on %s", async ([name], { start }) => {
     emulator.setStepMs(1);
     const gw = await start();
     // Served a generation first: its connection stays open, idle, as a client's pool keeps it.
