@@ -4,11 +4,11 @@
  * nothing was sent, 503 when every server is out, and the health and metrics
  * bodies. Prints the measured times to eject and to rejoin.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect } from "vitest";
 import { startRedisServer } from "../redis-server";
-import type { RedisServer } from "../redis-server";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
+import { it } from "./fixtures";
 import { call, eventually, freePort, gatewayLoad, postJson, startGateway, streamGenerate } from "./harness";
 import type { Gateway } from "./harness";
 
@@ -270,23 +270,12 @@ describe("a server that goes down and comes back", () => {
 });
 
 describe("refused connections", () => {
-  let alive: Emulator;
-  let deadUrl: string;
-  let gateway: Gateway;
-
-  beforeAll(async () => {
-    alive = await startEmulator({ stepMs: 1 });
-    deadUrl = `http://127.0.0.1:${await freePort()}`;
+  it("sends a request refused by one server to the other", async ({ startGateway, onTestFinished }) => {
+    const alive = await startEmulator({ stepMs: 1 });
+    onTestFinished(() => alive.close());
+    const deadUrl = `http://127.0.0.1:${await freePort()}`;
     // The dead server first: the first request goes to it, before any probe has found it dead.
-    gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: `${deadUrl},${alive.url}`, HEALTH_INTERVAL: "60" });
-  });
-
-  afterAll(async () => {
-    await gateway.stop();
-    await alive.close();
-  });
-
-  it("sends a request refused by one server to the other", async () => {
+    const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: `${deadUrl},${alive.url}`, HEALTH_INTERVAL: "60" });
     const answer = await postJson(`${gateway.url}/api/generate`, small);
     expect(answer.status).toBe(200);
     expect(alive.stats().generateRequests).toBe(1);
@@ -297,19 +286,9 @@ describe("refused connections", () => {
 });
 
 describe("every server out", () => {
-  let gateway: Gateway;
-  let urls: string[];
-
-  beforeAll(async () => {
-    urls = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
-    gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: urls.join(","), EJECT_AFTER_FAILURES: "1", HEALTH_INTERVAL: "60" });
-  });
-
-  afterAll(async () => {
-    await gateway.stop();
-  });
-
-  it("answers 503 at once, and never ejects the last server", async () => {
+  it("answers 503 at once, and never ejects the last server", async ({ startGateway }) => {
+    const urls = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
+    const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: urls.join(","), EJECT_AFTER_FAILURES: "1", HEALTH_INTERVAL: "60" });
     for (let i = 0; i < 3; i++) {
       const started = performance.now();
       const answer = await postJson(`${gateway.url}/api/generate`, small);
@@ -334,15 +313,13 @@ describe("every server out", () => {
 
 // With Redis the global limit stays MAX_CONCURRENT_REQUESTS; this gateway's own limit stands in front of it.
 describe.each(["in-process", "Redis"])("servers that can take fewer than MAX_CONCURRENT_REQUESTS (MAX_CONCURRENT_PER_SERVER × servers), %s limiter", (limiter) => {
-  let a: Emulator;
-  let b: Emulator;
-  let gateway: Gateway;
-  let redis: RedisServer | undefined;
-
-  beforeAll(async () => {
-    [a, b] = await Promise.all([startEmulator({ stepMs: 300 }), startEmulator({ stepMs: 300 })]);
-    redis = limiter === "Redis" ? await startRedisServer() : undefined;
-    gateway = await startGateway({
+  it("admit only what the servers can take: the rest wait in the one queue, counted, told, and bounded by QUEUE_TIMEOUT", async ({ startGateway, onTestFinished }) => {
+    const [a, b] = await Promise.all([startEmulator({ stepMs: 300 }), startEmulator({ stepMs: 300 })]);
+    const redis = limiter === "Redis" ? await startRedisServer() : undefined;
+    onTestFinished(async () => {
+      await Promise.all([a.close(), b.close(), redis?.stop()]);
+    });
+    const gateway = await startGateway({
       ...(redis ? { REDIS_URL: redis.url } : {}),
       TEXT2IMAGE_SERVER_URL: `${a.url},${b.url}`,
       MAX_CONCURRENT_REQUESTS: "10",
@@ -350,14 +327,6 @@ describe.each(["in-process", "Redis"])("servers that can take fewer than MAX_CON
       QUEUE_TIMEOUT: "1",
       REQUEST_TIMEOUT: "10",
     });
-  });
-
-  afterAll(async () => {
-    await gateway.stop();
-    await Promise.all([a.close(), b.close(), redis?.stop()]);
-  });
-
-  it("admit only what the servers can take: the rest wait in the one queue, counted, told, and bounded by QUEUE_TIMEOUT", async () => {
     const plain = Array.from({ length: 5 }, (_, seed) => postJson(`${gateway.url}/api/generate`, { ...small, seed }));
     expect(await eventually(() => a.stats().active + b.stats().active === 2)).toBe(true);
     const stream = streamGenerate(`${gateway.url}/api/generate-stream`, small);

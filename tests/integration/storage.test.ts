@@ -7,11 +7,11 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect } from "vitest";
 import { startEmulator } from "../../emulator/server";
 import type { Emulator } from "../../emulator/server";
-import { call, eventually, startGateway } from "./harness";
-import type { Gateway } from "./harness";
+import { it } from "./fixtures";
+import { call, eventually } from "./harness";
 
 let emulator: Emulator;
 let mountPoint: string;
@@ -40,22 +40,15 @@ interface JobAnswer {
 }
 
 describe("a full disk under DATA_DIR", () => {
-  let gateway: Gateway;
-  beforeAll(async () => {
-    gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: path.join(mountPoint, "data") });
-  });
-  afterAll(async () => {
-    await gateway.stop();
-  });
-
-  const submit = (seed: number) =>
-    call(`${gateway.url}/api/jobs`, {
-      method: "POST",
-      headers: { "content-type": "application/json", prefer: "wait=30" },
-      body: JSON.stringify({ prompt: "noise", width: 1024, height: 1024, num_inference_steps: 6, seed }),
-    });
-
-  it("fails the job whose image finds no room with storage_full, leaves no partial file, says degraded, refuses new jobs until there is room", async () => {
+  // The gateway stops when the test ends, before afterAll unmounts its DATA_DIR.
+  it("fails the job whose image finds no room with storage_full, leaves no partial file, says degraded, refuses new jobs until there is room", async ({ startGateway }) => {
+    const gateway = await startGateway({ TEXT2IMAGE_SERVER_URL: emulator.url, DATA_DIR: path.join(mountPoint, "data") });
+    const submit = (seed: number) =>
+      call(`${gateway.url}/api/jobs`, {
+        method: "POST",
+        headers: { "content-type": "application/json", prefer: "wait=30" },
+        body: JSON.stringify({ prompt: "noise", width: 1024, height: 1024, num_inference_steps: 6, seed }),
+      });
     // Ballast: what else fills the disk (logs, other files), freed later.
     const ballast = path.join(mountPoint, "ballast");
     writeFileSync(ballast, Buffer.alloc(9 * 1024 * 1024, 1));
