@@ -61,6 +61,19 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
   if (!existsSync(buildId)) throw new Error("Build the gateway first: npm run build (npm test builds it)");
   const changed = newerThanBuild(statSync(buildId).mtimeMs);
   if (changed) throw new Error(`${changed} changed after the last build, which these tests would not see: npm run build (npm test builds first)`);
+  // A free port is found, then bound by the child: another process may take it between the two.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launch(env, readyWhen);
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 3) throw error;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function launch(env: Record<string, string>, readyWhen: StartOptions["readyWhen"]): Promise<Gateway> {
   const port = await freePort();
   const dataDir = env.DATA_DIR ?? mkdtempSync(path.join(tmpdir(), "gateway-data-"));
   const ownDataDir = env.DATA_DIR === undefined ? dataDir : undefined;
@@ -86,7 +99,7 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
   for (;;) {
     if (child.exitCode !== null) {
       removeDataDir();
-      throw new Error(`gateway exited with ${child.exitCode}:\n${output}`);
+      throw new (output.includes("EADDRINUSE") ? PortTaken : Error)(`gateway exited with ${child.exitCode}:\n${output}`);
     }
     if (readyWhen === "listening" ? await accepts(port) : await answersOk(`${url}/api`)) break;
     if (Date.now() > deadline) {
@@ -96,6 +109,15 @@ export async function startGateway(env: Record<string, string>, { readyWhen = "a
       throw new Error(`gateway did not start:\n${output}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  // Ready, but whose answer was it? Another process that took the port first answers as well.
+  try {
+    pidListeningOn(child.pid ?? -1, port);
+  } catch (error) {
+    child.kill("SIGKILL");
+    await exited;
+    removeDataDir();
+    throw new PortTaken(`port ${port} is another process's`, { cause: error });
   }
 
   return {
