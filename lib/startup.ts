@@ -98,13 +98,5 @@ async function drainAndExit(signal: NodeJS.Signals): Promise<void> {
 async function flushTraces(): Promise<void> {
   const provider = trace.getTracerProvider() as { getDelegate?: () => unknown };
   const actual = (provider.getDelegate?.() ?? provider) as { forceFlush?: () => Promise<void> };
-  if (typeof actual.forceFlush !== "function") return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    actual.forceFlush().catch(() => undefined),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, TRACE_FLUSH_MS);
-    }),
-  ]);
-  clearTimeout(timer);
+  if (typeof actual.forceFlush === "function") await settlesWithin(actual.forceFlush(), TRACE_FLUSH_MS);
 }

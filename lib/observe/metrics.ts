@@ -89,22 +89,35 @@ export function createMetrics(gateway: MetricSources) {
   };
   for (const reason of REJECTION_REASONS) metrics.rejections.labels(reason).inc(0);
 
-  new Gauge({
-    name: "gateway_in_flight",
-    help: "Generations running on the GPU server now.",
-    registers,
-    collect() {
-      this.set(gateway.limiter.stats().in_flight);
-    },
-  });
-  new Gauge({
-    name: "gateway_queued",
-    help: "Requests waiting for a generation slot now.",
-    registers,
-    collect() {
-      this.set(gateway.limiter.stats().queued);
-    },
-  });
+  const gauges: [name: string, help: string, read: () => number | undefined | Promise<number | undefined>][] = [
+    ["gateway_in_flight", "Generations running on the GPU server now.", () => gateway.limiter.stats().in_flight],
+    ["gateway_queued", "Requests waiting for a generation slot now.", () => gateway.limiter.stats().queued],
+    ["gateway_images_stored", "Images kept for jobs.", async () => (await gateway.openJobs?.store.usage())?.images],
+    ["gateway_images_bytes", "Bytes of the images kept for jobs (bounded by DATA_MAX_BYTES).", async () => (await gateway.openJobs?.store.usage())?.bytes],
+    [
+      "gateway_orphaned",
+      "Generations whose client left (or timed out) that the GPU server may still run; they hold their slots until it is done.",
+      () => gateway.upstream.orphaned(),
+    ],
+    [
+      "gateway_upstream_up",
+      "1 when the GPU server's latest health answer is healthy, else 0.",
+      async () => {
+        const result = await gateway.upstream.health();
+        return result.ok && result.health.status === "healthy" && canGenerate(result.health) ? 1 : 0;
+      },
+    ],
+  ];
+  for (const [name, help, read] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        this.set((await read()) ?? 0);
+      },
+    });
+  }
   new Gauge({
     name: "gateway_jobs",
     help: "Jobs kept, by status (none until the job store is open).",
@@ -112,39 +125,6 @@ export function createMetrics(gateway: MetricSources) {
     registers,
     async collect() {
       for (const [status, count] of Object.entries((await gateway.openJobs?.store.counts()) ?? {})) this.set({ status }, count);
-    },
-  });
-  new Gauge({
-    name: "gateway_images_stored",
-    help: "Images kept for jobs.",
-    registers,
-    async collect() {
-      this.set((await gateway.openJobs?.store.usage())?.images ?? 0);
-    },
-  });
-  new Gauge({
-    name: "gateway_images_bytes",
-    help: "Bytes of the images kept for jobs (bounded by DATA_MAX_BYTES).",
-    registers,
-    async collect() {
-      this.set((await gateway.openJobs?.store.usage())?.bytes ?? 0);
-    },
-  });
-  new Gauge({
-    name: "gateway_orphaned",
-    help: "Generations whose client left (or timed out) that the GPU server may still run; they hold their slots until it is done.",
-    registers,
-    collect() {
-      this.set(gateway.upstream.orphaned());
-    },
-  });
-  new Gauge({
-    name: "gateway_upstream_up",
-    help: "1 when the GPU server's latest health answer is healthy, else 0.",
-    registers,
-    async collect() {
-      const result = await gateway.upstream.health();
-      this.set(result.ok && result.health.status === "healthy" && canGenerate(result.health) ? 1 : 0);
     },
   });
   return metrics;
