@@ -1,43 +1,6 @@
 /** The one error table: every failure with its status and public `detail`; internals ride along as `cause`, for logs only. */
 import type { ValidationDetail } from "./schemas";
 
-export type ErrorCode =
-  | "invalid_json"
-  | "invalid_body"
-  | "validation_failed"
-  | "payload_too_large"
-  | "body_timeout"
-  | "unsupported_media_type"
-  | "method_not_allowed"
-  | "invalid_header"
-  | "idempotency_mismatch"
-  | "invalid_parameter"
-  | "not_found"
-  | "model_not_found"
-  | "image_input_unsupported"
-  | "jobs_off"
-  | "storage_full"
-  | "store_unavailable"
-  | "store_full"
-  | "queue_full"
-  | "queue_timeout"
-  | "limiter_unavailable"
-  | "shutting_down"
-  | "unauthorized"
-  | "rate_limited"
-  | "origin_not_allowed"
-  | "upstream_unavailable"
-  | "upstream_timeout"
-  | "upstream_transport"
-  | "upstream_bad_response"
-  | "upstream_status"
-  | "upstream_credentials"
-  | "client_closed"
-  | "internal";
-
-/** Status 499: the client went away; nobody reads the answer, but logs do. */
-export const CLIENT_CLOSED_STATUS = 499;
-
 /** What a code means beyond its detail, read by every part that tells or weighs a failure. */
 export interface ErrorTraits {
   /** Its status, unless the factory gives one (upstream_status: the GPU server's own). */
@@ -60,8 +23,7 @@ export interface ErrorTraits {
   readonly retried?: boolean;
 }
 
-/** The one table of failures: each code's status and traits. */
-export const ERRORS: Readonly<Record<ErrorCode, ErrorTraits>> = {
+const TABLE = {
   invalid_json: { status: 400 },
   invalid_body: { status: 400 },
   validation_failed: { status: 422 },
@@ -92,9 +54,15 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorTraits>> = {
   upstream_bad_response: { status: 502, upstream: true, answered: true },
   upstream_status: { status: 502, upstream: true, answered: true },
   upstream_credentials: { status: 502, upstream: true, ejects: true, answered: true, alarm: true },
-  client_closed: { status: CLIENT_CLOSED_STATUS, neutral: true },
+  // 499: the client went away; nobody reads the answer, but logs do.
+  client_closed: { status: 499, neutral: true },
   internal: { status: 500, neutral: true, alarm: true },
-};
+} satisfies Record<string, ErrorTraits>;
+
+export type ErrorCode = keyof typeof TABLE;
+
+/** The one table of failures: each code's status and traits. */
+export const ERRORS: Readonly<Record<ErrorCode, ErrorTraits>> = TABLE;
 
 /** The traits of any thrown value: an unknown one is an internal failure. */
 export function traitsOf(error: unknown): ErrorTraits {
@@ -120,7 +88,7 @@ export class GatewayError extends Error {
   ) {
     super(typeof detail === "string" ? detail : "Request validation failed", { cause: options.cause });
     this.status = options.status ?? ERRORS[code].status;
-    this.headers = options.headers ?? {};
+    this.headers = { ...options.headers };
     this.param = options.param;
     this.upstreamStatus = options.upstreamStatus;
   }
@@ -133,8 +101,13 @@ export class GatewayError extends Error {
   readonly upstreamStatus: number | undefined;
 }
 
+/** Any thrown value as the gateway's failure: an unknown one is internal. */
+export function asGatewayError(error: unknown): GatewayError {
+  return error instanceof GatewayError ? error : fail.internal(error);
+}
 
-const QUEUE_RETRY_AFTER_SECONDS = "5";
+/** The refusals a client may simply retry: after this many seconds. */
+const RETRY_LATER = { "Retry-After": "5" };
 
 /** RFC 6750's challenge; the realm names the gateway, never a key or a host. */
 const AUTH_CHALLENGE = 'Bearer realm="text2image-gateway"';
@@ -147,21 +120,12 @@ export const fail = {
   invalidJson: (reason: string) => new GatewayError("invalid_json", `Request body is not valid JSON: ${reason}`),
   invalidBody: () => new GatewayError("invalid_body", "Request body must be a JSON object"),
   validation: (detail: ValidationDetail[]) => new GatewayError("validation_failed", detail),
-  payloadTooLarge: (limit: number) =>
-    new GatewayError("payload_too_large", `Request body is larger than ${limit} bytes (MAX_BODY_BYTES)`),
+  payloadTooLarge: (limit: number) => new GatewayError("payload_too_large", `Request body is larger than ${limit} bytes (MAX_BODY_BYTES)`),
   bodyTimeout: (limitMs: number) =>
-    new GatewayError("body_timeout", `The request body did not arrive within ${seconds(limitMs)} (REQUEST_BODY_TIMEOUT)`, {
-      headers: { Connection: "close" },
-    }),
-  unsupportedMediaType: (got: string | null) =>
-    new GatewayError(
-      "unsupported_media_type",
-      `Content-Type must be application/json${got ? `, not ${got}` : ""}`,
-    ),
+    new GatewayError("body_timeout", `The request body did not arrive within ${seconds(limitMs)} (REQUEST_BODY_TIMEOUT)`, { headers: { Connection: "close" } }),
+  unsupportedMediaType: (got: string | null) => new GatewayError("unsupported_media_type", `Content-Type must be application/json${got ? `, not ${got}` : ""}`),
   methodNotAllowed: (method: string, allow: string[]) =>
-    new GatewayError("method_not_allowed", `Method ${method} not allowed; use ${allow.join(" or ")}`, {
-      headers: { Allow: allow.join(", ") },
-    }),
+    new GatewayError("method_not_allowed", `Method ${method} not allowed; use ${allow.join(" or ")}`, { headers: { Allow: allow.join(", ") } }),
   notFound: (path: string) => new GatewayError("not_found", `No endpoint at ${path}`),
   /** Unknown, expired and another caller's alike: which one is not said. */
   noSuchJob: (id: string) => new GatewayError("not_found", `No job ${id.slice(0, 64)} here: unknown, expired, or another caller's`),
@@ -176,20 +140,14 @@ export const fail = {
     ),
   /** DATA_DIR's disk is full, or an image is larger than DATA_MAX_BYTES: jobs wait for room. */
   storageFull: (why: string, cause?: unknown) =>
-    new GatewayError("storage_full", `The gateway has no room to keep images: ${why}; try again later`, {
-      cause,
-      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
-    }),
+    new GatewayError("storage_full", `The gateway has no room to keep images: ${why}; try again later`, { cause, headers: RETRY_LATER }),
   /** JOB_STORE=redis and Redis unreachable: no job can be read or made, and nothing is written half. */
   jobStoreUnavailable: (cause?: unknown) =>
-    new GatewayError("store_unavailable", "The job store (Redis) is unreachable: try again later", {
-      cause,
-      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
-    }),
+    new GatewayError("store_unavailable", "The job store (Redis) is unreachable: try again later", { cause, headers: RETRY_LATER }),
   /** MAX_JOBS kept and none of them finished: no room for another. */
   jobStoreFull: (max: number) =>
     new GatewayError("store_full", `The gateway keeps at most ${max} jobs (MAX_JOBS), and none of them has finished: try again later`, {
-      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
+      headers: RETRY_LATER,
     }),
   invalidHeader: (name: string, why: string) => new GatewayError("invalid_header", `${name} ${why}`),
   /** /v1/images/edits and /variations: the GPU server makes images from text alone. */
@@ -204,30 +162,18 @@ export const fail = {
   /** The IETF draft's answer to a reused Idempotency-Key with another body. */
   idempotencyMismatch: () =>
     new GatewayError("idempotency_mismatch", "This Idempotency-Key was used with another request body: use a new key for a new request"),
-  queueFull: () =>
-    new GatewayError("queue_full", "Gateway queue is full", { headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS } }),
+  queueFull: () => new GatewayError("queue_full", "Gateway queue is full", { headers: RETRY_LATER }),
   queueTimeout: (limitMs: number) =>
-    new GatewayError(
-      "queue_timeout",
-      `No generation slot became free within ${seconds(limitMs)} (QUEUE_TIMEOUT)`,
-      { headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS } },
-    ),
+    new GatewayError("queue_timeout", `No generation slot became free within ${seconds(limitMs)} (QUEUE_TIMEOUT)`, { headers: RETRY_LATER }),
   /** Draining for a shutdown (SIGTERM): `Connection: close` sends the client's retry to a fresh connection, elsewhere. */
   shuttingDown: (cause?: unknown) =>
-    new GatewayError("shutting_down", "Gateway is shutting down", {
-      cause,
-      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS, Connection: "close" },
-    }),
+    new GatewayError("shutting_down", "Gateway is shutting down", { cause, headers: { ...RETRY_LATER, Connection: "close" } }),
   apiKeyMissing: () =>
-    new GatewayError(
-      "unauthorized",
-      "An API key is required: send it as Authorization: Bearer <key> or X-API-Key: <key>",
-      { headers: { "WWW-Authenticate": AUTH_CHALLENGE } },
-    ),
-  apiKeyInvalid: () =>
-    new GatewayError("unauthorized", "The API key is not valid", {
-      headers: { "WWW-Authenticate": `${AUTH_CHALLENGE}, error="invalid_token"` },
+    new GatewayError("unauthorized", "An API key is required: send it as Authorization: Bearer <key> or X-API-Key: <key>", {
+      headers: { "WWW-Authenticate": AUTH_CHALLENGE },
     }),
+  apiKeyInvalid: () =>
+    new GatewayError("unauthorized", "The API key is not valid", { headers: { "WWW-Authenticate": `${AUTH_CHALLENGE}, error="invalid_token"` } }),
   /** `headers` are the RateLimit-* fields of the refused request; Retry-After says when the images asked for fit. */
   rateLimited: (limit: number, retryAfterSeconds: number, headers: Record<string, string>, images?: { asked: number; left: number }) =>
     new GatewayError(
@@ -236,49 +182,24 @@ export const fail = {
       { headers: { ...headers, "Retry-After": String(retryAfterSeconds) } },
     ),
   /** A browser POST from a site that CORS_ORIGINS does not list (a form or a no-preflight fetch). */
-  originNotAllowed: () =>
-    new GatewayError("origin_not_allowed", "Requests from this web origin are not allowed (CORS_ORIGINS)"),
+  originNotAllowed: () => new GatewayError("origin_not_allowed", "Requests from this web origin are not allowed (CORS_ORIGINS)"),
   /** REDIS_FAILURE_MODE=closed and Redis unreachable: no global limit, so no new work. */
-  limiterUnavailable: (cause?: unknown) =>
-    new GatewayError("limiter_unavailable", "Concurrency limiter unavailable", {
-      cause,
-      headers: { "Retry-After": QUEUE_RETRY_AFTER_SECONDS },
-    }),
+  limiterUnavailable: (cause?: unknown) => new GatewayError("limiter_unavailable", "Concurrency limiter unavailable", { cause, headers: RETRY_LATER }),
   upstreamRefused: (server: string, cause: unknown) =>
-    new GatewayError("upstream_unavailable", `Text-to-image server ${server} is unreachable: connection refused`, {
-      cause,
-    }),
+    new GatewayError("upstream_unavailable", `Text-to-image server ${server} is unreachable: connection refused`, { cause }),
   upstreamUnresolvable: (server: string, cause: unknown) =>
-    new GatewayError("upstream_unavailable", `Text-to-image server ${server} is unreachable: host name not found`, {
-      cause,
-    }),
+    new GatewayError("upstream_unavailable", `Text-to-image server ${server} is unreachable: host name not found`, { cause }),
   /** Several servers, and every one is ejected or refused the connection: nothing to try, so at once. */
-  noServerAvailable: (cause?: unknown) =>
-    new GatewayError("upstream_unavailable", "No text-to-image server is available", { cause }),
+  noServerAvailable: (cause?: unknown) => new GatewayError("upstream_unavailable", "No text-to-image server is available", { cause }),
   upstreamTimeout: (limitMs: number, cause: unknown) =>
-    new GatewayError(
-      "upstream_timeout",
-      `Text-to-image server did not answer within ${seconds(limitMs)} (REQUEST_TIMEOUT)`,
-      { cause },
-    ),
+    new GatewayError("upstream_timeout", `Text-to-image server did not answer within ${seconds(limitMs)} (REQUEST_TIMEOUT)`, { cause }),
   upstreamConnectTimeout: (server: string, cause: unknown) =>
-    new GatewayError("upstream_timeout", `Text-to-image server ${server} did not accept a connection in time`, {
-      cause,
-    }),
-  upstreamConnection: (cause: unknown) =>
-    new GatewayError("upstream_transport", "Connection to the text-to-image server was lost", {
-      cause,
-    }),
+    new GatewayError("upstream_timeout", `Text-to-image server ${server} did not accept a connection in time`, { cause }),
+  upstreamConnection: (cause: unknown) => new GatewayError("upstream_transport", "Connection to the text-to-image server was lost", { cause }),
   upstreamBadResponse: (reason: string, cause?: unknown) =>
-    new GatewayError("upstream_bad_response", `Text-to-image server sent an invalid response: ${reason}`, {
-      cause,
-    }),
+    new GatewayError("upstream_bad_response", `Text-to-image server sent an invalid response: ${reason}`, { cause }),
   upstreamTooLarge: (limit: number, cause: unknown) =>
-    new GatewayError(
-      "upstream_bad_response",
-      `Text-to-image server response is larger than ${limit} bytes (MAX_RESPONSE_BYTES)`,
-      { cause },
-    ),
+    new GatewayError("upstream_bad_response", `Text-to-image server response is larger than ${limit} bytes (MAX_RESPONSE_BYTES)`, { cause }),
   /**
    * The original gateway's mapping of an upstream error status: 503 and 504
    * keep their detail. A 404 or 405 is no fault of the client's: the gateway
@@ -288,11 +209,8 @@ export const fail = {
   upstreamStatus: (status: number, detail: string, retryAfter?: string) => {
     if (status < 400) return fail.upstreamBadResponse(`unexpected status ${status}`);
     if (status === 404 || status === 405) {
-      return new GatewayError(
-        "upstream_status",
-        `Text-to-image server answered HTTP ${status} (${detail}): TEXT2IMAGE_SERVER_URL may not point at a text2image_server`,
-        { upstreamStatus: status },
-      );
+      const why = `Text-to-image server answered HTTP ${status} (${detail}): TEXT2IMAGE_SERVER_URL may not point at a text2image_server`;
+      return new GatewayError("upstream_status", why, { upstreamStatus: status });
     }
     const headers: Record<string, string> = retryAfter ? { "Retry-After": retryAfter } : {};
     const text = status === 503 || status === 504 ? detail : `Text-to-image server error: ${detail}`;
@@ -308,10 +226,7 @@ export const fail = {
   upstreamValidation: (detail: ValidationDetail[]) => new GatewayError("upstream_status", detail, { status: 422 }),
   /** GET /metrics is a passthrough: any failure of it is the upstream's, so 502. */
   metricsUnavailable: (cause: GatewayError) =>
-    new GatewayError(cause.code, `Could not fetch the text-to-image server's metrics: ${cause.message}`, {
-      status: 502,
-      cause,
-    }),
+    new GatewayError(cause.code, `Could not fetch the text-to-image server's metrics: ${cause.message}`, { status: 502, cause }),
   clientClosed: (cause?: unknown) => new GatewayError("client_closed", "Client closed the request", { cause }),
   /** A wait or call stopped by its signal: the gateway's own reason (the drain's 503), else the client left. Every abort is classified here. */
   aborted: (reason: unknown) => (reason instanceof GatewayError ? reason : fail.clientClosed(reason)),
@@ -324,19 +239,9 @@ export const fail = {
  * `detail` and in `x-request-id`, for a caller to quote.
  */
 export function errorResponse(error: unknown, requestId?: string): Response {
-  const known = error instanceof GatewayError ? error : fail.internal(error);
+  const known = asGatewayError(error);
   if (requestId === undefined) return Response.json({ detail: known.detail }, { status: known.status, headers: known.headers });
-  return Response.json(
-    { detail: known.detail, request_id: requestId },
-    { status: known.status, headers: { ...known.headers, "x-request-id": requestId } },
-  );
-}
-
-/** OpenAI's error `type` for each of the gateway's statuses: its SDKs pick their error class by the status. */
-function openAiType(status: number): string {
-  if (status === 429) return "rate_limit_error";
-  if (status >= 500) return "server_error";
-  return "invalid_request_error";
+  return Response.json({ detail: known.detail, request_id: requestId }, { status: known.status, headers: { ...known.headers, "x-request-id": requestId } });
 }
 
 /**
@@ -345,18 +250,19 @@ function openAiType(status: number): string {
  * GPU 429, the gateway's own code in `code`.
  */
 export function openAiErrorResponse(error: unknown, requestId: string): Response {
-  const known = error instanceof GatewayError ? error : fail.internal(error);
+  const known = asGatewayError(error);
   const { status, body } = openAiError(known);
   return Response.json(body, { status, headers: { ...known.headers, "x-request-id": requestId } });
 }
 
-/** A failure's OpenAI status and body. */
+/** A failure's OpenAI status and body; the `type` follows the status, as OpenAI's SDKs pick their error class by it. */
 export function openAiError(known: GatewayError): { status: number; body: { error: { message: string; type: string; param: string | null; code: string } } } {
-  const status = ERRORS[known.code].rateLimited ? 429 : known.status === 422 || known.status === 413 || known.status === 415 || known.status === 408 ? 400 : known.status;
+  const status = ERRORS[known.code].rateLimited ? 429 : [408, 413, 415, 422].includes(known.status) ? 400 : known.status;
+  const type = status === 429 ? "rate_limit_error" : status >= 500 ? "server_error" : "invalid_request_error";
   const [message, param] =
     typeof known.detail === "string"
       ? [known.detail, known.param]
       : [known.detail.map((item) => `${String(item.loc.at(-1))}: ${item.msg}`).join("; "), known.detail[0] && String(known.detail[0].loc.at(-1))];
   const code = known.code === "unauthorized" ? "invalid_api_key" : known.code;
-  return { status, body: { error: { message, type: openAiType(status), param: param ?? null, code } } };
+  return { status, body: { error: { message, type, param: param ?? null, code } } };
 }
