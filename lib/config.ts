@@ -14,71 +14,58 @@ const count = (min: number) =>
 
 const URL_FORM = "must be an http:// or https:// URL";
 
-const serverUrl = z.url({ protocol: /^https?$/, error: URL_FORM }).transform((value) => new URL(value));
+const httpUrl = z.url({ protocol: /^https?$/, error: URL_FORM });
+
+/** A comma-separated list, its entries trimmed, empty ones dropped. */
+const commaList = z.string().transform((value) => value.split(",").map((part) => part.trim()).filter((part) => part !== ""));
 
 /** One URL, or several separated by commas: the GPU servers to balance over. */
-const serverUrls = z.string().transform((value, ctx) => {
-  const parts = value
-    .split(",")
-    .map((part) => part.trim())
-    .filter(Boolean);
+const serverUrls = commaList.transform((parts, ctx) => {
   if (parts.length === 0) {
     ctx.addIssue({ code: "custom", message: URL_FORM });
     return z.NEVER;
   }
   const urls: URL[] = [];
   for (const part of parts) {
-    const parsed = serverUrl.safeParse(part);
+    const parsed = httpUrl.safeParse(part);
     if (!parsed.success) {
       const message = parts.length > 1 ? `each comma-separated entry ${URL_FORM}; ${JSON.stringify(withoutCredentials(part))} is not` : URL_FORM;
       ctx.addIssue({ code: "custom", message });
       return z.NEVER;
     }
-    const where = (url: URL) => url.origin + url.pathname.replace(/\/+$/, "");
-    if (urls.some((url) => where(url) === where(parsed.data))) {
+    const url = new URL(parsed.data);
+    const where = (each: URL) => each.origin + each.pathname.replace(/\/+$/, "");
+    if (urls.some((each) => where(each) === where(url))) {
       ctx.addIssue({ code: "custom", message: `lists ${JSON.stringify(withoutCredentials(part))} twice` });
       return z.NEVER;
     }
-    urls.push(parsed.data);
+    urls.push(url);
   }
   return urls;
 });
 
+/** One of a few words, matched without regard to case (LOG_LEVEL=DEBUG works). */
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, error = `must be ${values.join(" or ")}`) =>
+  z.string().trim().toLowerCase().pipe(z.enum(values, { error }));
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-/** Names are matched without regard to case: LOG_LEVEL=DEBUG works. */
-const logLevel = z
-  .string()
-  .trim()
-  .toLowerCase()
-  .pipe(z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }));
-
-const flag = z
-  .string()
-  .trim()
-  .toLowerCase()
-  .pipe(z.enum(["true", "false"], { error: "must be true or false" }))
-  .transform((value) => value === "true");
+const flag = oneOf(["true", "false"]).transform((value) => value === "true");
 
 /** Header-safe secrets: visible ASCII, no spaces. */
 const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
-export const API_KEY_MIN_LENGTH = 16;
+const API_KEY_MIN_LENGTH = 16;
 
-const apiKeys = z
-  .string()
-  .transform((value) => value.split(",").map((key) => key.trim()).filter((key) => key !== ""))
-  .pipe(
-    z
-      .array(
-        z
-          .string()
-          .regex(VISIBLE_ASCII, { error: "keys must be visible ASCII characters without spaces" })
-          .min(API_KEY_MIN_LENGTH, { error: `each key must be at least ${API_KEY_MIN_LENGTH} characters long` }),
-      )
-      .min(1, { error: "must be a comma-separated list of keys" }),
-  );
-
-const serverToken = z.string().trim().regex(VISIBLE_ASCII, { error: "must be visible ASCII characters without spaces" });
+const apiKeys = commaList.pipe(
+  z
+    .array(
+      z
+        .string()
+        .regex(VISIBLE_ASCII, { error: "keys must be visible ASCII characters without spaces" })
+        .min(API_KEY_MIN_LENGTH, { error: `each key must be at least ${API_KEY_MIN_LENGTH} characters long` }),
+    )
+    .min(1, { error: "must be a comma-separated list of keys" }),
+);
 
 /** Proxies in front that add to X-Forwarded-For: false (the socket counts), true (the left-most counts), or hops from the right. */
 const trustProxy = z
@@ -92,19 +79,16 @@ const trustProxy = z
     ], { error: "must be true, false or a number of proxy hops" }),
   );
 
-const corsOrigins = z
-  .string()
-  .transform((value) => value.split(",").map((origin) => origin.trim()).filter((origin) => origin !== ""))
-  .pipe(
-    z.array(
-      z.string().transform((origin, context) => {
-        const normalized = origin === "*" ? origin : originOf(origin);
-        if (normalized !== undefined) return normalized;
-        context.addIssue({ code: "custom", message: "must be a comma-separated list of origins (scheme://host[:port], nothing after), or *" });
-        return z.NEVER;
-      }),
-    ),
-  );
+const corsOrigins = commaList.pipe(
+  z.array(
+    z.string().transform((origin, context) => {
+      const normalized = origin === "*" ? origin : originOf(origin);
+      if (normalized !== undefined) return normalized;
+      context.addIssue({ code: "custom", message: "must be a comma-separated list of origins (scheme://host[:port], nothing after), or *" });
+      return z.NEVER;
+    }),
+  ),
+);
 
 /** An http(s) origin as browsers send it in `Origin` (lower-case host, no default port), or undefined if `value` is more than an origin. */
 function originOf(value: string): string | undefined {
@@ -117,25 +101,6 @@ function originOf(value: string): string | undefined {
   const bare = url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password && !value.endsWith("?") && !value.endsWith("#");
   return bare && (url.protocol === "http:" || url.protocol === "https:") ? url.origin : undefined;
 }
-
-/** Where the shared limiter keeps its state; credentials in it are never shown. */
-const redisUrl = z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" });
-
-const REDIS_FAILURE_MODES = ["local", "closed"] as const;
-
-const redisFailureMode = z
-  .string()
-  .trim()
-  .toLowerCase()
-  .pipe(z.enum(REDIS_FAILURE_MODES, { error: "must be local or closed" }));
-
-const IMAGE_STORES = ["file", "s3"] as const;
-
-const imageStore = z
-  .string()
-  .trim()
-  .toLowerCase()
-  .pipe(z.enum(IMAGE_STORES, { error: "must be file or s3 (vercel-blob is not offered: on Vercel, use an S3-compatible store such as R2 or S3)" }));
 
 const schema = z
   .object({
@@ -151,16 +116,17 @@ const schema = z
     MAX_RESPONSE_BYTES: count(1).default(64 * 1024 * 1024),
     SSE_KEEPALIVE_INTERVAL: seconds.default(15),
     SHUTDOWN_GRACE: seconds.default(30),
-    LOG_LEVEL: logLevel.default("info"),
+    LOG_LEVEL: oneOf(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`).default("info"),
     LOG_PROMPTS: flag.default(false),
-    TEXT2IMAGE_SERVER_TOKEN: serverToken.optional(),
+    TEXT2IMAGE_SERVER_TOKEN: z.string().trim().regex(VISIBLE_ASCII, { error: "must be visible ASCII characters without spaces" }).optional(),
     GATEWAY_API_KEYS: apiKeys.default([]),
     RATE_LIMIT_PER_MINUTE: count(0).default(0),
     TRUST_PROXY: trustProxy.default(0),
     CORS_ORIGINS: corsOrigins.default([]),
-    REDIS_URL: redisUrl.optional(),
+    /** Where the shared limiter keeps its state; credentials in it are never shown. */
+    REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional(),
     LEASE_TTL: seconds.default(15),
-    REDIS_FAILURE_MODE: redisFailureMode.default("local"),
+    REDIS_FAILURE_MODE: oneOf(["local", "closed"]).default("local"),
     MAX_CONCURRENT_PER_SERVER: count(1).optional(),
     HEALTH_INTERVAL: seconds.default(5),
     HEALTH_REUSE: seconds.default(1),
@@ -170,22 +136,18 @@ const schema = z
     JOBS: flag.optional(),
     IMAGE_MODEL_NAME: z.string().trim().default("Tongyi-MAI/Z-Image-Turbo"),
     MAX_IMAGES_PER_REQUEST: count(1).default(4),
-    PUBLIC_BASE_URL: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
+    PUBLIC_BASE_URL: httpUrl.optional(),
     DATA_DIR: z.string().trim().default("./data"),
     JOB_TTL: seconds.default(24 * 60 * 60),
     DATA_MAX_BYTES: count(1).default(5 * 1024 ** 3),
     MAX_JOBS: count(1).default(100_000),
-    IMAGE_STORE: imageStore.default("file"),
+    IMAGE_STORE: oneOf(["file", "s3"], "must be file or s3 (vercel-blob is not offered: on Vercel, use an S3-compatible store such as R2 or S3)")
+      .default("file"),
     S3_BUCKET: z.string().trim().optional(),
     S3_PREFIX: z.string().trim().default(""),
-    S3_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
+    S3_ENDPOINT: httpUrl.optional(),
     S3_FORCE_PATH_STYLE: flag.default(false),
-    JOB_STORE: z
-      .string()
-      .trim()
-      .toLowerCase()
-      .pipe(z.enum(["sqlite", "redis"], { error: "must be sqlite or redis" }))
-      .optional(),
+    JOB_STORE: oneOf(["sqlite", "redis"]).optional(),
     SHARED_DATA_DIR: flag.default(false),
     // Set by Vercel on its functions.
     VERCEL: z.string().optional(),
@@ -204,9 +166,10 @@ const schema = z
   })
   .transform((env) => {
     const deadlines = fitDeadlines(env.QUEUE_TIMEOUT ?? env.REQUEST_TIMEOUT, env.REQUEST_TIMEOUT, env.VERCEL !== undefined);
-    const jobs = env.JOBS ?? (env.VERCEL === undefined || jobStoreOf(env) === "redis");
+    const jobStore = env.JOB_STORE ?? (env.REDIS_URL !== undefined && env.IMAGE_STORE !== "file" ? "redis" : "sqlite");
+    const jobs = env.JOBS ?? (env.VERCEL === undefined || jobStore === "redis");
     // REDIS_URL alone (the global limit's, as deployed before jobs could be shared) leaves jobs per instance: said at start and in /api/health.
-    const jobsNote = jobs && env.REDIS_URL !== undefined && jobStoreOf(env) === "sqlite" ? JOBS_PER_INSTANCE : undefined;
+    const jobsNote = jobs && env.REDIS_URL !== undefined && jobStore === "sqlite" ? JOBS_PER_INSTANCE : undefined;
     return {
       /** What start-up prints as warnings: settings the platform made the gateway change, jobs kept per instance beside a Redis. */
       warnings: jobsNote === undefined ? deadlines.warnings : [...deadlines.warnings, jobsNote],
@@ -252,7 +215,7 @@ const schema = z
       /** The jobs API (lib/jobs): off on Vercel, whose functions have no lasting disk, unless jobs are shared (Redis) or JOBS says otherwise. */
       jobs,
       /** Where jobs live: SQLite under DATA_DIR (this gateway's), or Redis (every gateway's): by default Redis when REDIS_URL is set and images are in a bucket. */
-      jobStore: jobStoreOf(env),
+      jobStore,
       /** Set when REDIS_URL is but jobs stay per instance: how to share them. */
       jobsNote,
       /** The one model /v1/models names (the genuine server's default). */
@@ -277,10 +240,6 @@ const schema = z
 
 const JOBS_PER_INSTANCE =
   "jobs are kept per instance (JOB_STORE=sqlite under DATA_DIR) though REDIS_URL is set: to share them through that Redis, set IMAGE_STORE=s3 (an S3-compatible bucket), or JOB_STORE=redis with SHARED_DATA_DIR=true if DATA_DIR is storage every gateway shares";
-
-function jobStoreOf(env: { JOB_STORE?: "sqlite" | "redis" | undefined; REDIS_URL?: string | undefined; IMAGE_STORE: string }): "sqlite" | "redis" {
-  return env.JOB_STORE ?? (env.REDIS_URL !== undefined && env.IMAGE_STORE !== "file" ? "redis" : "sqlite");
-}
 
 /**
  * The generate routes' `maxDuration` (a literal there, as Next requires; a test
@@ -318,18 +277,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const name = String(issue.path[0] ?? "");
-    return `  ${name}=${shown(name, env[name] ?? "")}: ${issue.message}`;
+    const shown = SECRET_VARIABLES.has(name) ? "(hidden)" : JSON.stringify(withoutCredentials(env[name] ?? ""));
+    return `  ${name}=${shown}: ${issue.message}`;
   });
   throw new ConfigError(`Invalid gateway configuration:\n${lines.join("\n")}`);
 }
 
 /** Secrets never reach a log, even in a start-up error: keys and tokens are hidden, URL credentials dropped. */
 const SECRET_VARIABLES = new Set(["GATEWAY_API_KEYS", "TEXT2IMAGE_SERVER_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]);
-
-function shown(name: string, value: string): string {
-  if (SECRET_VARIABLES.has(name)) return "(hidden)";
-  return JSON.stringify(withoutCredentials(value));
-}
 
 /** Drops `//` to the last `@` of each entry: a password may hold a raw `@`, `/` or `#`, and a hidden path beats a shown secret. */
 function withoutCredentials(text: string): string {
