@@ -1,10 +1,9 @@
 import { z } from "zod";
+import { MAX_IMAGES_DEFAULT } from "./api-shapes";
 import { SIZE_MULTIPLE_DEFAULT } from "./schemas";
 
 /** Seconds, fractions allowed (tests use sub-second limits). */
-const seconds = z.coerce
-  .number({ error: "must be a number of seconds" })
-  .positive({ error: "must be a number of seconds greater than 0" });
+const seconds = z.coerce.number({ error: "must be a number of seconds" }).positive({ error: "must be a number of seconds greater than 0" });
 
 const count = (min: number) =>
   z.coerce
@@ -44,9 +43,9 @@ const serverUrls = commaList.transform((parts, ctx) => {
   return urls;
 });
 
-/** One of a few words, matched without regard to case (LOG_LEVEL=DEBUG works). */
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T, error = `must be ${values.join(" or ")}`) =>
-  z.string().trim().toLowerCase().pipe(z.enum(values, { error }));
+/** A word, matched without regard to case (LOG_LEVEL=DEBUG works). */
+const word = z.string().trim().toLowerCase();
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, error = `must be ${values.join(" or ")}`) => word.pipe(z.enum(values, { error }));
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -56,39 +55,24 @@ const flag = oneOf(["true", "false"]).transform((value) => value === "true");
 const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
 const API_KEY_MIN_LENGTH = 16;
 
-const apiKeys = commaList.pipe(
-  z
-    .array(
-      z
-        .string()
-        .regex(VISIBLE_ASCII, { error: "keys must be visible ASCII characters without spaces" })
-        .min(API_KEY_MIN_LENGTH, { error: `each key must be at least ${API_KEY_MIN_LENGTH} characters long` }),
-    )
-    .min(1, { error: "must be a comma-separated list of keys" }),
-);
+const apiKey = z
+  .string()
+  .regex(VISIBLE_ASCII, { error: "keys must be visible ASCII characters without spaces" })
+  .min(API_KEY_MIN_LENGTH, { error: `each key must be at least ${API_KEY_MIN_LENGTH} characters long` });
 
 /** Proxies in front that add to X-Forwarded-For: false (the socket counts), true (the left-most counts), or hops from the right. */
-const trustProxy = z
-  .string()
-  .trim()
-  .toLowerCase()
-  .pipe(
-    z.union([
-      z.enum(["true", "false"]).transform((value) => (value === "true" ? Infinity : 0)),
-      z.string().regex(/^\d+$/).transform(Number),
-    ], { error: "must be true, false or a number of proxy hops" }),
-  );
-
-const corsOrigins = commaList.pipe(
-  z.array(
-    z.string().transform((origin, context) => {
-      const normalized = origin === "*" ? origin : originOf(origin);
-      if (normalized !== undefined) return normalized;
-      context.addIssue({ code: "custom", message: "must be a comma-separated list of origins (scheme://host[:port], nothing after), or *" });
-      return z.NEVER;
-    }),
-  ),
+const trustProxy = word.pipe(
+  z.union([z.enum(["true", "false"]).transform((value) => (value === "true" ? Infinity : 0)), z.string().regex(/^\d+$/).transform(Number)], {
+    error: "must be true, false or a number of proxy hops",
+  }),
 );
+
+const corsOrigin = z.string().transform((origin, context) => {
+  const normalized = origin === "*" ? origin : originOf(origin);
+  if (normalized !== undefined) return normalized;
+  context.addIssue({ code: "custom", message: "must be a comma-separated list of origins (scheme://host[:port], nothing after), or *" });
+  return z.NEVER;
+});
 
 /** An http(s) origin as browsers send it in `Origin` (lower-case host, no default port), or undefined if `value` is more than an origin. */
 function originOf(value: string): string | undefined {
@@ -119,10 +103,10 @@ const schema = z
     LOG_LEVEL: oneOf(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`).default("info"),
     LOG_PROMPTS: flag.default(false),
     TEXT2IMAGE_SERVER_TOKEN: z.string().trim().regex(VISIBLE_ASCII, { error: "must be visible ASCII characters without spaces" }).optional(),
-    GATEWAY_API_KEYS: apiKeys.default([]),
+    GATEWAY_API_KEYS: commaList.pipe(z.array(apiKey).min(1, { error: "must be a comma-separated list of keys" })).default([]),
     RATE_LIMIT_PER_MINUTE: count(0).default(0),
     TRUST_PROXY: trustProxy.default(0),
-    CORS_ORIGINS: corsOrigins.default([]),
+    CORS_ORIGINS: commaList.pipe(z.array(corsOrigin)).default([]),
     /** Where the shared limiter keeps its state; credentials in it are never shown. */
     REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional(),
     LEASE_TTL: seconds.default(15),
@@ -135,7 +119,7 @@ const schema = z
     EJECT_MAX_SECONDS: seconds.default(300),
     JOBS: flag.optional(),
     IMAGE_MODEL_NAME: z.string().trim().default("Tongyi-MAI/Z-Image-Turbo"),
-    MAX_IMAGES_PER_REQUEST: count(1).default(4),
+    MAX_IMAGES_PER_REQUEST: count(1).default(MAX_IMAGES_DEFAULT),
     PUBLIC_BASE_URL: httpUrl.optional(),
     DATA_DIR: z.string().trim().default("./data"),
     JOB_TTL: seconds.default(24 * 60 * 60),
