@@ -5,7 +5,7 @@
  * `float_as_int`, `str_as_float` (src/input/shared.rs). Pure: the page uses it.
  */
 
-export interface Refusal {
+interface Refusal {
   type: string;
   msg: string;
 }
@@ -66,15 +66,11 @@ function strAsInt(text: string): Coerced<bigint> {
 
 /** Rust's `str::trim`: Unicode White_Space, which is not quite JavaScript's (U+0085 in, U+FEFF out). */
 const RUST_WHITESPACE = "\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const TRIM = new RegExp(`^[${RUST_WHITESPACE}]+|[${RUST_WHITESPACE}]+$`, "g");
-
-function rustTrim(text: string): string {
-  return text.replace(TRIM, "");
-}
+const RUST_TRIM = new RegExp(`^[${RUST_WHITESPACE}]+|[${RUST_WHITESPACE}]+$`, "g");
 
 /** pydantic-core's `clean_int_str`: trimmed, a sign, leading zeros, a `.` and zeros, single underscores dropped; undefined when unchanged. */
 function cleanIntString(original: string): string | undefined {
-  let text = rustTrim(original);
+  let text = original.replace(RUST_TRIM, "");
   if (text.startsWith("+")) {
     if (text[1] === "-") return undefined;
     text = text.slice(1);
@@ -129,7 +125,7 @@ export function laxFloat(input: unknown): Coerced<number> {
     return { value: input.value };
   }
   if (typeof input === "string") {
-    const trimmed = rustTrim(input);
+    const trimmed = input.replace(RUST_TRIM, "");
     if (RUST_FLOAT.test(trimmed)) return { value: parseRustFloat(trimmed) };
     const joined = stripUnderscores(input);
     if (joined !== undefined && RUST_FLOAT.test(joined)) return { value: parseRustFloat(joined) };

@@ -11,36 +11,29 @@ export const SIZE_MULTIPLE_DEFAULT = 16;
 export const STEPS_MIN = 6;
 export const STEPS_MAX = 12;
 /** -1 asks the server for a random seed; its generator takes any 64-bit unsigned one. */
-export const SEED_MIN = -1;
+const SEED_MIN = -1;
 export const SEED_MAX = 2n ** 64n - 1n;
 
-interface IntegerRule {
-  min: number;
-  max: number | bigint;
-  multipleOf?: number;
-  fallback: number;
-  description?: string;
-}
-
-/** An int field, checked on the bigint of pydantic's lax reading (a 20-digit seed keeps its digits); its JSON Schema is stated, zod has none. */
-function bigintRule({ min, max, multipleOf }: IntegerRule) {
+/**
+ * An int field, checked on the bigint of pydantic's lax reading (a 20-digit seed
+ * keeps its digits), then `read` as the request holds it; its JSON Schema is stated, zod has none.
+ */
+function integer<T extends number | bigint>(
+  { min, max, multipleOf, fallback, description }: { min: number; max: number | bigint; multipleOf?: number; fallback: number; description?: string },
+  read: (value: bigint) => T,
+) {
   const bounded = z.bigint().min(BigInt(min)).max(BigInt(max));
-  return multipleOf === undefined ? bounded : bounded.multipleOf(BigInt(multipleOf));
-}
-
-function integerJsonSchema({ min, max, multipleOf, fallback, description }: IntegerRule) {
-  return {
-    type: "integer",
-    minimum: min,
-    maximum: Number(max),
-    ...(multipleOf === undefined ? {} : { multipleOf }),
-    default: fallback,
-    ...(description === undefined ? {} : { description }),
-  };
-}
-
-function integer(rule: IntegerRule) {
-  return bigintRule(rule).transform(Number).default(rule.fallback).meta(integerJsonSchema(rule));
+  return (multipleOf === undefined ? bounded : bounded.multipleOf(BigInt(multipleOf)))
+    .default(BigInt(fallback))
+    .transform(read)
+    .meta({
+      type: "integer",
+      minimum: min,
+      maximum: Number(max),
+      ...(multipleOf === undefined ? {} : { multipleOf }),
+      default: fallback,
+      ...(description === undefined ? {} : { description }),
+    });
 }
 
 /** A string field whose lengths count code points, as Python's len() does. */
@@ -61,20 +54,18 @@ export function seedValue(value: bigint): number | bigint {
 }
 
 function requestSchema(sizeMultiple: number) {
-  const size = integer({ min: SIZE_MIN, max: SIZE_MAX, multipleOf: sizeMultiple, fallback: 1024, description: `A multiple of ${sizeMultiple} (SIZE_MULTIPLE)` });
-  const seed: IntegerRule = {
-    min: SEED_MIN,
-    max: SEED_MAX,
-    fallback: -1,
-    description: "-1: the server picks one; up to 2^64−1 (18446744073709551615), sent on digit for digit",
-  };
+  const size = integer({ min: SIZE_MIN, max: SIZE_MAX, multipleOf: sizeMultiple, fallback: 1024, description: `A multiple of ${sizeMultiple} (SIZE_MULTIPLE)` }, Number);
+  const seed = integer(
+    { min: SEED_MIN, max: SEED_MAX, fallback: -1, description: "-1: the server picks one; up to 2^64−1 (18446744073709551615), sent on digit for digit" },
+    seedValue,
+  );
   return z.object({
     prompt: text(1, PROMPT_MAX_CHARS),
     negative_prompt: text(0, PROMPT_MAX_CHARS).default(""),
     height: size,
     width: size,
-    seed: bigintRule(seed).transform(seedValue).default(-1).meta(integerJsonSchema(seed)),
-    num_inference_steps: integer({ min: STEPS_MIN, max: STEPS_MAX, fallback: 9 }),
+    seed,
+    num_inference_steps: integer({ min: STEPS_MIN, max: STEPS_MAX, fallback: 9 }, Number),
     guidance_scale: z.number().default(0.0),
   });
 }
@@ -168,11 +159,6 @@ export type ValidationDetail = z.output<typeof ValidationDetail>;
 
 export type Validated<T> = { ok: true; data: T } | { ok: false; detail: ValidationDetail[] };
 
-export interface RequestRules {
-  /** SIZE_MULTIPLE: width and height must be multiples of it. */
-  sizeMultiple?: number;
-}
-
 const schemas = new Map<number, typeof GenerateRequest>([[SIZE_MULTIPLE_DEFAULT, GenerateRequest]]);
 
 /**
@@ -180,7 +166,7 @@ const schemas = new Map<number, typeof GenerateRequest>([[SIZE_MULTIPLE_DEFAULT,
  * 1024.0 are ints), plus the rules the genuine pipeline applies later (sizes a
  * multiple of SIZE_MULTIPLE, a seed it takes, a finite guidance), in FastAPI's 422 entries.
  */
-export function validateGenerateRequest(body: unknown, { sizeMultiple = SIZE_MULTIPLE_DEFAULT }: RequestRules = {}): Validated<GenerateRequest> {
+export function validateGenerateRequest(body: unknown, { sizeMultiple = SIZE_MULTIPLE_DEFAULT }: { sizeMultiple?: number } = {}): Validated<GenerateRequest> {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return { ok: false, detail: [{ type: "model_attributes_type", loc: ["body"], msg: "Input should be a valid dictionary or object to extract fields from", input: plain(body) }] };
   }
