@@ -11,14 +11,9 @@ export const GatewayInfo = z.object({
   message: z.string(),
   version: z.string(),
   status: z.literal("running"),
-  text2image_server_url: z
-    .string()
-    .describe("The GPU server's URL, without credentials; with several servers, their URLs joined by commas"),
+  text2image_server_url: z.string().describe("The GPU server's URL, without credentials; with several servers, their URLs joined by commas"),
   mode: z.literal("gateway"),
-  api_key_required: z
-    .boolean()
-    .default(false)
-    .describe("Whether /api/generate and /api/generate-stream need an API key (GATEWAY_API_KEYS is set)"),
+  api_key_required: z.boolean().default(false).describe("Whether /api/generate and /api/generate-stream need an API key (GATEWAY_API_KEYS is set)"),
   size_multiple: z.int().positive().default(SIZE_MULTIPLE_DEFAULT).describe("Width and height must be multiples of it (SIZE_MULTIPLE)"),
   jobs: z.boolean().default(false).describe("Whether /api/jobs is served (JOBS; off on Vercel)"),
 }).meta({ id: "GatewayInfo" });
@@ -32,69 +27,52 @@ export const ServerHealthFailure = z
   })
   .describe("The GPU server could not be asked");
 export type ServerHealthFailure = z.output<typeof ServerHealthFailure>;
+const ServerHealth = z.union([UpstreamHealth, ServerHealthFailure]);
 
 /** One GPU server behind the gateway, when several are configured. */
 export const ServerState = z.object({
   url: z.string().describe("The server's URL, without credentials"),
-  state: z
-    .enum(["up", "ejected", "down"])
-    .describe(
-      '"up": in rotation; "ejected": taken out after EJECT_AFTER_FAILURES failures in a row, until a probe succeeds after `ejected_until`; "down": in rotation, but its latest probe failed or it did not say "healthy", so it is tried only when no "up" server has room',
-    ),
+  state: z.enum(["up", "ejected", "down"]).describe(
+    '"up": in rotation; "ejected": taken out after EJECT_AFTER_FAILURES failures in a row, until a probe succeeds after `ejected_until`; "down": in rotation, but its latest probe failed or it did not say "healthy", so it is tried only when no "up" server has room',
+  ),
   ejected_until: z.iso.datetime().nullable().describe("When the ejection period ends; null while in rotation"),
   in_flight: z.int().nonnegative().describe("Generations this gateway runs on it now"),
   max_concurrent: z.int().positive().describe("MAX_CONCURRENT_PER_SERVER"),
   available_slots: z.number().nullable().describe("From its latest /health answer"),
-  consecutive_failures: z
-    .int()
-    .nonnegative()
-    .describe("Refused connections and 5xx answers in a row (of calls and probes), and lost connections and timeouts of calls"),
+  consecutive_failures: z.int().nonnegative().describe(
+    "Refused connections and 5xx answers in a row (of calls and probes), and lost connections and timeouts of calls",
+  ),
   ejections: z.int().nonnegative().describe("Times it was ejected since the gateway started"),
-  orphaned: z
-    .int()
-    .nonnegative()
-    .describe("Of its in_flight, generations whose client left (or timed out) that it may still be running: their slots stay taken until its load shows them done"),
-  health: z
-    .union([UpstreamHealth, ServerHealthFailure])
-    .nullable()
-    .describe("Its latest /health answer (probed every HEALTH_INTERVAL); null before the first"),
+  orphaned: z.int().nonnegative().describe(
+    "Of its in_flight, generations whose client left (or timed out) that it may still be running: their slots stay taken until its load shows them done",
+  ),
+  health: ServerHealth.nullable().describe("Its latest /health answer (probed every HEALTH_INTERVAL); null before the first"),
 });
 export type ServerState = z.output<typeof ServerState>;
 
 /** 200 of GET /api/health: the gateway's own state and the GPU server's. */
 export const GatewayHealth = z.object({
-  status: z
-    .enum(["healthy", "degraded"])
-    .describe(
-      '"healthy" when the GPU server answers, says "healthy", and reports neither model_loaded nor cuda_available false (with several servers: when at least one in rotation does)',
-    ),
+  status: z.enum(["healthy", "degraded"]).describe(
+    '"healthy" when the GPU server answers, says "healthy", and reports neither model_loaded nor cuda_available false (with several servers: when at least one in rotation does)',
+  ),
   gateway: z.literal("running"),
   in_flight: z.int().nonnegative().describe("Generations running or queued on the GPU server through this gateway, orphaned ones included"),
-  orphaned: z
-    .int()
-    .nonnegative()
-    .describe(
-      "Of in_flight, generations whose client left (or timed out) that the GPU server may still run: the genuine server runs every one to its end, so their slots are taken until its /health load shows them done (at most REQUEST_TIMEOUT)",
-    ),
+  orphaned: z.int().nonnegative().describe(
+    "Of in_flight, generations whose client left (or timed out) that the GPU server may still run: the genuine server runs every one to its end, so their slots are taken until its /health load shows them done (at most REQUEST_TIMEOUT)",
+  ),
   queued: z.int().nonnegative().describe("Requests waiting for a slot"),
   max_concurrent: z.int().positive().describe("MAX_CONCURRENT_REQUESTS"),
-  text2image_server: z
-    .union([UpstreamHealth, ServerHealthFailure])
-    .describe(
-      'The GPU server\'s own /health answer. With several servers, an aggregate of those in rotation that answered: status "healthy" if any is, model_loaded and cuda_available true if any is, queue, generations and available_slots summed',
-    ),
-  limiter: z
-    .string()
-    .optional()
-    .describe(
-      'Only with REDIS_URL: "redis" while one limit spans every gateway; "local (redis unreachable)" or "unavailable (redis unreachable)" while Redis is down (status is then "degraded")',
-    ),
+  text2image_server: ServerHealth.describe(
+    'The GPU server\'s own /health answer. With several servers, an aggregate of those in rotation that answered: status "healthy" if any is, model_loaded and cuda_available true if any is, queue, generations and available_slots summed',
+  ),
+  limiter: z.string().optional().describe(
+    'Only with REDIS_URL: "redis" while one limit spans every gateway; "local (redis unreachable)" or "unavailable (redis unreachable)" while Redis is down (status is then "degraded")',
+  ),
   servers: z.array(ServerState).optional().describe("Each GPU server, when several are configured (absent with one)"),
   shutting_down: z.literal(true).optional().describe('Present while draining after SIGTERM; status is then "degraded"'),
-  storage_full: z
-    .literal(true)
-    .optional()
-    .describe('Present while the disk of DATA_DIR is full (a job could not keep its image): new jobs get 503 until it has room again; status is then "degraded"'),
+  storage_full: z.literal(true).optional().describe(
+    'Present while the disk of DATA_DIR is full (a job could not keep its image): new jobs get 503 until it has room again; status is then "degraded"',
+  ),
   jobs: z
     .object({
       store: z.enum(["sqlite", "redis"]).describe("JOB_STORE: SQLite under this gateway's DATA_DIR, or REDIS_URL's Redis"),
@@ -200,22 +178,18 @@ export function openAIImageOptions(maxImages: number) {
       .default(1)
       .describe("How many images, 1 to MAX_IMAGES_PER_REQUEST (4 by default): one generation each, a fixed seed counting up; 1 with stream"),
     size: text.nullish().default("auto").describe('"WIDTHxHEIGHT" within the gateway\'s size rules, or "auto" (1024x1024)'),
-    response_format: z
-      .enum(["url", "b64_json"], { error: 'must be "url" or "b64_json"' })
-      .nullish()
-      .describe('"url" (the default, as DALL·E: an absolute URL in the image store, kept JOB_TTL) or "b64_json"; a gpt-image-* or chatgpt-image-* model, or a stream, answers b64_json by default, as OpenAI does'),
-    output_format: z
-      .enum(OutputFormat.options, { error: 'must be "png", "jpeg" or "webp"' })
-      .nullish()
-      .describe("The image's format: converted (sharp) only when the GPU server's differs, stored under its own hash for a URL; left out, the GPU server's own (JPEG by default on the genuine server)"),
+    response_format: z.enum(["url", "b64_json"], { error: 'must be "url" or "b64_json"' }).nullish().describe(
+      '"url" (the default, as DALL·E: an absolute URL in the image store, kept JOB_TTL) or "b64_json"; a gpt-image-* or chatgpt-image-* model, or a stream, answers b64_json by default, as OpenAI does',
+    ),
+    output_format: z.enum(OutputFormat.options, { error: 'must be "png", "jpeg" or "webp"' }).nullish().describe(
+      "The image's format: converted (sharp) only when the GPU server's differs, stored under its own hash for a URL; left out, the GPU server's own (JPEG by default on the genuine server)",
+    ),
     output_compression: wholeNumber(0, 100)
       .nullish()
       .describe("jpeg and webp quality for a conversion, 100 unless given; a png is refused. An image already in the asked format is passed as it is"),
-    stream: z
-      .boolean({ error: "must be true or false" })
-      .nullish()
-      .default(false)
-      .describe("OpenAI's image stream (server-sent events): keep-alive comments, then one image_generation.completed event, or an error event"),
+    stream: z.boolean({ error: "must be true or false" }).nullish().default(false).describe(
+      "OpenAI's image stream (server-sent events): keep-alive comments, then one image_generation.completed event, or an error event",
+    ),
     partial_images: wholeNumber(0, 3).nullish().describe("0 to 3, accepted: the GPU server sends no preview image, so no partial_image event comes"),
     quality: text.nullish().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
     background: text.nullish().default("auto").describe("Told back in the answer; the GPU server has no such setting"),
