@@ -1,17 +1,13 @@
 /**
  * The OpenAI Images API over the one pipeline, so OpenAI's SDKs and the apps
  * built on them (Open WebUI, LibreChat, n8n, the AI SDK's generateImage) can
- * use a self-hosted GPU: POST /v1/images/generations makes `n` generations of
- * the gateway's one model, each admitted like any other, and answers them as
- * base64 or by URL in the image store, in the asked output_format, or streams
- * one as OpenAI's image stream (the models and the refused image-input
- * endpoints: lib/openai-models.ts).
- * Errors take OpenAI's shape (lib/errors.ts openAiErrorResponse).
+ * use a self-hosted GPU (the models and the refused image-input endpoints:
+ * lib/openai-models.ts). Errors take OpenAI's shape (lib/errors.ts openAiErrorResponse).
  */
 import "server-only";
 import type { Config } from "./config";
 import { openAIImageOptions } from "./api-shapes";
-import { GatewayError, fail, openAiError } from "./errors";
+import { GatewayError, asGatewayError, fail, openAiError } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import { parseJsonObject } from "./json-object";
 import type { RequestContext } from "./http";
@@ -29,26 +25,8 @@ import { answerBase64, answerFormat, answerImage, convertImage } from "./upstrea
 import type { AnswerImage, OutputFormat } from "./upstream/image";
 import { topLevelNumbers } from "./upstream/lean-json";
 
-export type ImageFormat = "url" | "b64_json";
+export type ImagesRequest = ReturnType<typeof parseImagesRequest>;
 
-export interface ImagesRequest {
-  /** One request per image, the seed counting up from a fixed one (-1 stays -1: the server picks each). */
-  generations: GenerateRequest[];
-  format: ImageFormat;
-  model: string | undefined;
-  /** OpenAI's image stream: one `image_generation.completed` event (n is 1). */
-  stream: boolean;
-  /** The image's format as asked: converted to it only where the GPU server's differs. */
-  outputFormat: OutputFormat | undefined;
-  /** jpeg and webp quality for a conversion (OpenAI's output_compression). */
-  compression: number | undefined;
-  /** As asked, or "auto": told back in the answer, as OpenAI does; the GPU server has no such settings. */
-  quality: string;
-  background: string;
-}
-
-/** `size: "auto"` (and none) is OpenAI's square. */
-const AUTO_SIZE = { width: 1024, height: 1024 };
 const SIZE = /^(\d{1,5})x(\d{1,5})$/;
 /** The gateway's own fields, taken as extensions with /api/generate's rules. */
 const EXTENSIONS = ["negative_prompt", "seed", "num_inference_steps", "guidance_scale"] as const;
@@ -69,7 +47,7 @@ const optionSchemas = new Map<number, ReturnType<typeof openAIImageOptions>>();
  * `style`, `user`, `moderation` and the rest are accepted and left: the GPU
  * server has no such settings. Model names are any: the one model makes them all.
  */
-export function parseImagesRequest(body: Record<string, unknown>, config: Pick<Config, "maxImagesPerRequest" | "sizeMultiple">): ImagesRequest {
+export function parseImagesRequest(body: Record<string, unknown>, config: Pick<Config, "maxImagesPerRequest" | "sizeMultiple">) {
   let schema = optionSchemas.get(config.maxImagesPerRequest);
   if (!schema) optionSchemas.set(config.maxImagesPerRequest, (schema = openAIImageOptions(config.maxImagesPerRequest)));
   const read = schema.safeParse(Object.fromEntries(Object.keys(schema.shape).map((name) => [name, plain(body[name])])));
@@ -82,17 +60,14 @@ export function parseImagesRequest(body: Record<string, unknown>, config: Pick<C
   // OpenAI's completed event has no index to tell n images apart.
   if (stream && n > 1) throw fail.invalidParameter("n", "a stream carries one image: ask n: 1, or leave stream out for n images in one answer");
   const size = read.data.size ?? "auto";
-  const sized = size === "auto" ? AUTO_SIZE : SIZE.exec(size);
-  if (!sized) throw fail.invalidParameter("size", 'must be "WIDTHxHEIGHT" (such as "1024x1024") or "auto"');
+  // "auto" (and none) is OpenAI's square.
+  const [, width, height] = size === "auto" ? [size, 1024, 1024] : (SIZE.exec(size) ?? []);
+  if (width === undefined) throw fail.invalidParameter("size", 'must be "WIDTHxHEIGHT" (such as "1024x1024") or "auto"');
   const format = response_format ?? (stream || (model != null && BASE64_MODELS.test(model)) ? "b64_json" : "url");
   if (stream && format === "url") throw fail.invalidParameter("response_format", 'a stream sends the image as b64_json: leave response_format out, or ask "b64_json"');
   if (compression != null && outputFormat === "png") throw fail.invalidParameter("output_compression", 'applies to "jpeg" and "webp" only, not to "png"');
 
-  const fields: Record<string, unknown> = {
-    prompt: body.prompt,
-    width: Array.isArray(sized) ? sized[1] : sized.width,
-    height: Array.isArray(sized) ? sized[2] : sized.height,
-  };
+  const fields: Record<string, unknown> = { prompt: body.prompt, width, height };
   for (const name of EXTENSIONS) if (body[name] !== undefined) fields[name] = body[name];
   const result = validateGenerateRequest(fields, { sizeMultiple: config.sizeMultiple });
   if (!result.ok) {
@@ -100,19 +75,25 @@ export function parseImagesRequest(body: Record<string, unknown>, config: Pick<C
     const field = String(first?.loc.at(-1) ?? "prompt");
     // The size is one field here: its width and height are the gateway's.
     const param = field === "width" || field === "height" ? "size" : field;
-    throw fail.invalidParameter(param, param === field ? (first?.msg ?? "is not valid") : `${field}: ${first?.msg ?? "is not valid"}`);
+    const why = first?.msg ?? "is not valid";
+    throw fail.invalidParameter(param, param === field ? why : `${field}: ${why}`);
   }
   const base = result.data;
   const generations = Array.from({ length: n }, (_, i) =>
     base.seed === -1 ? base : { ...base, seed: seedValue((BigInt(base.seed) + BigInt(i)) % (SEED_MAX + 1n)) },
   );
   return {
+    /** One request per image, the seed counting up from a fixed one (-1 stays -1: the server picks each). */
     generations,
     format,
     model: model ?? undefined,
+    /** OpenAI's image stream: one `image_generation.completed` event (n is 1). */
     stream: stream ?? false,
+    /** The image's format as asked: converted to it only where the GPU server's differs. */
     outputFormat: outputFormat ?? undefined,
+    /** jpeg and webp quality for a conversion (OpenAI's output_compression). */
     compression: compression ?? undefined,
+    /** As asked, or "auto": told back in the answer, as OpenAI does; the GPU server has no such settings. */
     quality: read.data.quality ?? "auto",
     background: read.data.background ?? "auto",
   };
@@ -130,8 +111,9 @@ export async function generateImages(request: Request, context: RequestContext):
   }
   // Where the URLs will point is known, or refused, before any GPU time is spent on them.
   const base = format === "url" ? (config.publicBaseUrl ?? origin(request)) : "";
-  const { owner } = jobOwner(request, context.caller ?? "anonymous");
-  context.headers.push(...(await takeRateLimit(context.caller ?? "anonymous", generations.length)));
+  const caller = context.caller ?? "anonymous";
+  const { owner } = jobOwner(request, caller);
+  context.headers.push(...(await takeRateLimit(caller, generations.length)));
   context.record.note({ model, images: generations.length, response_format: format, output_format: asked.outputFormat, stream: asked.stream || undefined });
   if (asked.stream) return streamImage(request, context, asked);
   const created = Math.floor(Date.now() / 1000);
@@ -162,18 +144,11 @@ const NO_USAGE = { input_tokens: 0, input_tokens_details: { image_tokens: 0, tex
  * The client leaving stops the generation as on /api/generate-stream.
  */
 async function streamImage(request: Request, context: RequestContext, asked: ImagesRequest): Promise<Response> {
-  const client = new AbortController();
-  const onClientGone = () => {
-    client.abort(fail.clientClosed(request.signal.reason));
-  };
-  request.signal.addEventListener("abort", onClientGone, { once: true });
-  context.afterResponse(() => {
-    request.signal.removeEventListener("abort", onClientGone);
-  });
-  const events = new EventStream(registry().config.sseKeepAliveMs, onClientGone);
+  const client = followClient(request.signal, context);
+  const events = new EventStream(registry().config.sseKeepAliveMs, client.gone);
   let open!: () => void;
   const opened = new Promise<void>((resolve) => (open = resolve));
-  const answer = generateAll(asked.generations, client.signal, context, open);
+  const answer = generateAll(asked.generations, client.stop.signal, context, open);
   try {
     await Promise.race([answer, opened]);
   } catch (error) {
@@ -204,8 +179,7 @@ async function completeStream(answer: Promise<Buffer[]>, events: EventStream, as
     record.sent(event.reduce((sum, chunk) => sum + chunk.length, 0));
   } catch (error) {
     record.failed(error);
-    const known = error instanceof GatewayError ? error : fail.internal(error);
-    events.write(Buffer.from(`event: error\ndata: ${JSON.stringify({ type: "error", ...openAiError(known).body })}\n\n`));
+    events.write(Buffer.from(`event: error\ndata: ${JSON.stringify({ type: "error", ...openAiError(asGatewayError(error)).body })}\n\n`));
   } finally {
     events.end();
   }
@@ -252,14 +226,7 @@ function sizeOf(image: Delivered | undefined, params: GenerateRequest | undefine
  */
 async function generateAll(generations: readonly GenerateRequest[], client: AbortSignal, context: RequestContext, onAdmitted?: () => void): Promise<Buffer[]> {
   const gateway = registry();
-  const stop = new AbortController();
-  const onClientGone = () => {
-    stop.abort(fail.clientClosed(client.reason));
-  };
-  client.addEventListener("abort", onClientGone, { once: true });
-  context.afterResponse(() => {
-    client.removeEventListener("abort", onClientGone);
-  });
+  const { stop } = followClient(client, context);
   const queued = context.record.begin("queue");
   let upstream: (() => void) | undefined;
   /** The siblings with a slot, until they end: one of them ending frees a slot. */
@@ -323,6 +290,19 @@ async function generateAll(generations: readonly GenerateRequest[], client: Abor
   }
 }
 
+/** A controller that stops with the client (`gone` says it left), its listener dropped once the response is done. */
+function followClient(client: AbortSignal, context: RequestContext): { stop: AbortController; gone: () => void } {
+  const stop = new AbortController();
+  const gone = () => {
+    stop.abort(fail.clientClosed(client.reason));
+  };
+  client.addEventListener("abort", gone, { once: true });
+  context.afterResponse(() => {
+    client.removeEventListener("abort", gone);
+  });
+  return { stop, gone };
+}
+
 /** What a sibling image tells the request's record: all but its own timings, which the request keeps as one. */
 function siblingObserver(record: RequestRecord, admitted: () => void): GenerationObserver {
   return {
@@ -339,7 +319,6 @@ function siblingObserver(record: RequestRecord, admitted: () => void): Generatio
     },
   };
 }
-
 
 /** The image kept as a finished job of the caller's (so for JOB_TTL, and in its history): its path, signed with keys. */
 async function imagePath(owner: string, params: GenerateRequest, image: Delivered): Promise<string> {
