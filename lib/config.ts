@@ -5,11 +5,8 @@ import { SIZE_MULTIPLE_DEFAULT } from "./schemas";
 /** Seconds, fractions allowed (tests use sub-second limits). */
 const seconds = z.coerce.number({ error: "must be a number of seconds" }).positive({ error: "must be a number of seconds greater than 0" });
 
-const count = (min: number) =>
-  z.coerce
-    .number({ error: "must be a whole number" })
-    .int({ error: "must be a whole number" })
-    .min(min, { error: `must be a whole number of at least ${min}` });
+const WHOLE = { error: "must be a whole number" };
+const count = (min: number) => z.coerce.number(WHOLE).int(WHOLE).min(min, { error: `must be a whole number of at least ${min}` });
 
 const URL_FORM = "must be an http:// or https:// URL";
 
