@@ -4,6 +4,8 @@
  * and the image-input endpoints the GPU server cannot serve.
  */
 import "server-only";
+import type { z } from "zod";
+import type { OpenAIModel } from "./api-shapes";
 import { fail } from "./errors";
 import { registry } from "./registry";
 
@@ -16,11 +18,11 @@ export function refuseImageInput(request: Request): Response {
 const STARTED_S = Math.floor(Date.now() / 1000 - process.uptime());
 
 /** The one model, by IMAGE_MODEL_NAME, as OpenAI describes a model. */
-function imageModel(): { id: string; object: "model"; created: number; owned_by: string } {
+function imageModel(): z.output<typeof OpenAIModel> {
   return { id: registry().config.imageModelName, object: "model", created: STARTED_S, owned_by: "text2image-gateway" };
 }
 
-/** GET /v1/models: the one model (some apps list models before they use one). */
+/** GET /v1/models: the one model. */
 export function listModels(): Response {
   return Response.json({ object: "list", data: [imageModel()] });
 }

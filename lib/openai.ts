@@ -306,17 +306,13 @@ function followClient(client: AbortSignal, context: RequestContext): { stop: Abo
 /** What a sibling image tells the request's record: all but its own timings, which the request keeps as one. */
 function siblingObserver(record: RequestRecord, admitted: () => void): GenerationObserver {
   return {
-    generating: (params) => {
-      record.generating(params);
-    },
+    generating: record.generating.bind(record),
     begin: (phase) => {
       if (phase === "upstream") admitted();
       return () => undefined;
     },
-    upstreamContext: () => record.upstreamContext(),
-    failedWith: (kind) => {
-      record.failedWith(kind);
-    },
+    upstreamContext: record.upstreamContext.bind(record),
+    failedWith: record.failedWith.bind(record),
   };
 }
 
