@@ -25,7 +25,7 @@ import { answerBase64, answerFormat, answerImage, convertImage } from "./upstrea
 import type { AnswerImage, OutputFormat } from "./upstream/image";
 import { topLevelNumbers } from "./upstream/lean-json";
 
-export type ImagesRequest = ReturnType<typeof parseImagesRequest>;
+type ImagesRequest = ReturnType<typeof parseImagesRequest>;
 
 const SIZE = /^(\d{1,5})x(\d{1,5})$/;
 /** The gateway's own fields, taken as extensions with /api/generate's rules. */
