@@ -1,6 +1,6 @@
 /** The pipeline's doors onto HTTP: JSON for /api/generate, server-sent events for /api/generate-stream. */
 import "server-only";
-import { GatewayError, fail } from "./errors";
+import { asGatewayError, fail } from "./errors";
 import { readJsonObject, streamedJson } from "./http";
 import type { RequestContext } from "./http";
 import type { RequestRecord } from "./observe/request";
@@ -120,7 +120,7 @@ async function relay(opening: Promise<AsyncGenerator<UpstreamEvent>> | AsyncGene
     events.end();
   } catch (error) {
     record.failed(error);
-    const known = error instanceof GatewayError ? error : fail.internal(error);
+    const known = asGatewayError(error);
     events.fail(known.code, known.message);
   }
 }

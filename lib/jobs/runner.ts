@@ -6,7 +6,8 @@
  * event as it is kept; a stream resumed later reads the rest from the store.
  */
 import { setImmediate, setTimeout as sleep } from "node:timers/promises";
-import { ERRORS, GatewayError, fail } from "../errors";
+import { ERRORS, asGatewayError, fail } from "../errors";
+import type { GatewayError } from "../errors";
 import { parseJsonObject } from "../json-object";
 import { Generation } from "../pipeline";
 import type { GenerationObserver, GenerationParts } from "../pipeline";
@@ -297,7 +298,7 @@ export class JobRunner {
       }
       return { kind: "done" };
     } catch (error) {
-      const known = error instanceof GatewayError ? error : fail.internal(error);
+      const known = asGatewayError(error);
       if (known.code === "client_closed") return { kind: "done" }; // canceled: cancel() has ended it
       return { kind: "failed", error: known, started };
     } finally {
