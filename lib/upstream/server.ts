@@ -1,10 +1,10 @@
 import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
 import type { Attributes } from "@opentelemetry/api";
+import { z } from "zod";
 import { GatewayError, fail } from "../errors";
 import type { GenerateRequest } from "../schemas";
 import type { ServerHealthFailure } from "../api-shapes";
-import { z } from "zod";
 import { GenerateResponse, UpstreamHealth, ValidationDetail, requestJson } from "../schemas";
 import { parseSkippingString } from "./lean-json";
 import { startUpstreamSpan } from "./tracing";
@@ -21,23 +21,21 @@ export interface UpstreamOptions {
 }
 
 /** Health and metrics must answer fast or count as down, whatever REQUEST_TIMEOUT says. */
-export const CONTROL_TIMEOUT_MS = 5000;
+const CONTROL_TIMEOUT_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000;
 const CONTROL_CONNECTIONS = 4;
 /** Enough of an error body to find its `detail`; the rest is dropped. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
+/** A GET of health or metrics, or a generation POSTed with its body. */
 interface UpstreamRequest {
-  /** Names the call in traces: generate, generate-stream, health, metrics. */
-  operation: string;
-  path: string;
-  method: "GET" | "POST";
+  /** The path, and the call's name in traces. */
+  operation: "generate" | "generate-stream" | "health" | "metrics";
   body?: string;
-  accept?: string;
   /** Trace attributes: what the gateway knows of the call. */
   attributes?: Attributes;
-  requestId?: string;
-  traceContext?: Record<string, string>;
+  requestId?: string | undefined;
+  traceContext?: Record<string, string> | undefined;
 }
 
 /** What the gateway knows of a generate call beyond its body. */
@@ -51,8 +49,13 @@ export interface CallContext {
   traceContext?: Record<string, string>;
 }
 
-/** undici's codes for a connection that was never made: no byte of the request reached the server. */
-const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
+/** undici's codes for a connection that was never made (no byte of the request reached the server), and their errors. */
+const NOT_CONNECTED = new Map<unknown, (server: string, cause: unknown) => GatewayError>([
+  ["ECONNREFUSED", fail.upstreamRefused],
+  ["ENOTFOUND", fail.upstreamUnresolvable],
+  ["EAI_AGAIN", fail.upstreamUnresolvable],
+  ["UND_ERR_CONNECT_TIMEOUT", fail.upstreamConnectTimeout],
+]);
 
 /**
  * Whether a failed call never reached the server, so another may take it with
@@ -61,8 +64,7 @@ const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "UND_ER
  */
 export function neverSent(error: unknown): boolean {
   if (!(error instanceof GatewayError)) return false;
-  const code = (error.cause as { code?: unknown } | null | undefined)?.code;
-  return typeof code === "string" && NOT_CONNECTED.has(code);
+  return NOT_CONNECTED.has((error.cause as { code?: unknown } | null | undefined)?.code);
 }
 
 /** A 2xx answer whose body is still to be read. */
@@ -116,28 +118,21 @@ export class UpstreamServer {
 
   /** POST /generate: the answer as it came, in its chunks (megabytes are never joined), once checked to hold an image. */
   async generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer[]> {
-    const chunks = await this.call(
-      {
-        operation: "generate",
-        path: "/generate",
-        method: "POST",
-        body: requestJson(request),
-        attributes: generateAttributes(request, context),
-        requestId: context.requestId,
-        traceContext: context.traceContext,
-      },
-      signal,
-      this.options.requestTimeoutMs,
-    );
+    const chunks = await this.call(generation("generate", request, context), signal);
     checkGenerateResponse(chunks);
     return chunks;
+  }
+
+  /** POST /generate-stream, once the server answered 2xx; the chunks' failures come out classified. */
+  generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<OpenResponse> {
+    return this.open(generation("generate-stream", request, context), signal);
   }
 
   /** GET /health, never throwing: the failure is part of the report. */
   async health(): Promise<HealthResult> {
     try {
-      const bytes = Buffer.concat(await this.call({ operation: "health", path: "/health", method: "GET" }, undefined, CONTROL_TIMEOUT_MS));
-      const parsed = UpstreamHealth.safeParse(parseJson(bytes));
+      const bytes = Buffer.concat(await this.call({ operation: "health" }));
+      const parsed = UpstreamHealth.safeParse(parseJson(() => JSON.parse(bytes.toString("utf8")) as unknown));
       if (!parsed.success) return { ok: false, status: "error_invalid_response", error: "health answer is not a JSON object" };
       return { ok: true, health: parsed.data };
     } catch (error) {
@@ -148,8 +143,8 @@ export class UpstreamServer {
 
   /** GET /metrics: the server's JSON bytes, checked to be a JSON object. */
   async metrics(): Promise<Buffer> {
-    const bytes = Buffer.concat(await this.call({ operation: "metrics", path: "/metrics", method: "GET" }, undefined, CONTROL_TIMEOUT_MS));
-    const value = parseJson(bytes);
+    const bytes = Buffer.concat(await this.call({ operation: "metrics" }));
+    const value = parseJson(() => JSON.parse(bytes.toString("utf8")) as unknown);
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw fail.upstreamBadResponse("metrics are not a JSON object");
     }
@@ -160,31 +155,9 @@ export class UpstreamServer {
     return this.pool.close();
   }
 
-  /** POST /generate-stream, once the server answered 2xx; the chunks' failures come out classified. */
-  generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<OpenResponse> {
-    return this.open(
-      {
-        operation: "generate-stream",
-        path: "/generate-stream",
-        method: "POST",
-        body: requestJson(request),
-        accept: "text/event-stream",
-        attributes: generateAttributes(request, context),
-        requestId: context.requestId,
-        traceContext: context.traceContext,
-      },
-      signal,
-      this.options.requestTimeoutMs,
-    );
-  }
-
   /** One request with its 2xx body read whole (the pool caps its size), in the chunks it arrived in. */
-  private async call(
-    request: UpstreamRequest,
-    signal: AbortSignal | undefined,
-    timeoutMs: number,
-  ): Promise<Buffer[]> {
-    const response = await this.open(request, signal, timeoutMs);
+  private async call(request: UpstreamRequest, signal?: AbortSignal): Promise<Buffer[]> {
+    const response = await this.open(request, signal);
     try {
       const chunks: Buffer[] = [];
       for await (const chunk of response.chunks) chunks.push(chunk);
@@ -196,10 +169,12 @@ export class UpstreamServer {
 
   /**
    * Sends a request and waits for a 2xx answer's headers (any other status is
-   * the error table's). The deadline (`timeoutMs`, the whole exchange) and the
-   * caller's signal abort it; `close()` frees connection and timer, and must come.
+   * the error table's). The deadline (REQUEST_TIMEOUT for a generation, the
+   * whole exchange) and the caller's signal abort it; `close()` frees
+   * connection and timer, and must come.
    */
-  private async open(request: UpstreamRequest, signal: AbortSignal | undefined, timeoutMs: number): Promise<OpenResponse> {
+  private async open(request: UpstreamRequest, signal?: AbortSignal): Promise<OpenResponse> {
+    const timeoutMs = request.body === undefined ? CONTROL_TIMEOUT_MS : this.options.requestTimeoutMs;
     const controller = new AbortController();
     const timer = setTimeout(() => {
       controller.abort(new DOMException("deadline", "TimeoutError"));
@@ -211,17 +186,27 @@ export class UpstreamServer {
     if (signal?.aborted) onCallerAbort();
     else signal?.addEventListener("abort", onCallerAbort, { once: true });
     const span = startUpstreamSpan(request.operation, this.url, request.attributes ?? {}, request.traceContext);
-    const received = { bytes: 0 };
+    let received = 0;
     const release = (error?: GatewayError) => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onCallerAbort);
-      span.end({ bytes: received.bytes, error });
+      span.end({ bytes: received, error });
     };
+    // A failure is classified and ends the call's span with it.
+    const failed = (error: unknown) => {
+      const failure = this.classify(error, timeoutMs);
+      release(failure);
+      return failure;
+    };
+    const headers: Record<string, string> = { accept: request.operation === "generate-stream" ? "text/event-stream" : "application/json" };
+    if (request.body !== undefined) headers["content-type"] = "application/json";
+    if (this.authorization) headers.authorization = this.authorization;
+    if (request.requestId) headers["x-request-id"] = request.requestId;
     try {
       const response = await this.pool.request({
-        path: this.basePath + request.path,
-        method: request.method,
-        headers: { ...this.headers(request), ...span.headers },
+        path: `${this.basePath}/${request.operation}`,
+        method: request.body === undefined ? "GET" : "POST",
+        headers: { ...headers, ...span.headers },
         body: request.body,
         signal: controller.signal,
         headersTimeout: timeoutMs,
@@ -229,45 +214,26 @@ export class UpstreamServer {
       span.setStatus(response.statusCode);
       if (response.statusCode < 200 || response.statusCode > 299) throw await statusError(response, this.options.retryAfterSeconds);
       const body = response.body;
+      async function* chunks(): AsyncGenerator<Buffer> {
+        try {
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            received += chunk.length;
+            yield chunk;
+          }
+        } catch (error) {
+          throw failed(error);
+        }
+      }
       return {
-        chunks: this.classified(body, timeoutMs, received, release),
+        chunks: chunks(),
         close: () => {
           body.destroy();
           release();
         },
       };
     } catch (error) {
-      const failure = this.classify(error, timeoutMs);
-      release(failure);
-      throw failure;
+      throw failed(error);
     }
-  }
-
-  /** The body's chunks, counted; a failure is classified and ends the call's span with it. */
-  private async *classified(
-    body: AsyncIterable<Buffer>,
-    timeoutMs: number,
-    received: { bytes: number },
-    release: (error: GatewayError) => void,
-  ): AsyncGenerator<Buffer> {
-    try {
-      for await (const chunk of body) {
-        received.bytes += chunk.length;
-        yield chunk;
-      }
-    } catch (error) {
-      const failure = this.classify(error, timeoutMs);
-      release(failure);
-      throw failure;
-    }
-  }
-
-  private headers(request: UpstreamRequest): Record<string, string> {
-    const headers: Record<string, string> = { accept: request.accept ?? "application/json" };
-    if (request.body !== undefined) headers["content-type"] = "application/json";
-    if (this.authorization) headers.authorization = this.authorization;
-    if (request.requestId) headers["x-request-id"] = request.requestId;
-    return headers;
   }
 
   /** Maps undici's failures by `code` (see nodejs/undici docs/api/Errors.md). */
@@ -280,31 +246,27 @@ export class UpstreamServer {
       return fail.upstreamTooLarge(this.options.maxResponseBytes, error);
     }
     const code = (error as { code?: unknown } | null)?.code;
-    switch (code) {
-      case "ECONNREFUSED":
-        return fail.upstreamRefused(this.publicUrl, error);
-      case "ENOTFOUND":
-      case "EAI_AGAIN":
-        return fail.upstreamUnresolvable(this.publicUrl, error);
-      case "UND_ERR_CONNECT_TIMEOUT":
-        return fail.upstreamConnectTimeout(this.publicUrl, error);
-      case "UND_ERR_HEADERS_TIMEOUT":
-      case "UND_ERR_BODY_TIMEOUT":
-        return fail.upstreamTimeout(timeoutMs, error);
-      default:
-        return fail.upstreamConnection(error);
-    }
+    const notConnected = NOT_CONNECTED.get(code);
+    if (notConnected) return notConnected(this.publicUrl, error);
+    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return fail.upstreamTimeout(timeoutMs, error);
+    return fail.upstreamConnection(error);
   }
 }
 
-function generateAttributes(request: GenerateRequest, context: CallContext): Attributes {
+function generation(operation: "generate" | "generate-stream", request: GenerateRequest, context: CallContext): UpstreamRequest {
   return {
-    "text2image.width": request.width,
-    "text2image.height": request.height,
-    "text2image.steps": request.num_inference_steps,
-    "text2image.prompt_length": request.prompt.length,
-    ...(context.logPrompt ? { "text2image.prompt": request.prompt } : {}),
-    ...(context.queueWaitMs === undefined ? {} : { "gateway.queue_wait_ms": context.queueWaitMs }),
+    operation,
+    body: requestJson(request),
+    attributes: {
+      "text2image.width": request.width,
+      "text2image.height": request.height,
+      "text2image.steps": request.num_inference_steps,
+      "text2image.prompt_length": request.prompt.length,
+      ...(context.logPrompt ? { "text2image.prompt": request.prompt } : {}),
+      ...(context.queueWaitMs === undefined ? {} : { "gateway.queue_wait_ms": context.queueWaitMs }),
+    },
+    requestId: context.requestId,
+    traceContext: context.traceContext,
   };
 }
 
@@ -322,9 +284,9 @@ function healthStatus(failure: GatewayError): string {
   }
 }
 
-function parseJson(bytes: Buffer): unknown {
+function parseJson<T>(parse: () => T): T {
   try {
-    return JSON.parse(bytes.toString("utf8"));
+    return parse();
   } catch (error) {
     throw fail.upstreamBadResponse("body is not JSON", error);
   }
@@ -332,12 +294,7 @@ function parseJson(bytes: Buffer): unknown {
 
 /** Checks a generate answer without decoding or joining its image (see lean-json.ts). */
 function checkGenerateResponse(chunks: readonly Buffer[]): void {
-  let parsed;
-  try {
-    parsed = parseSkippingString(chunks, "image_base64");
-  } catch (error) {
-    throw fail.upstreamBadResponse("body is not JSON", error);
-  }
+  const parsed = parseJson(() => parseSkippingString(chunks, "image_base64"));
   if (!parsed.skippedLength) throw fail.upstreamBadResponse("no image_base64 in the answer");
   const shape = GenerateResponse.safeParse({ ...(parsed.value as object), image_base64: "-" });
   if (!shape.success) throw fail.upstreamBadResponse("answer does not match the contract", shape.error);
@@ -358,40 +315,31 @@ async function statusError(response: Dispatcher.ResponseData, estimate?: () => n
   }
   if (response.statusCode === 401 || response.statusCode === 403) return fail.upstreamCredentials(response.statusCode);
   const text = Buffer.concat(chunks).toString("utf8");
-  const list = validationList(text, response.statusCode);
-  if (list) return fail.upstreamValidation(list);
-  const detail = extractDetail(text, response.statusCode);
+  let body: { detail?: unknown } | null | undefined;
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    // not JSON: the detail is the raw text
+  }
+  // A 422 in FastAPI's shape: relayed as the list it is (a client may read it field by field).
+  const list = response.statusCode === 422 ? FastApiValidation.safeParse(body) : undefined;
+  if (list?.success) return fail.upstreamValidation(list.data.detail);
+  const detail =
+    typeof body?.detail === "string"
+      ? body.detail
+      : body?.detail !== undefined
+        ? JSON.stringify(body.detail)
+        : text.trim().slice(0, 500) || `HTTP ${response.statusCode}`;
   // The genuine server's 503s (its queue full, no CUDA, no model) say nothing of when: clients, OpenAI's SDKs among them, wait for Retry-After.
   const sent = response.headers["retry-after"];
   const retryAfter = typeof sent === "string" ? sent : response.statusCode === 503 && estimate ? String(estimate()) : undefined;
   return fail.upstreamStatus(response.statusCode, detail, retryAfter);
 }
 
-/** A 422 in FastAPI's shape: relayed as the list it is (a client may read it field by field). */
-function validationList(text: string, status: number): ValidationDetail[] | undefined {
-  if (status !== 422) return undefined;
-  try {
-    const parsed = z.object({ detail: z.array(ValidationDetail) }).safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data.detail : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function extractDetail(text: string, status: number): string {
-  try {
-    const body = JSON.parse(text) as { detail?: unknown };
-    if (typeof body.detail === "string") return body.detail;
-    if (body.detail !== undefined) return JSON.stringify(body.detail);
-  } catch {
-    // not JSON: fall through to the raw text
-  }
-  const trimmed = text.trim().slice(0, 500);
-  return trimmed || `HTTP ${status}`;
-}
+const FastApiValidation = z.object({ detail: z.array(ValidationDetail) });
 
 /** The URL as it may be shown: no user name or password. */
-export function redactUrl(url: URL): string {
+function redactUrl(url: URL): string {
   const copy = new URL(url.href);
   copy.username = "";
   copy.password = "";
