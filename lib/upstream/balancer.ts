@@ -10,18 +10,14 @@ import type { GenerateRequest } from "../schemas";
 import type { ServerState } from "../api-shapes";
 import { Ejection } from "./ejection";
 import type { EjectionOptions, ServerChange } from "./ejection";
-import { inRotation, newMember, release } from "./member";
-import type { Call, Member } from "./member";
+import { Member, inRotation, release } from "./member";
+import type { Call } from "./member";
 import { Orphans } from "./orphans";
 import type { OrphanEnd } from "./orphans";
 import { Probes } from "./probes";
 import type { ProbeOptions } from "./probes";
-import { reported } from "./probes";
-import { UpstreamServer, neverSent } from "./server";
+import { UpstreamServer, neverSent, reportedHealth } from "./server";
 import type { CallContext, HealthResult, OpenResponse, UpstreamOptions } from "./server";
-
-export type { OrphanEnd } from "./orphans";
-export type { ServerChange } from "./ejection";
 
 export interface BalancerOptions extends UpstreamOptions, EjectionOptions, ProbeOptions {
   /** Generations one server may run at once through this gateway (MAX_CONCURRENT_PER_SERVER). */
@@ -72,7 +68,7 @@ export class Balancer {
     const now = (this.now = options.now ?? Date.now);
     const closed = () => this.closed;
     this.members = urls.map((url, index) =>
-      newMember(new UpstreamServer(url, { ...options, maxConcurrent: options.maxConcurrentPerServer, retryAfterSeconds: () => this.retryAfterSeconds() }), index),
+      new Member(new UpstreamServer(url, { ...options, maxConcurrent: options.maxConcurrentPerServer, retryAfterSeconds: () => this.retryAfterSeconds() }), index),
     );
     this.publicUrl = this.members.map((member) => member.server.publicUrl).join(",");
     this.ejection = new Ejection(this.members, {
@@ -97,29 +93,16 @@ export class Balancer {
    */
   generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<Buffer[]> {
     return this.attempt(slot, async (member, call) => {
-      try {
-        const answer = await member.server.generate(request, signal, context);
-        this.ejection.judge(member);
-        this.timed(call);
-        release(member, call);
-        return answer;
-      } catch (error) {
-        throw this.callFailed(member, call, error);
-      }
+      const answer = await member.server.generate(request, signal, context);
+      this.ejection.judge(member);
+      this.done(member, call);
+      return answer;
     });
   }
 
   /** POST /generate-stream on the freest server: it counts as busy, and `slot` held, until the stream is done with (see `tracked`). */
   generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}, slot = NO_SLOT): Promise<OpenResponse> {
-    return this.attempt(slot, async (member, call) => {
-      let response: OpenResponse;
-      try {
-        response = await member.server.generateStream(request, signal, context);
-      } catch (error) {
-        throw this.callFailed(member, call, error);
-      }
-      return this.tracked(member, call, response);
-    });
+    return this.attempt(slot, async (member, call) => this.tracked(member, call, await member.server.generateStream(request, signal, context)));
   }
 
   /**
@@ -132,7 +115,7 @@ export class Balancer {
   }
 
   /** When a client refused with a 503 should try again: about one generation's time, as a place comes free then. */
-  retryAfterSeconds(): number {
+  private retryAfterSeconds(): number {
     return Math.min(RETRY_AFTER_MAX_S, Math.max(1, Math.ceil((this.typicalMs ?? RETRY_AFTER_DEFAULT_MS) / 1000)));
   }
 
@@ -161,7 +144,7 @@ export class Balancer {
       consecutive_failures: member.failures,
       ejections: member.ejections,
       orphaned: this.orphans.of(member).length,
-      health: reported(member.health),
+      health: member.health === undefined ? null : reportedHealth(member.health),
     }));
   }
 
@@ -196,7 +179,7 @@ export class Balancer {
     await Promise.all(this.members.map((member) => member.server.close()));
   }
 
-  /** Runs `run` on the freest server; a failure that never reached it (`neverSent`) is tried on the next, and none left is a 503. */
+  /** Runs `run` on the freest server; a failure (`callFailed`) that never reached it is tried on the next, and none left is a 503. */
   private async attempt<T>(slot: Slot, run: (member: Member, call: Call) => Promise<T>): Promise<T> {
     this.probes.start();
     const tried = new Set<Member>();
@@ -212,6 +195,7 @@ export class Balancer {
       try {
         return await run(member, call);
       } catch (error) {
+        this.callFailed(member, call, error);
         if (!this.retried(error)) throw error;
         tried.add(member);
         lastError = error;
@@ -225,18 +209,21 @@ export class Balancer {
    * generating after it, its load no longer counting the call. A call cut
    * short may still run there.
    */
-  private callFailed(member: Member, call: Call, error: unknown): unknown {
+  private callFailed(member: Member, call: Call, error: unknown): void {
     this.ejection.judge(member, error);
     if (this.retried(error)) release(member, call, false);
-    else if (timedOutThere(error)) this.orphans.orphan(member, call, { unseen: true });
-    else if (error instanceof GatewayError && ERRORS[error.code].answered) release(member, call);
-    else this.orphans.orphan(member, call);
-    return error;
+    else if (!(error instanceof GatewayError && ERRORS[error.code].answered)) this.orphans.orphan(member, call);
+    else if (error.code === "upstream_status" && error.status === 504) this.orphans.orphan(member, call, { unseen: true });
+    else release(member, call);
   }
 
-  private timed(call: Call): void {
-    const ms = this.now() - call.sentAt;
-    this.typicalMs = this.typicalMs === undefined ? ms : this.typicalMs + TYPICAL_WEIGHT * (ms - this.typicalMs);
+  /** The server is done with the call: it is timed (once) and its place freed. */
+  private done(member: Member, call: Call): void {
+    if (member.calls.has(call)) {
+      const ms = this.now() - call.sentAt;
+      this.typicalMs = this.typicalMs === undefined ? ms : this.typicalMs + TYPICAL_WEIGHT * (ms - this.typicalMs);
+    }
+    release(member, call);
   }
 
   /** Whether a failed call is tried on another server: only when it never reached this one, and there are others. */
@@ -246,8 +233,7 @@ export class Balancer {
 
   /** Takes the best server in rotation below its cap, not yet tried by this call, and counts the call on it. */
   private pick(tried: ReadonlySet<Member>): Member | undefined {
-    const count = this.members.length;
-    this.turn = (this.turn + 1) % count;
+    this.turn = (this.turn + 1) % this.members.length;
     const fallback = this.typicalCapacity();
     const candidates = inRotation(this.members).filter((member) => !tried.has(member));
     // The limiter admits no more than the servers in rotation can take, so one has room; only a call
@@ -289,14 +275,11 @@ export class Balancer {
   private tracked(member: Member, call: Call, response: OpenResponse): OpenResponse {
     let judged = false;
     const judge = (error?: unknown) => {
-      if (judged) return;
+      if (!judged) this.ejection.judge(member, error);
       judged = true;
-      this.ejection.judge(member, error);
     };
-    // The server is done with it: timed (once) and its place freed.
     const done = () => {
-      if (member.calls.has(call)) this.timed(call);
-      release(member, call);
+      this.done(member, call);
     };
     async function* chunks(): AsyncGenerator<Buffer> {
       try {
@@ -326,9 +309,4 @@ function load(member: Member, fallback: number): number {
   const capacity = member.capacity ?? fallback;
   if (capacity <= 0) return Infinity;
   return member.inFlight / capacity;
-}
-
-/** The GPU server's own timeout: its answer came, but the genuine server's executor goes on. */
-function timedOutThere(error: unknown): boolean {
-  return error instanceof GatewayError && error.code === "upstream_status" && error.status === 504;
 }

@@ -41,13 +41,15 @@ export class Ejection {
     },
   ) {}
 
-  /** A call's outcome: a failure counts, a served call clears the count, and what says nothing of the server leaves it. */
+  /**
+   * A call's outcome: a failure counts (lib/errors.ts: no connection, a lost
+   * one, no answer in time, refused credentials; and a 5xx), a served call
+   * clears the count, and what says nothing of the server (the client left,
+   * the gateway itself failed) leaves it.
+   */
   judge(member: Member, error?: unknown): void {
-    if (countsAsFailure(error)) {
-      this.failed(member);
-    } else if (!isNeutral(error)) {
-      member.failures = 0;
-    }
+    if (error instanceof GatewayError && (ERRORS[error.code].ejects === true || isServerError(error))) this.failed(member);
+    else if (error === undefined || traitsOf(error).neutral !== true) member.failures = 0;
   }
 
   failed(member: Member): void {
@@ -87,16 +89,6 @@ export class Ejection {
   }
 }
 
-/** Failures that count toward ejection (lib/errors.ts): no connection, a lost one, no answer in time, refused credentials; and a 5xx. */
-function countsAsFailure(error: unknown): boolean {
-  return error instanceof GatewayError && (ERRORS[error.code].ejects === true || isServerError(error));
-}
-
 export function isServerError(error: GatewayError): boolean {
   return error.code === "upstream_status" && error.status >= 500;
-}
-
-/** Outcomes that say nothing of the server: the client left, or the gateway itself failed. */
-function isNeutral(error: unknown): boolean {
-  return error !== undefined && traitsOf(error).neutral === true;
 }

@@ -14,50 +14,32 @@ export interface Call {
   timer: NodeJS.Timeout | undefined;
 }
 
-export interface Member {
-  readonly server: UpstreamServer;
-  readonly index: number;
-  inFlight: number;
+export class Member {
+  inFlight = 0;
   /** Counted failures (connection failures, 5xx) in a row. */
-  failures: number;
+  failures = 0;
   /** Set while ejected: when the period ends. The server returns at the first good probe after it. */
   ejectedUntil: number | undefined;
-  ejections: number;
+  ejections = 0;
   /** Ejections in a row, each doubling the period; forgotten once the server stays in as long as its last one lasted. */
-  streak: number;
-  lastPeriodMs: number;
+  streak = 0;
+  lastPeriodMs = 0;
   rejoinedAt: number | undefined;
   rejoinTimer: NodeJS.Timeout | undefined;
   health: HealthResult | undefined;
-  probedAt: number;
+  probedAt = 0;
   probing: Promise<HealthResult> | undefined;
   /** By its latest probe: the `available_slots` it reported plus this gateway's calls it ran then; null when unknown. */
-  capacity: number | null;
+  capacity: number | null = null;
   /** Generations sent to it and not done with, in the order they were sent. */
-  calls: Set<Call>;
+  readonly calls = new Set<Call>();
   /** True while its orphans are being watched. */
-  watching: boolean;
-}
+  watching = false;
 
-export function newMember(server: UpstreamServer, index: number): Member {
-  return {
-    server,
-    index,
-    inFlight: 0,
-    failures: 0,
-    ejectedUntil: undefined,
-    ejections: 0,
-    streak: 0,
-    lastPeriodMs: 0,
-    rejoinedAt: undefined,
-    rejoinTimer: undefined,
-    health: undefined,
-    probedAt: 0,
-    probing: undefined,
-    capacity: null,
-    calls: new Set(),
-    watching: false,
-  };
+  constructor(
+    readonly server: UpstreamServer,
+    readonly index: number,
+  ) {}
 }
 
 /** The call is over for the server: its place is free, and the limiter's slot unless the call goes on elsewhere (`slot` false). */

@@ -11,7 +11,7 @@ import { isServerError } from "./ejection";
 import type { Ejection } from "./ejection";
 import { inRotation } from "./member";
 import type { Member } from "./member";
-import { neverSent, reportedHealth } from "./server";
+import { neverSent } from "./server";
 import type { HealthResult } from "./server";
 
 export interface ProbeOptions {
@@ -125,11 +125,6 @@ export class Probes {
 /** It answered, and said "healthy" or nothing of its status (an older server: unknown, not down). */
 function serves(result: HealthResult): boolean {
   return result.ok && canGenerate(result.health);
-}
-
-export function reported(result: HealthResult | undefined): ServerState["health"] {
-  if (result === undefined) return null;
-  return reportedHealth(result);
 }
 
 function anyTrue(values: (boolean | null)[]): boolean | null {
