@@ -27,15 +27,14 @@ const CONTROL_CONNECTIONS = 4;
 /** Enough of an error body to find its `detail`; the rest is dropped. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
-/** A GET of health or metrics, or a generation POSTed with its body. */
-interface UpstreamRequest {
-  /** The path, and the call's name in traces. */
-  operation: "generate" | "generate-stream" | "health" | "metrics";
-  body?: string;
-  /** Trace attributes: what the gateway knows of the call. */
-  attributes?: Attributes;
-  requestId?: string | undefined;
-  traceContext?: Record<string, string> | undefined;
+/** A call's path, and its name in traces. */
+type Operation = "generate" | "generate-stream" | "health" | "metrics";
+
+/** A generation, POSTed; health and metrics are GETs without one. */
+interface Generation {
+  request: GenerateRequest;
+  context: CallContext;
+  signal: AbortSignal;
 }
 
 /** What the gateway knows of a generate call beyond its body. */
@@ -118,20 +117,20 @@ export class UpstreamServer {
 
   /** POST /generate: the answer as it came, in its chunks (megabytes are never joined), once checked to hold an image. */
   async generate(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<Buffer[]> {
-    const chunks = await this.call(generation("generate", request, context), signal);
+    const chunks = await this.call("generate", { request, context, signal });
     checkGenerateResponse(chunks);
     return chunks;
   }
 
   /** POST /generate-stream, once the server answered 2xx; the chunks' failures come out classified. */
   generateStream(request: GenerateRequest, signal: AbortSignal, context: CallContext = {}): Promise<OpenResponse> {
-    return this.open(generation("generate-stream", request, context), signal);
+    return this.open("generate-stream", { request, context, signal });
   }
 
   /** GET /health, never throwing: the failure is part of the report. */
   async health(): Promise<HealthResult> {
     try {
-      const bytes = Buffer.concat(await this.call({ operation: "health" }));
+      const bytes = Buffer.concat(await this.call("health"));
       const parsed = UpstreamHealth.safeParse(parseJson(() => JSON.parse(bytes.toString("utf8")) as unknown));
       if (!parsed.success) return { ok: false, status: "error_invalid_response", error: "health answer is not a JSON object" };
       return { ok: true, health: parsed.data };
@@ -143,7 +142,7 @@ export class UpstreamServer {
 
   /** GET /metrics: the server's JSON bytes, checked to be a JSON object. */
   async metrics(): Promise<Buffer> {
-    const bytes = Buffer.concat(await this.call({ operation: "metrics" }));
+    const bytes = Buffer.concat(await this.call("metrics"));
     const value = parseJson(() => JSON.parse(bytes.toString("utf8")) as unknown);
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw fail.upstreamBadResponse("metrics are not a JSON object");
@@ -156,8 +155,8 @@ export class UpstreamServer {
   }
 
   /** One request with its 2xx body read whole (the pool caps its size), in the chunks it arrived in. */
-  private async call(request: UpstreamRequest, signal?: AbortSignal): Promise<Buffer[]> {
-    const response = await this.open(request, signal);
+  private async call(operation: Operation, generation?: Generation): Promise<Buffer[]> {
+    const response = await this.open(operation, generation);
     try {
       const chunks: Buffer[] = [];
       for await (const chunk of response.chunks) chunks.push(chunk);
@@ -173,8 +172,9 @@ export class UpstreamServer {
    * whole exchange) and the caller's signal abort it; `close()` frees
    * connection and timer, and must come.
    */
-  private async open(request: UpstreamRequest, signal?: AbortSignal): Promise<OpenResponse> {
-    const timeoutMs = request.body === undefined ? CONTROL_TIMEOUT_MS : this.options.requestTimeoutMs;
+  private async open(operation: Operation, generation?: Generation): Promise<OpenResponse> {
+    const signal = generation?.signal;
+    const timeoutMs = generation ? this.options.requestTimeoutMs : CONTROL_TIMEOUT_MS;
     const controller = new AbortController();
     const timer = setTimeout(() => {
       controller.abort(new DOMException("deadline", "TimeoutError"));
@@ -185,7 +185,7 @@ export class UpstreamServer {
     };
     if (signal?.aborted) onCallerAbort();
     else signal?.addEventListener("abort", onCallerAbort, { once: true });
-    const span = startUpstreamSpan(request.operation, this.url, request.attributes ?? {}, request.traceContext);
+    const span = startUpstreamSpan(operation, this.url, generation ? generateAttributes(generation) : {}, generation?.context.traceContext);
     let received = 0;
     const release = (error?: GatewayError) => {
       clearTimeout(timer);
@@ -198,16 +198,16 @@ export class UpstreamServer {
       release(failure);
       return failure;
     };
-    const headers: Record<string, string> = { accept: request.operation === "generate-stream" ? "text/event-stream" : "application/json" };
-    if (request.body !== undefined) headers["content-type"] = "application/json";
+    const headers: Record<string, string> = { accept: operation === "generate-stream" ? "text/event-stream" : "application/json" };
+    if (generation) headers["content-type"] = "application/json";
     if (this.authorization) headers.authorization = this.authorization;
-    if (request.requestId) headers["x-request-id"] = request.requestId;
+    if (generation?.context.requestId) headers["x-request-id"] = generation.context.requestId;
     try {
       const response = await this.pool.request({
-        path: `${this.basePath}/${request.operation}`,
-        method: request.body === undefined ? "GET" : "POST",
+        path: `${this.basePath}/${operation}`,
+        method: generation ? "POST" : "GET",
         headers: { ...headers, ...span.headers },
-        body: request.body,
+        body: generation && requestJson(generation.request),
         signal: controller.signal,
         headersTimeout: timeoutMs,
       });
@@ -253,35 +253,23 @@ export class UpstreamServer {
   }
 }
 
-function generation(operation: "generate" | "generate-stream", request: GenerateRequest, context: CallContext): UpstreamRequest {
+/** Trace attributes: what the gateway knows of a generation. */
+function generateAttributes({ request, context }: Generation): Attributes {
   return {
-    operation,
-    body: requestJson(request),
-    attributes: {
-      "text2image.width": request.width,
-      "text2image.height": request.height,
-      "text2image.steps": request.num_inference_steps,
-      "text2image.prompt_length": request.prompt.length,
-      ...(context.logPrompt ? { "text2image.prompt": request.prompt } : {}),
-      ...(context.queueWaitMs === undefined ? {} : { "gateway.queue_wait_ms": context.queueWaitMs }),
-    },
-    requestId: context.requestId,
-    traceContext: context.traceContext,
+    "text2image.width": request.width,
+    "text2image.height": request.height,
+    "text2image.steps": request.num_inference_steps,
+    "text2image.prompt_length": request.prompt.length,
+    ...(context.logPrompt ? { "text2image.prompt": request.prompt } : {}),
+    ...(context.queueWaitMs === undefined ? {} : { "gateway.queue_wait_ms": context.queueWaitMs }),
   };
 }
 
 /** The original gateway's `text2image_server.status` for a failed health call. */
 function healthStatus(failure: GatewayError): string {
-  switch (failure.code) {
-    case "upstream_status":
-      return `error_${failure.upstreamStatus ?? failure.status}`;
-    case "upstream_bad_response":
-      return "error_invalid_response";
-    case "upstream_credentials":
-      return "error_credentials";
-    default:
-      return "unreachable";
-  }
+  if (failure.code === "upstream_status") return `error_${failure.upstreamStatus ?? failure.status}`;
+  if (failure.code === "upstream_bad_response") return "error_invalid_response";
+  return failure.code === "upstream_credentials" ? "error_credentials" : "unreachable";
 }
 
 function parseJson<T>(parse: () => T): T {
