@@ -27,24 +27,24 @@ export interface LeanParse {
 
 /** Throws SyntaxError for invalid JSON. Given chunks, the string is checked where it lies and only the bytes around it are joined. */
 export function parseSkippingString(bytes: Buffer | readonly Buffer[], key: string): LeanParse {
-  const wanted = Buffer.from(JSON.stringify(key));
-  if (Buffer.isBuffer(bytes)) return parseWhole(bytes, wanted, key);
-  if (bytes.length === 1) return parseWhole(bytes[0] as Buffer, wanted, key);
-  return parseChunks(bytes, wanted) ?? parseWhole(Buffer.concat(bytes), wanted, key);
+  const chunks = Buffer.isBuffer(bytes) ? [bytes] : bytes;
+  if (chunks.length === 1) return parseWhole(chunks[0] as Buffer, key);
+  return parseChunks(chunks, Buffer.from(JSON.stringify(key))) ?? parseWhole(Buffer.concat(chunks), key);
 }
 
-function parseWhole(bytes: Buffer, wanted: Buffer, key: string): LeanParse {
-  const span = findTopLevelString(bytes, wanted);
+function parseWhole(bytes: Buffer, key: string): LeanParse {
+  const span = plainStringSpan(bytes, key);
   if (span === undefined) return full(bytes, key);
   const [start, end] = span;
-  // Only a plain string is skipped: escapes would need decoding to be checked,
-  // and a raw control character makes the JSON invalid (JSON.parse must say so).
-  if (!isPlainString(bytes, start, end)) return full(bytes, key);
   const value: unknown = JSON.parse(bytes.toString("utf8", 0, start) + bytes.toString("utf8", end));
   return { value, skippedLength: end - start };
 }
 
-/** The byte range of the string value of `key` in a top-level object, when it is plain (no escape, no control character) and JSON.parse would keep it. */
+/**
+ * The byte range of the string value of `key` in a top-level object, when
+ * JSON.parse would keep it and it is plain: escapes would need decoding to be
+ * checked, and a raw control character makes the JSON invalid (JSON.parse must say so).
+ */
 export function plainStringSpan(bytes: Buffer, key: string): [number, number] | undefined {
   const span = findTopLevelString(bytes, Buffer.from(JSON.stringify(key)));
   return span && isPlainString(bytes, span[0], span[1]) ? span : undefined;
@@ -104,12 +104,8 @@ function parseChunks(chunks: readonly Buffer[], wanted: Buffer): LeanParse | und
 
 function full(bytes: Buffer, key: string): LeanParse {
   const value: unknown = JSON.parse(bytes.toString("utf8"));
-  const field = isObject(value) ? value[key] : undefined;
+  const field = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[key] : undefined;
   return { value, skippedLength: typeof field === "string" ? Buffer.byteLength(field) : undefined };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /**
