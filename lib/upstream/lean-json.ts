@@ -15,9 +15,6 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
-const MINUS = 0x2d;
-const DIGIT_0 = 0x30;
-const DIGIT_9 = 0x39;
 
 export interface LeanParse {
   value: unknown;
@@ -117,33 +114,16 @@ function full(bytes: Buffer, key: string): LeanParse {
  */
 function findTopLevelString(bytes: Buffer, wanted: Buffer, open = false): [number, number] | undefined {
   let found: [number, number] | undefined;
-  let i = skipSpace(bytes, 0);
-  if (bytes[i] !== OPEN_BRACE) return undefined;
-  i = skipSpace(bytes, i + 1);
-  while (bytes[i] === QUOTE) {
-    const keyEnd = stringEnd(bytes, i);
-    if (keyEnd < 0) return undefined;
-    const isWanted = keyEnd + 1 - i === wanted.length && bytes.compare(wanted, 0, wanted.length, i, keyEnd + 1) === 0;
-    if (found && (isWanted || bytes.subarray(i, keyEnd).includes(BACKSLASH))) return undefined;
-    i = skipSpace(bytes, keyEnd + 1);
-    if (bytes[i] !== COLON) return undefined;
-    i = skipSpace(bytes, i + 1);
-    if (isWanted && !found) {
-      if (bytes[i] !== QUOTE) return undefined;
-      const valueEnd = stringEnd(bytes, i);
-      if (valueEnd < 0) return open ? [i + 1, -1] : undefined;
-      found = [i + 1, valueEnd];
-      i = valueEnd + 1;
-    } else {
-      i = skipValue(bytes, i);
-      if (i < 0) return undefined;
-    }
-    i = skipSpace(bytes, i);
-    // Anything but a comma ends the walk; JSON.parse judges what follows.
-    if (bytes[i] !== COMMA) return found;
-    i = skipSpace(bytes, i + 1);
-  }
-  return found;
+  const walked = eachMember(bytes, (key, keyEnd, value) => {
+    const isWanted = keyEnd + 1 - key === wanted.length && bytes.compare(wanted, 0, wanted.length, key, keyEnd + 1) === 0;
+    if (found && (isWanted || bytes.subarray(key, keyEnd).includes(BACKSLASH))) return -1;
+    if (!isWanted) return skipValue(bytes, value);
+    if (bytes[value] !== QUOTE) return -1;
+    const valueEnd = stringEnd(bytes, value);
+    if (valueEnd >= 0 || open) found = [value + 1, valueEnd];
+    return valueEnd < 0 ? -1 : valueEnd + 1;
+  });
+  return walked || found?.[1] === -1 ? found : undefined;
 }
 
 /**
@@ -153,26 +133,39 @@ function findTopLevelString(bytes: Buffer, wanted: Buffer, open = false): [numbe
  */
 export function topLevelNumbers(bytes: Buffer): Map<string, string> {
   const numbers = new Map<string, string>();
+  eachMember(bytes, (key, keyEnd, value) => {
+    const name = JSON.parse(bytes.toString("utf8", key, keyEnd + 1)) as string;
+    const end = skipValue(bytes, value);
+    if (end < 0) return -1;
+    if (/^[-\d]/.test(bytes.toString("latin1", value, value + 1))) numbers.set(name, bytes.toString("latin1", value, end).trim());
+    else numbers.delete(name);
+    return end;
+  });
+  return numbers;
+}
+
+/**
+ * Walks the members of a top-level object: `member` gets the quotes around a
+ * key and where its value starts, and returns where the value ends (-1 stops
+ * the walk at something odd: false). Anything but a comma after a value ends
+ * the walk (true); JSON.parse judges what follows.
+ */
+function eachMember(bytes: Buffer, member: (key: number, keyEnd: number, value: number) => number): boolean {
   let i = skipSpace(bytes, 0);
-  if (bytes[i] !== OPEN_BRACE) return numbers;
+  if (bytes[i] !== OPEN_BRACE) return false;
   i = skipSpace(bytes, i + 1);
   while (bytes[i] === QUOTE) {
     const keyEnd = stringEnd(bytes, i);
-    if (keyEnd < 0) break;
-    const key = JSON.parse(bytes.toString("utf8", i, keyEnd + 1)) as string;
-    i = skipSpace(bytes, keyEnd + 1);
-    if (bytes[i] !== COLON) break;
-    const start = skipSpace(bytes, i + 1);
-    const end = skipValue(bytes, start);
-    if (end < 0) break;
-    const first = bytes[start] ?? 0;
-    if (first === MINUS || (first >= DIGIT_0 && first <= DIGIT_9)) numbers.set(key, bytes.toString("latin1", start, end).trim());
-    else numbers.delete(key);
+    if (keyEnd < 0) return false;
+    const colon = skipSpace(bytes, keyEnd + 1);
+    if (bytes[colon] !== COLON) return false;
+    const end = member(i, keyEnd, skipSpace(bytes, colon + 1));
+    if (end < 0) return false;
     i = skipSpace(bytes, end);
-    if (bytes[i] !== COMMA) break;
+    if (bytes[i] !== COMMA) return true;
     i = skipSpace(bytes, i + 1);
   }
-  return numbers;
+  return true;
 }
 
 function skipSpace(bytes: Buffer, i: number): number {
