@@ -67,9 +67,10 @@ export class Balancer {
     if (urls.length === 0) throw new RangeError("a balancer needs at least one server");
     const now = (this.now = options.now ?? Date.now);
     const closed = () => this.closed;
-    this.members = urls.map((url, index) =>
-      new Member(new UpstreamServer(url, { ...options, maxConcurrent: options.maxConcurrentPerServer, retryAfterSeconds: () => this.retryAfterSeconds() }), index),
-    );
+    // When a client refused with a 503 should try again: about one generation's time, as a place comes free then.
+    const retryAfterSeconds = () => Math.min(RETRY_AFTER_MAX_S, Math.max(1, Math.ceil((this.typicalMs ?? RETRY_AFTER_DEFAULT_MS) / 1000)));
+    const serverOptions = { ...options, maxConcurrent: options.maxConcurrentPerServer, retryAfterSeconds };
+    this.members = urls.map((url, index) => new Member(new UpstreamServer(url, serverOptions), index));
     this.publicUrl = this.members.map((member) => member.server.publicUrl).join(",");
     this.ejection = new Ejection(this.members, {
       ...options,
@@ -112,11 +113,6 @@ export class Balancer {
    */
   capacity(): number {
     return inRotation(this.members).length * this.options.maxConcurrentPerServer;
-  }
-
-  /** When a client refused with a 503 should try again: about one generation's time, as a place comes free then. */
-  private retryAfterSeconds(): number {
-    return Math.min(RETRY_AFTER_MAX_S, Math.max(1, Math.ceil((this.typicalMs ?? RETRY_AFTER_DEFAULT_MS) / 1000)));
   }
 
   /** Generations whose client the gateway stopped waiting for, which the servers may still run (they hold their slots). */
@@ -168,7 +164,6 @@ export class Balancer {
     return Buffer.from(JSON.stringify({ servers: Object.fromEntries(entries) }));
   }
 
-  /** Stops the probes and closes every server's pool. */
   async close(): Promise<void> {
     this.closed = true;
     this.probes.stop();

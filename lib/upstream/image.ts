@@ -19,28 +19,23 @@ export function answerImage(json: Buffer): AnswerImage {
   const uri = span ? json.toString("latin1", span[0], span[1]) : String((JSON.parse(json.toString("utf8")) as Record<string, unknown>).image_base64);
   const { type, base64 } = /^data:(?<type>[\w.+-]+\/[\w.+-]+)(?:;[^,]*)?;base64,(?<base64>.*)$/s.exec(uri)?.groups ?? { type: "", base64: uri };
   const bytes = Buffer.from(base64 ?? "", "base64");
+  const format = formatOf(bytes);
   return {
     bytes,
-    contentType: type || sniffedType(bytes),
+    contentType: type || (format ? CONTENT_TYPES[format] : "application/octet-stream"),
     sha256: createHash("sha256").update(bytes).digest("hex"),
     seed: new Map(topLevelNumbers(json)).get("seed"),
     fields,
   };
 }
 
-function sniffedType(image: Buffer): string {
-  const format = formatOf(image);
-  return format ? CONTENT_TYPES[format] : "application/octet-stream";
-}
-
 /** The formats OpenAI's `output_format` names, which the gateway can make of any image the GPU server sends. */
-export const OUTPUT_FORMATS = ["png", "jpeg", "webp"] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+export type OutputFormat = "png" | "jpeg" | "webp";
 
 const CONTENT_TYPES: Record<OutputFormat, string> = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
 
 /** An image's format by its first bytes, which say it whatever its data URI claims. */
-export function formatOf(bytes: Buffer): OutputFormat | undefined {
+function formatOf(bytes: Buffer): OutputFormat | undefined {
   if (bytes.length >= 4 && bytes.readUInt32BE(0) === 0x89504e47) return "png";
   if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "jpeg";
   if (bytes.length >= 12 && bytes.toString("latin1", 0, 4) === "RIFF" && bytes.toString("latin1", 8, 12) === "WEBP") return "webp";

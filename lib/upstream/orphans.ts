@@ -76,10 +76,7 @@ export class Orphans {
         await sleep(wait, undefined, { ref: false });
         if (this.options.closed() || this.of(member).length === 0) return;
         const askedAt = this.options.now();
-        const inFlight = member.inFlight;
-        const result = await member.server.health();
-        this.probes.observe(member, result, inFlight);
-        await this.count(member, result, askedAt);
+        await this.count(member, await this.probes.ask(member), askedAt);
       }
     } finally {
       member.watching = false;

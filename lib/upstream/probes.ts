@@ -47,7 +47,6 @@ export class Probes {
     clearInterval(this.timer);
   }
 
-  /** One server's own answer, or an aggregate of those in rotation; never throws. */
   async health(): Promise<HealthResult> {
     this.start();
     const [only] = this.members;
@@ -60,19 +59,20 @@ export class Probes {
   probe(member: Member, maxAgeMs: number): Promise<HealthResult> {
     if (member.probing) return member.probing;
     if (member.health && this.options.now() - member.probedAt < maxAgeMs) return Promise.resolve(member.health);
-    // The calls in flight as the probe leaves are the ones its answer most likely counts.
-    const inFlight = member.inFlight;
-    const probing = member.server
-      .health()
-      .then((result) => {
-        this.observe(member, result, inFlight);
-        return result;
-      })
-      .finally(() => {
-        member.probing = undefined;
-      });
+    const probing = this.ask(member).finally(() => {
+      member.probing = undefined;
+    });
     member.probing = probing;
     return probing;
+  }
+
+  /** GET /health of one server now, its answer observed. */
+  async ask(member: Member): Promise<HealthResult> {
+    // The calls in flight as the probe leaves are the ones its answer most likely counts.
+    const inFlight = member.inFlight;
+    const result = await member.server.health();
+    this.observe(member, result, inFlight);
+    return result;
   }
 
   /**
@@ -80,7 +80,7 @@ export class Probes {
    * goes out with no traffic; a good answer does not clear the count (a served
    * call does), or a server failing every generation but /health would stay.
    */
-  observe(member: Member, result: HealthResult, inFlight: number): void {
+  private observe(member: Member, result: HealthResult, inFlight: number): void {
     const now = this.options.now();
     const slots = result.ok ? result.health.available_slots : null;
     member.health = result;
