@@ -59,28 +59,22 @@ export class Probes {
   probe(member: Member, maxAgeMs: number): Promise<HealthResult> {
     if (member.probing) return member.probing;
     if (member.health && this.options.now() - member.probedAt < maxAgeMs) return Promise.resolve(member.health);
-    const probing = this.ask(member).finally(() => {
+    member.probing = this.ask(member).finally(() => {
       member.probing = undefined;
     });
-    member.probing = probing;
-    return probing;
+    return member.probing;
   }
 
-  /** GET /health of one server now, its answer observed. */
+  /**
+   * GET /health of one server now, and what its answer tells. A refused
+   * connection or 5xx counts toward ejection, so a dead server goes out with no
+   * traffic; a good answer does not clear the count (a served call does), or a
+   * server failing every generation but /health would stay.
+   */
   async ask(member: Member): Promise<HealthResult> {
     // The calls in flight as the probe leaves are the ones its answer most likely counts.
     const inFlight = member.inFlight;
     const result = await member.server.health();
-    this.observe(member, result, inFlight);
-    return result;
-  }
-
-  /**
-   * A probe's refused connection or 5xx counts toward ejection, so a dead server
-   * goes out with no traffic; a good answer does not clear the count (a served
-   * call does), or a server failing every generation but /health would stay.
-   */
-  private observe(member: Member, result: HealthResult, inFlight: number): void {
     const now = this.options.now();
     const slots = result.ok ? result.health.available_slots : null;
     member.health = result;
@@ -88,6 +82,7 @@ export class Probes {
     member.capacity = slots === null ? null : Math.max(slots + inFlight, 0);
     if (!result.ok && result.failure && (neverSent(result.failure) || isServerError(result.failure))) this.ejection.failed(member);
     if (serves(result)) this.ejection.rejoin(member, now);
+    return result;
   }
 
   stateOf(member: Member): ServerState["state"] {
