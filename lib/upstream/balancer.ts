@@ -1,9 +1,3 @@
-/**
- * The GPU servers behind the gateway, with the calls the gateway makes
- * (generate, generateStream, health, metrics), and the choice of a server for
- * each call. Its parts, one file each: the servers' health (probes.ts), outlier
- * ejection (ejection.ts) and the orphan rule (orphans.ts).
- */
 import { ERRORS, GatewayError, fail } from "../errors";
 import type { Slot } from "../limiter/types";
 import type { GenerateRequest } from "../schemas";
@@ -40,10 +34,13 @@ const TYPICAL_WEIGHT = 0.2;
 const NO_SLOT: Slot = { release: () => undefined };
 
 /**
- * Each call goes to the server with the most free capacity, below its cap; a
- * server that keeps failing is ejected (ejection.ts). Only a call that never
- * reached a server fails over to another. With one server it passes calls
- * straight through: no background probe, no ejection, no failover; its
+ * The GPU servers behind the gateway, with the calls the gateway makes
+ * (generate, generateStream, health, metrics). Each call goes to the server
+ * with the most free capacity, below its cap; a server that keeps failing is
+ * ejected (ejection.ts); the servers' health is probes.ts's, and a call the
+ * gateway stopped waiting for follows the orphan rule (orphans.ts). Only a call
+ * that never reached a server fails over to another. With one server it passes
+ * calls straight through: no background probe, no ejection, no failover; its
  * failures are the original gateway's errors, unchanged.
  */
 export class Balancer {
@@ -273,9 +270,7 @@ export class Balancer {
       if (!judged) this.ejection.judge(member, error);
       judged = true;
     };
-    const done = () => {
-      this.done(member, call);
-    };
+    const done = this.done.bind(this, member, call);
     async function* chunks(): AsyncGenerator<Buffer> {
       try {
         for await (const chunk of response.chunks) yield chunk;

@@ -24,7 +24,7 @@ export function answerImage(json: Buffer): AnswerImage {
     bytes,
     contentType: type || (format ? CONTENT_TYPES[format] : "application/octet-stream"),
     sha256: createHash("sha256").update(bytes).digest("hex"),
-    seed: new Map(topLevelNumbers(json)).get("seed"),
+    seed: topLevelNumbers(json).get("seed"),
     fields,
   };
 }
