@@ -2,7 +2,7 @@ import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
 import type { Attributes } from "@opentelemetry/api";
 import { z } from "zod";
-import { GatewayError, fail } from "../errors";
+import { GatewayError, asGatewayError, fail } from "../errors";
 import type { GenerateRequest } from "../schemas";
 import type { ServerHealthFailure } from "../api-shapes";
 import { GenerateResponse, UpstreamHealth, ValidationDetail, requestJson } from "../schemas";
@@ -135,7 +135,7 @@ export class UpstreamServer {
       if (!parsed.success) return { ok: false, status: "error_invalid_response", error: "health answer is not a JSON object" };
       return { ok: true, health: parsed.data };
     } catch (error) {
-      const failure = error instanceof GatewayError ? error : fail.internal(error);
+      const failure = asGatewayError(error);
       return { ok: false, status: healthStatus(failure), error: failure.message, failure };
     }
   }
