@@ -14,6 +14,7 @@ import { registry } from "./registry";
 import { validateGenerateRequest } from "./schemas";
 import { jobOwner, takeRateLimit } from "./security";
 import { EventStream, SSE_HEADERS } from "./sse";
+import { settlesWithin } from "./shutdown";
 import { FINISHED, inputHash } from "./jobs/types";
 import type { JobRecord, JobLogEntry, StoredOutput } from "./jobs/types";
 
@@ -21,7 +22,7 @@ const MAX_IDEMPOTENCY_KEY = 255;
 const MAX_WAIT_S = 60;
 
 /** The job as its owner reads it; `input` is its JSON as kept (a 20-digit seed keeps its digits). */
-export async function jobJson(job: JobRecord): Promise<string> {
+async function jobJson(job: JobRecord): Promise<string> {
   const latest = async (type: string) =>
     (await registry().jobs.store.events(job.id, 0))
       .map((event) => JSON.parse(event.data) as Record<string, unknown>)
@@ -103,23 +104,18 @@ function preferredWaitMs(prefer: string | null): number {
 /** Resolves with the job once it has finished, or as it is after `ms` or when the client leaves (its listener and timer go with it). */
 async function finishedWithin(job: JobRecord, ms: number, client: AbortSignal): Promise<JobRecord> {
   const { jobs } = registry();
-  await new Promise<void>((resolve) => {
-    let stop: () => void = () => undefined;
-    const done = () => {
-      clearTimeout(timer);
-      client.removeEventListener("abort", done);
-      stop();
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    client.addEventListener("abort", done, { once: true });
-    stop = jobs.listen(job.id, (event, now) => {
-      if (FINISHED.has(now.status)) done();
-    });
-    void jobs.store.get(job.id).then((now) => {
-      if (!now || FINISHED.has(now.status) || client.aborted) done();
-    }, done);
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const unlisten = jobs.listen(job.id, (event, now) => {
+    if (FINISHED.has(now.status)) done();
   });
+  client.addEventListener("abort", done, { once: true });
+  void jobs.store.get(job.id).then((now) => {
+    if (!now || FINISHED.has(now.status) || client.aborted) done();
+  }, done);
+  await settlesWithin(finished, ms);
+  unlisten();
+  client.removeEventListener("abort", done);
   return (await jobs.store.get(job.id)) ?? job;
 }
 
@@ -186,9 +182,7 @@ export async function listJobs(request: Request, context: RequestContext): Promi
   const page = jobs.slice(0, limit);
   const next = jobs.length > limit ? (page.at(-1)?.id ?? null) : null;
   const bodies = await Promise.all(page.map(jobJson));
-  return new Response(`{"jobs":[${bodies.join(",")}],"next":${JSON.stringify(next)}}`, {
-    headers: { "content-type": "application/json", "cache-control": "no-store" },
-  });
+  return new Response(`{"jobs":[${bodies.join(",")}],"next":${JSON.stringify(next)}}`, { headers: JOB_HEADERS });
 }
 
 /** An event's data as sent; `complete` as the job's output, so its image URL is the one the job gives (signed with keys). */
