@@ -89,15 +89,11 @@ export async function generateStream(request: Request, context: RequestContext):
   });
   const events = new EventStream(registry().config.sseKeepAliveMs, onClientGone);
 
-  let markQueued!: () => void;
-  const queued = new Promise<"queued">((resolve) => {
-    markQueued = () => {
-      resolve("queued");
-    };
-  });
+  let markQueued!: (value: "queued") => void;
+  const queued = new Promise<"queued">((resolve) => (markQueued = resolve));
   const opening = generation.events((position) => {
     events.send({ type: "queued", queue_position: position, position });
-    markQueued();
+    markQueued("queued");
   });
   let first: AsyncGenerator<UpstreamEvent> | "queued";
   try {

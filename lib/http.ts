@@ -87,20 +87,10 @@ export function observe(entry: RouteEntry, handler: Handler, runAfterResponse: (
       return errorAnswer(entry, fail.internal(error), record.id);
     } finally {
       // Next's after() runs once the response is closed; only generations need it, so health checks pay nothing.
-      if (tasks.length > 0) {
-        runAfterResponse(() => runAll(tasks));
-      }
+      // Each task runs whatever the others throw, and after() waits until what they returned has settled.
+      if (tasks.length > 0) runAfterResponse(() => Promise.allSettled(tasks.map(async (task) => await task())));
     }
   };
-}
-
-/** Runs each task, whatever the others throw, and settles once what they returned has: after() waits that long. */
-function runAll(tasks: (() => unknown)[]): Promise<unknown> {
-  return Promise.allSettled(
-    tasks.map(async (task) => {
-      await task();
-    }),
-  );
 }
 
 function errorAnswer(entry: RouteEntry, error: unknown, requestId: string): Response {
@@ -151,14 +141,7 @@ export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status =
   return new Response(body, { status, headers: { "content-type": "application/json" } });
 }
 
-
-/**
- * Reads a JSON object body: 415 for another content type (none is JSON, as in
- * FastAPI up to 0.115), 413 once more than `maxBytes` arrive (counted: the
- * Content-Length may lie), 400 for no JSON object. Top-level numbers come as
- * JsonNumbers with their text: a 20-digit seed keeps it, 1e19 stays a float.
- */
-export interface BodyLimits {
+interface BodyLimits {
   maxBytes: number;
   /** The whole body must have arrived within this (408 after). */
   timeoutMs: number;
@@ -166,6 +149,12 @@ export interface BodyLimits {
   signal?: AbortSignal;
 }
 
+/**
+ * Reads a JSON object body: 415 for another content type (none is JSON, as in
+ * FastAPI up to 0.115), 413 once more than `maxBytes` arrive (counted: the
+ * Content-Length may lie), 400 for no JSON object. Top-level numbers come as
+ * JsonNumbers with their text: a 20-digit seed keeps it, 1e19 stays a float.
+ */
 export async function readJsonObject(request: Request, { maxBytes, timeoutMs, signal }: BodyLimits): Promise<Record<string, unknown>> {
   const contentType = request.headers.get("content-type");
   if (contentType !== null && !isJsonType(contentType)) throw fail.unsupportedMediaType(contentType);
