@@ -14,10 +14,6 @@ export const SSE_HEADERS = {
 
 const encoder = new TextEncoder();
 
-export function encodeEvent(event: StreamEvent): Uint8Array {
-  return encodeData(JSON.stringify(event));
-}
-
 /** An event of `data` with its `id:`: a line of data over several lines is sent as several `data:` lines, as the format asks. */
 export function encodeData(data: string, id?: number): Uint8Array {
   const lines = data.includes("\n") ? data.split("\n").map((line) => `data: ${line}\n`).join("") : `data: ${data}\n`;
@@ -190,7 +186,7 @@ export class EventStream {
   }
 
   send(event: StreamEvent): void {
-    this.write(encodeEvent(event));
+    this.write(encodeData(JSON.stringify(event)));
   }
 
   /** An event as kept (its JSON, and its id to resume after). */

@@ -7,7 +7,7 @@ import type { ErrorCode } from "../errors";
 import { canGenerate } from "../schemas";
 
 /** From a 5 ms rejection to a 300 s generation (REQUEST_TIMEOUT's default). */
-export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
 
 /** The refusals of a busy gateway (lib/errors.ts), each counted from zero. */
 const REJECTION_REASONS = (Object.keys(ERRORS) as ErrorCode[]).filter((code) => ERRORS[code].rejection);
@@ -39,15 +39,15 @@ export function createMetrics(gateway: MetricSources) {
   const registers = [registry];
   const seconds = (name: string, help: string) =>
     new Histogram({ name, help, labelNames: ["route"], buckets: LATENCY_BUCKETS, registers });
+  const counter = <Label extends string = never>(name: string, help: string, labelNames: Label[] = []) =>
+    new Counter<Label>({ name, help, labelNames, registers });
 
   const metrics = {
     registry,
-    requests: new Counter({
-      name: "gateway_requests_total",
-      help: "Requests answered, by the handler's route and the HTTP status (499: the client went away).",
-      labelNames: ["route", "status"],
-      registers,
-    }),
+    requests: counter("gateway_requests_total", "Requests answered, by the handler's route and the HTTP status (499: the client went away).", [
+      "route",
+      "status",
+    ]),
     duration: seconds("gateway_request_duration_seconds", "Whole request, arrival to last byte (streams: to the stream's end)."),
     queueWait: seconds("gateway_queue_wait_seconds", "Time spent waiting for a generation slot, by every request that asked for one."),
     upstreamTime: seconds("gateway_upstream_duration_seconds", "Time spent on the GPU server, by every request sent to it (streams: to the stream's end)."),
@@ -57,35 +57,14 @@ export function createMetrics(gateway: MetricSources) {
       buckets: LATENCY_BUCKETS,
       registers,
     }),
-    jobEventsKept: new Counter({
-      name: "gateway_job_events_kept_total",
-      help: "Events written to jobs' logs (a place in line is kept once per job; later ones are told to followers only).",
-      registers,
-    }),
-    upstreamErrors: new Counter({
-      name: "gateway_upstream_errors_total",
-      help: "Failures of the GPU server, by kind (the gateway's error code).",
-      labelNames: ["route", "kind"],
-      registers,
-    }),
-    rejections: new Counter({
-      name: "gateway_rejections_total",
-      help: "Requests turned away before reaching the GPU server.",
-      labelNames: ["reason"],
-      registers,
-    }),
-    clientAborts: new Counter({
-      name: "gateway_client_aborts_total",
-      help: "Requests whose client went away before the answer was complete.",
-      labelNames: ["route"],
-      registers,
-    }),
-    bytesSent: new Counter({
-      name: "gateway_response_bytes_total",
-      help: "Bytes of generate answers sent and of stream events relayed.",
-      labelNames: ["route"],
-      registers,
-    }),
+    jobEventsKept: counter(
+      "gateway_job_events_kept_total",
+      "Events written to jobs' logs (a place in line is kept once per job; later ones are told to followers only).",
+    ),
+    upstreamErrors: counter("gateway_upstream_errors_total", "Failures of the GPU server, by kind (the gateway's error code).", ["route", "kind"]),
+    rejections: counter("gateway_rejections_total", "Requests turned away before reaching the GPU server.", ["reason"]),
+    clientAborts: counter("gateway_client_aborts_total", "Requests whose client went away before the answer was complete.", ["route"]),
+    bytesSent: counter("gateway_response_bytes_total", "Bytes of generate answers sent and of stream events relayed.", ["route"]),
   };
   for (const reason of REJECTION_REASONS) metrics.rejections.labels(reason).inc(0);
 

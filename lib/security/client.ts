@@ -84,11 +84,10 @@ export function clientAddress(headers: Headers, stamp: PeerStamp | undefined, tr
     .filter((entry) => entry !== "");
   // A request the stamp missed (Next takes connections, and queues their requests, before start-up ends)
   // cannot be told apart from its neighbours: they share one key, rather than each choose its own.
-  const peer = stamp ? headers.get(stamp.header) || UNSTAMPED : undefined;
+  if (stamp) forwarded.push(headers.get(stamp.header) || UNSTAMPED);
   // Nearest first: the socket's peer, then each proxy's view from the right.
-  const chain = peer === undefined ? forwarded.reverse() : [peer, ...forwarded.reverse()];
-  const chosen = chain[Math.min(trustedHops, chain.length - 1)] ?? "unknown";
-  return normalizeAddress(chosen);
+  const chain = forwarded.reverse();
+  return normalizeAddress(chain[Math.min(trustedHops, chain.length - 1)] ?? "unknown");
 }
 
 /** An address as a rate-limit key: ports and brackets dropped, IPv4-mapped IPv6 as IPv4, IPv6 as its /64. */

@@ -4,21 +4,14 @@
  * never with credentials. Anything else gets none: the browser blocks it.
  */
 export const CORS_ALLOWED_HEADERS = ["content-type", "authorization", "x-api-key", "x-client-token", "idempotency-key", "last-event-id", "prefer", "x-request-id", "traceparent", "tracestate"];
-export const CORS_EXPOSED_HEADERS = [
-  "x-request-id",
-  "retry-after",
-  "ratelimit-limit",
-  "ratelimit-remaining",
-  "ratelimit-reset",
-  "www-authenticate",
+const ALLOWED_HEADERS = CORS_ALLOWED_HEADERS.join(", ");
+const EXPOSED_HEADERS = [
+  "x-request-id, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, www-authenticate",
   // An image answered as its own bytes carries its metadata in these (lib/doors.ts).
-  "x-seed",
-  "x-generation-time-ms",
-  "x-image-id",
-  "x-image-sha256",
-];
+  "x-seed, x-generation-time-ms, x-image-id, x-image-sha256",
+].join(", ");
 /** Seconds a browser may cache a preflight answer (Chromium caps it at 7200). */
-export const CORS_MAX_AGE_SECONDS = 600;
+const MAX_AGE_SECONDS = "600";
 
 export type HeaderList = [name: string, value: string][];
 
@@ -53,7 +46,7 @@ export class CorsPolicy {
     } else {
       return headers;
     }
-    headers.push(["Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS.join(", ")]);
+    headers.push(["Access-Control-Expose-Headers", EXPOSED_HEADERS]);
     return headers;
   }
 
@@ -62,8 +55,8 @@ export class CorsPolicy {
     if (origin === null || !this.allows(origin)) return [];
     return [
       ["Access-Control-Allow-Methods", methods.join(", ")],
-      ["Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS.join(", ")],
-      ["Access-Control-Max-Age", String(CORS_MAX_AGE_SECONDS)],
+      ["Access-Control-Allow-Headers", ALLOWED_HEADERS],
+      ["Access-Control-Max-Age", MAX_AGE_SECONDS],
     ];
   }
 }

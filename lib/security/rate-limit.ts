@@ -7,14 +7,14 @@ import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
 const WINDOW_S = 60;
 
 /** The outcome of one request's check, as the IETF RateLimit-* header fields say it. */
-export interface Quota {
+interface Quota {
   limit: number;
   remaining: number;
   /** Seconds until the whole limit is available again. */
   resetSeconds: number;
 }
 
-export interface RateLimiterOptions {
+interface RateLimiterOptions {
   perMinute: number;
   /** Counted in this Redis, one count for every gateway that shares it; else in this process. */
   redisUrl?: string | undefined;
@@ -74,7 +74,8 @@ export class RateLimiter {
     const limit = this.options.perMinute;
     await this.connected();
     try {
-      return quota(limit, await this.limiter.consume(client, images));
+      const taken = await this.limiter.consume(client, images);
+      return { limit, remaining: Math.max(0, taken.remainingPoints), resetSeconds: Math.max(0, Math.ceil(taken.msBeforeNext / 1000)) };
     } catch (refusal) {
       if (!(refusal instanceof RateLimiterRes)) throw fail.internal(refusal);
       // What this request added goes back: a refused request takes nothing.
@@ -100,10 +101,6 @@ export class RateLimiter {
 }
 
 const CONNECT_WAIT_MS = 1000;
-
-function quota(limit: number, taken: RateLimiterRes): Quota {
-  return { limit, remaining: Math.max(0, taken.remainingPoints), resetSeconds: Math.max(0, Math.ceil(taken.msBeforeNext / 1000)) };
-}
 
 /** The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers, separate-field form). */
 export function quotaHeaders(quota: Quota): Record<string, string> {
