@@ -29,17 +29,12 @@ const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::\d*)?$/;
 
 /**
- * @typedef {{ header: string; guarded: WeakSet<Server>; onResponse: ((response: import("node:http").ServerResponse) => void) | undefined; installed: boolean }} GuardState
- */
-
-/**
  * Guards every Node http server of this process from its next connection on
  * (idempotent); returns the peer stamp's header name, random per process so
  * no client can send it, and a hook that sees each response Next will write.
  * @returns {{ header: string; watchResponses: (watch: (response: import("node:http").ServerResponse) => void) => void }}
  */
 export function installNodeGuard() {
-  /** @type {GuardState} */
   const state = (globalThis[STATE] ??= { header: `x-gateway-peer-${randomBytes(12).toString("hex")}`, guarded: new WeakSet(), onResponse: undefined, installed: false });
   if (!state.installed) {
     state.installed = true;
@@ -57,10 +52,7 @@ export function installNodeGuard() {
   };
 }
 
-/**
- * @param {Server} server
- * @param {GuardState} state
- */
+/** @param {Server} server */
 function guard(server, state) {
   state.guarded.add(server);
   const ownUpgrades = server.shouldUpgradeCallback;
@@ -68,22 +60,20 @@ function guard(server, state) {
   // socket open for good. Any other upgrade (h2c from `curl --http2`) is ignored, as RFC 9110 §7.8 allows: served as HTTP/1.1.
   server.shouldUpgradeCallback = (request) => (developing() ? ownUpgrades.call(server, request) : isWebSocket(request));
   const emit = server.emit;
-  server.emit = /** @type {typeof server.emit} */ (
-    function (/** @type {string | symbol} */ event, /** @type {unknown[]} */ ...args) {
-      if (event === "upgrade" && !developing()) {
-        refuseUpgrade(/** @type {import("node:http").IncomingMessage} */ (args[0]), /** @type {import("node:net").Socket} */ (args[1]));
-        return true;
-      }
-      if (event === "request") {
-        const [request, response] = /** @type {[import("node:http").IncomingMessage, import("node:http").ServerResponse]} */ (args);
-        request.headers[state.header] = request.socket.remoteAddress ?? "";
-        if (refused(request, response)) return true;
-        keepContentLength(response);
-        state.onResponse?.(response);
-      }
-      return emit.call(this, event, ...args);
+  server.emit = function (event, ...args) {
+    if (event === "upgrade" && !developing()) {
+      refuseUpgrade(args[0], args[1]);
+      return true;
     }
-  );
+    if (event === "request") {
+      const [request, response] = args;
+      request.headers[state.header] = request.socket.remoteAddress ?? "";
+      if (refused(request, response)) return true;
+      keepContentLength(response);
+      state.onResponse?.(response);
+    }
+    return emit.call(this, event, ...args);
+  };
 }
 
 /** @param {import("node:http").ServerResponse} response */
@@ -113,8 +103,11 @@ function isWebSocket(request) {
  */
 function refuseUpgrade(request, socket) {
   socket.on("error", () => undefined);
-  const detail = `No WebSocket is served at ${pathOf(request.url ?? "").slice(0, 100)}: this gateway speaks HTTP, and streams progress as server-sent events (POST /api/generate-stream)`;
-  const body = JSON.stringify(isOpenAiPath(request.url ?? "") ? openAiError(detail) : { detail });
+  const target = request.url ?? "";
+  const body = errorBody(
+    target,
+    `No WebSocket is served at ${pathOf(target).slice(0, 100)}: this gateway speaks HTTP, and streams progress as server-sent events (POST /api/generate-stream)`,
+  );
   const head = ["HTTP/1.1 400 Bad Request", "Content-Type: application/json", `Content-Length: ${Buffer.byteLength(body)}`, "Connection: close"];
   socket.end(`${head.join("\r\n")}\r\n\r\n${body}`, () => {
     socket.destroy();
@@ -130,8 +123,7 @@ function refuseUpgrade(request, socket) {
 function refused(request, response) {
   const problem = problemOf(request);
   if (!problem) return false;
-  const target = request.url ?? "";
-  const body = JSON.stringify(isOpenAiPath(target) ? openAiError(problem.detail) : { detail: problem.detail });
+  const body = errorBody(request.url ?? "", problem.detail);
   response.writeHead(problem.status, { ...problem.headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   response.end(body);
   return true;
@@ -180,12 +172,12 @@ function pathOf(target) {
   return end < 0 ? path : path.slice(0, end);
 }
 
-/** @param {string} target */
-function isOpenAiPath(target) {
-  return /^\/v1(?:[/?#]|$)/.test(pathOf(target));
-}
-
-/** OpenAI's error shape, for its SDKs under /v1 (as lib/errors.ts openAiError). @param {string} message */
-function openAiError(message) {
-  return { error: { message, type: "invalid_request_error", param: null, code: "invalid_request" } };
+/**
+ * The JSON of an error answer: under /v1 in OpenAI's shape, for its SDKs (as lib/errors.ts openAiError).
+ * @param {string} target
+ * @param {string} detail
+ */
+function errorBody(target, detail) {
+  const openAi = /^\/v1(?:[/?#]|$)/.test(pathOf(target));
+  return JSON.stringify(openAi ? { error: { message: detail, type: "invalid_request_error", param: null, code: "invalid_request" } } : { detail });
 }
