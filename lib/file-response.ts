@@ -33,11 +33,10 @@ export function fileResponse(request: Request, file: StoredFile, headers: Record
     return new Response(null, { status: 416, headers: { ...base, "content-range": `bytes */${file.bytes}` } });
   }
   const { start, end } = part === "whole" ? { start: 0, end: file.bytes - 1 } : part;
-  const answer = part === "whole" ? { status: 200, headers: base } : { status: 206, headers: { ...base, "content-range": `bytes ${start}-${end}/${file.bytes}` } };
   const length = String(end - start + 1);
-  const sized = { ...answer.headers, "content-length": length, [CONTENT_LENGTH_HEADER]: length };
-  if (request.method === "HEAD") return new Response(null, { status: answer.status, headers: sized });
-  return new Response(file.read(start, end), { status: answer.status, headers: sized });
+  const sized: Record<string, string> = { ...base, "content-length": length, [CONTENT_LENGTH_HEADER]: length };
+  if (part !== "whole") sized["content-range"] = `bytes ${start}-${end}/${file.bytes}`;
+  return new Response(request.method === "HEAD" ? null : file.read(start, end), { status: part === "whole" ? 200 : 206, headers: sized });
 }
 
 /** If-None-Match: `*`, or a list of entity tags compared weakly (RFC 9110 §13.1.2). */

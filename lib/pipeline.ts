@@ -67,20 +67,16 @@ export class Generation {
   }
 
   /** Reads the request (a drain that starts meanwhile stops the read) and validates it: nothing invalid goes further. */
-  async accept(read: (signal: AbortSignal) => Promise<unknown>): Promise<GenerateRequest> {
+  async accept(read: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
     const result = validateGenerateRequest(await read(this.work.queueSignal), { sizeMultiple: this.gateway.config.sizeMultiple });
     if (!result.ok) throw fail.validation(result.detail);
     this.observer.generating(result.data);
     this.params = result.data;
-    return result.data;
   }
 
   /** The GPU server's whole /generate answer (a JSON object, checked), in the chunks it came in; `onQueued` as for `events`. */
   async image(onQueued?: (position: number) => void): Promise<Buffer[]> {
-    const { result, done } = await this.call(
-      (params, slot) => this.gateway.upstream.generate(params, this.work.signal, this.observer.upstreamContext(), slot),
-      onQueued,
-    );
+    const { result, done } = await this.call((...call) => this.gateway.upstream.generate(...call), onQueued);
     done();
     return result;
   }
@@ -91,10 +87,7 @@ export class Generation {
    * `onQueued` hears the place in line while it waits for a slot.
    */
   async events(onQueued?: (position: number) => void): Promise<AsyncGenerator<UpstreamEvent>> {
-    const { result, done } = await this.call(
-      (params, slot) => this.gateway.upstream.generateStream(params, this.work.signal, this.observer.upstreamContext(), slot),
-      onQueued,
-    );
+    const { result, done } = await this.call((...call) => this.gateway.upstream.generateStream(...call), onQueued);
     return this.checked(result, done);
   }
 
@@ -103,7 +96,10 @@ export class Generation {
   }
 
   /** Waits for a slot (bounded by QUEUE_TIMEOUT), then sends; `done` stops the upstream time. */
-  private async call<T>(send: (params: GenerateRequest, slot: Slot) => Promise<T>, onQueued?: (position: number) => void): Promise<{ result: T; done: () => void }> {
+  private async call<T>(
+    send: (params: GenerateRequest, signal: AbortSignal, context: CallContext, slot: Slot) => Promise<T>,
+    onQueued?: (position: number) => void,
+  ): Promise<{ result: T; done: () => void }> {
     const params = this.params;
     if (params === undefined) throw new Error("a generation is accepted before it is sent");
     const queued = this.observer.begin("queue");
@@ -121,7 +117,7 @@ export class Generation {
     }
     const done = this.observer.begin("upstream");
     try {
-      return { result: await send(params, slot), done };
+      return { result: await send(params, this.work.signal, this.observer.upstreamContext(), slot), done };
     } catch (error) {
       done();
       throw error;

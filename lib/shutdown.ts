@@ -12,6 +12,10 @@ export type DrainOutcome = "idle" | "drained" | "cut_off" | "gave_up";
 export class Work {
   private readonly waiting = new AbortController();
   private readonly running = new AbortController();
+  /** For the wait for a slot: aborts when the client leaves or the drain starts. */
+  readonly queueSignal = this.waiting.signal;
+  /** For the upstream call: aborts when the client leaves or the grace period ends. */
+  readonly signal = this.running.signal;
   private released = false;
   private readonly onClientGone = () => {
     this.waiting.abort(this.client.reason);
@@ -24,16 +28,6 @@ export class Work {
   ) {
     if (client.aborted) this.onClientGone();
     else client.addEventListener("abort", this.onClientGone, { once: true });
-  }
-
-  /** For the wait for a slot: aborts when the client leaves or the drain starts. */
-  get queueSignal(): AbortSignal {
-    return this.waiting.signal;
-  }
-
-  /** For the upstream call: aborts when the client leaves or the grace period ends. */
-  get signal(): AbortSignal {
-    return this.running.signal;
   }
 
   /** The drain has started: a request still waiting for a slot gives up. */
@@ -109,9 +103,7 @@ export async function settlesWithin(promise: Promise<unknown> | undefined, ms: n
   if (promise === undefined) return true;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => {
-      resolve(false);
-    }, ms);
+    timer = setTimeout(resolve, ms, false);
   });
   try {
     // A rejection is an end too: what failed to close is not waited for.

@@ -52,7 +52,6 @@ function describe(error: unknown): string {
   return error.message && error.message !== "UnknownError" ? `${error.name}: ${error.message}` : error.name;
 }
 
-const SIGNALS = ["SIGTERM", "SIGINT"] as const;
 /** After the grace period, how long cut-off requests get to send their 503 or error event before the exit. */
 const SETTLE_MS = 1000;
 /** How long each phase of closing connections (Registry.close) may take before the exit. */
@@ -69,14 +68,10 @@ const TRACE_FLUSH_MS = 1000;
  */
 export function handleShutdownSignals(): void {
   if (process.env.NODE_ENV !== "production") return;
-  for (const name of SIGNALS) {
+  for (const name of ["SIGTERM", "SIGINT"] as const) {
     for (const listener of process.listeners(name)) process.off(name, listener);
-    process.on(name, onSignal);
+    process.on(name, (signal) => void drainAndExit(signal));
   }
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  void drainAndExit(signal);
 }
 
 async function drainAndExit(signal: NodeJS.Signals): Promise<void> {

@@ -62,10 +62,9 @@ export class RequestRecord implements GenerationObserver {
 
   /** What the upstream client sends on (the request id) and puts in its trace. */
   upstreamContext(): CallContext {
-    const queued = this.phases.queue;
     return {
       requestId: this.id,
-      queueWaitMs: queued === undefined ? undefined : ms(queued),
+      queueWaitMs: ms(this.phases.queue),
       logPrompt: registry().config.logPrompts,
       traceContext: this.traceContext,
     };
@@ -138,8 +137,8 @@ export class RequestRecord implements GenerationObserver {
       method: this.method,
       status,
       duration_ms: ms(durationMs),
-      queue_wait_ms: queueWaitMs === undefined ? undefined : ms(queueWaitMs),
-      upstream_ms: upstreamMs === undefined ? undefined : ms(upstreamMs),
+      queue_wait_ms: ms(queueWaitMs),
+      upstream_ms: ms(upstreamMs),
       bytes: this.bytes,
       error_kind: this.errorKind,
       ...(params && {
@@ -156,6 +155,6 @@ export class RequestRecord implements GenerationObserver {
   }
 }
 
-function ms(value: number): number {
-  return Math.round(value * 10) / 10;
+function ms(value: number | undefined): number | undefined {
+  return value === undefined ? undefined : Math.round(value * 10) / 10;
 }
