@@ -172,10 +172,8 @@ async function readCapped(request: Request, maxBytes: number, timeoutMs: number,
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   // One deadline for the whole body: a client trickling a byte at a time gets no longer than one sending nothing.
-  let stop: (error: unknown) => void = () => undefined;
-  const stopped = new Promise<never>((_, reject) => {
-    stop = reject;
-  });
+  let stop!: (error: unknown) => void;
+  const stopped = new Promise<never>((_, reject) => (stop = reject));
   const timer = setTimeout(() => {
     stop(fail.bodyTimeout(timeoutMs));
   }, timeoutMs);

@@ -162,13 +162,11 @@ export async function cancelJob(id: string, context: RequestContext): Promise<Re
   return answer((await registry().jobs.cancel(id)) ?? job, 200);
 }
 
-const LIST_LIMIT = { fallback: 20, max: 100 };
-
 /** `limit`, a whole number from 1 to 100 (20 when absent); anything else is a 400, not SQLite's refusal. */
 function listLimit(raw: string | null): number {
-  if (raw === null) return LIST_LIMIT.fallback;
+  if (raw === null) return 20;
   const limit = /^\d{1,3}$/.test(raw) ? Number(raw) : NaN;
-  if (!(limit >= 1 && limit <= LIST_LIMIT.max)) throw fail.invalidParameter("limit", `must be a whole number from 1 to ${LIST_LIMIT.max}`);
+  if (!(limit >= 1 && limit <= 100)) throw fail.invalidParameter("limit", "must be a whole number from 1 to 100");
   return limit;
 }
 

@@ -22,12 +22,15 @@ export function encodeData(data: string, id?: number): Uint8Array {
 
 // An event ends at a blank line; lines may end in LF, CRLF or CR.
 const EVENT_ENDS = [Buffer.from("\n\n"), Buffer.from("\r\n\r\n"), Buffer.from("\r\r")];
-const LONGEST_END = 4;
+/** Bytes of the longest end but one: as many as an end may have in old bytes when it ends in a new chunk. */
+const OVERLAP = 3;
 
 /** Cuts a byte stream into whole events, each with its terminating blank line. */
 export class EventSplitter {
   private chunks: Buffer[] = [];
   private length = 0;
+  /** The last OVERLAP bytes buffered. */
+  private tail: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): Buffer[] {
     // Search only the new bytes, and the last few old ones joined to the first few
@@ -36,7 +39,10 @@ export class EventSplitter {
     const before = this.length;
     this.chunks.push(chunk);
     this.length += chunk.length;
-    if (end < 0) return [];
+    if (end < 0) {
+      this.tail = (chunk.length >= OVERLAP ? chunk : Buffer.concat([this.tail, chunk])).subarray(-OVERLAP);
+      return [];
+    }
     const buffered = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.length);
     // One chunk may hold many events (a proxy's buffer of keep-alives): cut them in a loop.
     const events: Buffer[] = [];
@@ -48,6 +54,7 @@ export class EventSplitter {
     const rest = buffered.subarray(start);
     this.chunks = rest.length > 0 ? [rest] : [];
     this.length = rest.length;
+    this.tail = rest.subarray(-OVERLAP);
     return events;
   }
 
@@ -58,25 +65,13 @@ export class EventSplitter {
 
   /** Index in `chunk` just past the first blank line that ends there, or -1. */
   private firstEnd(chunk: Buffer): number {
-    const tail = this.tail();
+    const tail = this.tail;
     const within = findEventEnd(chunk);
     if (tail.length === 0) return within;
-    const straddling = findEventEnd(Buffer.concat([tail, chunk.subarray(0, LONGEST_END - 1)])) - tail.length;
+    const straddling = findEventEnd(Buffer.concat([tail, chunk.subarray(0, OVERLAP)])) - tail.length;
     // No end lies wholly in the old bytes (it would have been cut), so one found there ends in `chunk`.
     if (straddling <= 0) return within;
     return within < 0 ? straddling : Math.min(within, straddling);
-  }
-
-  private tail(): Buffer {
-    const parts: Buffer[] = [];
-    let missing = LONGEST_END - 1;
-    for (let i = this.chunks.length - 1; i >= 0 && missing > 0; i--) {
-      const chunk = this.chunks[i] as Buffer;
-      const part = chunk.subarray(Math.max(0, chunk.length - missing));
-      parts.unshift(part);
-      missing -= part.length;
-    }
-    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
   }
 }
 

@@ -20,7 +20,6 @@ type Phase = "queue" | "upstream";
  */
 export class RequestRecord implements GenerationObserver {
   readonly id: string;
-  readonly route: string;
   readonly method: string;
   private readonly startedAt = performance.now();
   private readonly phases: Partial<Record<Phase, number>> = {};
@@ -38,7 +37,6 @@ export class RequestRecord implements GenerationObserver {
     private readonly entry: RouteEntry,
     request: Request,
   ) {
-    this.route = entry.path;
     this.id = requestIdFrom(request.headers);
     this.method = request.method;
     this.traceContext = incomingTraceContext(request.headers);
@@ -123,7 +121,8 @@ export class RequestRecord implements GenerationObserver {
   private report(status: number): void {
     const durationMs = performance.now() - this.startedAt;
     const { queue: queueWaitMs, upstream: upstreamMs } = this.phases;
-    recordRequest(registry().metrics, { route: this.route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
+    const route = this.entry.path;
+    recordRequest(registry().metrics, { route, status, durationMs, queueWaitMs, upstreamMs, bytes: this.bytes, errorKind: this.errorKind });
 
     const level =
       this.errorKind && ERRORS[this.errorKind].alarm ? "error" : status >= 500 ? "warn" : status < 400 && this.entry.polled ? "debug" : "info";
@@ -133,7 +132,7 @@ export class RequestRecord implements GenerationObserver {
     const params = this.params;
     const line = {
       request_id: this.id,
-      route: this.route,
+      route,
       method: this.method,
       status,
       duration_ms: ms(durationMs),
