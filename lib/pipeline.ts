@@ -24,7 +24,6 @@ export interface GenerationParts {
 
 /** Who hears how a generation goes: a request's record does (lib/observe/request.ts). */
 export interface GenerationObserver {
-  /** The validated parameters. */
   generating(params: GenerateRequest): void;
   /** Starts timing the wait for a slot or the upstream call; the returned function stops it. */
   begin(phase: "queue" | "upstream"): () => void;

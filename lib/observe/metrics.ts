@@ -37,8 +37,8 @@ export function createMetrics(gateway: MetricSources) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  const seconds = (name: string, help: string) =>
-    new Histogram({ name, help, labelNames: ["route"], buckets: LATENCY_BUCKETS, registers });
+  const seconds = (name: string, help: string, labelNames: "route"[] = ["route"]) =>
+    new Histogram({ name, help, labelNames, buckets: LATENCY_BUCKETS, registers });
   const counter = <Label extends string = never>(name: string, help: string, labelNames: Label[] = []) =>
     new Counter<Label>({ name, help, labelNames, registers });
 
@@ -51,12 +51,7 @@ export function createMetrics(gateway: MetricSources) {
     duration: seconds("gateway_request_duration_seconds", "Whole request, arrival to last byte (streams: to the stream's end)."),
     queueWait: seconds("gateway_queue_wait_seconds", "Time spent waiting for a generation slot, by every request that asked for one."),
     upstreamTime: seconds("gateway_upstream_duration_seconds", "Time spent on the GPU server, by every request sent to it (streams: to the stream's end)."),
-    jobQueueWait: new Histogram({
-      name: "gateway_job_queue_wait_seconds",
-      help: "From a job's submission to its generation's start on the GPU server.",
-      buckets: LATENCY_BUCKETS,
-      registers,
-    }),
+    jobQueueWait: seconds("gateway_job_queue_wait_seconds", "From a job's submission to its generation's start on the GPU server.", []),
     jobEventsKept: counter(
       "gateway_job_events_kept_total",
       "Events written to jobs' logs (a place in line is kept once per job; later ones are told to followers only).",
@@ -109,7 +104,6 @@ export function createMetrics(gateway: MetricSources) {
   return metrics;
 }
 
-/** Adds one finished request to the counters and histograms. */
 export function recordRequest(m: Metrics, outcome: RequestOutcome): void {
   const { route, errorKind } = outcome;
   m.requests.inc({ route, status: String(outcome.status) });
@@ -123,7 +117,6 @@ export function recordRequest(m: Metrics, outcome: RequestOutcome): void {
   else if (errorKind === "client_closed") m.clientAborts.inc({ route });
 }
 
-/** The Prometheus text exposition of every metric, and its content type. */
 export async function exposition({ registry }: Metrics): Promise<{ body: string; contentType: string }> {
   return { body: await registry.metrics(), contentType: registry.contentType };
 }

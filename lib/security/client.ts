@@ -23,9 +23,7 @@ export interface PeerStamp {
 export function guardNodeServers(sendTimeoutMs: number): PeerStamp {
   const guard = installNodeGuard();
   const watchdog = new SendWatchdog(sendTimeoutMs);
-  guard.watchResponses((response) => {
-    watchdog.watch(response);
-  });
+  guard.watchResponses(watchdog.watch);
   return { header: guard.header };
 }
 
@@ -41,7 +39,7 @@ class SendWatchdog {
 
   constructor(private readonly timeoutMs: number) {}
 
-  watch(response: ServerResponse): void {
+  readonly watch = (response: ServerResponse): void => {
     this.watched.set(response, { sent: 0, since: performance.now() });
     response.once("close", () => {
       this.watched.delete(response);
@@ -49,7 +47,7 @@ class SendWatchdog {
     this.timer ??= setInterval(() => {
       this.check();
     }, Math.min(1000, this.timeoutMs / 4)).unref();
-  }
+  };
 
   private check(): void {
     const now = performance.now();

@@ -28,7 +28,6 @@ export class CorsPolicy {
     return this.anyOrigin || this.origins.size > 0;
   }
 
-  /** Whether a page from `origin` may call the gateway from a browser. */
   allows(origin: string): boolean {
     return this.anyOrigin || this.origins.has(origin);
   }
