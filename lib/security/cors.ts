@@ -36,17 +36,10 @@ export class CorsPolicy {
   responseHeaders(origin: string | null): HeaderList {
     if (!this.enabled) return [];
     // The answer depends on Origin whenever a list is configured: caches must keep them apart.
-    const headers: HeaderList = [["Vary", "Origin"]];
-    if (origin === null) return headers;
-    if (this.origins.has(origin)) {
-      headers.push(["Access-Control-Allow-Origin", origin], ["Access-Control-Allow-Credentials", "true"]);
-    } else if (this.anyOrigin) {
-      headers.push(["Access-Control-Allow-Origin", "*"]);
-    } else {
-      return headers;
-    }
-    headers.push(["Access-Control-Expose-Headers", EXPOSED_HEADERS]);
-    return headers;
+    if (origin === null || !this.allows(origin)) return [["Vary", "Origin"]];
+    const exposed: [string, string] = ["Access-Control-Expose-Headers", EXPOSED_HEADERS];
+    if (!this.origins.has(origin)) return [["Vary", "Origin"], ["Access-Control-Allow-Origin", "*"], exposed];
+    return [["Vary", "Origin"], ["Access-Control-Allow-Origin", origin], ["Access-Control-Allow-Credentials", "true"], exposed];
   }
 
   /** The extra headers of a preflight answer: methods, request headers, cache time. None for an origin not allowed. */
