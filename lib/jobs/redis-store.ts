@@ -14,8 +14,8 @@ import { Redis } from "ioredis";
 import { GatewayError, fail } from "../errors";
 import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
 import type { ImageStore } from "./images";
-import { inputHash, newJobId } from "./types";
-import type { JobRecord, JobChange, JobError, JobLogEntry, StoredOutput, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
+import { jobFromText, newJob } from "./types";
+import type { JobRecord, JobChange, JobError, JobLogEntry, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
 import { APPEND, CLAIM, CREATE, DROP_IMAGE, PUT_IMAGE, SET_PLACE, TOUCH_IMAGE, UPDATE } from "./redis-scripts";
 
 export interface RedisJobStoreOptions {
@@ -34,8 +34,6 @@ export const DEFAULT_JOBS_PREFIX = "text2image-gateway:jobs:";
 const FIRST_CONNECTION_MS = 2000;
 /** An owner's list keeps this many of its newest jobs at most. */
 const OWNER_LIST_MAX = 10_000;
-
-type JobHash = Record<string, string>;
 
 export class RedisJobStore implements JobStore {
   readonly shared: SharedJobs;
@@ -120,11 +118,10 @@ export class RedisJobStore implements JobStore {
   async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }> {
     await this.alive;
     return this.run(async () => {
-      const id = newJobId();
-      const createdAt = new Date().toISOString();
+      const { id, created_at, input_hash } = newJob(owner, input, idempotencyKey);
       const idem = idempotencyKey === undefined ? "" : this.key(`idem:${owner}:${idempotencyKey}`);
       const keys = [this.key(`job:${id}`), idem, this.key(`owner:${owner}`), this.key("active"), this.key("seq")];
-      const args = [id, owner, createdAt, input, inputHash(input), idempotencyKey ?? "", this.instance, OWNER_LIST_MAX];
+      const args = [id, owner, created_at, input, input_hash, idempotencyKey ?? "", this.instance, OWNER_LIST_MAX];
       const [jobId, created] = (await this.redis.eval(CREATE, keys.length, ...keys, ...args)) as [string, number];
       const job = await this.get(jobId);
       if (!job) throw fail.jobStoreUnavailable(new Error(`job ${jobId} is gone as it was made`));
@@ -151,7 +148,7 @@ export class RedisJobStore implements JobStore {
       const ids = await this.redis.zrevrangebyscore(listKey, score === null ? "+inf" : `(${score}`, "-inf", "LIMIT", 0, limit * 2);
       const pipeline = this.redis.pipeline();
       for (const id of ids) pipeline.hgetall(this.key(`job:${id}`));
-      const records = ((await pipeline.exec()) ?? []).map(([, record]) => fromRecord(record as JobHash));
+      const records = ((await pipeline.exec()) ?? []).map(([, record]) => fromRecord(record as Record<string, string>));
       // Expired ones leave the list as they are found.
       const gone = ids.filter((_, i) => records[i] === undefined);
       if (gone.length > 0) await this.redis.zrem(listKey, ...gone);
@@ -376,21 +373,8 @@ export class RedisJobStore implements JobStore {
   }
 }
 
-function fromRecord(record: JobHash): JobRecord | undefined {
-  if (!record.id) return undefined;
-  const text = (name: string) => (record[name] ? record[name] : null);
-  return {
-    id: record.id,
-    owner: record.owner ?? "",
-    status: (record.status ?? "queued") as JobStatus,
-    created_at: record.created_at ?? "",
-    started_at: text("started_at"),
-    completed_at: text("completed_at"),
-    input: record.input ?? "{}",
-    input_hash: record.input_hash ?? "",
-    output: record.output ? (JSON.parse(record.output) as StoredOutput) : null,
-    error: record.error ? (JSON.parse(record.error) as JobError) : null,
-    idempotency_key: text("idempotency_key"),
-  };
+/** A job's hash, none when it has expired (or never was). */
+function fromRecord(record: Record<string, string>): JobRecord | undefined {
+  return record.id ? jobFromText(record) : undefined;
 }
 

@@ -1,15 +1,17 @@
 /**
- * The embedded job store (`JobStore`, lib/jobs/types.ts): a SQLite database
- * under DATA_DIR, so a job survives `kill -9` and a restart with no service
- * to run.
+ * The embedded job store (`JobStore`, lib/jobs/types.ts): a SQLite database,
+ * `<dataDir>/jobs.db`, so a job survives `kill -9` and a restart with no
+ * service to run; the images in their store (`<dataDir>/images/<sha256>` by
+ * default, or a bucket).
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import type { SQLInputValue } from "node:sqlite";
 import { FileImageStore } from "./images";
 import type { ImageStore } from "./images";
-import { inputHash, newJobId } from "./types";
-import type { JobRecord, JobChange, JobError, JobLogEntry, StoredOutput, JobStatus, JobStore, StoredImage } from "./types";
+import { jobFromText, newJob } from "./types";
+import type { JobRecord, JobChange, JobLogEntry, JobStatus, JobStore, StoredImage } from "./types";
 
 const SCHEMA = `
   PRAGMA journal_mode = WAL;
@@ -34,9 +36,6 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS images (sha256 TEXT PRIMARY KEY, content_type TEXT NOT NULL, bytes INTEGER NOT NULL);
 `;
 
-/** A job as its row holds it: status, output and error as text. */
-type JobRow = Omit<JobRecord, "status" | "output" | "error"> & { status: string; output: string | null; error: string | null };
-
 const SQLITE_BUSY = 5;
 
 /** ` (pid N)`, as the holder wrote it, when it can be read. */
@@ -55,8 +54,6 @@ export class DataDirInUse extends Error {
 }
 
 /**
- * The embedded store: `<dataDir>/jobs.db`, and the images in their store
- * (`<dataDir>/images/<sha256>` by default, or a bucket).
  * It holds SQLite's exclusive lock on the database for its whole life (the
  * system's file lock: gone with the process, even after kill -9), so a
  * second process on the same DATA_DIR cannot open it.
@@ -101,21 +98,10 @@ export class SqliteJobStore implements JobStore {
   }
 
   async create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }> {
+    // Looked up and inserted in one turn of the event loop: two sends of one key never both insert.
     const known = idempotencyKey === undefined ? undefined : this.row("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", owner, idempotencyKey);
     if (known) return { job: known, created: false };
-    const job: JobRecord = {
-      id: newJobId(),
-      owner,
-      status: "queued",
-      created_at: new Date().toISOString(),
-      started_at: null,
-      completed_at: null,
-      input,
-      input_hash: inputHash(input),
-      output: null,
-      error: null,
-      idempotency_key: idempotencyKey ?? null,
-    };
+    const job = newJob(owner, input, idempotencyKey);
     this.db
       .prepare("INSERT INTO jobs (id, owner, status, created_at, input, input_hash, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)")
       .run(job.id, owner, job.status, job.created_at, input, job.input_hash, job.idempotency_key);
@@ -133,13 +119,9 @@ export class SqliteJobStore implements JobStore {
 
   async list(owner: string, limit: number, before?: string): Promise<JobRecord[]> {
     // rowid: the order of creation, which created_at (milliseconds) cannot break ties in.
-    const rows =
-      before === undefined
-        ? this.db.prepare("SELECT * FROM jobs WHERE owner = ? ORDER BY rowid DESC LIMIT ?").all(owner, limit)
-        : this.db
-            .prepare("SELECT * FROM jobs WHERE owner = ? AND rowid < COALESCE((SELECT rowid FROM jobs WHERE id = ? AND owner = ?), -1) ORDER BY rowid DESC LIMIT ?")
-            .all(owner, before, owner, limit);
-    return (rows as unknown as JobRow[]).map(fromRow);
+    return before === undefined
+      ? this.rows("SELECT * FROM jobs WHERE owner = ? ORDER BY rowid DESC LIMIT ?", owner, limit)
+      : this.rows("SELECT * FROM jobs WHERE owner = ? AND rowid < COALESCE((SELECT rowid FROM jobs WHERE id = ? AND owner = ?), -1) ORDER BY rowid DESC LIMIT ?", owner, before, owner, limit);
   }
 
   async update(id: string, change: JobChange): Promise<boolean> {
@@ -190,10 +172,9 @@ export class SqliteJobStore implements JobStore {
   }
 
   async recover(now: Date): Promise<{ requeued: JobRecord[]; failed: JobRecord[] }> {
-    const failed = this.rows("SELECT * FROM jobs WHERE status = 'running'");
     const error = JSON.stringify({ kind: "gateway_restarted", detail: "The gateway restarted while the generation ran; it is not run again" });
-    this.db.prepare("UPDATE jobs SET status = 'failed', completed_at = ?, error = ? WHERE status = 'running'").run(now.toISOString(), error);
-    return { requeued: this.rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY rowid"), failed: failed.map((job) => this.row("SELECT * FROM jobs WHERE id = ?", job.id) ?? job) };
+    const failed = this.rows("UPDATE jobs SET status = 'failed', completed_at = ?, error = ? WHERE status = 'running' RETURNING *", now.toISOString(), error);
+    return { requeued: this.rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY rowid"), failed };
   }
 
   async expire(before: Date, batch: number): Promise<number> {
@@ -245,6 +226,7 @@ export class SqliteJobStore implements JobStore {
     this.removeNow(id);
   }
 
+  /** Synchronous, so a sweep's batch is removed whole, with nothing between its steps. */
   private removeNow(id: string): void {
     const job = this.db.prepare("SELECT image FROM jobs WHERE id = ?").get(id) as { image: string | null } | undefined;
     if (!job) return;
@@ -274,22 +256,13 @@ export class SqliteJobStore implements JobStore {
     this.db.close();
   }
 
-  private row(sql: string, ...params: string[]): JobRecord | undefined {
-    const row = this.db.prepare(sql).get(...params) as JobRow | undefined;
-    return row && fromRow(row);
+  private row(sql: string, ...params: SQLInputValue[]): JobRecord | undefined {
+    const row = this.db.prepare(sql).get(...params) as Record<string, string | null> | undefined;
+    return row && jobFromText(row);
   }
 
-  private rows(sql: string, ...params: string[]): JobRecord[] {
-    return (this.db.prepare(sql).all(...params) as unknown as JobRow[]).map(fromRow);
+  private rows(sql: string, ...params: SQLInputValue[]): JobRecord[] {
+    return (this.db.prepare(sql).all(...params) as Record<string, string | null>[]).map(jobFromText);
   }
-}
-
-function fromRow(row: JobRow): JobRecord {
-  return {
-    ...row,
-    status: row.status as JobStatus,
-    output: row.output === null ? null : (JSON.parse(row.output) as StoredOutput),
-    error: row.error === null ? null : (JSON.parse(row.error) as JobError),
-  };
 }
 /* eslint-enable @typescript-eslint/require-await */

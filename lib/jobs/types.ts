@@ -133,11 +133,41 @@ export interface JobStore {
   close(): void;
 }
 
-/** An id no one guesses: 128 random bits, base64url. */
-export function newJobId(): string {
-  return randomBytes(16).toString("base64url");
-}
-
 export function inputHash(input: string): string {
   return createHash("sha256").update(input).digest("hex");
+}
+
+/** A new queued job, as either store makes it; its id one no one guesses (128 random bits, base64url). */
+export function newJob(owner: string, input: string, idempotencyKey: string | undefined): JobRecord {
+  return {
+    id: randomBytes(16).toString("base64url"),
+    owner,
+    status: "queued",
+    created_at: new Date().toISOString(),
+    started_at: null,
+    completed_at: null,
+    input,
+    input_hash: inputHash(input),
+    output: null,
+    error: null,
+    idempotency_key: idempotencyKey ?? null,
+  };
+}
+
+/** A job as either store keeps it in text (a SQLite row, a Redis hash): output and error as JSON, none as NULL (or "", in a hash). */
+export function jobFromText(row: Partial<Record<string, string | null>>): JobRecord {
+  const text = (name: string) => row[name] || null;
+  return {
+    id: row.id ?? "",
+    owner: row.owner ?? "",
+    status: (row.status ?? "queued") as JobStatus,
+    created_at: row.created_at ?? "",
+    started_at: text("started_at"),
+    completed_at: text("completed_at"),
+    input: row.input ?? "{}",
+    input_hash: row.input_hash ?? "",
+    output: row.output ? (JSON.parse(row.output) as StoredOutput) : null,
+    error: row.error ? (JSON.parse(row.error) as JobError) : null,
+    idempotency_key: text("idempotency_key"),
+  };
 }
