@@ -29,7 +29,7 @@ async function jobJson(job: JobRecord): Promise<string> {
       .filter((event) => event.type === type)
       .at(-1);
   // The place in line now, as the runner heard it last (its log keeps only the first); else the one kept.
-  const place = job.status === "queued" ? ((await registry().jobs.placeOf(job.id)) ?? (await latest("queued"))?.queue_position) : undefined;
+  const place = job.status === "queued" ? ((await registry().jobs.log.placeOf(job.id)) ?? (await latest("queued"))?.queue_position) : undefined;
   const progress = job.status === "running" ? await latest("progress") : undefined;
   const self = `/api/jobs/${job.id}`;
   const body = {
@@ -106,7 +106,7 @@ async function finishedWithin(job: JobRecord, ms: number, client: AbortSignal): 
   const { jobs } = registry();
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
-  const unlisten = jobs.listen(job.id, (event, now) => {
+  const unlisten = jobs.log.listen(job.id, (event, now) => {
     if (FINISHED.has(now.status)) done();
   });
   client.addEventListener("abort", done, { once: true });
@@ -234,7 +234,7 @@ export async function followJob(id: string, request: Request, context: RequestCo
   stream.comment(`job ${id}`);
   // Listening before reading what is kept: what comes meanwhile waits for the kept ones, then goes once, in order.
   let heard: [JobLogEntry, JobRecord][] | undefined = [];
-  unlisten = jobs.listen(id, (event, job) => {
+  unlisten = jobs.log.listen(id, (event, job) => {
     if (heard) {
       heard.push([event, job]);
       return;

@@ -13,7 +13,7 @@ const MAX_EVENTS = 100;
 const STORE_RETRY_MS = 250;
 const MAX_STORE_RETRY_MS = 5000;
 
-export function unavailable(error: unknown): boolean {
+function unavailable(error: unknown): boolean {
   return error instanceof GatewayError && error.code === "store_unavailable";
 }
 
@@ -45,6 +45,7 @@ export class JobLog {
     private readonly closing: AbortSignal,
   ) {}
 
+  /** Hears the job's events from now on, until the returned function is called. */
   listen(id: string, listener: Listener): () => void {
     if (this.store.shared) return this.store.shared.watch(id, listener);
     let set = this.listeners.get(id);

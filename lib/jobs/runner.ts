@@ -21,7 +21,7 @@ import type { AnswerImage } from "../upstream/image";
 import { StorageSpace } from "./images";
 import { JobLog, stored } from "./log";
 import { FINISHED } from "./types";
-import type { JobRecord, JobChange, JobError, StoredOutput, JobStore, Listener } from "./types";
+import type { JobRecord, JobChange, JobError, StoredOutput, JobStore } from "./types";
 
 /** The label jobs' metrics carry, as requests carry their route's. */
 const JOBS_ROUTE = "/api/jobs";
@@ -42,7 +42,8 @@ export interface JobParts extends GenerationParts {
 export class JobRunner {
   /** Whether DATA_DIR's disk has room (after a full disk, no new job until it has). */
   readonly space: StorageSpace;
-  private readonly log: JobLog;
+  /** The jobs' events: listened to, and a queued job's place in line now. */
+  readonly log: JobLog;
   private readonly cancels = new Map<string, AbortController>();
   private sweeping = false;
   private sweeper: NodeJS.Timeout | undefined;
@@ -175,11 +176,6 @@ export class JobRunner {
     this.cancels.get(id)?.abort(fail.clientClosed("the job was canceled"));
     await this.store.shared?.announceCancel(id);
     return this.store.get(id);
-  }
-
-  /** Hears the job's events from now on, until the returned function is called. */
-  listen(id: string, listener: Listener): () => void {
-    return this.log.listen(id, listener);
   }
 
   /**
@@ -356,11 +352,6 @@ export class JobRunner {
     const [queue_wait_ms, generation_ms] = [between(job.created_at, job.started_at), between(job.started_at, job.completed_at)];
     const fields = { job_id: job.id, owner: job.owner, status: job.status, error_kind: kind, queue_wait_ms, generation_ms, bytes: job.output?.bytes };
     logger[level]({ ...fields, err: kind === "internal" ? cause : undefined }, "job");
-  }
-
-  /** A queued job's place in line now (its log keeps only the first), wherever it waits. */
-  placeOf(id: string): Promise<number | undefined> {
-    return this.log.placeOf(id);
   }
 }
 

@@ -119,9 +119,10 @@ export class SqliteJobStore implements JobStore {
 
   async list(owner: string, limit: number, before?: string): Promise<JobRecord[]> {
     // rowid: the order of creation, which created_at (milliseconds) cannot break ties in.
+    const older = "rowid < COALESCE((SELECT rowid FROM jobs WHERE id = ? AND owner = ?), -1)";
     return before === undefined
       ? this.rows("SELECT * FROM jobs WHERE owner = ? ORDER BY rowid DESC LIMIT ?", owner, limit)
-      : this.rows("SELECT * FROM jobs WHERE owner = ? AND rowid < COALESCE((SELECT rowid FROM jobs WHERE id = ? AND owner = ?), -1) ORDER BY rowid DESC LIMIT ?", owner, before, owner, limit);
+      : this.rows(`SELECT * FROM jobs WHERE owner = ? AND ${older} ORDER BY rowid DESC LIMIT ?`, owner, before, owner, limit);
   }
 
   async update(id: string, change: JobChange): Promise<boolean> {

@@ -67,7 +67,7 @@ describe("a job", () => {
     const jobs = runner();
     const heard: number[] = [];
     const { job, created } = await jobs.submit("ip:1", request({ seed: 42 }));
-    jobs.listen(job.id, (event) => heard.push(event.seq));
+    jobs.log.listen(job.id, (event) => heard.push(event.seq));
     expect(created).toBe(true);
     const done = await finished(jobs, job.id);
     expect(done).toMatchObject({ status: "succeeded", error: null, output: { content_type: "image/jpeg", width: 256, height: 256, seed: "42" } });
@@ -245,7 +245,7 @@ describe("what jobs keep", () => {
     for (let i = 0; i < 30; i++) ids.push((await jobs.submit("ip:1", request({ seed: i }))).job.id);
     const last = ids.at(-1) ?? "";
     const heard: number[] = [];
-    jobs.listen(last, (event) => {
+    jobs.log.listen(last, (event) => {
       const data = JSON.parse(event.data) as { type: string; queue_position?: number };
       if (data.type === "queued" && data.queue_position !== undefined) heard.push(data.queue_position);
     });
