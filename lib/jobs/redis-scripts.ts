@@ -66,15 +66,10 @@ local runner = redis.call("HGET", KEYS[1], "runner")
 if runner == false or runner ~= ARGV[1] then return 0 end
 if runner ~= "" and redis.call("EXISTS", KEYS[2]) == 1 then return 0 end
 local status = redis.call("HGET", KEYS[1], "status")
-if status == "queued" then
-  redis.call("HSET", KEYS[1], "runner", ARGV[2])
-  return 1
-end
-if status == "running" then
-  redis.call("HSET", KEYS[1], "runner", ARGV[2])
-  return 2
-end
-return 0
+if status ~= "queued" and status ~= "running" then return 0 end
+redis.call("HSET", KEYS[1], "runner", ARGV[2])
+if status == "queued" then return 1 end
+return 2
 `;
 
 /**

@@ -29,7 +29,7 @@ export interface RedisJobStoreOptions {
   keyPrefix?: string;
 }
 
-export const DEFAULT_JOBS_PREFIX = "text2image-gateway:jobs:";
+const DEFAULT_JOBS_PREFIX = "text2image-gateway:jobs:";
 /** The longest the first commands of a process wait for its first connection. */
 const FIRST_CONNECTION_MS = 2000;
 /** An owner's list keeps this many of its newest jobs at most. */
@@ -198,9 +198,11 @@ export class RedisJobStore implements JobStore {
   async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
     // Kept already (the same image again): not sent to the bucket again, where a read of it may be under way.
     const kept = await this.run(() => this.redis.eval(TOUCH_IMAGE, 2, this.key(`image:${sha256}`), this.key("images"), Date.now(), sha256));
-    if (kept === 1) return { sha256, content_type: contentType, bytes: bytes.length };
-    await this.options.images.put(sha256, bytes, contentType);
-    await this.run(() => this.redis.eval(PUT_IMAGE, 3, this.key(`image:${sha256}`), this.key("images"), this.key("images-bytes"), sha256, contentType, bytes.length, Date.now()));
+    if (kept !== 1) {
+      await this.options.images.put(sha256, bytes, contentType);
+      const keys = [this.key(`image:${sha256}`), this.key("images"), this.key("images-bytes")];
+      await this.run(() => this.redis.eval(PUT_IMAGE, keys.length, ...keys, sha256, contentType, bytes.length, Date.now()));
+    }
     return { sha256, content_type: contentType, bytes: bytes.length };
   }
 
@@ -227,23 +229,17 @@ export class RedisJobStore implements JobStore {
    */
   async recover(now: Date): Promise<{ requeued: JobRecord[]; failed: JobRecord[] }> {
     return this.run(async () => {
-      const ids = await this.redis.zrange(this.key("active"), 0, -1);
+      const error: JobError = { kind: "gateway_lost", detail: "The gateway running this generation stopped answering; it is not run again" };
       const requeued: JobRecord[] = [];
       const failed: JobRecord[] = [];
-      for (const id of ids) {
+      for (const id of await this.redis.zrange(this.key("active"), 0, -1)) {
         const runner = await this.redis.hget(this.key(`job:${id}`), "runner");
         if (runner === null || runner === this.instance) continue;
-        const taken = (await this.redis.eval(CLAIM, 2, this.key(`job:${id}`), this.key(`instance:${runner}`), runner, this.instance)) as number;
-        if (taken === 1) {
-          const job = await this.get(id);
-          if (job) requeued.push(job);
-        } else if (taken === 2) {
-          const error: JobError = { kind: "gateway_lost", detail: "The gateway running this generation stopped answering; it is not run again" };
-          if (await this.update(id, { status: "failed", completed_at: now.toISOString(), error })) {
-            const job = await this.get(id);
-            if (job) failed.push(job);
-          }
-        }
+        // 1: a queued job, this gateway's now; 2: a running one, which fails (unless it ended meanwhile); 0: neither.
+        const claim = (await this.redis.eval(CLAIM, 2, this.key(`job:${id}`), this.key(`instance:${runner}`), runner, this.instance)) as number;
+        if (claim === 2 && !(await this.update(id, { status: "failed", completed_at: now.toISOString(), error }))) continue;
+        const job = claim === 0 ? undefined : await this.get(id);
+        if (job) (claim === 1 ? requeued : failed).push(job);
       }
       return { requeued, failed };
     });
