@@ -10,6 +10,7 @@ import { open, rename, rm, statfs, writeFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import type { Config } from "../config";
 import { fail } from "../errors";
 
 export interface ImageStore {
@@ -96,14 +97,8 @@ export function fileStream(file: string, start: number, end: number): ReadableSt
   );
 }
 
-export interface S3Settings {
-  bucket: string;
-  /** Put before each image's hash in its key ("images/", say). */
-  prefix: string;
-  /** Another S3-compatible service than AWS (MinIO, R2, …). */
-  endpoint?: string | undefined;
-  forcePathStyle: boolean;
-}
+/** IMAGE_STORE=s3's settings: the bucket, the prefix put before each hash in its key, the endpoint of a service not AWS (MinIO, R2, …). */
+type S3Settings = Omit<Extract<Config["imageStore"], { kind: "s3" }>, "kind">;
 
 /**
  * `<prefix><sha256>` objects in a bucket, through the AWS SDK; credentials

@@ -96,11 +96,7 @@ export interface JobStore {
   append(id: string, data: string, limit?: number): Promise<JobLogEntry | undefined>;
   /** The job's events after `afterSeq` (0: all). */
   events(id: string, afterSeq: number): Promise<JobLogEntry[]>;
-  /**
-   * Keeps an image once under its SHA-256 (the caller's, computed once),
-   * written whole and renamed, off the event loop; a failed write leaves no
-   * partial file and rejects with the system's error (ENOSPC for a full disk).
-   */
+  /** Keeps an image once under its SHA-256 (the caller's, computed once), whole or not at all, as ImageStore.put does. */
   putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage>;
   /** The image's record; its bytes are read only when they are sent. */
   image(sha256: string): Promise<StoredImage | undefined>;
