@@ -20,10 +20,15 @@ export interface ImageStore {
   read(sha256: string, start: number, end: number): ReadableStream<Uint8Array>;
   /** Gone (one already gone is no error). */
   remove(sha256: string): Promise<void>;
-  /** Throws unless images can be written and removed here: run at start. */
-  check(): Promise<void>;
   /** Lets go of connections (the store's, at shutdown). */
   close?(): void;
+}
+
+/** Throws unless images can be written and removed in the store (an empty probe put and removed): run at start. */
+export async function checkWritable(images: ImageStore): Promise<void> {
+  const probe = `.writable-${randomBytes(6).toString("hex")}`;
+  await images.put(probe, Buffer.alloc(0), "application/octet-stream");
+  await images.remove(probe);
 }
 
 /** How much is read at a time: what a client that stops reading holds in memory here. */
@@ -53,12 +58,6 @@ export class FileImageStore implements ImageStore {
 
   async remove(sha256: string): Promise<void> {
     await rm(path.join(this.dir, sha256), { force: true });
-  }
-
-  async check(): Promise<void> {
-    const probe = path.join(this.dir, `.writable-${randomBytes(6).toString("hex")}`);
-    await writeFile(probe, "");
-    await rm(probe);
   }
 }
 
@@ -158,12 +157,6 @@ export class S3ImageStore implements ImageStore {
 
   async remove(sha256: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256) }));
-  }
-
-  async check(): Promise<void> {
-    const probe = `.writable-${randomBytes(6).toString("hex")}`;
-    await this.put(probe, Buffer.alloc(0), "application/octet-stream");
-    await this.remove(probe);
   }
 
   close(): void {

@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { GatewayError, fail } from "../errors";
 import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
+import { checkWritable } from "./images";
 import type { ImageStore } from "./images";
 import { jobFromText, newJob } from "./types";
 import type { JobRecord, JobChange, JobError, JobLogEntry, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
@@ -305,7 +306,7 @@ export class RedisJobStore implements JobStore {
 
   async checkWritable(): Promise<void> {
     await this.run(() => this.redis.ping());
-    await this.options.images.check();
+    await checkWritable(this.options.images);
   }
 
   /** Lets go: this gateway's queued jobs are left for the others at once, its heartbeat stops. */

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { SQLInputValue } from "node:sqlite";
-import { FileImageStore } from "./images";
+import { FileImageStore, checkWritable } from "./images";
 import type { ImageStore } from "./images";
 import { jobFromText, newJob } from "./types";
 import type { JobRecord, JobChange, JobLogEntry, JobStatus, JobStore, StoredImage } from "./types";
@@ -248,7 +248,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   async checkWritable(): Promise<void> {
-    await this.imageStore.check();
+    await checkWritable(this.imageStore);
     this.db.exec("BEGIN IMMEDIATE; ROLLBACK;");
   }
 

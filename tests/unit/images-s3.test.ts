@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { S3ImageStore } from "@/lib/jobs/images";
+import { S3ImageStore, checkWritable } from "@/lib/jobs/images";
 import { SqliteJobStore } from "@/lib/jobs/store";
 import { startS3Server } from "../s3-server";
 import type { S3Server } from "../s3-server";
@@ -42,9 +42,9 @@ describe("S3ImageStore", () => {
   });
 
   it("checks at start that it can write and remove, and says why not", async () => {
-    await expect(images.check()).resolves.toBeUndefined();
+    await expect(checkWritable(images)).resolves.toBeUndefined();
     const missing = new S3ImageStore({ bucket: "no-such-bucket", prefix: "", endpoint: s3.endpoint, forcePathStyle: true });
-    await expect(missing.check()).rejects.toMatchObject({ name: "NoSuchBucket" });
+    await expect(checkWritable(missing)).rejects.toMatchObject({ name: "NoSuchBucket" });
     missing.close();
   });
 
