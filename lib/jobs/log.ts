@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { GatewayError } from "../errors";
 import type { Metrics } from "../observe/metrics";
+import { addListener } from "./types";
 import type { JobLogEntry, JobStore, Listener } from "./types";
 
 /** Events kept per job: a generation sends a few dozen; a server that sends more is heard live, not kept. */
@@ -47,14 +48,7 @@ export class JobLog {
 
   /** Hears the job's events from now on, until the returned function is called. */
   listen(id: string, listener: Listener): () => void {
-    if (this.store.shared) return this.store.shared.watch(id, listener);
-    let set = this.listeners.get(id);
-    if (!set) this.listeners.set(id, (set = new Set()));
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(id);
-    };
+    return this.store.shared?.watch(id, listener) ?? addListener(this.listeners, id, listener);
   }
 
   /** A queued job's place in line now (its log keeps only the first), wherever it waits. */

@@ -15,7 +15,7 @@ import { GatewayError, fail } from "../errors";
 import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
 import { checkWritable } from "./images";
 import type { ImageStore } from "./images";
-import { jobFromText, newJob } from "./types";
+import { addListener, jobFromText, newJob } from "./types";
 import type { JobRecord, JobChange, JobError, JobLogEntry, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
 import { APPEND, CLAIM, CREATE, DROP_IMAGE, PUT_IMAGE, SET_PLACE, TOUCH_IMAGE, UPDATE } from "./redis-scripts";
 
@@ -333,18 +333,10 @@ export class RedisJobStore implements JobStore {
   }
 
   private watch(id: string, listener: Listener): () => void {
-    let set = this.watchers.get(id);
-    if (!set) {
-      this.watchers.set(id, (set = new Set()));
-      void this.subscriber.subscribe(this.channel(id)).catch(() => undefined);
-    }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size > 0 || this.watchers.get(id) !== set) return;
-      this.watchers.delete(id);
+    if (!this.watchers.has(id)) void this.subscriber.subscribe(this.channel(id)).catch(() => undefined);
+    return addListener(this.watchers, id, listener, () => {
       void this.subscriber.unsubscribe(this.channel(id)).catch(() => undefined);
-    };
+    });
   }
 
   private heard(channel: string, message: string): void {

@@ -57,6 +57,19 @@ export interface StoredImage {
 /** A job's event as a shared store tells it to every gateway that listens. */
 export type Listener = (event: JobLogEntry, job: JobRecord) => void;
 
+/** Adds a listener to the job's set; the returned function takes it out, and the set once empty (then calls `emptied`). */
+export function addListener(sets: Map<string, Set<Listener>>, id: string, listener: Listener, emptied?: () => void): () => void {
+  let set = sets.get(id);
+  if (!set) sets.set(id, (set = new Set()));
+  set.add(listener);
+  return () => {
+    set.delete(listener);
+    if (set.size > 0 || sets.get(id) !== set) return;
+    sets.delete(id);
+    emptied?.();
+  };
+}
+
 /**
  * What a store that every gateway shares adds: events and cancels reach every
  * gateway through it, and each gateway in turn takes up what a lost one left.
