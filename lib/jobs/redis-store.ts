@@ -223,11 +223,7 @@ export class RedisJobStore implements JobStore {
     return this.run(async () => (await this.redis.sismember(this.key(`image-owners:${sha256}`), owner)) === 1);
   }
 
-  /**
-   * Takes up the jobs of gateways whose heartbeat lapsed (or that let go of
-   * them at shutdown): their queued ones run here; their running ones fail
-   * with `gateway_lost`, never sent again.
-   */
+  /** Takes up the jobs of gateways whose heartbeat lapsed, or that let go of them at shutdown (JobStore.recover). */
   async recover(now: Date): Promise<{ requeued: JobRecord[]; failed: JobRecord[] }> {
     return this.run(async () => {
       const error: JobError = { kind: "gateway_lost", detail: "The gateway running this generation stopped answering; it is not run again" };

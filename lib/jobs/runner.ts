@@ -76,14 +76,12 @@ export class JobRunner {
     await this.takeUp();
     const { shared } = this.store;
     // Shared, a gateway that stops answering leaves its jobs to the others: each looks for them now and then.
-    if (shared) {
-      this.recoverer ??= setInterval(() => {
-        void this.takeUp().catch((error: unknown) => {
-          this.gateway.logger.warn({ err: error }, "jobs: could not look for the jobs of a lost gateway");
-        });
-      }, shared.recoverEveryMs);
-      this.recoverer.unref();
-    }
+    if (!shared) return;
+    this.recoverer ??= setInterval(() => {
+      void this.takeUp().catch((error: unknown) => {
+        this.gateway.logger.warn({ err: error }, "jobs: could not look for the jobs of a lost gateway");
+      });
+    }, shared.recoverEveryMs).unref();
   }
 
   /** Runs what the store gives back as queued, and tells the end of what it failed. */
