@@ -116,12 +116,13 @@ export class S3ImageStore implements ImageStore {
     });
   }
 
-  private key(sha256: string): string {
-    return `${this.settings.prefix}${sha256}`;
+  /** The image's object: `<prefix><sha256>` in the bucket. */
+  private object(sha256: string): { Bucket: string; Key: string } {
+    return { Bucket: this.settings.bucket, Key: `${this.settings.prefix}${sha256}` };
   }
 
   async put(sha256: string, bytes: Buffer, contentType: string): Promise<void> {
-    await this.client.send(new PutObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256), Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
+    await this.client.send(new PutObjectCommand({ ...this.object(sha256), Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
   }
 
   read(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
@@ -132,11 +133,9 @@ export class S3ImageStore implements ImageStore {
         pull: async (controller) => {
           try {
             if (!reader) {
-              const object = await this.client.send(
-                new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256), Range: `bytes=${start}-${end}` }),
-                { abortSignal: abort.signal },
-              );
-              if (!object.Body) throw new Error(`no body for ${this.key(sha256)}`);
+              const range = `bytes=${start}-${end}`;
+              const object = await this.client.send(new GetObjectCommand({ ...this.object(sha256), Range: range }), { abortSignal: abort.signal });
+              if (!object.Body) throw new Error(`no body for ${this.object(sha256).Key}`);
               reader = object.Body.transformToWebStream().getReader() as ReadableStreamDefaultReader<Uint8Array>;
             }
             const { done, value } = await reader.read();
@@ -156,7 +155,7 @@ export class S3ImageStore implements ImageStore {
   }
 
   async remove(sha256: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256) }));
+    await this.client.send(new DeleteObjectCommand(this.object(sha256)));
   }
 
   close(): void {
