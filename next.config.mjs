@@ -1,10 +1,14 @@
 /**
  * A .mjs, not a .ts: `next start` transpiles a next.config.ts with SWC's
  * native binding, 30 MB more resident memory for the server's whole life.
- * So the original gateway's paths are written out here, and
- * tests/unit/routes.test.ts holds them to the route table (lib/routes/).
- * @type {import('next').NextConfig}
+ * No rewrites(): the original gateway's paths are route folders of their own
+ * (app/health/ and so on). headers() only on Vercel: Next matches its rules on
+ * every request, so a server of ours sets them at Node's level instead
+ * (lib/security/node-guard.mjs).
  */
+import { SECURITY_HEADERS } from "./lib/security/node-guard.mjs";
+
+/** @type {import('next').NextConfig} */
 const nextConfig = {
   // The gateway relays megabytes of base64 that barely compress; gzip would
   // cost CPU per image for little gain. Put compression in the load balancer if wanted.
@@ -16,26 +20,9 @@ const nextConfig = {
     // and the rest in memory (about 25 MB less at rest).
     preloadEntriesOnStart: false,
   },
-  // On every answer, API included; the pages' Content-Security-Policy comes from proxy.ts (it needs a nonce per request).
-  headers: () =>
-    Promise.resolve([
-      {
-        source: "/:path*",
-        headers: [
-          { key: "X-Content-Type-Options", value: "nosniff" },
-          { key: "Referrer-Policy", value: "no-referrer" },
-          { key: "X-Frame-Options", value: "DENY" },
-        ],
-      },
-    ]),
-  // The original gateway's paths, for existing frontends: the same handlers as under /api (lib/routes/).
-  rewrites: () =>
-    Promise.resolve([
-      { source: "/health", destination: "/api/health" },
-      { source: "/metrics", destination: "/api/metrics" },
-      { source: "/generate", destination: "/api/generate" },
-      { source: "/generate-stream", destination: "/api/generate-stream" },
-    ]),
+  ...(process.env.VERCEL && {
+    headers: () => Promise.resolve([{ source: "/:path*", headers: SECURITY_HEADERS.map(([key, value]) => ({ key, value })) }]),
+  }),
 };
 
 export default nextConfig;

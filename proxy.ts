@@ -7,7 +7,7 @@ import { errorResponse, fail } from "./lib/errors";
  * a fresh nonce per request. Next reads the nonce from the CSP request header
  * and puts it on its own scripts; 'strict-dynamic' lets those load the rest,
  * and no other script runs. The matcher keeps the API out: its hot path pays
- * nothing here (its headers come from next.config.mjs and lib/http.ts).
+ * nothing here (its other headers come from lib/security/node-guard.mjs and lib/http.ts).
  */
 export function proxy(request: NextRequest) {
   const { pathname } = request.nextUrl;
@@ -55,7 +55,7 @@ function contentSecurityPolicy(nonce: string, pathname: string): string {
 export const config = {
   matcher: [
     {
-      // Pages only: not /api or /v1, nor the original gateway's paths (lib/routes/: rewrites to /api), nor Next's static files.
+      // Pages only: not /api or /v1, nor the original gateway's paths (app/health/ and so on), nor Next's static files.
       source: "/((?!api(?:/|$)|v1(?:/|$)|_next/static/|_next/image|favicon\\.ico$|health$|metrics$|generate$|generate-stream$).*)",
       missing: [
         { type: "header", key: "next-router-prefetch" },

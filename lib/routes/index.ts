@@ -1,10 +1,11 @@
 /**
  * Every endpoint, once: `path` is its folder under app/ (whose route.ts passes
- * the entry to `route()`), `alias` the original gateway's path, a rewrite, and
+ * the entry to `route()`), `alias` the original gateway's path (a folder of
+ * its own, app/health/ and so on, that re-exports the handlers), and
  * `operations` its OpenAPI operations, from which lib/openapi.ts builds the
- * document. The log and metric labels come from here too; the rewrites
- * (next.config.mjs) and the proxy's matcher are literals, as Next reads them,
- * held to `rewrites()` and `pageMatcher()` by tests/unit/routes.test.ts.
+ * document. The log and metric labels come from here too; the proxy's matcher
+ * is a literal, as Next reads it, held to `pageMatcher()` by
+ * tests/unit/routes.test.ts, which also holds the alias folders to the table.
  */
 import type { RouteEntry } from "./entry";
 import { GENERATION_ROUTES } from "./generation";
@@ -27,8 +28,8 @@ export const ROUTES = {
 
 const ENTRIES: readonly RouteEntry[] = Object.values(ROUTES);
 
-/** The original gateway's paths, for existing frontends: rewrites onto the same handlers. */
-export function rewrites(): { source: string; destination: string }[] {
+/** The original gateway's paths, for existing frontends: the same handlers as `destination`'s. */
+export function aliases(): { source: string; destination: string }[] {
   return ENTRIES.flatMap((entry) => (entry.alias ? [{ source: entry.alias, destination: entry.path }] : []));
 }
 

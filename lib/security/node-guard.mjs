@@ -1,8 +1,9 @@
 /**
  * The gateway's guard at Node's HTTP layer, in front of Next: what Next would
- * answer with a 500, with nothing, or never, is answered here, and each
- * request is stamped with its socket's address (route handlers do not see the
- * socket; lib/security/client.ts reads the stamp). Plain JavaScript with no
+ * answer with a 500, with nothing, or never, is answered here, each request
+ * is stamped with its socket's address (route handlers do not see the
+ * socket; lib/security/client.ts reads the stamp), and each answer gets the
+ * security headers. Plain JavaScript with no
  * import of the gateway's own: `npm start` preloads it (scripts/preload.mjs)
  * before Next loads anything, so it guards from the first connection; a bare
  * `next start` installs it from instrumentation on. Its state lives on
@@ -21,6 +22,20 @@ const STATE = Symbol.for("text2image-gateway.node-guard");
  * it the Content-Length as Next copies the headers onto Node's response.
  */
 export const CONTENT_LENGTH_HEADER = "x-gateway-content-length";
+
+/**
+ * On every answer: API, pages, static files, the guard's own refusals (the
+ * pages' Content-Security-Policy comes from proxy.ts, with a nonce per
+ * request). Set on Node's response as the request arrives: as Next's
+ * headers() rule, or a Web Headers copy in each route, they cost /api/health
+ * a tenth of its throughput. On Vercel, where no Node server is ours,
+ * next.config.mjs's headers() sets them.
+ */
+export const SECURITY_HEADERS = [
+  ["X-Content-Type-Options", "nosniff"],
+  ["Referrer-Policy", "no-referrer"],
+  ["X-Frame-Options", "DENY"],
+];
 
 /** What Node passes on and Next answers with a 500 and a stack trace (fetch's Request refuses it); Node itself refuses CONNECT and TRACK. */
 const REFUSED_METHODS = new Set(["TRACE"]);
@@ -68,6 +83,7 @@ function guard(server, state) {
     if (event === "request") {
       const [request, response] = args;
       request.headers[state.header] = request.socket.remoteAddress ?? "";
+      for (const [name, value] of SECURITY_HEADERS) response.setHeader(name, value);
       if (refused(request, response)) return true;
       keepContentLength(response);
       state.onResponse?.(response);

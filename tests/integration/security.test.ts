@@ -427,6 +427,7 @@ describe("security headers", () => {
     for (const tag of scripts) expect(tag).toContain(`nonce="${nonce}"`);
     expect(first.headers.get("x-content-type-options")).toBe("nosniff");
     expect(first.headers.get("referrer-policy")).toBe("no-referrer");
+    expect(first.headers.get("x-frame-options")).toBe("DENY");
 
     const second = await fetch(`${keyed.url}${path}`);
     await second.arrayBuffer();
@@ -439,18 +440,36 @@ describe("security headers", () => {
     expect(response.headers.get("content-security-policy")).toMatch(/style-src 'self' 'nonce-[^']+'(;|$)/);
   });
 
-  it("puts nosniff on API answers, and no page CSP (the proxy does not run for the API)", async () => {
+  it("puts the security headers on API answers (the original paths', errors and /v1's included), and no page CSP (the proxy does not run for the API)", async () => {
     for (const [url, init] of [
       [`${keyed.url}/api/health`, {}],
       [`${keyed.url}/health`, {}],
+      [`${keyed.url}/metrics`, { method: "DELETE" }],
       [`${keyed.url}/generate`, { method: "POST", body: "{}" }],
       [`${keyed.url}/api/nowhere`, {}],
       [`${keyed.url}/api/openapi.json`, {}],
+      [`${keyed.url}/v1/models`, {}],
     ] as const) {
       const response = await fetch(url, init);
       await response.arrayBuffer();
       expect(response.headers.get("x-content-type-options"), url).toBe("nosniff");
+      expect(response.headers.get("referrer-policy"), url).toBe("no-referrer");
+      expect(response.headers.get("x-frame-options"), url).toBe("DENY");
       expect(response.headers.get("content-security-policy"), url).toBeNull();
+    }
+  });
+
+  it("puts them on a page that is not there, and on the proxy's own refusals", async () => {
+    for (const [url, init, status] of [
+      [`${keyed.url}/no-such-page`, {}, 404],
+      [`${keyed.url}/API/generate`, {}, 404],
+      [`${keyed.url}/`, { method: "POST", body: "{}" }, 405],
+    ] as const) {
+      const response = await fetch(url, init);
+      await response.arrayBuffer();
+      expect(response.status, url).toBe(status);
+      expect(response.headers.get("x-content-type-options"), url).toBe("nosniff");
+      expect(response.headers.get("x-frame-options"), url).toBe("DENY");
     }
   });
 });

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { parseConfig } from "@/lib/config";
 import { fail } from "@/lib/errors";
 import { aliasOperationId, buildOpenApiDocument } from "@/lib/openapi";
+import { aliasFolders } from "../alias-folders";
 import { readDocument } from "../openapi-document";
 import type { JsonSchema, Method, OpenApiDocument, Operation } from "../openapi-document";
 import * as apiShapes from "@/lib/api-shapes";
@@ -16,7 +17,7 @@ const document = readDocument();
  * Every route the app serves under /api, read from the app itself: each
  * route.ts under app/api and app/v1 (the catch-all 404s, [...path], aside) with the methods its route()
  * call gives handlers for. A new route without its OpenAPI entry fails here.
- * The original gateway's paths are what next.config.mjs rewrites to them.
+ * The original gateway's paths are the folders under app/ that re-export an /api route.
  */
 function apiEndpoints(): [string, Method][] {
   return ["api", "v1"].flatMap((root) => {
@@ -35,10 +36,8 @@ function apiEndpoints(): [string, Method][] {
   });
 }
 const API_ENDPOINTS = apiEndpoints();
-const configPath = "../../next.config.mjs"; // a variable: the module has no types
-const { default: nextConfig } = (await import(configPath)) as { default: { rewrites(): Promise<{ source: string; destination: string }[]> } };
-const REWRITES = await nextConfig.rewrites();
-const ALIAS_ENDPOINTS: [string, Method][] = REWRITES.flatMap(({ source, destination }) =>
+const ALIASES = aliasFolders();
+const ALIAS_ENDPOINTS: [string, Method][] = ALIASES.flatMap(({ source, destination }) =>
   API_ENDPOINTS.filter(([path]) => path === destination).map(([, method]): [string, Method] => [source, method]),
 );
 const GENERATE_ERRORS = ["400", "401", "403", "405", "413", "415", "422", "429", "500", "502", "503", "504"];
@@ -84,10 +83,10 @@ describe("the OpenAPI document", () => {
     expect(documented.sort()).toEqual([...API_ENDPOINTS, ...ALIAS_ENDPOINTS].map(([path, method]) => `${method} ${path}`).sort());
   });
 
-  it("gives each original gateway path next.config.mjs rewrites the operation of its /api path, under its own operationId", () => {
-    expect(REWRITES.length).toBeGreaterThanOrEqual(4);
-    expect(ALIAS_ENDPOINTS.length).toBe(REWRITES.length);
-    for (const { source, destination } of REWRITES) {
+  it("gives each original gateway path (a folder re-exporting an /api route) the operation of that path, under its own operationId", () => {
+    expect(ALIASES.length).toBeGreaterThanOrEqual(4);
+    expect(ALIAS_ENDPOINTS.length).toBe(ALIASES.length);
+    for (const { source, destination } of ALIASES) {
       const alias = document.paths[source];
       const api = document.paths[destination];
       expect(Object.keys(alias ?? {}), source).toEqual(Object.keys(api ?? {}));

@@ -76,3 +76,28 @@ describe("security configuration", () => {
     expect(parseConfig({ TEXT2IMAGE_SERVER_TOKEN: " s3cr3t-token " }).serverToken).toBe("s3cr3t-token");
   });
 });
+
+describe("the security headers on Vercel", () => {
+  it("are next.config.mjs's headers() there only (a server of ours sets them at Node's level, lib/security/node-guard.mjs)", async () => {
+    type Config = { headers?: () => Promise<{ source: string; headers: { key: string; value: string }[] }[]> };
+    const load = async (query: string) => ((await import(/* @vite-ignore */ `../../next.config.mjs?${query}`)) as { default: Config }).default;
+    const self = await load("self-hosted");
+    expect(self.headers).toBeUndefined();
+    process.env.VERCEL = "1";
+    try {
+      const vercel = await load("vercel");
+      expect(await vercel.headers?.()).toEqual([
+        {
+          source: "/:path*",
+          headers: [
+            { key: "X-Content-Type-Options", value: "nosniff" },
+            { key: "Referrer-Policy", value: "no-referrer" },
+            { key: "X-Frame-Options", value: "DENY" },
+          ],
+        },
+      ]);
+    } finally {
+      delete process.env.VERCEL;
+    }
+  });
+});
