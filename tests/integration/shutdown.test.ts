@@ -162,7 +162,9 @@ describe("on SIGTERM, with a stream in flight", () => {
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(exitedAt - endedAt).toBeLessThan(EXIT_MS);
     expect(shutdownLine(gw)?.outcome).toBe("drained");
-    expect(emulator.stats()).toMatchObject({ generateRequests: 1, aborted: 0 });
+    // One generation reached the GPU, and its complete event (above) shows it ran uncut. Not `aborted: 0`: the gateway
+    // lets go of the upstream at the complete event, and whether the server's response had ended by then is a race of its last bytes.
+    expect(emulator.stats().generateRequests).toBe(1);
   });
 });
 
