@@ -15,14 +15,12 @@ export interface AnswerImage {
 /** Decodes the data URI of `image_base64` (bare base64 too, its type then told by its first bytes). */
 export function answerImage(json: Buffer): AnswerImage {
   const fields = parseSkippingString(json, "image_base64").value as Record<string, unknown>;
-  const span = plainStringSpan(json, "image_base64");
-  const uri = span ? json.toString("latin1", span[0], span[1]) : String((JSON.parse(json.toString("utf8")) as Record<string, unknown>).image_base64);
-  const { type, base64 } = /^data:(?<type>[\w.+-]+\/[\w.+-]+)(?:;[^,]*)?;base64,(?<base64>.*)$/s.exec(uri)?.groups ?? { type: "", base64: uri };
-  const bytes = Buffer.from(base64 ?? "", "base64");
+  const { type, base64 } = dataUri(json);
+  const bytes = Buffer.from(base64.toString("latin1"), "base64");
   const format = formatOf(bytes);
   return {
     bytes,
-    contentType: type || (format ? CONTENT_TYPES[format] : "application/octet-stream"),
+    contentType: type ?? (format ? CONTENT_TYPES[format] : "application/octet-stream"),
     sha256: createHash("sha256").update(bytes).digest("hex"),
     seed: topLevelNumbers(json).get("seed"),
     fields,
@@ -52,15 +50,17 @@ export function answerFormat(json: Buffer): OutputFormat | undefined {
 
 /** The image's base64 as the GPU server wrote it, its data URI's prefix cut: a view of the answer, never decoded and encoded again. */
 export function answerBase64(json: Buffer): Buffer {
+  return dataUri(json).base64;
+}
+
+/** The one reading of `image_base64`: the data URI's media type (none for bare base64), and its base64 as a view of the answer. */
+function dataUri(json: Buffer): { type: string | undefined; base64: Buffer } {
   const span = plainStringSpan(json, "image_base64");
-  if (span) {
-    const comma = json.indexOf(",", span[0]);
-    const start = comma >= 0 && comma < span[1] && json.toString("latin1", span[0], span[0] + 5) === "data:" ? comma + 1 : span[0];
-    return json.subarray(start, span[1]);
-  }
   // A string with escapes in it (no GPU server writes one): decoded, then its base64 again.
-  const uri = String((JSON.parse(json.toString("utf8")) as { image_base64?: unknown }).image_base64);
-  return Buffer.from(uri.startsWith("data:") ? uri.slice(uri.indexOf(",") + 1) : uri);
+  const text = span ? json.subarray(span[0], span[1]) : Buffer.from(String((JSON.parse(json.toString("utf8")) as { image_base64?: unknown }).image_base64));
+  const comma = text.toString("latin1", 0, 5) === "data:" ? text.indexOf(",") : -1;
+  if (comma < 0) return { type: undefined, base64: text };
+  return { type: /^data:([\w.+-]+\/[\w.+-]+)/.exec(text.toString("latin1", 0, comma))?.[1], base64: text.subarray(comma + 1) };
 }
 
 /**
