@@ -1,7 +1,7 @@
 /** The pipeline's doors onto HTTP: JSON for /api/generate, server-sent events for /api/generate-stream. */
 import "server-only";
 import { asGatewayError, fail } from "./errors";
-import { readJsonObject, streamedJson } from "./http";
+import { readJsonObject, streamed, streamedJson } from "./http";
 import type { RequestContext } from "./http";
 import type { RequestRecord } from "./observe/request";
 import { Generation } from "./pipeline";
@@ -68,7 +68,7 @@ function imageResponse(answer: Buffer[]): { response: Response; bytes: number } 
   if (typeof image.fields.generation_time_ms === "number") headers.push(["x-generation-time-ms", String(image.fields.generation_time_ms)]);
   if (typeof image.fields.image_id === "string") headers.push(["x-image-id", image.fields.image_id]);
   // Streamed, as the JSON answer is (Vercel refuses unstreamed bodies over 4.5 MB).
-  return { response: new Response(new Blob([image.bytes]).stream(), { headers }), bytes: image.bytes.length };
+  return { response: new Response(streamed(image.bytes), { headers }), bytes: image.bytes.length };
 }
 
 /**

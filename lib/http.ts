@@ -129,16 +129,19 @@ export function headersOnly(headers: HeadersInit): Response {
   return new Response(null, { headers });
 }
 
-/** A streamed body (Vercel refuses unstreamed ones over 4.5 MB), from a buffer or an upstream answer's chunks. */
-export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status = 200): Response {
+/** A streamed body (Vercel refuses unstreamed ones over 4.5 MB), from a buffer or an upstream answer's chunks, none copied. */
+export function streamed(bytes: Uint8Array | readonly Uint8Array[]): ReadableStream<Uint8Array> {
   const chunks = bytes instanceof Uint8Array ? [bytes] : bytes;
-  const body = new ReadableStream<Uint8Array>({
+  return new ReadableStream<Uint8Array>({
     start(controller) {
       for (const chunk of chunks) controller.enqueue(chunk);
       controller.close();
     },
   });
-  return new Response(body, { status, headers: { "content-type": "application/json" } });
+}
+
+export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status = 200): Response {
+  return new Response(streamed(bytes), { status, headers: { "content-type": "application/json" } });
 }
 
 interface BodyLimits {
