@@ -10,9 +10,12 @@ function digest(key: string): Buffer {
 /** GATEWAY_API_KEYS as SHA-256 digests, each compared in constant time: neither the keys' lengths nor the closest one leaks. */
 export class ApiKeys {
   private readonly digests: Buffer[];
+  /** The image URLs' signing secret, made of every key: a URL signed under another list of keys is no longer valid. */
+  private readonly secret: Buffer;
 
   constructor(keys: readonly string[]) {
     this.digests = keys.map(digest);
+    this.secret = createHash("sha256").update("image-urls").update(Buffer.concat(this.digests)).digest();
   }
 
   /** Whether requests must present a key (GATEWAY_API_KEYS is set). */
@@ -44,8 +47,7 @@ export class ApiKeys {
    */
   sign(text: string): string | undefined {
     if (!this.required) return undefined;
-    const secret = createHash("sha256").update("image-urls").update(Buffer.concat(this.digests)).digest();
-    return createHmac("sha256", secret).update(text).digest("base64url");
+    return createHmac("sha256", this.secret).update(text).digest("base64url");
   }
 }
 
