@@ -28,20 +28,12 @@ export class LocalLimiter implements Limiter {
   /** Admits at most `capacity` from now on: waiters go in when it grows; when it shrinks, freed slots are kept until it fits. */
   setCapacity(capacity: number): void {
     this.capacity = Math.max(1, Math.min(capacity, this.options.maxConcurrent));
-    while (this.inFlight < this.capacity) {
-      const next = this.waiters.values().next();
-      if (next.done) break;
-      this.inFlight++;
-      next.value.grant();
-    }
+    this.admit();
   }
 
   acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
     if (signal.aborted) return Promise.reject(fail.aborted(signal.reason));
-    if (this.inFlight < this.capacity && this.waiters.size === 0) {
-      this.inFlight++;
-      return Promise.resolve(this.newSlot());
-    }
+    if (this.inFlight < this.capacity && this.waiters.size === 0) return Promise.resolve(this.take());
     if (this.waiters.size >= this.options.maxQueue) return Promise.reject(fail.queueFull());
 
     return new Promise<Slot>((resolve, reject) => {
@@ -53,8 +45,9 @@ export class LocalLimiter implements Limiter {
       };
       const waiter: Waiter = {
         grant: () => {
+          const slot = this.take();
           leave();
-          resolve(this.newSlot());
+          resolve(slot);
         },
         onQueued,
         position: 0,
@@ -73,6 +66,29 @@ export class LocalLimiter implements Limiter {
     });
   }
 
+  /** A slot now, room or not. */
+  private take(): Slot {
+    this.inFlight++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.inFlight--;
+        this.admit();
+      },
+    };
+  }
+
+  /** Grants the oldest waiters the room there is; after a release in the same turn, so in_flight never dips and newcomers cannot jump the queue. */
+  private admit(): void {
+    while (this.inFlight < this.capacity) {
+      const next = this.waiters.values().next();
+      if (next.done) break;
+      next.value.grant();
+    }
+  }
+
   /** Tells each waiter whose place in line changed where it stands now. */
   private announcePositions(): void {
     let position = 0;
@@ -86,23 +102,5 @@ export class LocalLimiter implements Limiter {
 
   stats(): LimiterStats {
     return { in_flight: this.inFlight, queued: this.waiters.size, max_concurrent: this.capacity };
-  }
-
-  private newSlot(): Slot {
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        this.handOver();
-      },
-    };
-  }
-
-  /** A freed slot goes straight to the oldest waiter, so in_flight never dips and newcomers cannot jump the queue. */
-  private handOver(): void {
-    const next = this.waiters.values().next();
-    if (next.done || this.inFlight > this.capacity) this.inFlight--;
-    else next.value.grant();
   }
 }
