@@ -1,4 +1,3 @@
-import { fail } from "../errors";
 import { LocalLimiter } from "./local";
 import type { LocalLimiterOptions } from "./local";
 import type { RedisLimiter } from "./redis";
@@ -20,16 +19,10 @@ export class GatedLimiter implements Limiter {
   }
 
   async acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
-    const timedOut = new AbortController();
-    const timer = setTimeout(() => {
-      timedOut.abort(fail.queueTimeout(this.options.queueTimeoutMs));
-    }, this.options.queueTimeoutMs);
-    const local = await this.gate.acquire(signal, onQueued).catch((error: unknown) => {
-      clearTimeout(timer);
-      throw error;
-    });
+    const deadline = Date.now() + this.options.queueTimeoutMs;
+    const local = await this.gate.acquire(signal, onQueued);
     try {
-      const global = await this.shared.acquire(AbortSignal.any([signal, timedOut.signal]), onQueued);
+      const global = await this.shared.acquire(signal, onQueued, deadline - Date.now());
       return {
         release: () => {
           global.release();
@@ -39,8 +32,6 @@ export class GatedLimiter implements Limiter {
     } catch (error) {
       local.release();
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

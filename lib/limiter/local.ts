@@ -31,7 +31,8 @@ export class LocalLimiter implements Limiter {
     this.admit();
   }
 
-  acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
+  /** `timeoutMs`: how long it may wait, QUEUE_TIMEOUT unless the caller has spent part of it already. */
+  acquire(signal: AbortSignal, onQueued?: (position: number) => void, timeoutMs = this.options.queueTimeoutMs): Promise<Slot> {
     if (signal.aborted) return Promise.reject(fail.aborted(signal.reason));
     if (this.inFlight < this.capacity && this.waiters.size === 0) return Promise.resolve(this.take());
     if (this.waiters.size >= this.options.maxQueue) return Promise.reject(fail.queueFull());
@@ -59,7 +60,7 @@ export class LocalLimiter implements Limiter {
       const timer = setTimeout(() => {
         leave();
         reject(fail.queueTimeout(this.options.queueTimeoutMs));
-      }, this.options.queueTimeoutMs);
+      }, timeoutMs);
       signal.addEventListener("abort", onAbort, { once: true });
       this.waiters.add(waiter);
       this.announcePositions();

@@ -123,8 +123,9 @@ export class RedisLimiter implements Limiter {
     });
   }
 
-  async acquire(signal: AbortSignal, onQueued?: (position: number) => void): Promise<Slot> {
-    const deadline = Date.now() + this.options.queueTimeoutMs;
+  /** `timeoutMs`: how long it may wait, QUEUE_TIMEOUT unless the caller has spent part of it already. */
+  async acquire(signal: AbortSignal, onQueued?: (position: number) => void, timeoutMs = this.options.queueTimeoutMs): Promise<Slot> {
+    const deadline = Date.now() + timeoutMs;
     stillWanted(signal);
     if (!this.settled) await this.firstOutcome;
     stillWanted(signal);
@@ -236,26 +237,8 @@ export class RedisLimiter implements Limiter {
     if (this.closed || this.options.failureMode === "closed") throw fail.limiterUnavailable(this.lastError);
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw fail.queueTimeout(this.options.queueTimeoutMs);
-    // The local limiter's own timeout counts from now; the request's started earlier.
-    const giveUp = new AbortController();
-    const timedOut = Symbol("queue timeout");
-    const timer = setTimeout(() => {
-      giveUp.abort(timedOut);
-    }, remaining);
-    const onAbort = () => {
-      giveUp.abort(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      const slot = await this.local.acquire(giveUp.signal, onQueued);
-      return this.hold(this.newId(), { local: Promise.resolve(slot), inRedis: false });
-    } catch (error) {
-      if (giveUp.signal.reason === timedOut) throw fail.queueTimeout(this.options.queueTimeoutMs);
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-    }
+    const slot = await this.local.acquire(signal, onQueued, remaining);
+    return this.hold(this.newId(), { local: Promise.resolve(slot), inRedis: false });
   }
 
   private hold(id: string, held: Held): Slot {
