@@ -2,7 +2,6 @@
  * How every Redis client of the gateway connects (the limiter, the rate limit,
  * the job store): an outage is a failure within a round trip, never a hang.
  */
-import { createHash } from "node:crypto";
 import type { Redis, RedisOptions } from "ioredis";
 
 /** A script that has not answered in this long counts as Redis being unreachable. */
@@ -74,22 +73,4 @@ export function within<T>(promise: Promise<T>, ms: number): Promise<T> {
       },
     );
   });
-}
-
-/** A Lua script, sent by its SHA-1 while Redis has it cached. */
-export interface Script {
-  source: string;
-  sha: string;
-}
-
-export const script = (source: string): Script => ({ source, sha: createHash("sha1").update(source).digest("hex") });
-
-/** Runs `script` within COMMAND_TIMEOUT_MS; scripts are cached per server, so a restarted Redis is sent the source again. */
-export async function evalScript(client: Redis, script: Script, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-  try {
-    return await within(client.evalsha(script.sha, keys.length, ...keys, ...args), COMMAND_TIMEOUT_MS);
-  } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
-    return await within(client.eval(script.source, keys.length, ...keys, ...args), COMMAND_TIMEOUT_MS);
-  }
 }

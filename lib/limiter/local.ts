@@ -67,8 +67,8 @@ export class LocalLimiter implements Limiter {
     });
   }
 
-  /** A slot now, room or not. */
-  private take(): Slot {
+  /** A slot now, room or not: the Redis limiter counts here each slot it holds, so that an outage finds them counted. */
+  take(): Slot {
     this.inFlight++;
     let released = false;
     return {

@@ -1,16 +1,22 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Redis } from "ioredis";
+import type { Result } from "ioredis";
 import { fail } from "../errors";
-import { REDIS_CONNECTION, connectedWithin, evalScript } from "../redis-connection";
-import type { Script } from "../redis-connection";
 import type { GatewayError } from "../errors";
+import { COMMAND_TIMEOUT_MS, REDIS_CONNECTION, connectedWithin, within } from "../redis-connection";
 import { LocalLimiter } from "./local";
 import type { LocalLimiterOptions } from "./local";
-import { ENTER, SYNC, limiterKeys } from "./redis-scripts";
+import { SYNC, limiterKeys } from "./redis-scripts";
 import type { LimiterKeys } from "./redis-scripts";
-import { Ticker } from "./ticker";
 import type { Limiter, LimiterMode, LimiterStats, Slot } from "./types";
+
+declare module "ioredis" {
+  interface RedisCommander<Context> {
+    /** SYNC (./redis-scripts.ts), defined on the limiter's connection. */
+    limiterSync(...keysAndArgs: (string | number)[]): Result<unknown, Context>;
+  }
+}
 
 export interface RedisLimiterOptions extends LocalLimiterOptions {
   redisUrl: string;
@@ -36,20 +42,12 @@ const STALE_COUNTS_MS = 500;
 const MAX_FORGET = 10_000;
 
 interface Waiter {
+  /** Its place in line as last told; 0 until Redis has answered for it (a newcomer). */
   position: number;
-  readonly onQueued: ((position: number) => void) | undefined;
-  granted(): void;
-  /** Redis went away while it waited: wait locally instead, or fail (closed). */
+  /** A round trip's result for it: 0 granted, -1 the queue is full, else its place in line. */
+  answer(result: number): void;
+  /** Redis went away while it waited (it waits locally instead, or fails when `closed`), or the limiter closed. */
   moveOut(): void;
-  /** The limiter closed under it. */
-  abandon(): void;
-}
-
-interface Held {
-  /** Its local slot: when admitted locally, or counted against the local limit during an outage. */
-  local: Promise<Slot> | undefined;
-  /** Its lease may be in Redis, so a release must remove it there. */
-  inRedis: boolean;
 }
 
 function stillWanted(signal: AbortSignal): void {
@@ -59,24 +57,31 @@ function stillWanted(signal: AbortSignal): void {
 /**
  * One concurrency limit over every gateway sharing a Redis: slots are leases
  * their gateway renews, waiters form one FIFO across gateways, and a gateway
- * makes one round trip (SYNC) per tick for all its leases and waiters: every
- * `pollMs` while it has waiters, else at most a second apart, and at once when
- * another publishes a change. While Redis is unreachable a LocalLimiter stands
- * in (`closed`: new work is refused); global limiting resumes when it can.
+ * makes one round trip (SYNC) for all its leases and waiters, newcomers
+ * included: at once when a request comes, gives up or lets go of its slot,
+ * every `pollMs` while it has waiters, else at most a second apart, and at once
+ * when another publishes a change. While Redis is unreachable a LocalLimiter
+ * stands in (`closed`: new work is refused); global limiting resumes when it can.
  */
 export class RedisLimiter implements Limiter {
   private readonly client: Redis;
   private readonly subscriber: Redis;
   private readonly keys: LimiterKeys;
   private readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  /** Counts every slot held here, however granted, so that it is the whole limit at once when Redis goes away. */
   private readonly local: LocalLimiter;
   private readonly pollMs: number;
   private readonly waiters = new Map<string, Waiter>();
-  private readonly held = new Map<string, Held>();
+  /** The slots held here: their leases are renewed by every round trip. */
+  private readonly held = new Set<string>();
+  /** Ids let go that may be in Redis (leases, queue entries): the next round trip that answers removes them. */
   private readonly forget = new Set<string>();
   private counter = 0;
   private counts = { inFlight: 0, queued: 0, at: 0 };
-  private readonly ticker: Ticker;
+  /** The round trip under way: never two at once; `again` asks for one more right after it. */
+  private syncing: Promise<void> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** Until the first connection attempt ends, requests wait for it rather than fall back. */
   private settled = false;
@@ -89,8 +94,9 @@ export class RedisLimiter implements Limiter {
     this.keys = limiterKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.local = new LocalLimiter(options);
     this.pollMs = Math.min(options.pollMs ?? DEFAULT_POLL_MS, options.leaseTtlMs / 3);
-    this.ticker = new Ticker(() => this.sync(), () => (this.waiters.size > 0 ? this.pollMs : Math.min(options.leaseTtlMs / 3, IDLE_SYNC_MS)));
     this.client = new Redis(options.redisUrl, REDIS_CONNECTION);
+    // ioredis sends it by its SHA-1, and its source to a Redis that has not seen it (a new connection, a restarted Redis).
+    this.client.defineCommand("limiterSync", { numberOfKeys: this.keys.keys.length, lua: SYNC });
     // ioredis reports a connection that cannot be made within connectTimeout; the wait's own limit is a last resort.
     this.firstOutcome = connectedWithin(this.client, (REDIS_CONNECTION.connectTimeout ?? 0) + 1000, { orFailed: true }).then(() => {
       this.settled = true;
@@ -99,15 +105,14 @@ export class RedisLimiter implements Limiter {
     this.client.on("ready", () => {
       this.commandFailing = false;
       this.refreshMode();
-      this.ticker.now();
+      this.tick();
     });
-    const down = (error?: unknown) => {
-      if (error !== undefined) this.lastError = error;
+    this.client.on("error", (error: unknown) => {
+      this.lastError = error;
       this.refreshMode();
-    };
-    this.client.on("error", down);
+    });
     this.client.on("close", () => {
-      down();
+      this.refreshMode();
     });
     this.subscriber = this.client.duplicate();
     this.subscriber.on("ready", () => {
@@ -116,7 +121,7 @@ export class RedisLimiter implements Limiter {
       });
     });
     this.subscriber.on("message", (_channel: string, from: string) => {
-      if (from !== this.instanceId) this.ticker.now();
+      if (from !== this.instanceId) this.tick();
     });
     this.subscriber.on("error", () => {
       // Reported through the command connection; ioredis reconnects both.
@@ -130,33 +135,13 @@ export class RedisLimiter implements Limiter {
     if (!this.settled) await this.firstOutcome;
     stillWanted(signal);
     if (this.closed || !this.isUp()) return this.withoutRedis(signal, onQueued, deadline);
-
-    const id = this.newId();
-    let reply: number[];
-    try {
-      reply = await this.run(ENTER, [id, this.options.maxConcurrent, this.options.maxQueue, this.options.leaseTtlMs, this.keys.channel, this.instanceId]);
-    } catch (error) {
-      this.forgetLater(id); // it may have been entered before the answer was lost
-      this.commandFailed(error);
-      return this.withoutRedis(signal, onQueued, deadline);
-    }
-    this.commandSucceeded();
-    const [position = -1, inFlight = 0, queued = 0] = reply;
-    this.counts = { inFlight, queued, at: Date.now() };
-    if (signal.aborted) {
-      this.forgetLater(id);
-      this.ticker.now();
-      throw fail.aborted(signal.reason);
-    }
-    if (position === 0) return this.hold(id, { local: undefined, inRedis: true });
-    if (position < 0) throw fail.queueFull();
-    return this.wait(id, position, signal, onQueued, deadline);
+    return this.wait(signal, onQueued, deadline);
   }
 
   stats(): LimiterStats {
     const base = { max_concurrent: this.options.maxConcurrent, limiter: this.mode };
     if (this.mode === "redis") {
-      if (!this.closed && Date.now() - this.counts.at > STALE_COUNTS_MS) this.ticker.now();
+      if (Date.now() - this.counts.at > STALE_COUNTS_MS) this.tick();
       return { in_flight: this.counts.inFlight, queued: this.counts.queued, ...base };
     }
     return { in_flight: this.held.size, queued: this.waiters.size + this.local.stats().queued, ...base };
@@ -165,41 +150,39 @@ export class RedisLimiter implements Limiter {
   /** At shutdown: waiters get a 503, released slots and departed waiters leave Redis, connections close; a held slot lapses after its TTL. */
   async close(): Promise<void> {
     if (this.closed) return;
-    for (const waiter of [...this.waiters.values()]) waiter.abandon();
-    this.closed = true;
-    this.ticker.stop();
-    await this.ticker.done;
+    this.stop();
+    await this.syncing;
     if (this.isUp()) await this.sync();
     this.disconnect();
   }
 
   /** Stops at once, releasing nothing, as a crash would: its leases and queue entries lapse in Redis; waiters get a 503. */
   disconnect(): void {
-    for (const waiter of [...this.waiters.values()]) waiter.abandon();
-    this.closed = true;
-    this.ticker.stop();
+    this.stop();
     this.client.disconnect();
     this.subscriber.disconnect();
   }
 
-  private wait(id: string, position: number, signal: AbortSignal, onQueued: ((position: number) => void) | undefined, deadline: number): Promise<Slot> {
-    return new Promise<Slot>((resolve, reject) => {
-      if (this.closed) {
-        // closed while its entry was made
-        this.forgetLater(id);
-        reject(fail.limiterUnavailable());
-        return;
-      }
-      const leave = () => {
+  private stop(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    for (const waiter of [...this.waiters.values()]) waiter.moveOut();
+  }
+
+  /** In the shared FIFO: the next round trip enters it, and each one tells it its place, until one grants it a slot. */
+  private wait(signal: AbortSignal, onQueued: ((position: number) => void) | undefined, deadline: number): Promise<Slot> {
+    const id = this.newId();
+    return new Promise<Slot>((resolve) => {
+      const leave = (outcome: () => Promise<Slot>) => {
         this.waiters.delete(id);
         clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
+        resolve(outcome());
       };
       const giveUp = (error: GatewayError) => {
-        leave();
         this.forgetLater(id);
-        this.ticker.now(); // out of the queue now, so the others move up now
-        reject(error);
+        leave(() => Promise.reject(error));
+        this.tick(); // out of the queue now, so the others move up now
       };
       const onAbort = () => {
         giveUp(fail.aborted(signal.reason));
@@ -208,54 +191,49 @@ export class RedisLimiter implements Limiter {
         giveUp(fail.queueTimeout(this.options.queueTimeoutMs));
       }, Math.max(0, deadline - Date.now()));
       signal.addEventListener("abort", onAbort, { once: true });
-      this.waiters.set(id, {
-        position,
-        onQueued,
-        granted: () => {
-          leave();
-          resolve(this.hold(id, { local: undefined, inRedis: true }));
+      const waiter: Waiter = {
+        position: 0,
+        answer: (result) => {
+          if (result === 0) {
+            leave(() => Promise.resolve(this.hold(id)));
+          } else if (result < 0) {
+            leave(() => Promise.reject(fail.queueFull()));
+          } else if (result !== waiter.position) {
+            waiter.position = result;
+            onQueued?.(result);
+          }
         },
         moveOut: () => {
-          leave();
           this.forgetLater(id);
-          this.withoutRedis(signal, onQueued, deadline).then(resolve, reject);
+          leave(() => this.withoutRedis(signal, onQueued, deadline));
         },
-        abandon: () => {
-          leave();
-          this.forgetLater(id);
-          reject(fail.limiterUnavailable());
-        },
-      });
-      onQueued?.(position);
-      if (this.isUp()) this.ticker.within(this.pollMs);
-      else this.refreshMode();
+      };
+      this.waiters.set(id, waiter);
+      this.tick();
     });
   }
 
   /** Admission while Redis cannot be reached: the local limit, or none at all (`closed`). */
   private async withoutRedis(signal: AbortSignal, onQueued: ((position: number) => void) | undefined, deadline: number): Promise<Slot> {
-    if (this.closed || this.options.failureMode === "closed") throw fail.limiterUnavailable(this.lastError);
+    if (this.closed || this.options.failureMode === "closed") throw fail.limiterUnavailable(this.closed ? undefined : this.lastError);
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw fail.queueTimeout(this.options.queueTimeoutMs);
     const slot = await this.local.acquire(signal, onQueued, remaining);
-    return this.hold(this.newId(), { local: Promise.resolve(slot), inRedis: false });
+    return this.hold(this.newId(), slot);
   }
 
-  private hold(id: string, held: Held): Slot {
-    this.held.set(id, held);
+  /** A slot held here, granted by Redis or (`local`) by the local limit; either way leased in Redis while it answers and counted locally. */
+  private hold(id: string, local = this.local.take()): Slot {
+    this.held.add(id);
     let released = false;
     return {
       release: () => {
         if (released) return;
         released = true;
         this.held.delete(id);
-        void held.local?.then((slot) => {
-          slot.release();
-        });
-        if (held.inRedis) {
-          this.forgetLater(id);
-          this.ticker.now();
-        }
+        local.release();
+        this.forgetLater(id);
+        this.tick();
       },
     };
   }
@@ -268,78 +246,66 @@ export class RedisLimiter implements Limiter {
     this.forget.add(id);
   }
 
-  /** One round trip for everything this gateway holds, waits for or let go. */
-  private async sync(): Promise<void> {
-    const forget = [...this.forget];
-    const held = [...this.held.keys()];
-    const waiting = [...this.waiters.keys()];
-    const up = this.isUp();
-    let reply: number[];
-    try {
-      reply = await this.run(SYNC, [
-        this.options.leaseTtlMs,
-        this.options.maxConcurrent,
-        this.keys.channel,
-        this.instanceId,
-        forget.length,
-        held.length,
-        waiting.length,
-        ...forget,
-        ...held,
-        ...waiting,
-      ]);
-    } catch (error) {
-      // A lease sent while the connection looked up may have landed: remove it on release.
-      if (up) this.markInRedis(held);
-      this.commandFailed(error);
+  /** Makes the round trip now, or right after the one under way; then again within a poll while anyone waits, else within IDLE_SYNC_MS. */
+  private tick(): void {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.again = true;
       return;
     }
-    this.commandSucceeded();
-    for (const id of forget) this.forget.delete(id);
-    this.markInRedis(held);
-    this.counts = { inFlight: reply[0] ?? 0, queued: reply[1] ?? 0, at: Date.now() };
-    waiting.forEach((id, index) => {
-      const result = reply[index + 2];
-      const waiter = this.waiters.get(id);
-      // A waiter gone meanwhile is in `forget`: the next sync frees whatever it got.
-      if (!waiter || result === undefined) return;
-      if (result === 0) waiter.granted();
-      else if (result !== waiter.position) {
-        waiter.position = result;
-        waiter.onQueued?.(result);
+    clearTimeout(this.timer);
+    this.syncing = this.sync().finally(() => {
+      this.syncing = undefined;
+      if (this.again) {
+        this.again = false;
+        this.tick();
+      } else if (!this.closed) {
+        const idleMs = this.waiters.size > 0 ? this.pollMs : Math.min(this.options.leaseTtlMs / 3, IDLE_SYNC_MS);
+        // A little jitter, so that gateways do not poll in step.
+        this.timer = setTimeout(() => {
+          this.tick();
+        }, idleMs * (0.8 + Math.random() * 0.2)).unref();
       }
     });
   }
 
-  private markInRedis(ids: string[]): void {
-    for (const id of ids) {
-      const held = this.held.get(id);
-      if (held) held.inRedis = true;
+  /** One round trip for everything this gateway holds, waits for or let go. */
+  private async sync(): Promise<void> {
+    const forget = [...this.forget];
+    const held = [...this.held];
+    // Newcomers go last: only they can be refused for a full queue.
+    const known = [...this.waiters].filter(([, waiter]) => waiter.position > 0);
+    const waiting = [...known, ...[...this.waiters].filter(([, waiter]) => waiter.position === 0)];
+    const { maxConcurrent, maxQueue, leaseTtlMs } = this.options;
+    let reply: number[];
+    try {
+      const args = [leaseTtlMs, maxConcurrent, maxQueue, this.keys.channel, this.instanceId, forget.length, held.length, known.length];
+      const answer = await within(this.client.limiterSync(...this.keys.keys, ...args, ...forget, ...held, ...waiting.map(([id]) => id)), COMMAND_TIMEOUT_MS);
+      if (!Array.isArray(answer) || !answer.every((item) => typeof item === "number")) {
+        throw new Error(`unexpected reply from the limiter script: ${JSON.stringify(answer)}`);
+      }
+      reply = answer;
+    } catch (error) {
+      this.lastError = error;
+      this.commandFailing = true;
+      this.refreshMode();
+      return;
     }
-  }
-
-  private async run(script: Script, args: (string | number)[]): Promise<number[]> {
-    const reply = await evalScript(this.client, script, this.keys.keys, args);
-    if (!Array.isArray(reply) || !reply.every((item) => typeof item === "number")) {
-      throw new Error(`unexpected reply from the limiter script: ${JSON.stringify(reply)}`);
+    if (this.commandFailing) {
+      this.commandFailing = false;
+      this.refreshMode();
     }
-    return reply;
+    for (const id of forget) this.forget.delete(id);
+    this.counts = { inFlight: reply[0] ?? 0, queued: reply[1] ?? 0, at: Date.now() };
+    waiting.forEach(([id, waiter], index) => {
+      const result = reply[index + 2];
+      // A waiter gone meanwhile is in `forget`: the next round trip frees whatever it got.
+      if (result !== undefined && this.waiters.has(id)) waiter.answer(result);
+    });
   }
 
   private isUp(): boolean {
     return this.client.status === "ready" && !this.commandFailing;
-  }
-
-  private commandFailed(error: unknown): void {
-    this.lastError = error;
-    this.commandFailing = true;
-    this.refreshMode();
-  }
-
-  private commandSucceeded(): void {
-    if (!this.commandFailing) return;
-    this.commandFailing = false;
-    this.refreshMode();
   }
 
   private refreshMode(): void {
@@ -350,21 +316,8 @@ export class RedisLimiter implements Limiter {
       this.mode = mode;
       this.options.onModeChange?.(mode, up ? undefined : this.lastError);
     }
-    if (!up) this.handleOutage();
-  }
-
-  /** Redis is unreachable: held slots count against the local limit, and waiters move to its queue in order, or fail (`closed`). Idempotent. */
-  private handleOutage(): void {
-    if (this.options.failureMode === "local") {
-      for (const held of this.held.values()) {
-        if (held.local) continue;
-        const local = this.local.stats();
-        if (local.in_flight >= local.max_concurrent || local.queued > 0) break;
-        // Granted at once (there is room), so this neither waits nor times out.
-        held.local = this.local.acquire(new AbortController().signal);
-      }
-    }
-    for (const waiter of [...this.waiters.values()]) waiter.moveOut();
+    // The slots held already count against the local limit; the waiters move to its queue in order, or fail (`closed`).
+    if (!up) for (const waiter of [...this.waiters.values()]) waiter.moveOut();
   }
 
   private newId(): string {
