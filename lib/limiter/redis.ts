@@ -32,7 +32,7 @@ export interface RedisLimiterOptions extends LocalLimiterOptions {
   onModeChange?: (mode: LimiterMode, cause: unknown) => void;
 }
 
-export const DEFAULT_KEY_PREFIX = "text2image-gateway:limiter";
+const DEFAULT_KEY_PREFIX = "text2image-gateway:limiter";
 const DEFAULT_POLL_MS = 100;
 /** The longest a gateway goes without renewing its leases and refreshing its counts. */
 const IDLE_SYNC_MS = 1000;
