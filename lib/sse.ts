@@ -35,21 +35,24 @@ export class EventSplitter {
   push(chunk: Buffer): Buffer[] {
     // Search only the new bytes, and the last few old ones joined to the first few
     // new (an end may straddle two chunks): a megabyte event is copied once, when it is whole.
-    const end = this.firstEnd(chunk);
+    const [straddling = 0] = eventEnds(Buffer.concat([this.tail, chunk.subarray(0, OVERLAP)]), 0);
+    // No end lies wholly in the old bytes (it would have been cut), so one found there ends in `chunk`, before any found in it alone.
+    const first = straddling - this.tail.length;
+    const ends = first > 0 ? [first, ...eventEnds(chunk, first)] : eventEnds(chunk, 0);
     const before = this.length;
     this.chunks.push(chunk);
     this.length += chunk.length;
-    if (end < 0) {
+    if (ends.length === 0) {
       this.tail = (chunk.length >= OVERLAP ? chunk : Buffer.concat([this.tail, chunk])).subarray(-OVERLAP);
       return [];
     }
     const buffered = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.length);
-    // One chunk may hold many events (a proxy's buffer of keep-alives): cut them in a loop.
+    // One chunk may hold many events (a proxy's buffer of keep-alives).
     const events: Buffer[] = [];
     let start = 0;
-    for (const eventEnd of eventEnds(buffered, before + end)) {
-      events.push(buffered.subarray(start, eventEnd));
-      start = eventEnd;
+    for (const end of ends) {
+      events.push(buffered.subarray(start, before + end));
+      start = before + end;
     }
     const rest = buffered.subarray(start);
     this.chunks = rest.length > 0 ? [rest] : [];
@@ -62,34 +65,13 @@ export class EventSplitter {
   get pending(): number {
     return this.length;
   }
-
-  /** Index in `chunk` just past the first blank line that ends there, or -1. */
-  private firstEnd(chunk: Buffer): number {
-    const tail = this.tail;
-    const within = findEventEnd(chunk);
-    if (tail.length === 0) return within;
-    const straddling = findEventEnd(Buffer.concat([tail, chunk.subarray(0, OVERLAP)])) - tail.length;
-    // No end lies wholly in the old bytes (it would have been cut), so one found there ends in `chunk`.
-    if (straddling <= 0) return within;
-    return within < 0 ? straddling : Math.min(within, straddling);
-  }
 }
 
-/** Index just past the first blank line in `bytes`, or -1. */
-function findEventEnd(bytes: Buffer): number {
-  let best = -1;
-  for (const end of EVENT_ENDS) {
-    const at = bytes.indexOf(end);
-    if (at >= 0 && (best < 0 || at + end.length < best)) best = at + end.length;
-  }
-  return best;
-}
-
-/** The end of every whole event in `bytes`, the first at `first`: each terminator's next place is kept, so one pass serves many events. */
-function eventEnds(bytes: Buffer, first: number): number[] {
-  const ends = [first];
+/** Every index just past a blank line in `bytes` after `from`: each terminator's next place is kept, so one pass serves many events. */
+function eventEnds(bytes: Buffer, from: number): number[] {
+  const ends: number[] = [];
   const next = EVENT_ENDS.map(() => -2); // -2: not searched yet, -1: none left
-  for (let from = first; ; ) {
+  for (;;) {
     let best = -1;
     EVENT_ENDS.forEach((end, k) => {
       let at = next[k] as number;
