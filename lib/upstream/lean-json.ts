@@ -25,16 +25,11 @@ export interface LeanParse {
 /** Throws SyntaxError for invalid JSON. Given chunks, the string is checked where it lies and only the bytes around it are joined. */
 export function parseSkippingString(bytes: Buffer | readonly Buffer[], key: string): LeanParse {
   const chunks = Buffer.isBuffer(bytes) ? [bytes] : bytes;
-  if (chunks.length === 1) return parseWhole(chunks[0] as Buffer, key);
-  return parseChunks(chunks, Buffer.from(JSON.stringify(key))) ?? parseWhole(Buffer.concat(chunks), key);
-}
-
-function parseWhole(bytes: Buffer, key: string): LeanParse {
-  const span = plainStringSpan(bytes, key);
-  if (span === undefined) return full(bytes, key);
-  const [start, end] = span;
-  const value: unknown = JSON.parse(bytes.toString("utf8", 0, start) + bytes.toString("utf8", end));
-  return { value, skippedLength: end - start };
+  const lean = parseChunks(chunks, Buffer.from(JSON.stringify(key)));
+  if (lean) return lean;
+  const value: unknown = JSON.parse((chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)).toString("utf8"));
+  const field = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[key] : undefined;
+  return { value, skippedLength: typeof field === "string" ? Buffer.byteLength(field) : undefined };
 }
 
 /**
@@ -51,36 +46,35 @@ export function plainStringSpan(bytes: Buffer, key: string): [number, number] | 
 const HEAD_LIMIT = 64 * 1024;
 
 /**
- * The chunked fast path, or undefined for "join and parse the whole": a head
- * holds the key and the string's opening, the string runs plain up to a quote,
- * and head plus tail make a small JSON text whose walk must find the string at
- * the same place, so JSON.parse of it judges the answer as of the joined bytes.
+ * The fast path, or undefined for "parse the whole": a head holds the key and
+ * the string's opening, the string runs plain up to a quote, and head plus tail
+ * make a small JSON text whose walk must find the string at the same place, so
+ * JSON.parse of it judges the answer as of the joined bytes.
  */
 function parseChunks(chunks: readonly Buffer[], wanted: Buffer): LeanParse | undefined {
-  let headChunks = 0;
-  let head: Buffer = Buffer.alloc(0);
-  let start: number | undefined;
-  while (start === undefined && headChunks < chunks.length && head.length < HEAD_LIMIT) {
+  let head = chunks[0] ?? Buffer.alloc(0);
+  /** The first chunk not in the head. */
+  let next = 1;
+  let span = findTopLevelString(head, wanted, true);
+  // Grown while the walk runs off it (or meets something odd).
+  while (span === undefined && next < chunks.length && head.length < HEAD_LIMIT) {
     // The head at least doubles each time, so a body of tiny chunks is not joined over and over.
     const parts = [head];
     let length = head.length;
-    while (headChunks < chunks.length && length < Math.max(1024, 2 * head.length)) {
-      const chunk = chunks[headChunks++] as Buffer;
+    while (next < chunks.length && length < Math.max(1024, 2 * head.length)) {
+      const chunk = chunks[next++] as Buffer;
       parts.push(chunk);
       length += chunk.length;
     }
     head = Buffer.concat(parts, length);
-    const span = findTopLevelString(head, wanted, true);
-    if (span === undefined) continue; // the walk ran off the head (or met something odd): grow it
-    if (span[1] >= 0) return undefined; // the string closes in the head: a small answer, parse it whole
-    start = span[0];
+    span = findTopLevelString(head, wanted, true);
   }
-  if (start === undefined) return undefined;
+  if (span === undefined) return undefined;
+  const [start] = span;
 
   // From the opening, chunk by chunk: no backslash (so the first quote closes it), no control character.
   let skipped = 0;
   let piece = head.subarray(start);
-  let next = headChunks;
   for (;;) {
     const quote = piece.indexOf(QUOTE);
     const stringPart = quote < 0 ? piece.length : quote;
@@ -94,15 +88,9 @@ function parseChunks(chunks: readonly Buffer[], wanted: Buffer): LeanParse | und
     piece = chunks[next++] as Buffer;
   }
   const skeleton = Buffer.concat([head.subarray(0, start), piece, ...chunks.slice(next)]);
-  const span = findTopLevelString(skeleton, wanted);
-  if (span === undefined || span[0] !== start || span[1] !== start) return undefined;
+  const check = findTopLevelString(skeleton, wanted);
+  if (check === undefined || check[0] !== start || check[1] !== start) return undefined;
   return { value: JSON.parse(skeleton.toString("utf8")) as unknown, skippedLength: skipped };
-}
-
-function full(bytes: Buffer, key: string): LeanParse {
-  const value: unknown = JSON.parse(bytes.toString("utf8"));
-  const field = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[key] : undefined;
-  return { value, skippedLength: typeof field === "string" ? Buffer.byteLength(field) : undefined };
 }
 
 /**
