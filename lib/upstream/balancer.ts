@@ -131,7 +131,7 @@ export class Balancer {
       url: member.server.publicUrl,
       state: this.probes.stateOf(member),
       ejected_until: member.ejectedUntil === undefined ? null : new Date(member.ejectedUntil).toISOString(),
-      in_flight: member.inFlight,
+      in_flight: member.calls.size,
       max_concurrent: this.options.maxConcurrentPerServer,
       available_slots: member.health?.ok ? member.health.health.available_slots : null,
       consecutive_failures: member.failures,
@@ -223,19 +223,18 @@ export class Balancer {
     return this.members.length > 1 && neverSent(error);
   }
 
-  /** Takes the best server in rotation below its cap, not yet tried by this call, and counts the call on it. */
+  /** The best server in rotation below its cap, not yet tried by this call. */
   private pick(tried: ReadonlySet<Member>): Member | undefined {
     this.turn = (this.turn + 1) % this.members.length;
     const fallback = this.typicalCapacity();
     const candidates = inRotation(this.members).filter((member) => !tried.has(member));
     // The limiter admits no more than the servers in rotation can take, so one has room; only a call
     // failing over from a server that refused it may find none, and goes over a cap rather than wait.
-    const roomy = candidates.filter((member) => member.inFlight < this.options.maxConcurrentPerServer);
+    const roomy = candidates.filter((member) => member.calls.size < this.options.maxConcurrentPerServer);
     let best: Member | undefined;
     for (const member of roomy.length > 0 ? roomy : candidates) {
       if (!best || this.better(member, best, fallback)) best = member;
     }
-    if (best) best.inFlight++;
     return best;
   }
 
@@ -252,7 +251,7 @@ export class Balancer {
     const loadA = load(a, fallback);
     const loadB = load(b, fallback);
     if (loadA !== loadB) return loadA < loadB;
-    if (a.inFlight !== b.inFlight) return a.inFlight < b.inFlight;
+    if (a.calls.size !== b.calls.size) return a.calls.size < b.calls.size;
     const count = this.members.length;
     return (a.index - this.turn + count) % count < (b.index - this.turn + count) % count;
   }
@@ -298,5 +297,5 @@ export class Balancer {
 function load(member: Member, fallback: number): number {
   const capacity = member.capacity ?? fallback;
   if (capacity <= 0) return Infinity;
-  return member.inFlight / capacity;
+  return member.calls.size / capacity;
 }

@@ -15,7 +15,6 @@ export interface Call {
 }
 
 export class Member {
-  inFlight = 0;
   /** Counted failures (connection failures, 5xx) in a row. */
   failures = 0;
   /** Set while ejected: when the period ends. The server returns at the first good probe after it. */
@@ -46,7 +45,6 @@ export class Member {
 export function release(member: Member, call: Call, slot = true): void {
   if (!member.calls.delete(call)) return;
   clearTimeout(call.timer);
-  member.inFlight--;
   if (slot) call.slot.release();
 }
 

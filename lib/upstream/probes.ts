@@ -73,7 +73,7 @@ export class Probes {
    */
   async ask(member: Member): Promise<HealthResult> {
     // The calls in flight as the probe leaves are the ones its answer most likely counts.
-    const inFlight = member.inFlight;
+    const inFlight = member.calls.size;
     const result = await member.server.health();
     const now = this.options.now();
     const slots = result.ok ? result.health.available_slots : null;
