@@ -21,7 +21,7 @@ import { SEED_MAX, requestJson, seedValue, validateGenerateRequest } from "./sch
 import type { GenerateRequest } from "./schemas";
 import { jobOwner, takeRateLimit } from "./security";
 import { EventStream } from "./sse";
-import { answerBase64, answerFormat, answerImage, convertImage } from "./upstream/image";
+import { answerDataUri, answerFormat, answerImage, convertImage } from "./upstream/image";
 import type { AnswerImage, OutputFormat } from "./upstream/image";
 import { topLevelNumbers } from "./upstream/lean-json";
 
@@ -204,7 +204,7 @@ async function delivered(json: Buffer, asked: Pick<ImagesRequest, "outputFormat"
 
 /** The image as base64: the GPU server's own, a view of its answer, or the converted one's. */
 function base64(image: Delivered): Buffer {
-  return image.converted ? Buffer.from(image.converted.bytes.toString("base64"), "latin1") : answerBase64(image.json);
+  return image.converted ? Buffer.from(image.converted.bytes.toString("base64"), "latin1") : answerDataUri(image.json).base64;
 }
 
 /** The size as generated ("WIDTHxHEIGHT"), as the GPU server told it, else as asked. */

@@ -15,7 +15,7 @@ export interface AnswerImage {
 /** Decodes the data URI of `image_base64` (bare base64 too, its type then told by its first bytes). */
 export function answerImage(json: Buffer): AnswerImage {
   const fields = parseSkippingString(json, "image_base64").value as Record<string, unknown>;
-  const { type, base64 } = dataUri(json);
+  const { type, base64 } = answerDataUri(json);
   const bytes = Buffer.from(base64.toString("latin1"), "base64");
   const format = formatOf(bytes);
   return {
@@ -45,16 +45,14 @@ function formatOf(bytes: Buffer): OutputFormat | undefined {
  * data) from its first 12 bytes: the megabytes of base64 stay undecoded.
  */
 export function answerFormat(json: Buffer): OutputFormat | undefined {
-  return formatOf(Buffer.from(answerBase64(json).toString("latin1", 0, 16), "base64"));
+  return formatOf(Buffer.from(answerDataUri(json).base64.toString("latin1", 0, 16), "base64"));
 }
 
-/** The image's base64 as the GPU server wrote it, its data URI's prefix cut: a view of the answer, never decoded and encoded again. */
-export function answerBase64(json: Buffer): Buffer {
-  return dataUri(json).base64;
-}
-
-/** The one reading of `image_base64`: the data URI's media type (none for bare base64), and its base64 as a view of the answer. */
-function dataUri(json: Buffer): { type: string | undefined; base64: Buffer } {
+/**
+ * The one reading of `image_base64`: the data URI's media type (none for bare base64), and
+ * its base64 as the GPU server wrote it, a view of the answer never decoded and encoded again.
+ */
+export function answerDataUri(json: Buffer): { type: string | undefined; base64: Buffer } {
   const span = plainStringSpan(json, "image_base64");
   // A string with escapes in it (no GPU server writes one): decoded, then its base64 again.
   const text = span ? json.subarray(span[0], span[1]) : Buffer.from(String((JSON.parse(json.toString("utf8")) as { image_base64?: unknown }).image_base64));

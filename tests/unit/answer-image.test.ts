@@ -1,6 +1,6 @@
-/** An answer's image_base64 read one way: decoded (answerImage) and as its base64 (answerBase64) agree, whatever the data URI says. */
+/** An answer's image_base64 read one way: decoded (answerImage) and as its base64 (answerDataUri) agree, whatever the data URI says. */
 import { describe, expect, it } from "vitest";
-import { answerBase64, answerFormat, answerImage } from "@/lib/upstream/image";
+import { answerDataUri, answerFormat, answerImage } from "@/lib/upstream/image";
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
 const answer = (image: string) => Buffer.from(`{"image_base64":${JSON.stringify(image)},"seed":12345678901234567890,"width":8}`);
@@ -17,7 +17,7 @@ describe("an answer's image", () => {
     expect(decoded.bytes).toEqual(PNG);
     expect(decoded.contentType).toBe(type);
     expect(decoded.seed).toBe("12345678901234567890");
-    expect(Buffer.from(answerBase64(json).toString("latin1"), "base64")).toEqual(PNG);
+    expect(Buffer.from(answerDataUri(json).base64.toString("latin1"), "base64")).toEqual(PNG);
     expect(answerFormat(json)).toBe("png");
   });
 
@@ -25,6 +25,6 @@ describe("an answer's image", () => {
     const json = Buffer.from(`{"image_base64":"data:image\\/png;base64,${PNG.toString("base64")}"}`);
     expect(answerImage(json).bytes).toEqual(PNG);
     expect(answerImage(json).contentType).toBe("image/png");
-    expect(answerBase64(json).toString("latin1")).toBe(PNG.toString("base64"));
+    expect(answerDataUri(json).base64.toString("latin1")).toBe(PNG.toString("base64"));
   });
 });
