@@ -175,26 +175,20 @@ export class UpstreamServer {
   private async open(operation: Operation, generation?: Generation): Promise<OpenResponse> {
     const signal = generation?.signal;
     const timeoutMs = generation ? this.options.requestTimeoutMs : CONTROL_TIMEOUT_MS;
-    const controller = new AbortController();
+    const deadline = new AbortController();
     const timer = setTimeout(() => {
-      controller.abort(new DOMException("deadline", "TimeoutError"));
+      deadline.abort(new DOMException("deadline", "TimeoutError"));
     }, timeoutMs);
-    // Whatever the reason (Next's own ResponseAborted, say), the client went away, unless it is the drain's 503.
-    const onCallerAbort = () => {
-      controller.abort(fail.aborted(signal?.reason));
-    };
-    if (signal?.aborted) onCallerAbort();
-    else signal?.addEventListener("abort", onCallerAbort, { once: true });
     const span = startUpstreamSpan(operation, this.url, generation ? generateAttributes(generation) : {}, generation?.context.traceContext);
     let received = 0;
     const release = (error?: GatewayError) => {
       clearTimeout(timer);
-      signal?.removeEventListener("abort", onCallerAbort);
       span.end({ bytes: received, error });
     };
     // A failure is classified and ends the call's span with it.
     const failed = (error: unknown) => {
-      const failure = this.classify(error, timeoutMs);
+      // undici fails with the abort's reason: the caller's is whatever made it go (Next's own ResponseAborted, say, or the drain's 503).
+      const failure = signal?.aborted && error === signal.reason ? fail.aborted(error) : this.classify(error, timeoutMs);
       release(failure);
       return failure;
     };
@@ -208,7 +202,7 @@ export class UpstreamServer {
         method: generation ? "POST" : "GET",
         headers: { ...headers, ...span.headers },
         body: generation && requestJson(generation.request),
-        signal: controller.signal,
+        signal: signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal,
         headersTimeout: timeoutMs,
       });
       span.setStatus(response.statusCode);
