@@ -73,10 +73,10 @@ export class Ejection {
     if (this.options.closed() || member.ejectedUntil !== undefined) return;
     if (inRotation(this.members).length <= 1) return;
     const now = this.options.now();
-    if (member.rejoinedAt !== undefined && now - member.rejoinedAt >= member.lastPeriodMs) member.streak = 0;
+    const period = (streak: number) => Math.min(this.options.ejectBaseMs * 2 ** (streak - 1), this.options.ejectMaxMs);
+    if (member.rejoinedAt !== undefined && now - member.rejoinedAt >= period(member.streak)) member.streak = 0;
     member.streak++;
-    const periodMs = Math.min(this.options.ejectBaseMs * 2 ** (member.streak - 1), this.options.ejectMaxMs);
-    member.lastPeriodMs = periodMs;
+    const periodMs = period(member.streak);
     member.ejectedUntil = now + periodMs;
     member.ejections++;
     clearTimeout(member.rejoinTimer);

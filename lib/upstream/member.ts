@@ -22,7 +22,6 @@ export class Member {
   ejections = 0;
   /** Ejections in a row, each doubling the period; forgotten once the server stays in as long as its last one lasted. */
   streak = 0;
-  lastPeriodMs = 0;
   rejoinedAt: number | undefined;
   rejoinTimer: NodeJS.Timeout | undefined;
   health: HealthResult | undefined;
