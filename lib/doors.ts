@@ -5,9 +5,9 @@ import { readJsonObject, streamed, streamedJson } from "./http";
 import type { RequestContext } from "./http";
 import type { RequestRecord } from "./observe/request";
 import { Generation } from "./pipeline";
-import type { UpstreamEvent } from "./pipeline";
 import { registry } from "./registry";
 import { EventStream } from "./sse";
+import type { UpstreamEvent } from "./sse";
 import { answerImage } from "./upstream/image";
 
 /** Begins a generation for `request`, released once its response is closed, and reads its body into it. */

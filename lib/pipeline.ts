@@ -11,6 +11,7 @@ import { validateGenerateRequest } from "./schemas";
 import type { GenerateRequest } from "./schemas";
 import type { Drain, Work } from "./shutdown";
 import { EventSplitter, inspectEvent } from "./sse";
+import type { UpstreamEvent } from "./sse";
 import type { Balancer } from "./upstream/balancer";
 import type { CallContext, OpenResponse } from "./upstream/server";
 
@@ -37,13 +38,6 @@ export interface GenerationObserver {
   upstreamContext(): CallContext;
   /** The GPU server told of its own failure in the stream, with a 200 already sent. */
   failedWith(kind: ErrorCode): void;
-}
-
-/** One event of the GPU server's stream, its bytes as they came; `type` and `data` (its JSON) are undefined for a comment. */
-export interface UpstreamEvent {
-  bytes: Buffer;
-  type: string | undefined;
-  data: Buffer | undefined;
 }
 
 /**
@@ -131,12 +125,10 @@ export class Generation {
       for await (const chunk of response.chunks) {
         for (const bytes of splitter.push(chunk)) {
           const event = inspectEvent(bytes);
-          if (event.kind === "malformed") throw fail.upstreamBadResponse(event.reason);
-          const [type, data] = event.kind === "event" ? [event.type, event.data] : [undefined, undefined];
-          finished = type === "complete" || type === "error";
+          finished = event.type === "complete" || event.type === "error";
           // The GPU server's own error event: its failure, told in the stream instead of a status.
-          if (type === "error") this.observer.failedWith("upstream_status");
-          yield { bytes, type, data };
+          if (event.type === "error") this.observer.failedWith("upstream_status");
+          yield event;
           if (finished) return;
         }
       }

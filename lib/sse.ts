@@ -3,6 +3,7 @@
  * one's type read, and sent on unchanged. A `complete` event carries megabytes:
  * splitting searches only new bytes and reading skips the image (lean-json.ts).
  */
+import { fail } from "./errors";
 import { parseSkippingString } from "./upstream/lean-json";
 import type { StreamEvent } from "./schemas";
 
@@ -84,32 +85,37 @@ function eventEnds(bytes: Buffer, from: number): number[] {
   }
 }
 
-/** An event's `data` is its JSON payload, the lines joined. */
-export type RelayedEvent = { kind: "comment" } | { kind: "event"; type: string | undefined; data: Buffer } | { kind: "malformed"; reason: string };
+/** One event of the GPU server's stream, its bytes as they came; `type` and `data` (its JSON, the lines joined) are undefined for a comment. */
+export interface UpstreamEvent {
+  bytes: Buffer;
+  type: string | undefined;
+  data: Buffer | undefined;
+}
 
 /**
  * What one upstream event is, read without decoding its image. Only what the
  * gateway relies on is checked: the data is JSON, a `complete` event holds an
- * image. Every other type and field is the server's to add, and passes as is.
+ * image (else the error table's bad response). Every other type and field is
+ * the server's to add, and passes as is.
  */
-export function inspectEvent(block: Buffer): RelayedEvent {
+export function inspectEvent(bytes: Buffer): UpstreamEvent {
   const data: Buffer[] = [];
-  for (const line of splitLines(block)) {
+  for (const line of splitLines(bytes)) {
     if (line.length === 0 || line[0] === 0x3a /* ":" comment */) continue;
     if (line.subarray(0, 5).toString("latin1") !== "data:") continue; // event:, id:, retry: carry nothing we relay on
     data.push(line.subarray(line[5] === 0x20 ? 6 : 5));
   }
-  if (data.length === 0) return { kind: "comment" };
+  if (data.length === 0) return { bytes, type: undefined, data: undefined };
   const payload = data.length === 1 ? (data[0] as Buffer) : Buffer.concat(data.flatMap((part, i) => (i ? [Buffer.from("\n"), part] : [part])));
   let parsed;
   try {
     parsed = parseSkippingString(payload, "image_base64");
   } catch {
-    return { kind: "malformed", reason: "an event is not JSON" };
+    throw fail.upstreamBadResponse("an event is not JSON");
   }
   const type = typeof parsed.value === "object" && parsed.value !== null ? (parsed.value as { type?: unknown }).type : undefined;
-  if (type === "complete" && !parsed.skippedLength) return { kind: "malformed", reason: "the complete event has no image" };
-  return { kind: "event", type: typeof type === "string" ? type : undefined, data: payload };
+  if (type === "complete" && !parsed.skippedLength) throw fail.upstreamBadResponse("the complete event has no image");
+  return { bytes, type: typeof type === "string" ? type : undefined, data: payload };
 }
 
 /** Lines of an event, found with native searches: the image line is megabytes. */

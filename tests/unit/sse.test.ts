@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { GatewayError } from "@/lib/errors";
 import { EventSplitter, encodeData, inspectEvent } from "@/lib/sse";
 
 const image = "data:image/png;base64," + "iVBORw0KGgo".repeat(500);
@@ -42,7 +43,8 @@ describe("inspectEvent", () => {
   // An event's kind and type; its data is checked where it matters.
   const inspect = (text: string) => {
     const event = inspectEvent(Buffer.from(text));
-    return event.kind === "event" ? { kind: event.kind, type: event.type } : event;
+    expect(event.bytes.toString()).toBe(text);
+    return event.data === undefined ? { kind: "comment", type: event.type } : { kind: "event", type: event.type };
   };
 
   it("recognises each event type of the genuine server, as it writes them", () => {
@@ -58,7 +60,7 @@ describe("inspectEvent", () => {
     expect(inspect('event: message\nid: 4\ndata: {"type":"progress",\ndata: "step":1,"total_steps":9}\n\n')).toEqual({ kind: "event", type: "progress" });
     expect(inspect(": ping\n\n")).toEqual({ kind: "comment" });
     const joined = inspectEvent(Buffer.from('data: {"type":"progress",\ndata: "step":1}\n\n'));
-    expect(joined.kind === "event" && joined.data.toString()).toBe('{"type":"progress",\n"step":1}');
+    expect(joined.data?.toString()).toBe('{"type":"progress",\n"step":1}');
   });
 
   it.each([
@@ -66,7 +68,8 @@ describe("inspectEvent", () => {
     ['data: {"type":"complete","seed":1}\n\n', "the complete event has no image"],
     ['data: {"type":"complete","image_base64":5}\n\n', "the complete event has no image"],
   ])("calls %j malformed: what the gateway itself relies on is missing", (text, reason) => {
-    expect(inspect(text)).toEqual({ kind: "malformed", reason });
+    expect(() => inspect(text)).toThrow(GatewayError);
+    expect(() => inspect(text)).toThrow(`Text-to-image server sent an invalid response: ${reason}`);
   });
 
   it.each([
@@ -89,9 +92,9 @@ describe("encodeData, the one writer of events the gateway keeps or makes", () =
   it("writes what inspectEvent reads back unchanged, an event split over two data: lines included", () => {
     const split = Buffer.from('data: {"type":"progress",\ndata: "step":2,"total_steps":6}\n\n');
     const read = inspectEvent(split);
-    if (read.kind !== "event") throw new Error("not an event");
+    if (read.data === undefined) throw new Error("not an event");
     const again = inspectEvent(Buffer.from(encodeData(read.data.toString("utf8"), 5)));
-    expect(again).toMatchObject({ kind: "event", type: "progress" });
-    expect(again.kind === "event" && again.data.toString("utf8")).toBe('{"type":"progress",\n"step":2,"total_steps":6}');
+    expect(again.type).toBe("progress");
+    expect(again.data?.toString("utf8")).toBe('{"type":"progress",\n"step":2,"total_steps":6}');
   });
 });
