@@ -218,12 +218,12 @@ export async function followJob(id: string, request: Request, context: RequestCo
   const send = (event: JobLogEntry, job: JobRecord | undefined) => {
     // A later place in line is not kept: it goes out without an id, the client's Last-Event-ID unchanged.
     if (event.live) {
-      stream.sendData(event.data);
+      stream.send(event.data);
       return;
     }
     if (event.seq <= last) return;
     last = event.seq;
-    stream.sendData(eventData(event, job), event.seq);
+    stream.send(eventData(event, job), event.seq);
   };
   const endIfOver = (job: JobRecord | undefined) => {
     if (job && !FINISHED.has(job.status)) return;

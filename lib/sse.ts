@@ -168,13 +168,9 @@ export class EventStream {
     return new Response(this.readable, { headers: SSE_HEADERS });
   }
 
-  send(event: StreamEvent): void {
-    this.write(encodeData(JSON.stringify(event)));
-  }
-
-  /** An event as kept (its JSON, and its id to resume after). */
-  sendData(data: string, id?: number): void {
-    this.write(encodeData(data, id));
+  /** An event of the gateway's, or one as kept (its JSON, and its id to resume after). */
+  send(event: StreamEvent | string, id?: number): void {
+    this.write(encodeData(typeof event === "string" ? event : JSON.stringify(event), id));
   }
 
   comment(text: string): void {
