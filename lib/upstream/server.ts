@@ -286,14 +286,11 @@ function checkGenerateResponse(chunks: readonly Buffer[]): void {
 async function statusError(response: Dispatcher.ResponseData, estimate?: () => number): Promise<GatewayError> {
   const chunks: Buffer[] = [];
   let length = 0;
-  try {
-    for await (const chunk of response.body as AsyncIterable<Buffer>) {
-      chunks.push(chunk);
-      length += chunk.length;
-      if (length >= ERROR_BODY_LIMIT) break;
-    }
-  } finally {
-    response.body.destroy();
+  // Leaving the loop early (the limit, a failure) destroys the body: the stream's iterator does.
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    length += chunk.length;
+    if (length >= ERROR_BODY_LIMIT) break;
   }
   if (response.statusCode === 401 || response.statusCode === 403) return fail.upstreamCredentials(response.statusCode);
   const text = Buffer.concat(chunks).toString("utf8");
