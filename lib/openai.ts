@@ -117,7 +117,7 @@ export async function generateImages(request: Request, context: RequestContext):
   context.record.note({ model, images: generations.length, response_format: format, output_format: asked.outputFormat, stream: asked.stream || undefined });
   if (asked.stream) return streamImage(request, context, asked);
   const created = Math.floor(Date.now() / 1000);
-  const images = await Promise.all((await generateAll(generations, request.signal, context)).map((json) => delivered(json, asked)));
+  const images = await Promise.all((await generateAll(generations, followClient(request.signal, context).stop, context)).map((json) => delivered(json, asked)));
   const head = JSON.stringify({ created, background: asked.background, output_format: images[0]?.format, quality: asked.quality, size: sizeOf(images[0], generations[0]) });
   const chunks: Buffer[] = [Buffer.from(`${head.slice(0, -1)},"data":[`)];
   for (const [i, image] of images.entries()) {
@@ -148,7 +148,7 @@ async function streamImage(request: Request, context: RequestContext, asked: Ima
   const events = new EventStream(registry().config.sseKeepAliveMs, client.gone);
   let open!: () => void;
   const opened = new Promise<void>((resolve) => (open = resolve));
-  const answer = generateAll(asked.generations, client.stop.signal, context, open);
+  const answer = generateAll(asked.generations, client.stop, context, open);
   try {
     await Promise.race([answer, opened]);
   } catch (error) {
@@ -219,14 +219,13 @@ function sizeOf(image: Delivered | undefined, params: GenerateRequest | undefine
  * the queue (its siblings never crowd it, or others, out); one the queue has
  * no room for waits while a sibling runs, as the place that frees is the
  * request's own. One image failing fails them all, as OpenAI answers: the
- * others stop as if their client had left (the GPU server is not blamed, and
- * what it still runs keeps its slot). The record times the request once, its
+ * others stop as if their client had left, by `stop`, which follows it (the GPU
+ * server is not blamed, and what it still runs keeps its slot). The record times the request once, its
  * queue wait to the first slot and its upstream time to the last answer.
  * `onAdmitted` hears that the request is in line or sent (no longer refused at the door).
  */
-async function generateAll(generations: readonly GenerateRequest[], client: AbortSignal, context: RequestContext, onAdmitted?: () => void): Promise<Buffer[]> {
+async function generateAll(generations: readonly GenerateRequest[], stop: AbortController, context: RequestContext, onAdmitted?: () => void): Promise<Buffer[]> {
   const gateway = registry();
-  const { stop } = followClient(client, context);
   const queued = context.record.begin("queue");
   let upstream: (() => void) | undefined;
   /** The siblings with a slot, until they end: one of them ending frees a slot. */
