@@ -90,6 +90,7 @@ export function reportedHealth(result: HealthResult): UpstreamHealth | ServerHea
 
 /** One GPU server: a keep-alive undici pool, its timeouts and caps, and every way a call can fail as a GatewayError. */
 export class UpstreamServer {
+  /** The URL as it may be shown: its origin and what follows the host, without user name or password. */
   readonly publicUrl: string;
   private readonly pool: Pool;
   private readonly basePath: string;
@@ -99,7 +100,7 @@ export class UpstreamServer {
     private readonly url: URL,
     private readonly options: UpstreamOptions,
   ) {
-    this.publicUrl = redactUrl(url);
+    this.publicUrl = `${url.origin}${url.pathname}${url.search}${url.hash}`.replace(/\/$/, "");
     this.basePath = url.pathname.replace(/\/+$/, "");
     this.authorization = options.serverToken
       ? `Bearer ${options.serverToken}`
@@ -316,11 +317,3 @@ async function statusError(response: Dispatcher.ResponseData, estimate?: () => n
 }
 
 const FastApiValidation = z.object({ detail: z.array(ValidationDetail) });
-
-/** The URL as it may be shown: no user name or password. */
-function redactUrl(url: URL): string {
-  const copy = new URL(url.href);
-  copy.username = "";
-  copy.password = "";
-  return copy.href.replace(/\/$/, "");
-}
