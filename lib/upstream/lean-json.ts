@@ -157,25 +157,18 @@ function eachMember(bytes: Buffer, member: (key: number, keyEnd: number, value: 
 }
 
 function skipSpace(bytes: Buffer, i: number): number {
-  while (i < bytes.length) {
-    const byte = bytes[i];
-    if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09) break;
-    i++;
-  }
+  while (bytes[i] === 0x20 || bytes[i] === 0x0a || bytes[i] === 0x0d || bytes[i] === 0x09) i++;
   return i;
 }
 
 /** Index of the quote closing the string that opens at `open`, or -1. */
 function stringEnd(bytes: Buffer, open: number): number {
-  let from = open + 1;
-  for (;;) {
-    const quote = bytes.indexOf(QUOTE, from);
-    if (quote < 0) return -1;
+  for (let quote = bytes.indexOf(QUOTE, open + 1); quote >= 0; quote = bytes.indexOf(QUOTE, quote + 1)) {
     let backslashes = 0;
     while (bytes[quote - 1 - backslashes] === BACKSLASH) backslashes++;
     if (backslashes % 2 === 0) return quote;
-    from = quote + 1;
   }
+  return -1;
 }
 
 /** Index just past the value starting at `i`, or -1. Validity is left to JSON.parse. */
