@@ -121,15 +121,10 @@ export function inspectEvent(bytes: Buffer): UpstreamEvent {
 /** Lines of an event, found with native searches: the image line is megabytes. */
 function splitLines(block: Buffer): Buffer[] {
   const lines: Buffer[] = [];
-  let start = 0;
-  while (start < block.length) {
+  for (let start = 0; start < block.length; ) {
     const lf = block.indexOf(0x0a, start);
     const cr = block.indexOf(0x0d, start);
-    const end = lf < 0 ? cr : cr < 0 ? lf : Math.min(lf, cr);
-    if (end < 0) {
-      lines.push(block.subarray(start));
-      break;
-    }
+    const end = Math.min(lf < 0 ? block.length : lf, cr < 0 ? block.length : cr);
     lines.push(block.subarray(start, end));
     start = end + (block[end] === 0x0d && block[end + 1] === 0x0a ? 2 : 1);
   }
