@@ -22,7 +22,6 @@ export interface ProbeOptions {
 }
 
 export class Probes {
-  private started = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -33,9 +32,7 @@ export class Probes {
 
   /** Starts the background probes on first use, with several servers only; the timer never keeps the process up. */
   start(): void {
-    if (this.started || this.options.closed()) return;
-    this.started = true;
-    if (this.members.length < 2) return;
+    if (this.timer || this.members.length < 2 || this.options.closed()) return;
     this.timer = setInterval(() => {
       this.probeAll();
     }, this.options.healthIntervalMs);
