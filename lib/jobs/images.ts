@@ -9,6 +9,7 @@ import { mkdirSync } from "node:fs";
 import { open, rename, rm, statfs, writeFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { ReadableStream as WebReadableStream } from "node:stream/web";
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../config";
 import { fail } from "../errors";
@@ -63,37 +64,32 @@ export class FileImageStore implements ImageStore {
 
 /** A file's bytes `start` to `end`, opened at the first read and closed at the end, on cancel and on error. */
 export function fileStream(file: string, start: number, end: number): ReadableStream<Uint8Array> {
+  return pulled(fileChunks(file, start, end));
+}
+
+async function* fileChunks(file: string, start: number, end: number): AsyncGenerator<Uint8Array> {
   let handle: FileHandle | undefined;
-  let position = start;
-  const close = async () => {
+  try {
+    for (let position = start; position <= end; ) {
+      handle ??= await open(file, "r");
+      const length = Math.min(CHUNK_BYTES, end + 1 - position);
+      const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(length), 0, length, position);
+      if (bytesRead === 0) throw new Error(`the file ended at byte ${position}, before its ${end + 1}`);
+      position += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
     await handle?.close().catch(() => undefined);
-    handle = undefined;
-  };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          const length = Math.min(CHUNK_BYTES, end + 1 - position);
-          if (length <= 0) {
-            await close();
-            controller.close();
-            return;
-          }
-          handle ??= await open(file, "r");
-          const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(length), 0, length, position);
-          if (bytesRead === 0) throw new Error(`the file ended at byte ${position}, before its ${end + 1}`);
-          position += bytesRead;
-          controller.enqueue(buffer.subarray(0, bytesRead));
-        } catch (error) {
-          await close();
-          controller.error(error);
-        }
-      },
-      cancel: close,
-    },
-    // Nothing read ahead: the next chunk is read once the client has taken this one.
-    { highWaterMark: 0 },
-  );
+  }
+}
+
+/**
+ * The chunks as the consumer pulls them, nothing read ahead (ReadableStream.from's
+ * highWaterMark is 0); a cancel returns the generator, which runs its finally.
+ */
+function pulled(chunks: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
+  // Node's global ReadableStream has from(); the DOM type the project compiles with does not.
+  return WebReadableStream.from(chunks) as unknown as ReadableStream<Uint8Array>;
 }
 
 /** IMAGE_STORE=s3's settings: the bucket, the prefix put before each hash in its key, the endpoint of a service not AWS (MinIO, R2, …). */
@@ -116,7 +112,6 @@ export class S3ImageStore implements ImageStore {
     });
   }
 
-  /** The image's object: `<prefix><sha256>` in the bucket. */
   private object(sha256: string): { Bucket: string; Key: string } {
     return { Bucket: this.settings.bucket, Key: `${this.settings.prefix}${sha256}` };
   }
@@ -126,32 +121,13 @@ export class S3ImageStore implements ImageStore {
   }
 
   read(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
-    const abort = new AbortController();
-    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-    return new ReadableStream<Uint8Array>(
-      {
-        pull: async (controller) => {
-          try {
-            if (!reader) {
-              const range = `bytes=${start}-${end}`;
-              const object = await this.client.send(new GetObjectCommand({ ...this.object(sha256), Range: range }), { abortSignal: abort.signal });
-              if (!object.Body) throw new Error(`no body for ${this.object(sha256).Key}`);
-              reader = object.Body.transformToWebStream().getReader() as ReadableStreamDefaultReader<Uint8Array>;
-            }
-            const { done, value } = await reader.read();
-            if (done) controller.close();
-            else controller.enqueue(value);
-          } catch (error) {
-            controller.error(error);
-          }
-        },
-        cancel: async () => {
-          abort.abort();
-          await reader?.cancel().catch(() => undefined);
-        },
-      },
-      { highWaterMark: 0 },
-    );
+    return pulled(this.chunks(sha256, start, end));
+  }
+
+  private async *chunks(sha256: string, start: number, end: number): AsyncGenerator<Uint8Array> {
+    const { Body } = await this.client.send(new GetObjectCommand({ ...this.object(sha256), Range: `bytes=${start}-${end}` }));
+    if (!Body) throw new Error(`no body for ${this.object(sha256).Key}`);
+    yield* Body.transformToWebStream() as unknown as AsyncIterable<Uint8Array>;
   }
 
   async remove(sha256: string): Promise<void> {
