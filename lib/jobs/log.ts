@@ -5,7 +5,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { GatewayError } from "../errors";
 import type { Metrics } from "../observe/metrics";
-import { addListener } from "./types";
 import type { JobLogEntry, JobStore, Listener } from "./types";
 
 /** Events kept per job: a generation sends a few dozen; a server that sends more is heard live, not kept. */
@@ -37,6 +36,8 @@ export async function stored<T>(write: () => Promise<T>, closing: AbortSignal): 
 
 export class JobLog {
   private readonly listeners = new Map<string, Set<Listener>>();
+  /** Each job's events are told one after another, so its listeners hear them in order. */
+  private readonly turns = new Map<string, Promise<void>>();
   /** Queued jobs' places in line, as the limiter tells them. */
   private readonly places = new Map<string, number>();
 
@@ -44,11 +45,25 @@ export class JobLog {
     private readonly store: JobStore,
     private readonly metrics: Pick<Metrics, "jobEventsKept">,
     private readonly closing: AbortSignal,
-  ) {}
+  ) {
+    store.shared?.onEvent((id, event) => void this.hear(id, event));
+  }
 
-  /** Hears the job's events from now on, until the returned function is called. */
+  /** Hears the job's events from now on (with a shared store, whichever gateway appends them), until the returned function is called. */
   listen(id: string, listener: Listener): () => void {
-    return this.store.shared?.watch(id, listener) ?? addListener(this.listeners, id, listener);
+    let set = this.listeners.get(id);
+    if (!set) {
+      this.listeners.set(id, (set = new Set()));
+      this.store.shared?.watch(id);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      // The set emptied, and still the job's (not one made since by a later listen).
+      if (set.size > 0 || this.listeners.get(id) !== set) return;
+      this.listeners.delete(id);
+      this.store.shared?.unwatch(id);
+    };
   }
 
   /** A queued job's place in line now (its log keeps only the first), wherever it waits. */
@@ -85,11 +100,19 @@ export class JobLog {
     }
     if (kept) this.metrics.jobEventsKept.inc();
     // A shared store tells every gateway's listeners, these ones included.
-    if (shared) return;
-    const listeners = this.listeners.get(id);
-    const job = listeners && (await this.store.get(id));
-    if (!listeners || !job) return;
-    const heard: JobLogEntry = kept ?? { seq: 0, data, live: true };
-    for (const listener of [...listeners]) listener(heard, job);
+    if (!shared) await this.hear(id, kept ?? { seq: 0, data, live: true });
+  }
+
+  /** Tells the job's listeners the event, with the job as it is now. */
+  private async hear(id: string, event: JobLogEntry): Promise<void> {
+    const turn = (this.turns.get(id) ?? Promise.resolve()).then(async () => {
+      const listeners = this.listeners.get(id);
+      const job = listeners && (await this.store.get(id).catch(() => undefined));
+      if (listeners && job) for (const listener of [...listeners]) listener(event, job);
+    });
+    this.turns.set(id, turn);
+    await turn.finally(() => {
+      if (this.turns.get(id) === turn) this.turns.delete(id);
+    });
   }
 }

@@ -15,8 +15,8 @@ import { GatewayError, fail } from "../errors";
 import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
 import { checkWritable } from "./images";
 import type { ImageStore } from "./images";
-import { addListener, jobFromText, newJob } from "./types";
-import type { JobRecord, JobChange, JobError, JobLogEntry, JobStatus, JobStore, Listener, SharedJobs, StoredImage } from "./types";
+import { jobFromText, newJob } from "./types";
+import type { JobRecord, JobChange, JobError, JobLogEntry, JobStatus, JobStore, SharedJobs, StoredImage } from "./types";
 import { APPEND, CLAIM, CREATE, DROP_IMAGE, PUT_IMAGE, SET_PLACE, TOUCH_IMAGE, UPDATE } from "./redis-scripts";
 
 export interface RedisJobStoreOptions {
@@ -42,9 +42,7 @@ export class RedisJobStore implements JobStore {
   private readonly subscriber: Redis;
   private readonly prefix: string;
   private readonly instance = randomBytes(9).toString("base64url");
-  private readonly watchers = new Map<string, Set<Listener>>();
-  /** Each job's messages are handled one after another, so its listeners hear them in order. */
-  private readonly turns = new Map<string, Promise<void>>();
+  private eventHandler: (id: string, event: JobLogEntry) => void = () => undefined;
   private readonly cancelHandlers: ((id: string) => void)[] = [];
   private readonly heartbeat: NodeJS.Timeout;
   private readonly firstConnection: Promise<void>;
@@ -77,7 +75,11 @@ export class RedisJobStore implements JobStore {
       get reachable() {
         return redis.status === "ready";
       },
-      watch: (id, listener) => this.watch(id, listener),
+      watch: (id) => void this.subscriber.subscribe(this.channel(id)).catch(() => undefined),
+      unwatch: (id) => void this.subscriber.unsubscribe(this.channel(id)).catch(() => undefined),
+      onEvent: (handler) => {
+        this.eventHandler = handler;
+      },
       tell: (id, data) => this.publish(this.channel(id), `0:${data}`),
       setPlace: (id, position) => this.run(() => this.redis.eval(SET_PLACE, 1, this.key(`job:${id}`), position)).then(() => undefined),
       placeOf: (id) => this.run(() => this.redis.hget(this.key(`job:${id}`), "place")).then((place) => (place === null ? undefined : Number(place))),
@@ -328,33 +330,15 @@ export class RedisJobStore implements JobStore {
     }
   }
 
-  private watch(id: string, listener: Listener): () => void {
-    if (!this.watchers.has(id)) void this.subscriber.subscribe(this.channel(id)).catch(() => undefined);
-    return addListener(this.watchers, id, listener, () => {
-      void this.subscriber.unsubscribe(this.channel(id)).catch(() => undefined);
-    });
-  }
-
   private heard(channel: string, message: string): void {
     if (channel === this.key("cancel")) {
       for (const handler of this.cancelHandlers) handler(message);
       return;
     }
-    const id = channel.slice(this.key("events:").length);
     const colon = message.indexOf(":");
     const seq = Number(message.slice(0, colon));
-    const event: JobLogEntry = seq === 0 ? { seq: 0, data: message.slice(colon + 1), live: true } : { seq, data: message.slice(colon + 1) };
-    const turn = (this.turns.get(id) ?? Promise.resolve()).then(async () => {
-      const listeners = this.watchers.get(id);
-      if (!listeners) return;
-      const job = await this.get(id).catch(() => undefined);
-      if (!job) return;
-      for (const listener of [...listeners]) listener(event, job);
-    });
-    this.turns.set(id, turn);
-    void turn.finally(() => {
-      if (this.turns.get(id) === turn) this.turns.delete(id);
-    });
+    const data = message.slice(colon + 1);
+    this.eventHandler(channel.slice(this.key("events:").length), seq === 0 ? { seq, data, live: true } : { seq, data });
   }
 }
 

@@ -54,29 +54,18 @@ export interface StoredImage {
   bytes: number;
 }
 
-/** A job's event as a shared store tells it to every gateway that listens. */
+/** Hears a job's event, with the job as it is then. */
 export type Listener = (event: JobLogEntry, job: JobRecord) => void;
-
-/** Adds a listener to the job's set; the returned function takes it out, and the set once empty (then calls `emptied`). */
-export function addListener(sets: Map<string, Set<Listener>>, id: string, listener: Listener, emptied?: () => void): () => void {
-  let set = sets.get(id);
-  if (!set) sets.set(id, (set = new Set()));
-  set.add(listener);
-  return () => {
-    set.delete(listener);
-    if (set.size > 0 || sets.get(id) !== set) return;
-    sets.delete(id);
-    emptied?.();
-  };
-}
 
 /**
  * What a store that every gateway shares adds: events and cancels reach every
  * gateway through it, and each gateway in turn takes up what a lost one left.
  */
 export interface SharedJobs {
-  /** Hears the job's events, whichever gateway appends them, until the returned function is called. */
-  watch(id: string, listener: Listener): () => void;
+  /** Hears the job's events, whichever gateway appends them, told to the `onEvent` handler, until `unwatch`. */
+  watch(id: string): void;
+  unwatch(id: string): void;
+  onEvent(handler: (id: string, event: JobLogEntry) => void): void;
   /** Tells the job's listeners an event that is not kept (a later place in line). */
   tell(id: string, data: string): Promise<void>;
   /** Records a queued job's place in line now, for a gateway asked about it that is not the one running it. */

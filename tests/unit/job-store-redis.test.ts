@@ -73,7 +73,8 @@ describe("the Redis job store", () => {
     const [a, b] = gateways(2) as [RedisJobStore, RedisJobStore];
     const { job } = await a.create("ip:1", INPUT);
     const heard: JobLogEntry[] = [];
-    const stop = b.shared.watch(job.id, (event) => heard.push(event));
+    b.shared.onEvent((id, event) => heard.push(event));
+    b.shared.watch(job.id);
     await new Promise((resolve) => setTimeout(resolve, 100)); // the subscription is made
     for (const step of [1, 2, 3]) await a.append(job.id, `{"type":"progress","step":${step}}`);
     await a.shared.tell(job.id, '{"type":"queued","queue_position":2}');
@@ -83,7 +84,7 @@ describe("the Redis job store", () => {
     await expect.poll(() => heard.length).toBe(5);
     expect(heard.map((event) => [event.seq, event.live ?? false])).toEqual([[1, false], [2, false], [3, false], [0, true], [0, true]]);
     expect(heard.at(-1)?.data).toBe('{"type":"progress"}');
-    stop();
+    b.shared.unwatch(job.id);
   });
 
   it("tells every gateway of a cancel", async () => {
