@@ -273,7 +273,7 @@ export async function serveImage(name: string, request: Request): Promise<Respon
     bytes: image.bytes,
     contentType: image.content_type,
     etag: `"${image.sha256}"`,
-    read: (start: number, end: number) => jobs.store.readImage(image.sha256, start, end),
+    read: (start: number, end: number) => jobs.store.images.read(image.sha256, start, end),
   };
   return fileResponse(request, file, { "cache-control": "public, max-age=31536000, immutable" });
 }

@@ -38,6 +38,7 @@ const OWNER_LIST_MAX = 10_000;
 
 export class RedisJobStore implements JobStore {
   readonly shared: SharedJobs;
+  readonly images: ImageStore;
   private readonly redis: Redis;
   private readonly subscriber: Redis;
   private readonly prefix: string;
@@ -51,6 +52,7 @@ export class RedisJobStore implements JobStore {
 
   constructor(private readonly options: RedisJobStoreOptions) {
     this.prefix = options.keyPrefix ?? DEFAULT_JOBS_PREFIX;
+    this.images = options.images;
     this.redis = new Redis(options.redisUrl, REDIS_CONNECTION);
     this.firstConnection = connectedWithin(this.redis, FIRST_CONNECTION_MS);
     this.subscriber = new Redis(options.redisUrl, { ...REDIS_CONNECTION, enableOfflineQueue: true, autoResubscribe: true });
@@ -202,7 +204,7 @@ export class RedisJobStore implements JobStore {
     // Kept already (the same image again): not sent to the bucket again, where a read of it may be under way.
     const kept = await this.run(() => this.redis.eval(TOUCH_IMAGE, 2, this.key(`image:${sha256}`), this.key("images"), Date.now(), sha256));
     if (kept !== 1) {
-      await this.options.images.put(sha256, bytes, contentType);
+      await this.images.put(sha256, bytes, contentType);
       const keys = [this.key(`image:${sha256}`), this.key("images"), this.key("images-bytes")];
       await this.run(() => this.redis.eval(PUT_IMAGE, keys.length, ...keys, sha256, contentType, bytes.length, Date.now()));
     }
@@ -210,15 +212,10 @@ export class RedisJobStore implements JobStore {
   }
 
   async image(sha256: string): Promise<StoredImage | undefined> {
-    if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
     return this.run(async () => {
       const record = await this.redis.hgetall(this.key(`image:${sha256}`));
       return record.sha256 ? { sha256, content_type: record.content_type ?? "application/octet-stream", bytes: Number(record.bytes) } : undefined;
     });
-  }
-
-  readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
-    return this.options.images.read(sha256, start, end);
   }
 
   async ownsImage(owner: string, sha256: string): Promise<boolean> {
@@ -268,7 +265,7 @@ export class RedisJobStore implements JobStore {
 
   private async dropImage(sha256: string): Promise<void> {
     const dropped = await this.redis.eval(DROP_IMAGE, 4, this.key(`image:${sha256}`), this.key("images"), this.key("images-bytes"), this.key(`image-owners:${sha256}`), sha256);
-    if (dropped === 1) await this.options.images.remove(sha256).catch(() => undefined);
+    if (dropped === 1) await this.images.remove(sha256).catch(() => undefined);
   }
 
   /** Finished jobs expire by their TTL: nothing to thin. */
@@ -304,7 +301,7 @@ export class RedisJobStore implements JobStore {
 
   async checkWritable(): Promise<void> {
     await this.run(() => this.redis.ping());
-    await checkWritable(this.options.images);
+    await checkWritable(this.images);
   }
 
   /** Lets go: this gateway's queued jobs are left for the others at once, its heartbeat stops. */
@@ -314,7 +311,7 @@ export class RedisJobStore implements JobStore {
       this.redis.disconnect();
       this.subscriber.disconnect();
     });
-    this.options.images.close?.();
+    this.images.close?.();
   }
 
   private async release(): Promise<void> {

@@ -67,7 +67,7 @@ export class SqliteJobStore implements JobStore {
 
   constructor(
     dataDir: string,
-    private readonly imageStore: ImageStore = new FileImageStore(path.join(dataDir, "images")),
+    readonly images: ImageStore = new FileImageStore(path.join(dataDir, "images")),
   ) {
     mkdirSync(dataDir, { recursive: true });
     this.db = new DatabaseSync(path.join(dataDir, "jobs.db"));
@@ -84,8 +84,7 @@ export class SqliteJobStore implements JobStore {
       throw new DataDirInUse(`DATA_DIR=${dataDir} is in use by another gateway process${heldBy(holder)}: give each process its own DATA_DIR`);
     }
     writeFileSync(holder, `${process.pid}\n`);
-    const { images, bytes } = this.db.prepare("SELECT COUNT(*) AS images, COALESCE(SUM(bytes), 0) AS bytes FROM images").get() as { images: number; bytes: number };
-    this.kept = { images, bytes, jobs: (this.db.prepare("SELECT COUNT(*) AS jobs FROM jobs").get() as { jobs: number }).jobs };
+    this.kept = this.db.prepare("SELECT COUNT(*) AS images, COALESCE(SUM(bytes), 0) AS bytes, (SELECT COUNT(*) FROM jobs) AS jobs FROM images").get() as typeof this.kept;
   }
 
   /** Which image a job has, in a column of its own: the lookups by image (is it still used?) are indexed, not JSON scans. */
@@ -149,7 +148,7 @@ export class SqliteJobStore implements JobStore {
 
   async putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage> {
     if (!(await this.image(sha256))) {
-      await this.imageStore.put(sha256, bytes, contentType);
+      await this.images.put(sha256, bytes, contentType);
       const added = this.db.prepare("INSERT OR IGNORE INTO images (sha256, content_type, bytes) VALUES (?, ?, ?)").run(sha256, contentType, bytes.length);
       if (Number(added.changes) > 0) {
         this.kept.images++;
@@ -160,12 +159,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   async image(sha256: string): Promise<StoredImage | undefined> {
-    if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
     return this.db.prepare("SELECT sha256, content_type, bytes FROM images WHERE sha256 = ?").get(sha256) as StoredImage | undefined;
-  }
-
-  readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
-    return this.imageStore.read(sha256, start, end);
   }
 
   async ownsImage(owner: string, sha256: string): Promise<boolean> {
@@ -244,16 +238,16 @@ export class SqliteJobStore implements JobStore {
     if (!row) return;
     this.kept.images--;
     this.kept.bytes -= row.bytes;
-    void this.imageStore.remove(sha256).catch(() => undefined);
+    void this.images.remove(sha256).catch(() => undefined);
   }
 
   async checkWritable(): Promise<void> {
-    await checkWritable(this.imageStore);
+    await checkWritable(this.images);
     this.db.exec("BEGIN IMMEDIATE; ROLLBACK;");
   }
 
   close(): void {
-    this.imageStore.close?.();
+    this.images.close?.();
     this.db.close();
   }
 

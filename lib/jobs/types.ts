@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Job as JobView, JobOutput as OutputView } from "../api-shapes";
+import type { ImageStore } from "./images";
 
 export type JobStatus = JobView["status"];
 export const FINISHED: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "canceled"]);
@@ -83,6 +84,8 @@ export interface SharedJobs {
 export interface JobStore {
   /** Set for a store every gateway shares (Redis); the embedded one has none. */
   readonly shared?: SharedJobs;
+  /** Where the images' bytes are, read from as the consumer pulls; their records are the job store's. */
+  readonly images: ImageStore;
   /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
   create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }>;
   get(id: string): Promise<JobRecord | undefined>;
@@ -102,8 +105,6 @@ export interface JobStore {
   putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage>;
   /** The image's record; its bytes are read only when they are sent. */
   image(sha256: string): Promise<StoredImage | undefined>;
-  /** An image's bytes `start` to `end`, read from its store as the consumer pulls. */
-  readImage(sha256: string, start: number, end: number): ReadableStream<Uint8Array>;
   /** Whether one of `owner`'s jobs has this image. */
   ownsImage(owner: string, sha256: string): Promise<boolean>;
   /**

@@ -59,7 +59,7 @@ describe("S3ImageStore", () => {
       await store.update(job.id, { status: "succeeded", completed_at: "2026-12-01T00:00:00.000Z", output: { sha256, content_type: "image/png", bytes: bytes.length, width: null, height: null, seed: null, generation_time_ms: null, image_id: null } });
       expect(await s3.keys()).toContain(`jobs/${sha256}`);
       expect(readdirSync(dir).filter((name) => name === "images")).toEqual([]);
-      expect(await text(store.readImage(sha256, 0, bytes.length - 1))).toBe("an image kept in a bucket");
+      expect(await text(store.images.read(sha256, 0, bytes.length - 1))).toBe("an image kept in a bucket");
       expect(await store.expire(new Date("2026-12-02T00:00:00.000Z"), 10)).toBe(1);
       await expect.poll(async () => (await s3.keys()).includes(`jobs/${sha256}`)).toBe(false);
     } finally {

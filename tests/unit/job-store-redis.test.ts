@@ -137,7 +137,7 @@ describe("the Redis job store", () => {
     expect(await b.ownsImage("key:a", first)).toBe(true);
     expect(await b.ownsImage("key:b", first)).toBe(false);
     expect(await b.usage()).toEqual({ images: 2, bytes: 24 });
-    expect(await new Response(b.readImage(second, 0, 5)).text()).toBe("second");
+    expect(await new Response(b.images.read(second, 0, 5)).text()).toBe("second");
     expect(await b.trim(13, 10)).toBe(1);
     expect(await a.image(first)).toBeUndefined();
     expect(await a.usage()).toEqual({ images: 1, bytes: 13 });

@@ -72,7 +72,7 @@ describe("the SQLite job store", () => {
     expect(stored).toMatchObject({ sha256, content_type: "image/jpeg", bytes: bytes.length });
     expect(await store.putImage(bytes, "image/jpeg", sha256)).toEqual(stored);
     expect(readFileSync(path.join(dir, "images", sha256)).equals(bytes)).toBe(true);
-    expect(Buffer.from(await new Response(store.readImage(sha256, 4, 9)).arrayBuffer()).toString()).toBe("really");
+    expect(Buffer.from(await new Response(store.images.read(sha256, 4, 9)).arrayBuffer()).toString()).toBe("really");
     expect(readdirSync(path.join(dir, "images"))).toEqual([sha256]);
     expect(await store.image(sha256)).toEqual(stored);
     expect(await store.image("../jobs.db")).toBeUndefined();
