@@ -43,8 +43,6 @@ export class RedisJobStore implements JobStore {
   private readonly subscriber: Redis;
   private readonly prefix: string;
   private readonly instance = randomBytes(9).toString("base64url");
-  private eventHandler: (id: string, event: JobLogEntry) => void = () => undefined;
-  private readonly cancelHandlers: ((id: string) => void)[] = [];
   private readonly heartbeat: NodeJS.Timeout;
   private readonly firstConnection: Promise<void>;
   /** The first heartbeat: no job is this gateway's before it, or another would take it up as a lost one's. */
@@ -59,9 +57,6 @@ export class RedisJobStore implements JobStore {
     // Unreachable, each command fails at once as the error table's 503; the connections come back by themselves.
     this.redis.on("error", () => undefined);
     this.subscriber.on("error", () => undefined);
-    this.subscriber.on("message", (channel: string, message: string) => {
-      this.heard(channel, message);
-    });
     void this.subscriber.subscribe(this.key("cancel")).catch(() => undefined);
     this.heartbeat = setInterval(() => {
       void this.beat();
@@ -80,14 +75,23 @@ export class RedisJobStore implements JobStore {
       watch: (id) => void this.subscriber.subscribe(this.channel(id)).catch(() => undefined),
       unwatch: (id) => void this.subscriber.unsubscribe(this.channel(id)).catch(() => undefined),
       onEvent: (handler) => {
-        this.eventHandler = handler;
+        const events = this.key("events:");
+        this.subscriber.on("message", (channel: string, message: string) => {
+          if (!channel.startsWith(events)) return;
+          const colon = message.indexOf(":");
+          const seq = Number(message.slice(0, colon));
+          const data = message.slice(colon + 1);
+          handler(channel.slice(events.length), seq === 0 ? { seq, data, live: true } : { seq, data });
+        });
       },
       tell: (id, data) => this.publish(this.channel(id), `0:${data}`),
       setPlace: (id, position) => this.run(() => this.redis.eval(SET_PLACE, 1, this.key(`job:${id}`), position)).then(() => undefined),
       placeOf: (id) => this.run(() => this.redis.hget(this.key(`job:${id}`), "place")).then((place) => (place === null ? undefined : Number(place))),
       announceCancel: (id) => this.publish(this.key("cancel"), id),
       onCancel: (handler) => {
-        this.cancelHandlers.push(handler);
+        this.subscriber.on("message", (channel: string, id: string) => {
+          if (channel === this.key("cancel")) handler(id);
+        });
       },
       recoverEveryMs: Math.max(250, options.leaseTtlMs / 2),
     };
@@ -325,17 +329,6 @@ export class RedisJobStore implements JobStore {
     } catch {
       // Unreachable: the heartbeat's lapse lets the others take them up.
     }
-  }
-
-  private heard(channel: string, message: string): void {
-    if (channel === this.key("cancel")) {
-      for (const handler of this.cancelHandlers) handler(message);
-      return;
-    }
-    const colon = message.indexOf(":");
-    const seq = Number(message.slice(0, colon));
-    const data = message.slice(colon + 1);
-    this.eventHandler(channel.slice(this.key("events:").length), seq === 0 ? { seq, data, live: true } : { seq, data });
   }
 }
 
