@@ -83,10 +83,7 @@ async function* fileChunks(file: string, start: number, end: number): AsyncGener
   }
 }
 
-/**
- * The chunks as the consumer pulls them, nothing read ahead (ReadableStream.from's
- * highWaterMark is 0); a cancel returns the generator, which runs its finally.
- */
+/** The chunks as the consumer pulls them, nothing read ahead (from()'s highWaterMark is 0); a cancel runs the generator's finally. */
 function pulled(chunks: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
   // Node's global ReadableStream has from(); the DOM type the project compiles with does not.
   return WebReadableStream.from(chunks) as unknown as ReadableStream<Uint8Array>;

@@ -28,13 +28,12 @@ return {id, 1}
  * active set and sets its keys to expire; an image's owner is noted.
  */
 export const UPDATE = `
+local finished = {succeeded = true, failed = true, canceled = true}
 local status = redis.call("HGET", KEYS[1], "status")
-if not status or status == "succeeded" or status == "failed" or status == "canceled" then return 0 end
+if not status or finished[status] then return 0 end
 redis.call("HSET", KEYS[1], unpack(ARGV, 4))
-local now = redis.call("HGET", KEYS[1], "status")
-if now == "succeeded" or now == "failed" or now == "canceled" then
-  local id = redis.call("HGET", KEYS[1], "id")
-  redis.call("ZREM", KEYS[3], id)
+if finished[redis.call("HGET", KEYS[1], "status")] then
+  redis.call("ZREM", KEYS[3], redis.call("HGET", KEYS[1], "id"))
   local ttl = tonumber(ARGV[1])
   redis.call("PEXPIRE", KEYS[1], ttl)
   redis.call("PEXPIRE", KEYS[2], ttl)

@@ -49,11 +49,8 @@ export interface JobLogEntry {
 /** What a job may change once made. */
 export type JobChange = Partial<Pick<JobRecord, "status" | "started_at" | "completed_at" | "output" | "error">>;
 
-export interface StoredImage {
-  sha256: string;
-  content_type: string;
-  bytes: number;
-}
+/** An image's record, as its job's output names it. */
+export type StoredImage = Pick<StoredOutput, "sha256" | "content_type" | "bytes">;
 
 /** Hears a job's event, with the job as it is then. */
 export type Listener = (event: JobLogEntry, job: JobRecord) => void;
