@@ -24,10 +24,7 @@ const MAX_WAIT_S = 60;
 /** The job as its owner reads it; `input` is its JSON as kept (a 20-digit seed keeps its digits). */
 async function jobJson(job: JobRecord): Promise<string> {
   const latest = async (type: string) =>
-    (await registry().jobs.store.events(job.id, 0))
-      .map((event) => JSON.parse(event.data) as Record<string, unknown>)
-      .filter((event) => event.type === type)
-      .at(-1);
+    (await registry().jobs.store.events(job.id, 0)).map((event) => JSON.parse(event.data) as Record<string, unknown>).findLast((event) => event.type === type);
   // The place in line now, as the runner heard it last (its log keeps only the first); else the one kept.
   const place = job.status === "queued" ? ((await registry().jobs.log.placeOf(job.id)) ?? (await latest("queued"))?.queue_position) : undefined;
   const progress = job.status === "running" ? await latest("progress") : undefined;
@@ -150,11 +147,16 @@ export async function readJob(id: string, context: RequestContext): Promise<Resp
   return answer(await ownJob(id, context), 200);
 }
 
-/** HEAD /api/jobs/{id}: whether the caller has it, without its events read to make its body. */
-export async function readJobHead(id: string, context: RequestContext): Promise<Response> {
-  await ownJob(id, context);
-  return headersOnly(JOB_HEADERS);
+/** HEAD of a job's door: whether the caller has the job, with the door's headers, no events read and no stream started. */
+function ownJobHead(headers: Record<string, string>): (id: string, context: RequestContext) => Promise<Response> {
+  return async (id, context) => {
+    await ownJob(id, context);
+    return headersOnly(headers);
+  };
 }
+
+export const readJobHead = ownJobHead(JOB_HEADERS);
+export const followJobHead = ownJobHead(SSE_HEADERS);
 
 /** POST /api/jobs/{id}/cancel: idempotent; a finished job is given back as it is. */
 export async function cancelJob(id: string, context: RequestContext): Promise<Response> {
@@ -193,12 +195,6 @@ function eventData(event: JobLogEntry, job: JobRecord | undefined): string {
 function lastEventId(header: string | null): number {
   const id = Number(header ?? 0);
   return Number.isNaN(id) || id < 0 ? 0 : id;
-}
-
-/** HEAD /api/jobs/{id}/events: the stream's headers, with no stream started. */
-export async function followJobHead(id: string, context: RequestContext): Promise<Response> {
-  await ownJob(id, context);
-  return headersOnly(SSE_HEADERS);
 }
 
 /**
