@@ -223,22 +223,17 @@ export class SqliteJobStore implements JobStore {
 
   /** Synchronous, so a sweep's batch is removed whole, with nothing between its steps. */
   private removeNow(id: string): void {
-    const job = this.db.prepare("SELECT image FROM jobs WHERE id = ?").get(id) as { image: string | null } | undefined;
+    const job = this.db.prepare("DELETE FROM jobs WHERE id = ? RETURNING image").get(id) as { image: string | null } | undefined;
     if (!job) return;
     this.db.prepare("DELETE FROM events WHERE job_id = ?").run(id);
-    this.db.prepare("DELETE FROM jobs WHERE id = ?").run(id);
     this.kept.jobs--;
-    if (job.image !== null) this.dropImageIfUnused(job.image);
-  }
-
-  /** The image's record goes at once; its file off the event loop (a reader holding it open still reads it whole). */
-  private dropImageIfUnused(sha256: string): void {
-    if (this.db.prepare("SELECT 1 FROM jobs WHERE image = ? LIMIT 1").get(sha256) !== undefined) return;
-    const row = this.db.prepare("DELETE FROM images WHERE sha256 = ? RETURNING bytes").get(sha256) as { bytes: number } | undefined;
-    if (!row) return;
+    // The image's record goes with its last job, at once; its file off the event loop (a reader holding it open still reads it whole).
+    if (job.image === null || this.db.prepare("SELECT 1 FROM jobs WHERE image = ? LIMIT 1").get(job.image) !== undefined) return;
+    const image = this.db.prepare("DELETE FROM images WHERE sha256 = ? RETURNING bytes").get(job.image) as { bytes: number } | undefined;
+    if (!image) return;
     this.kept.images--;
-    this.kept.bytes -= row.bytes;
-    void this.images.remove(sha256).catch(() => undefined);
+    this.kept.bytes -= image.bytes;
+    void this.images.remove(job.image).catch(() => undefined);
   }
 
   async checkWritable(): Promise<void> {
