@@ -29,7 +29,6 @@ const JOBS_ROUTE = "/api/jobs";
 const SWEEP_BATCH = 200;
 /** Finished jobs removed at most when a new one needs the room MAX_JOBS leaves. */
 const THIN_BATCH = 16;
-/** The longest between two retention sweeps. */
 const SWEEP_MS = 10 * 60 * 1000;
 
 /** What the jobs run on, handed down by the composition root (lib/registry.ts). */
@@ -40,9 +39,7 @@ export interface JobParts extends GenerationParts {
 }
 
 export class JobRunner {
-  /** Whether DATA_DIR's disk has room (after a full disk, no new job until it has). */
   readonly space: StorageSpace;
-  /** The jobs' events: listened to, and a queued job's place in line now. */
   readonly log: JobLog;
   private readonly cancels = new Map<string, AbortController>();
   private sweeping = false;
@@ -358,14 +355,11 @@ function retried(error: GatewayError): boolean {
   return ERRORS[error.code].retried === true || (error.code === "upstream_status" && error.status === 503);
 }
 
-const FIRST_RETRY_MS = 1000;
-const MAX_RETRY_MS = 30_000;
-
 /** The refusal's Retry-After, else a pause doubling from a second, at most 30 s. */
 function retryDelayMs(error: GatewayError, attempt: number): number {
   const seconds = Number(error.headers["Retry-After"]);
-  const asked = Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : FIRST_RETRY_MS * 2 ** (attempt - 1);
-  return Math.min(asked, MAX_RETRY_MS);
+  const asked = Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 1000 * 2 ** (attempt - 1);
+  return Math.min(asked, 30_000);
 }
 
 /** A job's last event when it fails: as /api/generate-stream's own error events, its kind and message. */

@@ -86,7 +86,6 @@ export interface JobStore {
   /** A new queued job; with an idempotency key already used by `owner`, that job instead (`created` false). */
   create(owner: string, input: string, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }>;
   get(id: string): Promise<JobRecord | undefined>;
-  /** The job `owner` made with this idempotency key. */
   find(owner: string, idempotencyKey: string): Promise<JobRecord | undefined>;
   /** `owner`'s jobs, newest first, older than `before` when given. */
   list(owner: string, limit: number, before?: string): Promise<JobRecord[]>;
@@ -102,7 +101,6 @@ export interface JobStore {
   putImage(bytes: Buffer, contentType: string, sha256: string): Promise<StoredImage>;
   /** The image's record; its bytes are read only when they are sent. */
   image(sha256: string): Promise<StoredImage | undefined>;
-  /** Whether one of `owner`'s jobs has this image. */
   ownsImage(owner: string, sha256: string): Promise<boolean>;
   /**
    * What a previous process left (the embedded store, at start), or a gateway
@@ -120,9 +118,7 @@ export interface JobStore {
   thin(maxJobs: number, batch: number): Promise<number>;
   /** The images kept, and their bytes (counted as they come and go, not summed). */
   usage(): Promise<{ images: number; bytes: number }>;
-  /** Jobs kept. */
   size(): Promise<number>;
-  /** Jobs by status. */
   counts(): Promise<Record<JobStatus, number>>;
   /** Throws unless images and records can be written. */
   checkWritable(): Promise<void>;
