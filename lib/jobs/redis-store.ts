@@ -84,10 +84,10 @@ export class RedisJobStore implements JobStore {
           handler(channel.slice(events.length), seq === 0 ? { seq, data, live: true } : { seq, data });
         });
       },
-      tell: (id, data) => this.publish(this.channel(id), `0:${data}`),
+      tell: (id, data) => this.run(() => this.redis.publish(this.channel(id), `0:${data}`)).then(() => undefined),
       setPlace: (id, position) => this.run(() => this.redis.eval(SET_PLACE, 1, this.key(`job:${id}`), position)).then(() => undefined),
       placeOf: (id) => this.run(() => this.redis.hget(this.key(`job:${id}`), "place")).then((place) => (place === null ? undefined : Number(place))),
-      announceCancel: (id) => this.publish(this.key("cancel"), id),
+      announceCancel: (id) => this.run(() => this.redis.publish(this.key("cancel"), id)).then(() => undefined),
       onCancel: (handler) => {
         this.subscriber.on("message", (channel: string, id: string) => {
           if (channel === this.key("cancel")) handler(id);
@@ -113,10 +113,6 @@ export class RedisJobStore implements JobStore {
     } catch (error) {
       throw error instanceof GatewayError ? error : fail.jobStoreUnavailable(error);
     }
-  }
-
-  private async publish(channel: string, message: string): Promise<void> {
-    await this.run(() => this.redis.publish(channel, message));
   }
 
   private async beat(): Promise<void> {
