@@ -307,17 +307,13 @@ export class JobRunner {
     const { dataMaxBytes } = this.gateway.config;
     if (image.bytes.length > dataMaxBytes) throw fail.storageFull(`an image of ${image.bytes.length} bytes is larger than DATA_MAX_BYTES (${dataMaxBytes})`);
     while ((await stored(() => this.store.trim(dataMaxBytes - image.bytes.length, SWEEP_BATCH), this.closing.signal)) === SWEEP_BATCH) await setImmediate();
-    try {
-      await stored(() => this.store.putImage(image.bytes, image.contentType, image.sha256), this.closing.signal);
-    } catch (error) {
+    const kept = await stored(() => this.store.putImage(image.bytes, image.contentType, image.sha256), this.closing.signal).catch((error: unknown) => {
       throw this.space.failed(error);
-    }
+    });
     const number = (value: unknown) => (typeof value === "number" ? value : null);
     const { width, height, generation_time_ms, image_id } = image.fields;
     return {
-      sha256: image.sha256,
-      content_type: image.contentType,
-      bytes: image.bytes.length,
+      ...kept,
       width: number(width),
       height: number(height),
       seed: image.seed ?? null,
