@@ -44,24 +44,21 @@ async function jobJson(job: JobRecord): Promise<string> {
   return `${JSON.stringify(body).slice(0, -1)},"input":${job.input}}`;
 }
 
-/** A job's output as its owner reads it: with the image's URL. */
-export function outputOf(job: JobRecord): (StoredOutput & { image_url: string }) | null {
-  return job.output && { ...job.output, image_url: imageUrl(job) };
-}
-
 const EXTENSIONS: Record<string, string> = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
 
 /**
- * Where the job's image is. With API keys, signed until the job expires, so a
- * browser's `<img src>` (which sends no key) can fetch it.
+ * A job's output as its owner reads it: with the image's URL, which, with API
+ * keys, is signed until the job expires, so a browser's `<img src>` (which
+ * sends no key) can fetch it.
  */
-function imageUrl(job: JobRecord): string {
-  const { sha256, content_type: type } = job.output as StoredOutput;
+export function outputOf(job: JobRecord): (StoredOutput & { image_url: string }) | null {
+  if (!job.output) return null;
+  const { sha256, content_type: type } = job.output;
   const url = `/api/images/${sha256}.${EXTENSIONS[type] ?? "bin"}`;
   const { access, config } = registry();
   const expires = Math.floor((Date.parse(job.completed_at ?? job.created_at) + config.jobTtlMs) / 1000);
   const signature = access.keys.sign(`${sha256}:${expires}`);
-  return signature === undefined ? url : `${url}?expires=${expires}&sig=${signature}`;
+  return { ...job.output, image_url: signature === undefined ? url : `${url}?expires=${expires}&sig=${signature}` };
 }
 
 /** Whether the request carries a signature of this image that has not expired. */
