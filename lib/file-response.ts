@@ -17,8 +17,6 @@ export interface StoredFile {
   read(start: number, end: number): ReadableStream<Uint8Array>;
 }
 
-type Part = { start: number; end: number } | "whole" | "unsatisfiable";
-
 /**
  * The answer to GET or HEAD of `file`, `headers` added to it (Cache-Control,
  * say). A file gone since its metadata was read errors the body.
@@ -51,7 +49,7 @@ function matchesAny(header: string | null, etag: string): boolean {
  * `-n`. A header that is not one such range (another unit, bad syntax,
  * several parts) is ignored: the whole file, as the RFC allows.
  */
-function partOf(header: string | null, size: number): Part {
+function partOf(header: string | null, size: number): { start: number; end: number } | "whole" | "unsatisfiable" {
   const range = /^bytes=(\d*)-(\d*)$/i.exec(header?.trim() ?? "");
   if (!range) return "whole";
   const [, first = "", last = ""] = range;
