@@ -21,10 +21,7 @@ export interface PeerStamp {
  * response with the send timeout.
  */
 export function guardNodeServers(sendTimeoutMs: number): PeerStamp {
-  const guard = installNodeGuard();
-  const watchdog = new SendWatchdog(sendTimeoutMs);
-  guard.watchResponses(watchdog.watch);
-  return { header: guard.header };
+  return installNodeGuard(sendWatchdog(sendTimeoutMs));
 }
 
 /**
@@ -33,25 +30,12 @@ export function guardNodeServers(sendTimeoutMs: number): PeerStamp {
  * megabytes in memory until it leaves. One with nothing unsent (a generation
  * still running) is never cut. Progress: bytes handed to the kernel.
  */
-class SendWatchdog {
-  private readonly watched = new Map<ServerResponse, { sent: number; since: number }>();
-  private timer: NodeJS.Timeout | undefined;
-
-  constructor(private readonly timeoutMs: number) {}
-
-  readonly watch = (response: ServerResponse): void => {
-    this.watched.set(response, { sent: 0, since: performance.now() });
-    response.once("close", () => {
-      this.watched.delete(response);
-    });
-    this.timer ??= setInterval(() => {
-      this.check();
-    }, Math.min(1000, this.timeoutMs / 4)).unref();
-  };
-
-  private check(): void {
+function sendWatchdog(timeoutMs: number): (response: ServerResponse) => void {
+  const watched = new Map<ServerResponse, { sent: number; since: number }>();
+  let timer: NodeJS.Timeout | undefined;
+  const check = () => {
     const now = performance.now();
-    for (const [response, progress] of this.watched) {
+    for (const [response, progress] of watched) {
       const socket = response.socket;
       if (!socket) continue;
       const sent = socket.bytesWritten - socket.writableLength;
@@ -59,13 +43,20 @@ class SendWatchdog {
       if (response.writableLength + socket.writableLength === 0 || sent !== progress.sent) {
         progress.sent = sent;
         progress.since = now;
-      } else if (now - progress.since >= this.timeoutMs) {
-        this.watched.delete(response);
+      } else if (now - progress.since >= timeoutMs) {
+        watched.delete(response);
         // A reset, not a close: a closing socket would still try to deliver what the kernel holds for it.
         socket.resetAndDestroy();
       }
     }
-  }
+  };
+  return (response) => {
+    watched.set(response, { sent: 0, since: performance.now() });
+    response.once("close", () => {
+      watched.delete(response);
+    });
+    timer ??= setInterval(check, Math.min(1000, timeoutMs / 4)).unref();
+  };
 }
 
 const UNSTAMPED = "unstamped";

@@ -6,5 +6,5 @@ export const CONTENT_LENGTH_HEADER: string;
 /** On every answer (see node-guard.mjs; on Vercel, next.config.mjs sets them). */
 export const SECURITY_HEADERS: readonly (readonly [string, string])[];
 
-/** See node-guard.mjs: guards every Node http server of this process; the peer stamp's header, and a hook on each response. */
-export function installNodeGuard(): { header: string; watchResponses: (watch: (response: ServerResponse) => void) => void };
+/** See node-guard.mjs: guards every Node http server of this process, `onResponse` seeing each response; the peer stamp's header. */
+export function installNodeGuard(onResponse?: (response: ServerResponse) => void): { header: string };

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { subscribe } from "node:diagnostics_channel";
-import { Server } from "node:http";
+import { Server, ServerResponse } from "node:http";
 
 const STATE = Symbol.for("text2image-gateway.node-guard");
 
@@ -38,103 +38,68 @@ export const SECURITY_HEADERS = [
 ];
 
 /** What Node passes on and Next answers with a 500 and a stack trace (fetch's Request refuses it); Node itself refuses CONNECT and TRACK. */
-const REFUSED_METHODS = new Set(["TRACE"]);
+const REFUSED_METHOD = "TRACE";
 const ALLOWED = ["GET", "HEAD", "POST", "OPTIONS"];
 /** RFC 3986's host (a reg-name, an IPv4 address or a bracketed IP literal) and an optional port: a Host field value that is not one is a 400 (RFC 9112 §3.2). */
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::\d*)?$/;
 
 /**
  * Guards every Node http server of this process from its next connection on
- * (idempotent); returns the peer stamp's header name, random per process so
- * no client can send it, and a hook that sees each response Next will write.
- * @returns {{ header: string; watchResponses: (watch: (response: import("node:http").ServerResponse) => void) => void }}
+ * (idempotent), `onResponse` seeing each response Next will write; returns the
+ * peer stamp's header name, random per process so no client can send it.
+ * @param {(response: ServerResponse) => void} [onResponse]
+ * @returns {{ header: string }}
  */
-export function installNodeGuard() {
-  const state = (globalThis[STATE] ??= { header: `x-gateway-peer-${randomBytes(12).toString("hex")}`, guarded: new WeakSet(), onResponse: undefined, installed: false });
-  if (!state.installed) {
-    state.installed = true;
+export function installNodeGuard(onResponse) {
+  let state = globalThis[STATE];
+  if (!state) {
+    state = globalThis[STATE] = { header: `x-gateway-peer-${randomBytes(12).toString("hex")}`, onResponse: undefined };
+    const guarded = new WeakSet();
     // Published for each accepted socket before its server's 'connection' listeners run: the server is guarded before it parses a byte.
-    subscribe("net.server.socket", (message) => {
-      const server = /** @type {{ socket: { server?: unknown } }} */ (message).socket.server;
-      if (server instanceof Server && !state.guarded.has(server)) guard(server, state);
+    subscribe("net.server.socket", ({ socket: { server } }) => {
+      if (!(server instanceof Server) || guarded.has(server)) return;
+      guarded.add(server);
+      guard(server, state);
     });
+    keepContentLength();
   }
-  return {
-    header: state.header,
-    watchResponses: (watch) => {
-      state.onResponse = watch;
-    },
-  };
+  if (onResponse) state.onResponse = onResponse;
+  return { header: state.header };
 }
 
 /** @param {Server} server */
 function guard(server, state) {
-  state.guarded.add(server);
-  const ownUpgrades = server.shouldUpgradeCallback;
-  // No route serves a WebSocket or another protocol, and Next leaves an upgrade it does not proxy unanswered with its
-  // socket open for good. Any other upgrade (h2c from `curl --http2`) is ignored, as RFC 9110 §7.8 allows: served as HTTP/1.1.
-  server.shouldUpgradeCallback = (request) => (developing() ? ownUpgrades.call(server, request) : isWebSocket(request));
+  // No route serves a WebSocket or another protocol, and Next leaves an upgrade it does not proxy unanswered with its socket
+  // open for good. So every upgrade is served as HTTP/1.1, as RFC 9110 §7.8 allows (h2c from `curl --http2` gets its answer),
+  // a WebSocket handshake refused there. `next dev` serves its hot reload over a WebSocket: left to Next there.
+  if (process.env.NODE_ENV !== "development") server.shouldUpgradeCallback = () => false;
   const emit = server.emit;
   server.emit = function (event, ...args) {
-    if (event === "upgrade" && !developing()) {
-      refuseUpgrade(args[0], args[1]);
-      return true;
-    }
     if (event === "request") {
       const [request, response] = args;
       request.headers[state.header] = request.socket.remoteAddress ?? "";
       for (const [name, value] of SECURITY_HEADERS) response.setHeader(name, value);
       if (refused(request, response)) return true;
-      keepContentLength(response);
       state.onResponse?.(response);
     }
     return emit.call(this, event, ...args);
   };
 }
 
-/** @param {import("node:http").ServerResponse} response */
-function keepContentLength(response) {
-  const setHeader = response.setHeader;
-  response.setHeader = function (name, value) {
+/** Makes a route's CONTENT_LENGTH_HEADER the Content-Length, once for every response (no wrapper made per request). */
+function keepContentLength() {
+  const setHeader = ServerResponse.prototype.setHeader;
+  ServerResponse.prototype.setHeader = function (name, value) {
     if (name.toLowerCase() === CONTENT_LENGTH_HEADER && /^\d+$/.test(String(value))) return setHeader.call(this, "content-length", String(value));
     return setHeader.call(this, name, value);
   };
-}
-
-/** `next dev` serves its hot reload over a WebSocket: left to Next there. */
-function developing() {
-  return process.env.NODE_ENV === "development";
-}
-
-/** @param {import("node:http").IncomingMessage} request */
-function isWebSocket(request) {
-  return /(?:^|,)\s*websocket\s*(?:,|$)/i.test(request.headers.upgrade ?? "");
-}
-
-/**
- * A WebSocket handshake: RFC 6455 §4.2.2's refusal, an HTTP error, then the
- * socket closed (it left Node's HTTP parser, so nothing else would close it).
- * @param {import("node:http").IncomingMessage} request
- * @param {import("node:net").Socket} socket
- */
-function refuseUpgrade(request, socket) {
-  socket.on("error", () => undefined);
-  const target = request.url ?? "";
-  const body = errorBody(
-    target,
-    `No WebSocket is served at ${pathOf(target).slice(0, 100)}: this gateway speaks HTTP, and streams progress as server-sent events (POST /api/generate-stream)`,
-  );
-  const head = ["HTTP/1.1 400 Bad Request", "Content-Type: application/json", `Content-Length: ${Buffer.byteLength(body)}`, "Connection: close"];
-  socket.end(`${head.join("\r\n")}\r\n\r\n${body}`, () => {
-    socket.destroy();
-  });
 }
 
 /**
  * Answers a request no route can take, as JSON (OpenAI's shape under /v1);
  * false for every other.
  * @param {import("node:http").IncomingMessage} request
- * @param {import("node:http").ServerResponse} response
+ * @param {ServerResponse} response
  */
 function refused(request, response) {
   const problem = problemOf(request);
@@ -152,16 +117,25 @@ function refused(request, response) {
 function problemOf(request) {
   const method = request.method ?? "";
   const target = request.url ?? "";
-  if (REFUSED_METHODS.has(method)) {
+  const upgrade = request.headers.upgrade;
+  // RFC 6455 §4.2.2's refusal of a WebSocket handshake: an HTTP error, and the connection closed.
+  if (upgrade !== undefined && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(upgrade)) {
+    const detail = `No WebSocket is served at ${pathOf(target).slice(0, 100)}: this gateway speaks HTTP, and streams progress as server-sent events (POST /api/generate-stream)`;
+    return { status: 400, detail, headers: { Connection: "close" } };
+  }
+  if (method === REFUSED_METHOD) {
     return { status: 405, detail: `Method ${method} not allowed; use ${ALLOWED.join(" or ")}`, headers: { Allow: ALLOWED.join(", ") } };
   }
   // Origin form (a path) and absolute form (what a proxy is sent) are for Next; `*` and the like are not.
   if (!target.startsWith("/") && !/^https?:\/\//i.test(target)) {
     return { status: 400, detail: `Request target ${target.slice(0, 100)} is not served here: ask for a path` };
   }
-  const hosts = hostFields(request.rawHeaders);
-  if (hosts.length > 1) return { status: 400, detail: `The request has ${hosts.length} Host headers: send one` };
-  if (hosts[0] !== undefined && !VALID_HOST.test(hosts[0])) return { status: 400, detail: "The Host header is not a valid host[:port]" };
+  let hosts = 0;
+  for (let i = 0; i < request.rawHeaders.length; i += 2) {
+    if (request.rawHeaders[i].toLowerCase() === "host") hosts++;
+  }
+  if (hosts > 1) return { status: 400, detail: `The request has ${hosts} Host headers: send one` };
+  if (hosts === 1 && !VALID_HOST.test(request.headers.host)) return { status: 400, detail: "The Host header is not a valid host[:port]" };
   // Next decodes path parameters with decodeURIComponent, and answers what it cannot decode with a 500.
   const path = pathOf(target);
   try {
@@ -170,15 +144,6 @@ function problemOf(request) {
     return { status: 400, detail: `Request target ${path.slice(0, 100)} has a malformed percent-escape: % must be followed by two hex digits of UTF-8` };
   }
   return undefined;
-}
-
-/** @param {string[]} rawHeaders */
-function hostFields(rawHeaders) {
-  const hosts = [];
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]?.toLowerCase() === "host") hosts.push(rawHeaders[i + 1] ?? "");
-  }
-  return hosts;
 }
 
 /** The path of an origin-form or absolute-form target, without its query. @param {string} target */
