@@ -30,15 +30,15 @@ export class Work {
     else client.addEventListener("abort", this.onClientGone, { once: true });
   }
 
-  /** The drain has started: a request still waiting for a slot gives up. */
+  /** The drain has started: a request still waiting for a slot gives up (a signal aborted already keeps its reason). */
   stop(): void {
-    this.abort(this.waiting);
+    this.waiting.abort(fail.shuttingDown());
   }
 
   /** The grace period is over: whatever still runs is aborted. */
   cut(): void {
-    this.abort(this.waiting);
-    this.abort(this.running);
+    this.stop();
+    this.running.abort(fail.shuttingDown());
   }
 
   /** Leaves the registry; only the first call counts. */
@@ -47,11 +47,6 @@ export class Work {
     this.released = true;
     this.client.removeEventListener("abort", this.onClientGone);
     this.onRelease(this);
-  }
-
-  private abort(controller: AbortController): void {
-    if (controller.signal.aborted) return;
-    controller.abort(fail.shuttingDown());
   }
 }
 
