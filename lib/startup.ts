@@ -85,13 +85,9 @@ async function drainAndExit(signal: NodeJS.Signals): Promise<void> {
   const outcome = await drain.drain(graceMs, SETTLE_MS);
   await gateway.close(CLOSE_MS);
   logger[outcome === "gave_up" ? "warn" : "info"]({ outcome, duration_ms: Math.round(performance.now() - startedAt) }, "shut down");
-  await flushTraces();
-  process.exit(0);
-}
-
-/** Exports the spans still batched, which an exit would lose; bounded, never failing. */
-async function flushTraces(): Promise<void> {
+  // The spans still batched, which an exit would lose, are exported first; bounded, never failing.
   const provider = trace.getTracerProvider() as { getDelegate?: () => unknown };
-  const actual = (provider.getDelegate?.() ?? provider) as { forceFlush?: () => Promise<void> };
-  if (typeof actual.forceFlush === "function") await settlesWithin(actual.forceFlush(), TRACE_FLUSH_MS);
+  const tracing = (provider.getDelegate?.() ?? provider) as { forceFlush?: () => Promise<void> };
+  await settlesWithin(tracing.forceFlush?.(), TRACE_FLUSH_MS);
+  process.exit(0);
 }
