@@ -106,22 +106,13 @@ function admitted(handler: Handler, rateLimited: boolean): Handler {
   };
 }
 
-/** Sets headers (`Vary` appended to), copying a response whose headers are immutable (`Response.redirect`'s). */
+/** Sets headers, `Vary` appended to (every handler's answer is a Response it made, whose headers can change). */
 function withHeaders(response: Response, headers: HeaderList): Response {
-  const apply = (target: Headers) => {
-    for (const [name, value] of headers) {
-      if (name === "Vary") target.append(name, value);
-      else target.set(name, value);
-    }
-  };
-  try {
-    apply(response.headers);
-    return response;
-  } catch {
-    const copy = new Response(response.body, response);
-    apply(copy.headers);
-    return copy;
+  for (const [name, value] of headers) {
+    if (name === "Vary") response.headers.append(name, value);
+    else response.headers.set(name, value);
   }
+  return response;
 }
 
 /** A HEAD's answer: the headers a GET would carry, no body, nothing asked or read to make one. */
