@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { ERRORS, GatewayError } from "../errors";
 import type { ErrorCode } from "../errors";
 import type { GenerationObserver } from "../pipeline";
@@ -7,9 +8,11 @@ import type { GenerateRequest } from "../schemas";
 import type { CallContext } from "../upstream/server";
 import { incomingTraceContext } from "../upstream/tracing";
 import { recordRequest } from "./metrics";
-import { requestIdFrom } from "./request-id";
 
-export { REQUEST_ID_HEADER } from "./request-id";
+export const REQUEST_ID_HEADER = "x-request-id";
+export const MAX_REQUEST_ID_LENGTH = 128;
+// The characters of UUIDs, ULIDs, trace ids and base64: nothing that could break a log line or a header.
+const SANE = /^[A-Za-z0-9._:+/=-]+$/;
 
 type Phase = "queue" | "upstream";
 
@@ -156,4 +159,10 @@ export class RequestRecord implements GenerationObserver {
 
 function ms(value: number | undefined): number | undefined {
   return value === undefined ? undefined : Math.round(value * 10) / 10;
+}
+
+/** The caller's `x-request-id` when it is a sane token of at most 128 characters, else a new UUID. */
+export function requestIdFrom(headers: Headers): string {
+  const given = headers.get(REQUEST_ID_HEADER)?.trim();
+  return given && given.length <= MAX_REQUEST_ID_LENGTH && SANE.test(given) ? given : randomUUID();
 }
