@@ -89,25 +89,24 @@ export async function generateStream(request: Request, context: RequestContext):
   });
   const events = new EventStream(registry().config.sseKeepAliveMs, onClientGone);
 
-  let markQueued!: (value: "queued") => void;
-  const queued = new Promise<"queued">((resolve) => (markQueued = resolve));
+  let markQueued!: () => void;
+  const queued = new Promise<void>((resolve) => (markQueued = resolve));
   const opening = generation.events((position) => {
     events.send({ type: "queued", queue_position: position, position });
-    markQueued("queued");
+    markQueued();
   });
-  let first: AsyncGenerator<UpstreamEvent> | "queued";
   try {
-    first = await Promise.race([opening, queued]);
+    await Promise.race([opening, queued]);
   } catch (error) {
     events.end();
     throw error;
   }
-  void relay(first === "queued" ? opening : first, events, context.record).finally(context.record.hold());
+  void relay(opening, events, context.record).finally(context.record.hold());
   return events.response();
 }
 
 /** Passes the upstream's events to the client as each one completes, unchanged; a failure ends the stream with an `error` event. */
-async function relay(opening: Promise<AsyncGenerator<UpstreamEvent>> | AsyncGenerator<UpstreamEvent>, events: EventStream, record: RequestRecord): Promise<void> {
+async function relay(opening: Promise<AsyncGenerator<UpstreamEvent>>, events: EventStream, record: RequestRecord): Promise<void> {
   try {
     for await (const { bytes } of await opening) {
       events.write(bytes);
