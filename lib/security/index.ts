@@ -4,7 +4,6 @@ import { registry } from "../registry";
 import { clientAddress } from "./client";
 import { isForeignBrowserRequest } from "./cors";
 import type { HeaderList } from "./cors";
-import { quotaHeaders } from "./rate-limit";
 
 export type { HeaderList } from "./cors";
 
@@ -41,17 +40,6 @@ export function jobOwner(request: Request, caller: string): { owner: string; lis
 }
 
 /** Takes `images` of the caller's RATE_LIMIT_PER_MINUTE: the 429 (nothing taken), or the RateLimit-* headers of its answer. */
-export async function takeRateLimit(caller: string, images = 1): Promise<HeaderList> {
-  const { rateLimits } = registry().access;
-  if (!rateLimits.enabled) return [];
-  if (images > rateLimits.perMinute) {
-    throw fail.invalidParameter("n", `${images} images are more than RATE_LIMIT_PER_MINUTE allows in a minute (${rateLimits.perMinute})`);
-  }
-  return Object.entries(quotaHeaders(await rateLimits.take(caller, images)));
-}
-
-/** The extra headers of an answer to a CORS preflight from an allowed origin. */
-export function preflightHeaders(request: Request, methods: readonly string[]): HeaderList {
-  if (!request.headers.has("access-control-request-method")) return [];
-  return registry().access.cors.preflightHeaders(request.headers.get("origin"), methods);
+export function takeRateLimit(caller: string, images = 1): Promise<HeaderList> {
+  return registry().access.rateLimits.take(caller, images);
 }

@@ -3,16 +3,10 @@ import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limite
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import { fail } from "../errors";
 import { REDIS_CONNECTION, connectedWithin } from "../redis-connection";
+import type { HeaderList } from "./cors";
 
 const WINDOW_S = 60;
-
-/** The outcome of one request's check, as the IETF RateLimit-* header fields say it. */
-interface Quota {
-  limit: number;
-  remaining: number;
-  /** Seconds until the whole limit is available again. */
-  resetSeconds: number;
-}
+const CONNECT_WAIT_MS = 1000;
 
 interface RateLimiterOptions {
   perMinute: number;
@@ -53,14 +47,6 @@ export class RateLimiter {
     });
   }
 
-  get enabled(): boolean {
-    return this.options.perMinute > 0;
-  }
-
-  get perMinute(): number {
-    return this.options.perMinute;
-  }
-
   /** Whether the count is Redis's now, shared by every gateway on it (else this process's, while Redis is unreachable or not set). */
   get shared(): boolean {
     return this.client?.status === "ready";
@@ -68,21 +54,25 @@ export class RateLimiter {
 
   /**
    * Takes `images` from `client`'s minute, as OpenAI's images-per-minute limit
-   * counts: its quota, or a 429 GatewayError with Retry-After, taking none.
+   * counts: the RateLimit-* fields of its answer (none with no limit set), or a
+   * 429 GatewayError with Retry-After, taking none. More images than a minute
+   * allows are a 400 on the one door that asks for several (OpenAI's `n`).
    */
-  async take(client: string, images = 1): Promise<Quota> {
+  async take(client: string, images = 1): Promise<HeaderList> {
     const limit = this.options.perMinute;
-    await this.connected();
+    if (limit === 0) return [];
+    if (images > limit) throw fail.invalidParameter("n", `${images} images are more than RATE_LIMIT_PER_MINUTE allows in a minute (${limit})`);
+    await this.firstConnection;
     try {
       const taken = await this.limiter.consume(client, images);
-      return { limit, remaining: Math.max(0, taken.remainingPoints), resetSeconds: Math.max(0, Math.ceil(taken.msBeforeNext / 1000)) };
+      return quotaHeaders(limit, Math.max(0, taken.remainingPoints), Math.max(0, Math.ceil(taken.msBeforeNext / 1000)));
     } catch (refusal) {
       if (!(refusal instanceof RateLimiterRes)) throw fail.internal(refusal);
       // What this request added goes back: a refused request takes nothing.
       void this.limiter.reward(client, images).catch(() => undefined);
       const left = Math.max(0, limit - (refusal.consumedPoints - images));
       const retryAfter = Math.max(1, Math.ceil(refusal.msBeforeNext / 1000));
-      const headers = quotaHeaders({ limit, remaining: left, resetSeconds: retryAfter });
+      const headers = Object.fromEntries(quotaHeaders(limit, left, retryAfter));
       throw fail.rateLimited(limit, retryAfter, headers, images === 1 ? undefined : { asked: images, left });
     }
   }
@@ -100,13 +90,11 @@ export class RateLimiter {
   }
 }
 
-const CONNECT_WAIT_MS = 1000;
-
-/** The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers, separate-field form). */
-export function quotaHeaders(quota: Quota): Record<string, string> {
-  return {
-    "RateLimit-Limit": String(quota.limit),
-    "RateLimit-Remaining": String(quota.remaining),
-    "RateLimit-Reset": String(quota.resetSeconds),
-  };
+/** The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers, separate-field form); the reset is in seconds, until the whole limit is back. */
+export function quotaHeaders(limit: number, remaining: number, resetSeconds: number): HeaderList {
+  return [
+    ["RateLimit-Limit", String(limit)],
+    ["RateLimit-Remaining", String(remaining)],
+    ["RateLimit-Reset", String(resetSeconds)],
+  ];
 }
