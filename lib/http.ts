@@ -4,7 +4,7 @@ import { parseJsonObject } from "./json-object";
 import { REQUEST_ID_HEADER, RequestRecord } from "./observe/request";
 import type { RouteEntry } from "./routes";
 import { registry } from "./registry";
-import { admit, preflightHeaders, takeRateLimit } from "./security";
+import { admit, takeRateLimit } from "./security";
 import type { HeaderList } from "./security";
 
 /** What a handler gets besides the request: its record, a way to run something once the response is closed, the headers any answer carries. */
@@ -36,7 +36,7 @@ export function route(entry: RouteEntry, handlers: Partial<Record<Method, Handle
   };
   const methods = [...allow, "OPTIONS"];
   const options: Handler = (request) =>
-    new Response(null, { status: 204, headers: [["Allow", methods.join(", ")], ...preflightHeaders(request, methods)] });
+    new Response(null, { status: 204, headers: [["Allow", methods.join(", ")], ...registry().access.cors.preflightHeaders(request.headers, methods)] });
   const secured = entry.access ? (handler: Handler) => admitted(handler, entry.access === "generation") : (handler: Handler) => handler;
   const get = handlers.GET && secured(handlers.GET);
   const head = handlers.HEAD ? secured(handlers.HEAD) : get;

@@ -42,9 +42,10 @@ export class CorsPolicy {
     return [["Vary", "Origin"], ["Access-Control-Allow-Origin", origin], ["Access-Control-Allow-Credentials", "true"], exposed];
   }
 
-  /** The extra headers of a preflight answer: methods, request headers, cache time. None for an origin not allowed. */
-  preflightHeaders(origin: string | null, methods: readonly string[]): HeaderList {
-    if (origin === null || !this.allows(origin)) return [];
+  /** The extra headers of an answer to a preflight (an OPTIONS with Access-Control-Request-Method): methods, request headers, cache time. None for an origin not allowed. */
+  preflightHeaders(headers: Headers, methods: readonly string[]): HeaderList {
+    const origin = headers.get("origin");
+    if (origin === null || !headers.has("access-control-request-method") || !this.allows(origin)) return [];
     return [
       ["Access-Control-Allow-Methods", methods.join(", ")],
       ["Access-Control-Allow-Headers", ALLOWED_HEADERS],

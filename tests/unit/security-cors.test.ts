@@ -2,13 +2,15 @@ import { describe, expect, it } from "vitest";
 import { CORS_ALLOWED_HEADERS, CorsPolicy, isForeignBrowserRequest } from "@/lib/security/cors";
 
 const APP = "https://app.example.com";
+/** A browser's preflight from `origin`. */
+const preflight = (origin: string) => new Headers({ origin, "access-control-request-method": "POST" });
 
 describe("CorsPolicy", () => {
   it("sends nothing at all when no origin is listed (same origin only)", () => {
     const policy = new CorsPolicy([]);
     expect(policy.enabled).toBe(false);
     expect(policy.responseHeaders(APP)).toEqual([]);
-    expect(policy.preflightHeaders(APP, ["POST", "OPTIONS"])).toEqual([]);
+    expect(policy.preflightHeaders(preflight(APP), ["POST", "OPTIONS"])).toEqual([]);
   });
 
   it("echoes a listed origin with credentials, exposes the gateway's headers and varies by Origin", () => {
@@ -25,7 +27,7 @@ describe("CorsPolicy", () => {
     const policy = new CorsPolicy([APP]);
     expect(policy.responseHeaders("https://evil.example")).toEqual([["Vary", "Origin"]]);
     expect(policy.responseHeaders(null)).toEqual([["Vary", "Origin"]]);
-    expect(policy.preflightHeaders("https://evil.example", ["POST"])).toEqual([]);
+    expect(policy.preflightHeaders(preflight("https://evil.example"), ["POST"])).toEqual([]);
   });
 
   it("answers * only when given, and then never with credentials", () => {
@@ -38,13 +40,16 @@ describe("CorsPolicy", () => {
   });
 
   it("answers a preflight from an allowed origin with the route's methods, the request headers it takes and a cache time", () => {
-    const headers = Object.fromEntries(new CorsPolicy([APP]).preflightHeaders(APP, ["POST", "OPTIONS"]));
+    const policy = new CorsPolicy([APP]);
+    const headers = Object.fromEntries(policy.preflightHeaders(preflight(APP), ["POST", "OPTIONS"]));
     expect(headers).toEqual({
       "Access-Control-Allow-Methods": "POST, OPTIONS",
       "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS.join(", "),
       "Access-Control-Max-Age": "600",
     });
     expect(CORS_ALLOWED_HEADERS).toEqual(expect.arrayContaining(["content-type", "authorization", "x-api-key", "x-request-id"]));
+    // An OPTIONS without Access-Control-Request-Method is no preflight.
+    expect(policy.preflightHeaders(new Headers({ origin: APP }), ["POST", "OPTIONS"])).toEqual([]);
   });
 });
 
