@@ -16,7 +16,6 @@ export class Work {
   readonly queueSignal = this.waiting.signal;
   /** For the upstream call: aborts when the client leaves or the grace period ends. */
   readonly signal = this.running.signal;
-  private released = false;
   private readonly onClientGone = () => {
     this.waiting.abort(this.client.reason);
     this.running.abort(this.client.reason);
@@ -41,10 +40,8 @@ export class Work {
     this.running.abort(fail.shuttingDown());
   }
 
-  /** Leaves the registry; only the first call counts. */
+  /** Leaves the registry; only the first call counts (the registry's Set forgets it once). */
   release(): void {
-    if (this.released) return;
-    this.released = true;
     this.client.removeEventListener("abort", this.onClientGone);
     this.onRelease(this);
   }
@@ -55,6 +52,10 @@ export class Drain {
   private readonly works = new Set<Work>();
   private drained: Promise<DrainOutcome> | undefined;
   private onIdle: (() => void) | undefined;
+  /** One for every Work, not a closure made per request. */
+  private readonly release = (work: Work) => {
+    if (this.works.delete(work) && this.works.size === 0) this.onIdle?.();
+  };
 
   get draining(): boolean {
     return this.drained !== undefined;
@@ -67,10 +68,7 @@ export class Drain {
   /** Admits one generation, or throws the 503 once draining; `client` aborts when its client goes. */
   beginWork(client: AbortSignal): Work {
     if (this.draining) throw fail.shuttingDown();
-    const work = new Work(client, (done) => {
-      this.works.delete(done);
-      if (this.works.size === 0) this.onIdle?.();
-    });
+    const work = new Work(client, this.release);
     this.works.add(work);
     return work;
   }
