@@ -5,11 +5,9 @@ import { installNodeGuard } from "./node-guard.mjs";
 /**
  * Who a request comes from, for per-client rate limits. Route handlers do not
  * see the socket, and `next start` sets X-Forwarded-For only when the client
- * sent none (`??=` in next/dist/server/base-server.js). So the gateway stamps
- * the peer address on each request under a header name random per process
- * (lib/security/node-guard.mjs): from the first request under `npm start`,
- * else from instrumentation.ts on, the requests a bare `next start` queued
- * before that sharing one key. On Vercel, the address its edge writes stands in.
+ * sent none (`??=` in next/dist/server/base-server.js): the guard stamps the
+ * peer address on each request under this header (lib/security/node-guard.mjs).
+ * On Vercel, the address its edge writes stands in.
  */
 export interface PeerStamp {
   readonly header: string;
