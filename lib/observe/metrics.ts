@@ -116,7 +116,3 @@ export function recordRequest(m: Metrics, outcome: RequestOutcome): void {
   else if (ERRORS[errorKind].rejection) m.rejections.inc({ reason: errorKind });
   else if (errorKind === "client_closed") m.clientAborts.inc({ route });
 }
-
-export async function exposition({ registry }: Metrics): Promise<{ body: string; contentType: string }> {
-  return { body: await registry.metrics(), contentType: registry.contentType };
-}

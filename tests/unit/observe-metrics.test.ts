@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { parseConfig } from "@/lib/config";
-import { createMetrics, exposition, recordRequest } from "@/lib/observe/metrics";
+import { createMetrics, recordRequest } from "@/lib/observe/metrics";
 import { Registry } from "@/lib/registry";
 import { freePort } from "../proc";
 
@@ -23,8 +23,8 @@ describe("the gateway's metrics", () => {
     recordRequest(metrics, { ...base, status: 502, durationMs: 40, queueWaitMs: 1, upstreamMs: 30, errorKind: "upstream_transport" });
     recordRequest(metrics, { ...base, status: 499, durationMs: 7, queueWaitMs: 7, errorKind: "client_closed" });
     recordRequest(metrics, { ...base, route: "/api/health", status: 200, durationMs: 2 });
-    const { body, contentType } = await exposition(metrics);
-    expect(contentType).toMatch(/^text\/plain/);
+    const body = await metrics.registry.metrics();
+    expect(metrics.registry.contentType).toMatch(/^text\/plain/);
     for (const line of [
       'gateway_requests_total{route="/api/generate",status="200"} 1',
       'gateway_requests_total{route="/api/health",status="200"} 1',

@@ -1,7 +1,6 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { parseConfig } from "@/lib/config";
 import { fail } from "@/lib/errors";
-import { exposition } from "@/lib/observe/metrics";
 import { RequestRecord } from "@/lib/observe/request";
 import { Registry, setRegistry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
@@ -24,7 +23,7 @@ function freshGateway(env: Record<string, string> = {}) {
 
 /** The requests the registry's metrics counted, by route and status. */
 async function counted(): Promise<string[]> {
-  const { body } = await exposition(gateway.metrics);
+  const body = await gateway.metrics.registry.metrics();
   return body.split("\n").filter((line) => line.startsWith("gateway_requests_total{"));
 }
 

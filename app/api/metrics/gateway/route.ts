@@ -1,5 +1,4 @@
 import { headersOnly, route } from "@/lib/http";
-import { exposition } from "@/lib/observe/metrics";
 import { registry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
 
@@ -8,8 +7,8 @@ export const dynamic = "force-dynamic";
 /** GET /api/metrics/gateway: the gateway's own metrics, in Prometheus text format. */
 export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.gatewayMetrics, {
   GET: async () => {
-    const { body, contentType } = await exposition(registry().metrics);
-    return new Response(body, { headers: { "content-type": contentType, "cache-control": "no-store" } });
+    const metrics = registry().metrics.registry;
+    return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType, "cache-control": "no-store" } });
   },
   HEAD: () => headersOnly({ "content-type": registry().metrics.registry.contentType, "cache-control": "no-store" }),
 });
