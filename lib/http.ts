@@ -79,7 +79,12 @@ export function observe(entry: RouteEntry, handler: Handler, runAfterResponse: (
         await response.body?.cancel();
         response = new Response(null, { status: response.status, headers: response.headers });
       }
-      return withHeaders(response, context.headers);
+      // Set in place: every answer is a Response the gateway made, whose headers can change (Vary is added to, not replaced).
+      for (const [name, value] of context.headers) {
+        if (name === "Vary") response.headers.append(name, value);
+        else response.headers.set(name, value);
+      }
+      return response;
     } catch (error) {
       // Only a fault of the gateway's own gets here (the error table's answer failed): still a JSON 500, logged.
       record.failed(fail.internal(error));
@@ -104,15 +109,6 @@ function admitted(handler: Handler, rateLimited: boolean): Handler {
     if (rateLimited) context.headers.push(...(await takeRateLimit(context.caller)));
     return handler(request, context);
   };
-}
-
-/** Sets headers, `Vary` appended to (every handler's answer is a Response it made, whose headers can change). */
-function withHeaders(response: Response, headers: HeaderList): Response {
-  for (const [name, value] of headers) {
-    if (name === "Vary") response.headers.append(name, value);
-    else response.headers.set(name, value);
-  }
-  return response;
 }
 
 /** A HEAD's answer: the headers a GET would carry, no body, nothing asked or read to make one. */
