@@ -20,7 +20,7 @@ export async function register(): Promise<void> {
     // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
     registry().peerStamp();
     // The rate limit's Redis connection, made now rather than by the first request.
-    await registry().access.rateLimits.connected();
+    await registry().access.rateLimits.connected;
     handleShutdownSignals();
     await startJobsOrExit();
   }

@@ -26,7 +26,11 @@ interface RateLimiterOptions {
 export class RateLimiter {
   private readonly limiter: RateLimiterAbstract;
   private readonly client: Redis | undefined;
-  private readonly firstConnection: Promise<void> | undefined;
+  /**
+   * The first connection, waited for a moment (the gateway just started), so
+   * the first requests count in Redis too; an outage later is never waited for.
+   */
+  readonly connected: Promise<void> | undefined;
 
   constructor(private readonly options: RateLimiterOptions) {
     const window = { points: Math.max(options.perMinute, 1), duration: options.windowSeconds ?? WINDOW_S };
@@ -35,7 +39,7 @@ export class RateLimiter {
       return;
     }
     this.client = new Redis(options.redisUrl, REDIS_CONNECTION);
-    this.firstConnection = connectedWithin(this.client, CONNECT_WAIT_MS);
+    this.connected = connectedWithin(this.client, CONNECT_WAIT_MS);
     // An unreachable Redis is the insurance limiter's to count, not an error for every request.
     this.client.on("error", () => undefined);
     this.limiter = new RateLimiterRedis({
@@ -62,7 +66,7 @@ export class RateLimiter {
     const limit = this.options.perMinute;
     if (limit === 0) return [];
     if (images > limit) throw fail.invalidParameter("n", `${images} images are more than RATE_LIMIT_PER_MINUTE allows in a minute (${limit})`);
-    await this.firstConnection;
+    await this.connected;
     try {
       const taken = await this.limiter.consume(client, images);
       return quotaHeaders(limit, Math.max(0, taken.remainingPoints), Math.max(0, Math.ceil(taken.msBeforeNext / 1000)));
@@ -75,14 +79,6 @@ export class RateLimiter {
       const headers = Object.fromEntries(quotaHeaders(limit, left, retryAfter));
       throw fail.rateLimited(limit, retryAfter, headers, images === 1 ? undefined : { asked: images, left });
     }
-  }
-
-  /**
-   * The first connection, waited for a moment (the gateway just started), so
-   * the first requests count in Redis too; an outage later is never waited for.
-   */
-  connected(): Promise<void> {
-    return this.firstConnection ?? Promise.resolve();
   }
 
   async close(): Promise<void> {
