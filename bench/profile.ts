@@ -4,7 +4,8 @@
  * SIGTERM so the profile is written, then summed by bench/cpuprofile.ts.
  *
  *   tsx bench/profile.ts [--target gateway|baseline] [--scenario generate|health|stream] [--duration 20]
- *                        [--dir /tmp/prof] [--top 25] [--env NAME=value]... [--inclusive text]... [--callers text]...
+ *                        [--dir /tmp/prof] [--top 25] [--env NAME=value]... [--node-flag --flag=value]...
+ *                        [--inclusive text]... [--callers text]...
  */
 import { mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
@@ -23,6 +24,7 @@ const { values: args } = parseArgs({
     dir: { type: "string", default: "/tmp/prof" },
     top: { type: "string", default: "25" },
     env: { type: "string", multiple: true, default: [] },
+    "node-flag": { type: "string", multiple: true, default: [] },
     inclusive: { type: "string", multiple: true, default: [] },
     callers: { type: "string", multiple: true, default: [] },
   },
@@ -47,7 +49,7 @@ let answers = 0;
 try {
   const emulator = await startEmulator();
   servers.push(emulator);
-  const options = { upstreamUrl: emulator.url, nodeFlags: ["--cpu-prof", `--cpu-prof-dir=${args.dir}`], env };
+  const options = { upstreamUrl: emulator.url, nodeFlags: ["--cpu-prof", `--cpu-prof-dir=${args.dir}`, ...args["node-flag"]], env };
   const server = args.target === "gateway" ? await startGateway(options) : await startBaseline(options);
   servers.push(server);
   const spec = { url: server.url + load.path, method: load.method, body: "body" in load ? load.body : undefined, connections: load.connections };
