@@ -132,11 +132,13 @@ function problemOf(request) {
   }
   let hosts = 0;
   for (let i = 0; i < request.rawHeaders.length; i += 2) {
-    if (request.rawHeaders[i].toLowerCase() === "host") hosts++;
+    const name = request.rawHeaders[i];
+    if (name.length === 4 && name.toLowerCase() === "host") hosts++;
   }
   if (hosts > 1) return { status: 400, detail: `The request has ${hosts} Host headers: send one` };
   if (hosts === 1 && !VALID_HOST.test(request.headers.host)) return { status: 400, detail: "The Host header is not a valid host[:port]" };
   // Next decodes path parameters with decodeURIComponent, and answers what it cannot decode with a 500.
+  if (!target.includes("%")) return undefined;
   const path = pathOf(target);
   try {
     decodeURIComponent(path);
