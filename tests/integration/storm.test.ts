@@ -253,8 +253,18 @@ describe("a storm of mixed requests", () => {
       .map((entry) => ({ ...entry, log: gateway.output().split("\n").find((line) => entry.outcome !== "aborted" && entry.outcome.requestId !== null && line.includes(entry.outcome.requestId)) }));
     expect(problems.slice(0, 10), `${problems.length} answers are not documented ones`).toEqual([]);
 
-    // Every kind of answer showed up, so the storm did what it says.
-    for (const status of ["200", "400", "422", "429", "500", "502", "503", "504", "aborted"]) expect(tally.get(status), status).toBeGreaterThan(0);
+    // Every kind of answer showed up, so the storm did what it says. The GPU server's rarer refusals (a few of the
+    // 2,000, most of those refused by the full queue first) count as their status or, in a stream that had queued,
+    // as its final error event, the same failure told there: else one unlucky run sees none of one kind.
+    const told = (detail: string) => outcomes.filter((outcome) => outcome !== "aborted" && outcome.lastEvent?.type === "error" && outcome.lastEvent.message === detail).length;
+    const inStreams: Record<string, number> = {
+      "429": told("Text-to-image server error: Too Many Requests"),
+      "500": told("Text-to-image server error: Internal Server Error"),
+      "504": told("Gateway Timeout"),
+    };
+    for (const status of ["200", "400", "422", "429", "500", "502", "503", "504", "aborted"]) {
+      expect((tally.get(status) ?? 0) + (inStreams[status] ?? 0), status).toBeGreaterThan(0);
+    }
     expect(after.collected - before.collected).toBeLessThan(RSS_GROWTH_LIMIT);
 
     await expectIdleAndServing(gateway, { emulator });
