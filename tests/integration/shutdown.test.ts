@@ -232,7 +232,9 @@ describe("an idle gateway", () => {
     const { code, signal, afterMs } = await signalGateway(gw, name);
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(shutdownLine(gw)).toMatchObject({ outcome: "idle", duration_ms: expect.any(Number) as unknown });
-    expect(shutdownLine(gw)?.duration_ms).toBeLessThan(100);
+    // Nothing waited for: not the idle keep-alive connection, not SHUTDOWN_GRACE (30 s). A second is room
+    // for a loaded machine (it takes a few ms alone; 100 ms failed now and then beside other builds).
+    expect(shutdownLine(gw)?.duration_ms).toBeLessThan(1000);
     expect(afterMs).toBeLessThan(EXIT_MS);
     expect(gw.output()).not.toMatch(/unhandledRejection|uncaughtException/);
   });
