@@ -228,8 +228,11 @@ export class RedisJobStore implements JobStore {
       const error: JobError = { kind: "gateway_lost", detail: "The gateway running this generation stopped answering; it is not run again" };
       const requeued: JobRecord[] = [];
       const failed: JobRecord[] = [];
-      for (const id of await this.redis.zrange(this.key("active"), 0, -1)) {
-        const runner = await this.redis.hget(this.key(`job:${id}`), "runner");
+      const ids = await this.redis.zrange(this.key("active"), 0, -1);
+      // Asked all at once (ioredis sends each without waiting for the one before): one round trip, not one per job.
+      const runners = await Promise.all(ids.map((id) => this.redis.hget(this.key(`job:${id}`), "runner")));
+      for (const [index, id] of ids.entries()) {
+        const runner = runners[index] ?? null;
         if (runner === null || runner === this.instance) continue;
         // 1: a queued job, this gateway's now; 2: a running one, which fails (unless it ended meanwhile); 0: neither.
         const claim = (await this.redis.eval(CLAIM, 2, this.key(`job:${id}`), this.key(`instance:${runner}`), runner, this.instance)) as number;
