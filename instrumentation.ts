@@ -14,14 +14,8 @@ export async function register(): Promise<void> {
   }
   // The Node-only import keeps process.exit and signal handling out of the Edge bundle.
   if (process.env.NEXT_RUNTIME === "nodejs") {
-    const { checkConfigOrExit, handleShutdownSignals, startJobsOrExit } = await import("./lib/startup");
-    const { registry } = await import("./lib/registry");
-    checkConfigOrExit();
-    // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
-    registry().peerStamp();
-    // The rate limit's Redis connection, made now rather than by the first request.
-    await registry().access.rateLimits.connected;
-    handleShutdownSignals();
-    await startJobsOrExit();
+    // One import: each import() here is a chunk of its own, holding all it needs (a second copy of the gateway's code).
+    const { startGateway } = await import("./lib/startup");
+    await startGateway();
   }
 }

@@ -14,6 +14,7 @@ const nextConfig = {
   // cost CPU per image for little gain. Put compression in the load balancer if wanted.
   compress: false,
   poweredByHeader: false,
+  serverExternalPackages: ["undici", "ioredis", "rate-limiter-flexible", "prom-client", "zod"],
   experimental: {
     // Load a route's code when it is first asked for, not all of them at start:
     // a gateway that mostly serves /api/generate need not hold the page, /docs

@@ -6,8 +6,19 @@ import { GatewayError } from "./errors";
 import { DataDirInUse } from "./jobs/store";
 import { registry } from "./registry";
 
+/** What the server does at start (instrumentation.ts), before its first request. */
+export async function startGateway(): Promise<void> {
+  checkConfigOrExit();
+  // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
+  registry().peerStamp();
+  // The rate limit's Redis connection, made now rather than by the first request.
+  await registry().access.rateLimits.connected;
+  handleShutdownSignals();
+  await startJobsOrExit();
+}
+
 /** A bad configuration stops the server at start, not the first request: Next only logs a throwing register(), hence the exit. */
-export function checkConfigOrExit(): void {
+function checkConfigOrExit(): void {
   try {
     const gateway = registry();
     for (const warning of gateway.config.warnings) gateway.logger.warn(`configuration: ${warning}`);
@@ -27,7 +38,7 @@ const STORE_CHECK_MS = 10_000;
  * request; a DATA_DIR or an image store that cannot be written stops the
  * server now, naming the setting at fault.
  */
-export async function startJobsOrExit(): Promise<void> {
+async function startJobsOrExit(): Promise<void> {
   const gateway = registry();
   if (!gateway.config.jobs) return;
   try {
@@ -66,7 +77,7 @@ const TRACE_FLUSH_MS = 1000;
  * answered 503), waits for every connection, idle ones included, and exits
  * 143. Only in production: `next dev` keeps its quick restart.
  */
-export function handleShutdownSignals(): void {
+function handleShutdownSignals(): void {
   if (process.env.NODE_ENV !== "production") return;
   for (const name of ["SIGTERM", "SIGINT"] as const) {
     for (const listener of process.listeners(name)) process.off(name, listener);

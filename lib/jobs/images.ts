@@ -10,7 +10,7 @@ import { open, rename, rm, statfs, writeFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { ReadableStream as WebReadableStream } from "node:stream/web";
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import type * as S3 from "@aws-sdk/client-s3";
 import type { Config } from "../config";
 import { fail } from "../errors";
 
@@ -97,16 +97,20 @@ type S3Settings = Omit<Extract<Config["imageStore"], { kind: "s3" }>, "kind">;
  * and region from the standard AWS variables (and the SDK's own chain).
  */
 export class S3ImageStore implements ImageStore {
-  private readonly client: S3Client;
+  // The SDK is loaded by the first S3 store: a gateway that keeps images on disk never holds it (5 MB).
+  private readonly s3: Promise<{ sdk: typeof S3; client: S3.S3Client }>;
 
   constructor(private readonly settings: S3Settings) {
-    this.client = new S3Client({
-      ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
-      forcePathStyle: settings.forcePathStyle,
-      // A service of one's own has no region to speak of; AWS needs one (AWS_REGION).
-      region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (settings.endpoint === undefined ? undefined : "us-east-1"),
-      maxAttempts: 2,
-    });
+    this.s3 = import("@aws-sdk/client-s3").then((sdk) => ({
+      sdk,
+      client: new sdk.S3Client({
+        ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+        forcePathStyle: settings.forcePathStyle,
+        // A service of one's own has no region to speak of; AWS needs one (AWS_REGION).
+        region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (settings.endpoint === undefined ? undefined : "us-east-1"),
+        maxAttempts: 2,
+      }),
+    }));
   }
 
   private object(sha256: string): { Bucket: string; Key: string } {
@@ -114,7 +118,8 @@ export class S3ImageStore implements ImageStore {
   }
 
   async put(sha256: string, bytes: Buffer, contentType: string): Promise<void> {
-    await this.client.send(new PutObjectCommand({ ...this.object(sha256), Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
+    const { sdk, client } = await this.s3;
+    await client.send(new sdk.PutObjectCommand({ ...this.object(sha256), Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
   }
 
   read(sha256: string, start: number, end: number): ReadableStream<Uint8Array> {
@@ -122,17 +127,21 @@ export class S3ImageStore implements ImageStore {
   }
 
   private async *chunks(sha256: string, start: number, end: number): AsyncGenerator<Uint8Array> {
-    const { Body } = await this.client.send(new GetObjectCommand({ ...this.object(sha256), Range: `bytes=${start}-${end}` }));
+    const { sdk, client } = await this.s3;
+    const { Body } = await client.send(new sdk.GetObjectCommand({ ...this.object(sha256), Range: `bytes=${start}-${end}` }));
     if (!Body) throw new Error(`no body for ${this.object(sha256).Key}`);
     yield* Body.transformToWebStream() as unknown as AsyncIterable<Uint8Array>;
   }
 
   async remove(sha256: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand(this.object(sha256)));
+    const { sdk, client } = await this.s3;
+    await client.send(new sdk.DeleteObjectCommand(this.object(sha256)));
   }
 
   close(): void {
-    this.client.destroy();
+    void this.s3.then(({ client }) => {
+      client.destroy();
+    });
   }
 }
 
