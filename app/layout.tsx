@@ -17,7 +17,7 @@ export const viewport: Viewport = {
 
 export default async function RootLayout({ children }: { children: ReactNode }) {
   // Reading the request makes every page render per request, never prerendered:
-  // Next puts the CSP nonce of proxy.ts on its own scripts while rendering.
+  // Next puts the nonce of the request's CSP (lib/security/node-guard.mjs) on its own scripts while rendering.
   const nonce = (await headers()).get("x-nonce") ?? undefined;
   return (
     <html lang="en">

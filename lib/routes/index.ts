@@ -3,8 +3,8 @@
  * the entry to `route()`), `alias` the original gateway's path (a folder of
  * its own, app/health/ and so on, that re-exports the handlers), and
  * `operations` its OpenAPI operations, from which lib/openapi.ts builds the
- * document. The log and metric labels come from here too; the proxy's matcher
- * is a literal, as Next reads it, held to `pageMatcher()` by
+ * document. The log and metric labels come from here too; the pages' matcher
+ * (node-guard.mjs, proxy.vercel.ts) is a literal, as Next reads it, held to `pageMatcher()` by
  * tests/unit/routes.test.ts, which also holds the alias folders to the table.
  */
 import type { RouteEntry } from "./entry";
@@ -33,7 +33,7 @@ export function aliases(): { source: string; destination: string }[] {
   return ENTRIES.flatMap((entry) => (entry.alias ? [{ source: entry.alias, destination: entry.path }] : []));
 }
 
-/** The proxy's matcher: every path but the API (under /api or an alias) and static files, which so pay nothing for the pages' CSP. */
+/** The pages' matcher: every path but the API (under /api or an alias) and static files, which so pay nothing for the pages' CSP. */
 export function pageMatcher(): string {
   const aliases = ENTRIES.flatMap((entry) => (entry.alias ? [`${entry.alias.slice(1)}$`] : []));
   return `/((?!api(?:/|$)|v1(?:/|$)|_next/static/|_next/image|favicon\\.ico$|${aliases.join("|")}).*)`;

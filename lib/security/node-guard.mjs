@@ -2,8 +2,8 @@
  * The gateway's guard at Node's HTTP layer, in front of Next: what Next would
  * answer with a 500, with nothing, or never, is answered here, each request
  * is stamped with its socket's address (route handlers do not see the
- * socket; lib/security/client.ts reads the stamp), and each answer gets the
- * security headers. Plain JavaScript with no
+ * socket; lib/security/client.ts reads the stamp), each answer gets the
+ * security headers and each page its Content-Security-Policy. Plain JavaScript with no
  * import of the gateway's own: `npm start` preloads it (scripts/preload.mjs)
  * before Next loads anything, so it guards from the first connection; a bare
  * `next start` installs it from instrumentation on. Its state lives on
@@ -25,7 +25,7 @@ export const CONTENT_LENGTH_HEADER = "x-gateway-content-length";
 
 /**
  * On every answer: API, pages, static files, the guard's own refusals (the
- * pages' Content-Security-Policy comes from proxy.ts, with a nonce per
+ * pages' Content-Security-Policy is set beside them, with a nonce per
  * request). Set on Node's response as the request arrives: as Next's
  * headers() rule, or a Web Headers copy in each route, they cost /api/health
  * a tenth of its throughput. On Vercel, where no Node server is ours,
@@ -79,7 +79,17 @@ function guard(server, state) {
       const [request, response] = args;
       request.headers[state.header] = request.socket.remoteAddress ?? "";
       for (const [name, value] of SECURITY_HEADERS) response.setHeader(name, value);
-      if (refused(request, response)) return true;
+      const path = pathOf(request.url ?? "");
+      const page = PAGE.test(path);
+      if (refused(request, response, path, page)) return true;
+      if (page) {
+        const nonce = randomBytes(18).toString("base64");
+        const policy = contentSecurityPolicy(nonce, path);
+        // Next puts the nonce of the request's policy on its own scripts while rendering (app/layout.tsx reads x-nonce); a client's own are replaced.
+        request.headers["content-security-policy"] = policy;
+        request.headers["x-nonce"] = nonce;
+        response.setHeader("Content-Security-Policy", policy);
+      }
       state.onResponse?.(response);
     }
     return emit.call(this, event, ...args);
@@ -100,9 +110,11 @@ function keepContentLength() {
  * false for every other.
  * @param {import("node:http").IncomingMessage} request
  * @param {ServerResponse} response
+ * @param {string} path
+ * @param {boolean} page
  */
-function refused(request, response) {
-  const problem = problemOf(request);
+function refused(request, response, path, page) {
+  const problem = problemOf(request, path, page);
   if (!problem) return false;
   const body = errorBody(request.url ?? "", problem.detail);
   response.writeHead(problem.status, { ...problem.headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
@@ -112,15 +124,17 @@ function refused(request, response) {
 
 /**
  * @param {import("node:http").IncomingMessage} request
+ * @param {string} path
+ * @param {boolean} page
  * @returns {{ status: number; detail: string; headers?: Record<string, string> } | undefined}
  */
-function problemOf(request) {
+function problemOf(request, path, page) {
   const method = request.method ?? "";
   const target = request.url ?? "";
   const upgrade = request.headers.upgrade;
   // RFC 6455 §4.2.2's refusal of a WebSocket handshake: an HTTP error, and the connection closed.
   if (upgrade !== undefined && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(upgrade)) {
-    const detail = `No WebSocket is served at ${pathOf(target).slice(0, 100)}: this gateway speaks HTTP, and streams progress as server-sent events (POST /api/generate-stream)`;
+    const detail = `No WebSocket is served at ${path.slice(0, 100)}: this gateway speaks HTTP, and streams progress as server-sent events (POST /api/generate-stream)`;
     return { status: 400, detail, headers: { Connection: "close" } };
   }
   if (method === REFUSED_METHOD) {
@@ -138,14 +152,62 @@ function problemOf(request) {
   if (hosts > 1) return { status: 400, detail: `The request has ${hosts} Host headers: send one` };
   if (hosts === 1 && !VALID_HOST.test(request.headers.host)) return { status: 400, detail: "The Host header is not a valid host[:port]" };
   // Next decodes path parameters with decodeURIComponent, and answers what it cannot decode with a 500.
-  if (!target.includes("%")) return undefined;
-  const path = pathOf(target);
-  try {
-    decodeURIComponent(path);
-  } catch {
-    return { status: 400, detail: `Request target ${path.slice(0, 100)} has a malformed percent-escape: % must be followed by two hex digits of UTF-8` };
+  if (target.includes("%")) {
+    try {
+      decodeURIComponent(path);
+    } catch {
+      return { status: 400, detail: `Request target ${path.slice(0, 100)} has a malformed percent-escape: % must be followed by two hex digits of UTF-8` };
+    }
   }
+  return page ? pageProblem(method, path) : undefined;
+}
+
+/**
+ * Every path but the API's (under /api or /v1, or an original gateway path)
+ * and Next's static files: the pages, and what is not there. The same as
+ * lib/routes's pageMatcher(), which tests/unit/routes.test.ts holds it to; a
+ * literal, as proxy.vercel.ts's matcher must be.
+ */
+export const PAGE_MATCHER = "/((?!api(?:/|$)|v1(?:/|$)|_next/static/|_next/image|favicon\\.ico$|health$|metrics$|generate$|generate-stream$).*)";
+const PAGE = new RegExp(`^${PAGE_MATCHER}$`);
+
+/**
+ * What a page refuses, in the API's JSON rather than its HTML: another method
+ * than GET or HEAD (no server actions here), and the API's paths in another case (/API/generate).
+ * @param {string} method
+ * @param {string} path
+ */
+export function pageProblem(method, path) {
+  if (/^\/api(?:\/|$)/i.test(path)) return { status: 404, detail: `No endpoint at ${path}` };
+  if (method !== "GET" && method !== "HEAD") return { status: 405, detail: `Method ${method} not allowed; use GET or HEAD`, headers: { Allow: "GET, HEAD" } };
   return undefined;
+}
+
+/**
+ * A page's policy: its scripts are Next's, which carry the nonce; 'strict-dynamic'
+ * lets those load the rest, and no other script runs.
+ * @param {string} nonce
+ * @param {string} path
+ */
+export function contentSecurityPolicy(nonce, path) {
+  const dev = process.env.NODE_ENV === "development";
+  // The built-in page needs no inline style but Next's own (which get the nonce). The /docs viewer
+  // (Scalar, a Vue app) and Next's 404 page set style attributes and <style> tags without one.
+  const strictStyles = path === "/" && !dev;
+  return [
+    "default-src 'self'",
+    // React's development build evaluates code for its error overlays; production needs no eval.
+    `script-src 'self' 'nonce-${nonce}' 'strict-dynamic'${dev ? " 'unsafe-eval'" : ""}`,
+    // A nonce would make browsers ignore 'unsafe-inline': one or the other.
+    `style-src 'self' ${strictStyles ? `'nonce-${nonce}'` : "'unsafe-inline'"}`,
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join("; ");
 }
 
 /** The path of an origin-form or absolute-form target, without its query. @param {string} target */

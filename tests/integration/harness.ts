@@ -29,7 +29,7 @@ export interface Gateway {
 }
 
 /** What the build is made of: a file changed after it means the tests would run old code. */
-const BUILD_INPUTS = ["app", "lib", "proxy.ts", "instrumentation.ts", "next.config.mjs", "package.json", "package-lock.json"];
+const BUILD_INPUTS = ["app", "lib", "proxy.vercel.ts", "instrumentation.ts", "next.config.mjs", "package.json", "package-lock.json"];
 
 /** The first build input newer than the build, if any. */
 function newerThanBuild(builtAt: number): string | undefined {

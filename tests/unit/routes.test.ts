@@ -2,7 +2,8 @@ import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROUTES, aliases, pageMatcher } from "@/lib/routes";
-import { config as proxyConfig } from "@/proxy";
+import { config as proxyConfig } from "@/proxy.vercel";
+import { PAGE_MATCHER } from "@/lib/security/node-guard.mjs";
 import { aliasFolders } from "../alias-folders";
 
 
@@ -43,9 +44,10 @@ describe("the route table", () => {
     }
   });
 
-  it("gives the proxy its matcher (which Next reads as a literal), keeping the API and every alias out", () => {
+  it("gives the pages' guard and the Vercel proxy their matcher (literals, as Next reads the proxy's), keeping the API and every alias out", () => {
     const [matcher] = proxyConfig.matcher;
     expect(matcher?.source).toBe(pageMatcher());
+    expect(PAGE_MATCHER).toBe(pageMatcher());
     const pattern = new RegExp(`^${pageMatcher()}$`);
     for (const page of ["/", "/docs", "/nope", "/healthz", "/generated"]) expect(pattern.test(page), page).toBe(true);
     for (const api of ["/api", "/api/generate", ...aliases().map(({ source }) => source), "/_next/static/x.js"]) {
