@@ -6,27 +6,26 @@ import { GatewayError } from "./errors";
 import { DataDirInUse } from "./jobs/store";
 import { registry } from "./registry";
 
-/** What the server does at start (instrumentation.ts), before its first request. */
+/**
+ * What the server does at start (instrumentation.ts), before its first request. A bad configuration
+ * stops it now, not at the first request: Next only logs a throwing register(), hence the exit.
+ */
 export async function startGateway(): Promise<void> {
-  checkConfigOrExit();
-  // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
-  registry().peerStamp();
-  // The rate limit's Redis connection, made now rather than by the first request.
-  await registry().access.rateLimits.connected;
-  handleShutdownSignals();
-  await startJobsOrExit();
-}
-
-/** A bad configuration stops the server at start, not the first request: Next only logs a throwing register(), hence the exit. */
-function checkConfigOrExit(): void {
+  let gateway;
   try {
-    const gateway = registry();
+    gateway = registry();
     for (const warning of gateway.config.warnings) gateway.logger.warn(`configuration: ${warning}`);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
     process.exit(1);
   }
+  // From now on each request is stamped with its socket's address, for the rate limit (lib/security/client.ts).
+  gateway.peerStamp();
+  // The rate limit's Redis connection, made now rather than by the first request.
+  await gateway.access.rateLimits.connected;
+  handleShutdownSignals();
+  await startJobsOrExit();
 }
 
 /** How long the image store may take to show it can be written, at start. */

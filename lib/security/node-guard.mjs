@@ -47,8 +47,6 @@ const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A
  * Guards every Node http server of this process from its next connection on
  * (idempotent), `onResponse` seeing each response Next will write; returns the
  * peer stamp's header name, random per process so no client can send it.
- * @param {(response: ServerResponse) => void} [onResponse]
- * @returns {{ header: string }}
  */
 export function installNodeGuard(onResponse) {
   let state = globalThis[STATE];
@@ -67,7 +65,6 @@ export function installNodeGuard(onResponse) {
   return { header: state.header };
 }
 
-/** @param {Server} server */
 function guard(server, state) {
   // No route serves a WebSocket or another protocol, and Next leaves an upgrade it does not proxy unanswered with its socket
   // open for good. So every upgrade is served as HTTP/1.1, as RFC 9110 §7.8 allows (h2c from `curl --http2` gets its answer),
@@ -81,7 +78,8 @@ function guard(server, state) {
       for (const [name, value] of SECURITY_HEADERS) response.setHeader(name, value);
       const path = pathOf(request.url ?? "");
       const page = PAGE.test(path);
-      if (refused(request, response, path, page)) return true;
+      const problem = problemOf(request, path, page);
+      if (problem) return refuse(response, path, problem);
       if (page) {
         const nonce = randomBytes(18).toString("base64");
         const policy = contentSecurityPolicy(nonce, path);
@@ -105,29 +103,15 @@ function keepContentLength() {
   };
 }
 
-/**
- * Answers a request no route can take, as JSON (OpenAI's shape under /v1);
- * false for every other.
- * @param {import("node:http").IncomingMessage} request
- * @param {ServerResponse} response
- * @param {string} path
- * @param {boolean} page
- */
-function refused(request, response, path, page) {
-  const problem = problemOf(request, path, page);
-  if (!problem) return false;
-  const body = errorBody(request.url ?? "", problem.detail);
-  response.writeHead(problem.status, { ...problem.headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+/** Answers a request no route can take, as JSON: under /v1 in OpenAI's shape, for its SDKs (as lib/errors.ts openAiError). */
+function refuse(response, path, { status, detail, headers }) {
+  const openAi = /^\/v1(?:\/|$)/.test(path);
+  const body = JSON.stringify(openAi ? { error: { message: detail, type: "invalid_request_error", param: null, code: "invalid_request" } } : { detail });
+  response.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   response.end(body);
   return true;
 }
 
-/**
- * @param {import("node:http").IncomingMessage} request
- * @param {string} path
- * @param {boolean} page
- * @returns {{ status: number; detail: string; headers?: Record<string, string> } | undefined}
- */
 function problemOf(request, path, page) {
   const method = request.method ?? "";
   const target = request.url ?? "";
@@ -174,8 +158,6 @@ const PAGE = new RegExp(`^${PAGE_MATCHER}$`);
 /**
  * What a page refuses, in the API's JSON rather than its HTML: another method
  * than GET or HEAD (no server actions here), and the API's paths in another case (/API/generate).
- * @param {string} method
- * @param {string} path
  */
 export function pageProblem(method, path) {
   if (/^\/api(?:\/|$)/i.test(path)) return { status: 404, detail: `No endpoint at ${path}` };
@@ -186,8 +168,6 @@ export function pageProblem(method, path) {
 /**
  * A page's policy: its scripts are Next's, which carry the nonce; 'strict-dynamic'
  * lets those load the rest, and no other script runs.
- * @param {string} nonce
- * @param {string} path
  */
 export function contentSecurityPolicy(nonce, path) {
   const dev = process.env.NODE_ENV === "development";
@@ -210,19 +190,9 @@ export function contentSecurityPolicy(nonce, path) {
   ].join("; ");
 }
 
-/** The path of an origin-form or absolute-form target, without its query. @param {string} target */
+/** The path of an origin-form or absolute-form target, without its query. */
 function pathOf(target) {
   const path = target.replace(/^https?:\/\/[^/?#]*/i, "");
   const end = path.search(/[?#]/);
   return end < 0 ? path : path.slice(0, end);
-}
-
-/**
- * The JSON of an error answer: under /v1 in OpenAI's shape, for its SDKs (as lib/errors.ts openAiError).
- * @param {string} target
- * @param {string} detail
- */
-function errorBody(target, detail) {
-  const openAi = /^\/v1(?:[/?#]|$)/.test(pathOf(target));
-  return JSON.stringify(openAi ? { error: { message: detail, type: "invalid_request_error", param: null, code: "invalid_request" } } : { detail });
 }
