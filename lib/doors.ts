@@ -89,8 +89,7 @@ export async function generateStream(request: Request, context: RequestContext):
   });
   const events = new EventStream(registry().config.sseKeepAliveMs, onClientGone);
 
-  let markQueued!: () => void;
-  const queued = new Promise<void>((resolve) => (markQueued = resolve));
+  const { promise: queued, resolve: markQueued }: PromiseWithResolvers<void> = Promise.withResolvers();
   const opening = generation.events((position) => {
     events.send({ type: "queued", queue_position: position, position });
     markQueued();

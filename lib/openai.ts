@@ -146,8 +146,7 @@ const NO_USAGE = { input_tokens: 0, input_tokens_details: { image_tokens: 0, tex
 async function streamImage(request: Request, context: RequestContext, asked: ImagesRequest): Promise<Response> {
   const client = followClient(request.signal, context);
   const events = new EventStream(registry().config.sseKeepAliveMs, client.gone);
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => (open = resolve));
+  const { promise: opened, resolve: open }: PromiseWithResolvers<void> = Promise.withResolvers();
   const answer = generateAll(asked.generations, client.stop, context, open);
   try {
     await Promise.race([answer, opened]);
@@ -233,8 +232,7 @@ async function generateAll(generations: readonly GenerateRequest[], stop: AbortC
   let failure: unknown;
 
   const one = async (params: GenerateRequest, myTurn: Promise<void>, passTurn: () => void): Promise<Buffer> => {
-    let ended!: () => void;
-    const end = new Promise<void>((resolve) => (ended = resolve));
+    const { promise: end, resolve: ended }: PromiseWithResolvers<void> = Promise.withResolvers();
     const admitted = () => {
       onAdmitted?.();
       queued();
@@ -272,8 +270,7 @@ async function generateAll(generations: readonly GenerateRequest[], stop: AbortC
 
   let turn: Promise<void> = Promise.resolve();
   const images = generations.map((params) => {
-    let passTurn!: () => void;
-    const next = new Promise<void>((resolve) => (passTurn = resolve));
+    const { promise: next, resolve: passTurn }: PromiseWithResolvers<void> = Promise.withResolvers();
     const image = one(params, turn, passTurn);
     turn = next;
     return image;

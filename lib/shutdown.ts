@@ -81,9 +81,8 @@ export class Drain {
 
   private async run(graceMs: number, settleMs: number): Promise<DrainOutcome> {
     if (this.works.size === 0) return "idle";
-    const idle = new Promise<void>((resolve) => {
-      this.onIdle = resolve;
-    });
+    const { promise: idle, resolve }: PromiseWithResolvers<void> = Promise.withResolvers();
+    this.onIdle = resolve;
     for (const work of [...this.works]) work.stop();
     if (await settlesWithin(idle, graceMs)) return "drained";
     for (const work of [...this.works]) work.cut();

@@ -182,8 +182,7 @@ export class JobRunner {
   private start(job: JobRecord, { submitted = false } = {}): { place: Promise<GatewayError | undefined>; running: Promise<void> } {
     const cancel = new AbortController();
     this.cancels.set(job.id, cancel);
-    let settle: (refusal?: GatewayError) => void = () => undefined;
-    const place = new Promise<GatewayError | undefined>((resolve) => (settle = resolve));
+    const { promise: place, resolve: settle } = Promise.withResolvers<GatewayError | undefined>();
     const running = this.run(job, cancel.signal, submitted ? settle : undefined)
       .catch(async (error: unknown) => {
         // The runner itself failed (its store, say): the job ends as the error table's internal error, if it still can.
@@ -193,7 +192,7 @@ export class JobRunner {
       })
       .finally(() => {
         this.cancels.delete(job.id);
-        settle();
+        settle(undefined);
       });
     return { place, running };
   }
