@@ -78,16 +78,9 @@ function imageResponse(answer: Buffer[]): { response: Response; bytes: number } 
  */
 export async function generateStream(request: Request, context: RequestContext): Promise<Response> {
   // The client is gone when its request is aborted, or when it cancels the stream it reads.
-  const client = new AbortController();
-  const onClientGone = () => {
-    client.abort(fail.clientClosed(request.signal.reason));
-  };
-  const generation = await accepted(request, client.signal, context);
-  request.signal.addEventListener("abort", onClientGone, { once: true });
-  context.afterResponse(() => {
-    request.signal.removeEventListener("abort", onClientGone);
-  });
-  const events = new EventStream(registry().config.sseKeepAliveMs, onClientGone);
+  const client = followClient(request.signal, context);
+  const generation = await accepted(request, client.stop.signal, context);
+  const events = new EventStream(registry().config.sseKeepAliveMs, client.gone);
 
   const { promise: queued, resolve: markQueued }: PromiseWithResolvers<void> = Promise.withResolvers();
   const opening = generation.events((position) => {
@@ -102,6 +95,19 @@ export async function generateStream(request: Request, context: RequestContext):
   }
   void relay(opening, events, context.record).finally(context.record.hold());
   return events.response();
+}
+
+/** A controller that stops with the client (`gone` says it left), its listener dropped once the response is done. */
+export function followClient(client: AbortSignal, context: RequestContext): { stop: AbortController; gone: () => void } {
+  const stop = new AbortController();
+  const gone = () => {
+    stop.abort(fail.clientClosed(client.reason));
+  };
+  client.addEventListener("abort", gone, { once: true });
+  context.afterResponse(() => {
+    client.removeEventListener("abort", gone);
+  });
+  return { stop, gone };
 }
 
 /** Passes the upstream's events to the client as each one completes, unchanged; a failure ends the stream with an `error` event. */

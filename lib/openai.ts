@@ -8,6 +8,7 @@ import "server-only";
 import type { Config } from "./config";
 import { openAIImageOptions } from "./api-shapes";
 import { GatewayError, asGatewayError, fail, openAiError } from "./errors";
+import { followClient } from "./doors";
 import { readJsonObject, streamedJson } from "./http";
 import { parseJsonObject } from "./json-object";
 import type { RequestContext } from "./http";
@@ -284,19 +285,6 @@ async function generateAll(generations: readonly GenerateRequest[], stop: AbortC
     queued();
     upstream?.();
   }
-}
-
-/** A controller that stops with the client (`gone` says it left), its listener dropped once the response is done. */
-function followClient(client: AbortSignal, context: RequestContext): { stop: AbortController; gone: () => void } {
-  const stop = new AbortController();
-  const gone = () => {
-    stop.abort(fail.clientClosed(client.reason));
-  };
-  client.addEventListener("abort", gone, { once: true });
-  context.afterResponse(() => {
-    client.removeEventListener("abort", gone);
-  });
-  return { stop, gone };
 }
 
 /** What a sibling image tells the request's record: all but its own timings, which the request keeps as one. */
