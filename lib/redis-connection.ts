@@ -62,15 +62,12 @@ export function within<T>(promise: Promise<T>, ms: number): Promise<T> {
         reject(new Error(`Redis did not answer within ${ms} ms`));
       });
     }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
+    promise
+      .then(resolve, (error: unknown) => {
         reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
+      })
+      .finally(() => {
+        clearTimeout(timer);
+      });
   });
 }
