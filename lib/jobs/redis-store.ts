@@ -60,8 +60,7 @@ export class RedisJobStore implements JobStore {
     void this.subscriber.subscribe(this.key("cancel")).catch(() => undefined);
     this.heartbeat = setInterval(() => {
       void this.beat();
-    }, options.leaseTtlMs / 3);
-    this.heartbeat.unref();
+    }, options.leaseTtlMs / 3).unref();
     this.alive = this.beat();
     // Back after an outage: the heartbeat at once, before another gateway takes this one for lost.
     this.redis.on("ready", () => {

@@ -82,8 +82,7 @@ export class Ejection {
     clearTimeout(member.rejoinTimer);
     member.rejoinTimer = setTimeout(() => {
       this.options.probe(member);
-    }, periodMs + REJOIN_SLACK_MS);
-    member.rejoinTimer.unref();
+    }, periodMs + REJOIN_SLACK_MS).unref();
     this.options.onChange?.({ event: "ejected", url: member.server.publicUrl, periodMs, failures: member.failures });
     this.options.onRotation();
   }

@@ -52,8 +52,7 @@ export class Orphans {
     call.unseen = unseen;
     call.timer = setTimeout(() => {
       this.giveUp(member, call, "timeout");
-    }, this.options.requestTimeoutMs);
-    call.timer.unref();
+    }, this.options.requestTimeoutMs).unref();
     void this.watch(member);
   }
 

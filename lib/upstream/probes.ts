@@ -35,8 +35,7 @@ export class Probes {
     if (this.timer || this.members.length < 2 || this.options.closed()) return;
     this.timer = setInterval(() => {
       this.probeAll();
-    }, this.options.healthIntervalMs);
-    this.timer.unref();
+    }, this.options.healthIntervalMs).unref();
     this.probeAll();
   }
 
