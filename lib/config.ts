@@ -73,12 +73,8 @@ const corsOrigin = z.string().transform((origin, context) => {
 
 /** An http(s) origin as browsers send it in `Origin` (lower-case host, no default port), or undefined if `value` is more than an origin. */
 function originOf(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return undefined;
-  }
+  const url = URL.parse(value);
+  if (!url) return undefined;
   const bare = url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password && !value.endsWith("?") && !value.endsWith("#");
   return bare && (url.protocol === "http:" || url.protocol === "https:") ? url.origin : undefined;
 }

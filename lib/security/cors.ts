@@ -71,11 +71,7 @@ export function isForeignBrowserRequest(headers: Headers, policy: CorsPolicy): b
 }
 
 function isOwnOrigin(origin: string, headers: Headers): boolean {
-  let host: string;
-  try {
-    host = new URL(origin).host;
-  } catch {
-    return false; // "null": a sandboxed frame, a file, a redirect across sites
-  }
+  const host = URL.parse(origin)?.host;
+  if (host === undefined) return false; // "null": a sandboxed frame, a file, a redirect across sites
   return host === headers.get("host") || host === headers.get("x-forwarded-host")?.split(",")[0]?.trim();
 }
