@@ -3,6 +3,7 @@
  * Once draining, nothing new is admitted and waiters get the 503; running ones
  * may finish within the grace period, then are cut off, upstream call included.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { fail } from "./errors";
 
 /** How a drain ended: nothing was in flight, everything finished, the rest was cut off, or it did not end in time. */
@@ -93,14 +94,11 @@ export class Drain {
 /** Whether `promise` settles within `ms`; the timer never outlives the answer. */
 export async function settlesWithin(promise: Promise<unknown> | undefined, ms: number): Promise<boolean> {
   if (promise === undefined) return true;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
+  const timeout = new AbortController();
   try {
     // A rejection is an end too: what failed to close is not waited for.
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
+    return await Promise.race([promise.then(() => true, () => true), sleep(ms, false, { signal: timeout.signal })]);
   } finally {
-    clearTimeout(timer);
+    timeout.abort();
   }
 }
