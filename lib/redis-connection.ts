@@ -30,11 +30,8 @@ export const REDIS_CONNECTION: RedisOptions = {
  * event loop was stalled still counts.
  */
 export function connectedWithin(client: Redis, ms: number, { orFailed = false } = {}): Promise<void> {
+  if (client.status === "ready") return Promise.resolve();
   return new Promise((resolve) => {
-    if (client.status === "ready") {
-      resolve();
-      return;
-    }
     const failed = () => {
       if (client.status !== "ready") done();
     };
