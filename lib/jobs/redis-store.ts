@@ -173,10 +173,8 @@ export class RedisJobStore implements JobStore {
   async update(id: string, change: JobChange): Promise<boolean> {
     return this.run(async () => {
       const [owner, key] = await this.redis.hmget(this.key(`job:${id}`), "owner", "idempotency_key");
-      const fields: string[] = [];
-      for (const [name, value] of Object.entries(change) as [string, string | object | null][]) {
-        fields.push(name, value === null ? "" : typeof value === "object" ? JSON.stringify(value) : value);
-      }
+      const entries = Object.entries(change) as [string, string | object | null][];
+      const fields = entries.flatMap(([name, value]) => [name, value === null ? "" : typeof value === "object" ? JSON.stringify(value) : value]);
       if (change.output) fields.push("image", change.output.sha256);
       const idem = key ? this.key(`idem:${owner ?? ""}:${key}`) : "";
       const keys = [this.key(`job:${id}`), this.key(`events:${id}`), this.key("active"), this.key("image-owners:")];
