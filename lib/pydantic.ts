@@ -152,8 +152,5 @@ export function laxStr(input: unknown): Coerced<string> {
 
 /** Python's len(): code points, so an emoji counts once where JavaScript's length counts two. */
 export function codePoints(text: string): number {
-  let count = 0;
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the string iterator yields code points; only their number matters
-  for (const _ of text) count++;
-  return count;
+  return Array.from(text).length;
 }
