@@ -186,7 +186,6 @@ export class UpstreamServer {
       clearTimeout(timer);
       span.end({ bytes: received, error });
     };
-    // A failure is classified and ends the call's span with it.
     const failed = (error: unknown) => {
       // undici fails with the abort's reason: the caller's is whatever made it go (Next's own ResponseAborted, say, or the drain's 503).
       const failure = signal?.aborted && error === signal.reason ? fail.aborted(error) : this.classify(error, timeoutMs);
