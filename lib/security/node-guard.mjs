@@ -98,7 +98,10 @@ function guard(server, state) {
 function keepContentLength() {
   const setHeader = ServerResponse.prototype.setHeader;
   ServerResponse.prototype.setHeader = function (name, value) {
-    if (name.toLowerCase() === CONTENT_LENGTH_HEADER && /^\d+$/.test(String(value))) return setHeader.call(this, "content-length", String(value));
+    // The length first: lower-casing every header name Next sets was a kilobyte of garbage an answer.
+    if (name.length === CONTENT_LENGTH_HEADER.length && name.toLowerCase() === CONTENT_LENGTH_HEADER && /^\d+$/.test(String(value))) {
+      return setHeader.call(this, "content-length", String(value));
+    }
     return setHeader.call(this, name, value);
   };
 }
