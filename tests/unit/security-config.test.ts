@@ -1,3 +1,5 @@
+import { readdirSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "@/lib/config";
 
@@ -96,6 +98,23 @@ describe("the security headers on Vercel", () => {
           ],
         },
       ]);
+    } finally {
+      delete process.env.VERCEL;
+    }
+  });
+
+  it("take proxy.vercel.ts as Next's proxy there only: elsewhere the guard does the pages' part, and Next would run a proxy's matcher on every API request", async () => {
+    type Config = { pageExtensions?: string[] };
+    const load = async (query: string) => ((await import(/* @vite-ignore */ `../../next.config.mjs?${query}`)) as { default: Config }).default;
+    // Next's own rule for finding the proxy file (next/dist/build/index.js): proxy.<one of pageExtensions>, whose default is this.
+    const isProxyFile = (name: string, { pageExtensions = ["tsx", "ts", "jsx", "js"] }: Config) => new RegExp(`^proxy\\.(?:${pageExtensions.join("|")})$`).test(name);
+    const files = readdirSync(path.join(import.meta.dirname, "../.."));
+    const selfHosted = await load("self-hosted-proxy");
+    expect(files.filter((name) => isProxyFile(name, selfHosted))).toEqual([]);
+    process.env.VERCEL = "1";
+    try {
+      const vercel = await load("vercel-proxy");
+      expect(files.filter((name) => isProxyFile(name, vercel))).toEqual(["proxy.vercel.ts"]);
     } finally {
       delete process.env.VERCEL;
     }
