@@ -233,28 +233,6 @@ export const fail = {
   internal: (cause: unknown) => new GatewayError("internal", "Internal gateway error", { cause }),
 } as const;
 
-/**
- * The JSON response for any thrown value: unknown ones a 500, never a stack
- * trace (the request's log line has the cause). A request id goes beside
- * `detail` and in `x-request-id`, for a caller to quote.
- */
-export function errorResponse(error: unknown, requestId?: string): Response {
-  const known = asGatewayError(error);
-  if (requestId === undefined) return Response.json({ detail: known.detail }, { status: known.status, headers: known.headers });
-  return Response.json({ detail: known.detail, request_id: requestId }, { status: known.status, headers: { ...known.headers, "x-request-id": requestId } });
-}
-
-/**
- * The same failure in OpenAI's shape, `{"error": {"message", "type", "param",
- * "code"}}`, for the /v1 routes: bad input is 400 (OpenAI has no 422), a busy
- * GPU 429, the gateway's own code in `code`.
- */
-export function openAiErrorResponse(error: unknown, requestId: string): Response {
-  const known = asGatewayError(error);
-  const { status, body } = openAiError(known);
-  return Response.json(body, { status, headers: { ...known.headers, "x-request-id": requestId } });
-}
-
 /** A failure's OpenAI status and body; the `type` follows the status, as OpenAI's SDKs pick their error class by it. */
 export function openAiError(known: GatewayError): { status: number; body: { error: { message: string; type: string; param: string | null; code: string } } } {
   const status = ERRORS[known.code].rateLimited ? 429 : [408, 413, 415, 422].includes(known.status) ? 400 : known.status;

@@ -7,6 +7,7 @@ import "server-only";
 import type { z } from "zod";
 import type { OpenAIModel } from "./api-shapes";
 import { fail } from "./errors";
+import { json } from "./http";
 import { registry } from "./registry";
 
 /** POST /v1/images/edits and /v1/images/variations: OpenAI's 400, saying what the GPU server lacks (its body, an upload, is not read). */
@@ -24,7 +25,7 @@ function imageModel(): z.output<typeof OpenAIModel> {
 
 /** GET /v1/models: the one model. */
 export function listModels(): Response {
-  return Response.json({ object: "list", data: [imageModel()] });
+  return json({ object: "list", data: [imageModel()] });
 }
 
 /**
@@ -41,5 +42,5 @@ export function retrieveModel(request: Request): Response {
     name = encoded;
   }
   if (name !== model.id) throw fail.noSuchModel(name, model.id);
-  return Response.json(model);
+  return json(model);
 }

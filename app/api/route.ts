@@ -1,5 +1,5 @@
 import packageJson from "@/package.json";
-import { route } from "@/lib/http";
+import { json, route } from "@/lib/http";
 import { registry } from "@/lib/registry";
 import { ROUTES } from "@/lib/routes";
 import type { GatewayInfo } from "@/lib/api-shapes";
@@ -9,7 +9,7 @@ export const dynamic = "force-dynamic";
 /** GET /api: what this service is (the original gateway's `GET /`). */
 export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.info, {
   GET: () =>
-    Response.json({
+    json({
       message: "Text-to-Image API Gateway",
       version: packageJson.version,
       status: "running",

@@ -74,6 +74,24 @@ describe("GET /api/health", () => {
     expect(emulator.stats().healthRequests).toBeLessThanOrEqual(2);
   });
 
+  it("sends JSON answers whole, with their Content-Length (not chunked): answers, errors, HEADs", async () => {
+    const exchange = (line: string) => rawExchange(gateway, `${line}\r\nHost: 127.0.0.1\r\nConnection: close`);
+    for (const answer of [
+      await exchange("GET /api/health HTTP/1.1"),
+      await exchange("GET /v1/models HTTP/1.1"),
+      await exchange("POST /api/generate HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 0"),
+    ]) {
+      expect(answer.headers).not.toMatch(/^transfer-encoding:/im);
+      expect(answer.headers).not.toMatch(/^x-gateway-content-length:/im);
+      expect(answer.headers).toMatch(new RegExp(`^content-length: ${Buffer.byteLength(answer.body, "latin1")}$`, "im"));
+      expect(JSON.parse(answer.body)).toBeTypeOf("object");
+    }
+    const document = await exchange("GET /api/openapi.json HTTP/1.1");
+    const head = await exchange("HEAD /api/openapi.json HTTP/1.1");
+    expect([head.status, head.body]).toEqual([200, ""]);
+    expect(head.headers).toMatch(new RegExp(`^content-length: ${Buffer.byteLength(document.body, "latin1")}$`, "im"));
+  });
+
   it("sends the server's credentials upstream as Basic auth", async () => {
     await postJson(`${gateway.url}/api/generate`, { prompt: "auth", width: 256, height: 256 });
     const headers = emulator.stats().lastHeaders.at(-1);

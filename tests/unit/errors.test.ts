@@ -1,8 +1,9 @@
 import { describe, expect, it, vi } from "vitest";
-import { ERRORS, errorResponse, fail, traitsOf } from "@/lib/errors";
+import { ERRORS, fail, traitsOf } from "@/lib/errors";
+import { errorAnswer } from "@/lib/http";
 
 async function answer(error: unknown) {
-  const response = errorResponse(error);
+  const response = errorAnswer(error, "request-1");
   return { status: response.status, body: (await response.json()) as unknown, headers: response.headers };
 }
 

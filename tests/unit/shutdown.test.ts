@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "@/lib/config";
-import { GatewayError, errorResponse, fail } from "@/lib/errors";
+import { GatewayError, fail } from "@/lib/errors";
+import { errorAnswer } from "@/lib/http";
 import { LocalLimiter } from "@/lib/limiter/local";
 import { Drain } from "@/lib/shutdown";
 
@@ -12,9 +13,9 @@ function codeOf(value: unknown): string | undefined {
 
 describe("the shutting-down error", () => {
   it("is a 503 with its detail, Retry-After and Connection: close", async () => {
-    const response = errorResponse(fail.shuttingDown());
+    const response = errorAnswer(fail.shuttingDown(), "request-1");
     expect(response.status).toBe(503);
-    expect(await response.json()).toEqual({ detail: "Gateway is shutting down" });
+    expect(await response.json()).toEqual({ detail: "Gateway is shutting down", request_id: "request-1" });
     expect(response.headers.get("retry-after")).toMatch(/^\d+$/);
     expect(response.headers.get("connection")).toBe("close");
   });

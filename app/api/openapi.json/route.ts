@@ -1,4 +1,4 @@
-import { route } from "@/lib/http";
+import { json, route } from "@/lib/http";
 import { buildOpenApiDocument } from "@/lib/openapi";
 import type { OpenApiDocument } from "@/lib/openapi";
 import { ROUTES } from "@/lib/routes";
@@ -8,5 +8,5 @@ let built: OpenApiDocument | undefined;
 
 /** GET /api/openapi.json: the OpenAPI 3.1 document of every endpoint, generated from the zod schemas. */
 export const { GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS } = route(ROUTES.openApi, {
-  GET: () => Response.json((built ??= buildOpenApiDocument())),
+  GET: () => json((built ??= buildOpenApiDocument())),
 });
