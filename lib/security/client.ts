@@ -48,11 +48,13 @@ function sendWatchdog(timeoutMs: number): (response: ServerResponse) => void {
       }
     }
   };
+  // One listener for all ("close" comes once): no closure made per response.
+  function forget(this: ServerResponse) {
+    watched.delete(this);
+  }
   return (response) => {
     watched.set(response, { sent: 0, since: performance.now() });
-    response.once("close", () => {
-      watched.delete(response);
-    });
+    response.on("close", forget);
     timer ??= setInterval(check, Math.min(1000, timeoutMs / 4)).unref();
   };
 }

@@ -195,7 +195,7 @@ export function contentSecurityPolicy(nonce, path) {
 
 /** The path of an origin-form or absolute-form target, without its query. */
 function pathOf(target) {
-  const path = target.replace(/^https?:\/\/[^/?#]*/i, "");
+  const path = target.startsWith("/") ? target : target.replace(/^https?:\/\/[^/?#]*/i, "");
   const end = path.search(/[?#]/);
   return end < 0 ? path : path.slice(0, end);
 }
