@@ -133,8 +133,8 @@ export function streamed(bytes: Uint8Array | readonly Uint8Array[]): ReadableStr
 
 /**
  * A JSON answer with its Content-Length (the guard makes CONTENT_LENGTH_HEADER
- * one; Next drops a route's own): chunked, a small answer took Node a second
- * write, about 6% of a fixed /api/health's throughput in bench/ablate.ts.
+ * one; Next drops a route's own): sent chunked, a small answer's framing cost
+ * about 6% of a fixed /api/health's throughput in bench/ablate.ts.
  */
 export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status = 200, headers: Record<string, string> = {}): Response {
   const length = bytes instanceof Uint8Array ? bytes.byteLength : bytes.reduce((sum, chunk) => sum + chunk.byteLength, 0);

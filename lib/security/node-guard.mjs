@@ -17,7 +17,7 @@ const STATE = Symbol.for("text2image-gateway.node-guard");
 
 /**
  * Next drops a route's Content-Length (send-response.js: it may have decoded
- * a fetched body), so a file streamed with a known length would go chunked.
+ * a fetched body), so a file or JSON of known length would go chunked.
  * A route that knows its length also sets it under this name; the guard makes
  * it the Content-Length as Next copies the headers onto Node's response.
  */
