@@ -120,7 +120,10 @@ export function headersOnly(headers: HeadersInit): Response {
   return new Response(null, { headers });
 }
 
-/** A streamed body (Vercel refuses unstreamed ones over 4.5 MB), from a buffer or an upstream answer's chunks, none copied. */
+/**
+ * A streamed body (Vercel refuses unstreamed ones over 4.5 MB), from a buffer or an upstream answer's chunks, none copied.
+ * Next reads it faster than undici's own stream over a buffer body (/api/health 0.96× the bare app against 0.87×, bench/ablate.ts).
+ */
 export function streamed(bytes: Uint8Array | readonly Uint8Array[]): ReadableStream<Uint8Array> {
   const chunks = bytes instanceof Uint8Array ? [bytes] : bytes;
   return new ReadableStream<Uint8Array>({
