@@ -1,7 +1,7 @@
 /** The pipeline's doors onto HTTP: JSON for /api/generate, server-sent events for /api/generate-stream. */
 import "server-only";
 import { asGatewayError, fail } from "./errors";
-import { readJsonObject, streamed, streamedJson } from "./http";
+import { byteLength, readJsonObject, streamed, streamedJson } from "./http";
 import type { RequestContext } from "./http";
 import type { RequestRecord } from "./observe/request";
 import { Generation } from "./pipeline";
@@ -30,7 +30,7 @@ export async function generate(request: Request, context: RequestContext): Promi
   const binary = prefersImageBytes(request.headers.get("accept"));
   const generation = await accepted(request, request.signal, context);
   const answer = await generation.image();
-  const { response, bytes } = binary ? imageResponse(answer) : { response: streamedJson(answer), bytes: answer.reduce((sum, chunk) => sum + chunk.length, 0) };
+  const { response, bytes } = binary ? imageResponse(answer) : { response: streamedJson(answer), bytes: byteLength(answer) };
   context.headers.push(["Vary", "Accept"]);
   context.record.sent(bytes);
   // Answered while draining: the client's next request should open a connection elsewhere.

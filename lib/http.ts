@@ -122,7 +122,7 @@ export function headersOnly(headers: HeadersInit): Response {
 
 /**
  * A streamed body (Vercel refuses unstreamed ones over 4.5 MB), from a buffer or an upstream answer's chunks, none copied.
- * Next reads it faster than undici's own stream over a buffer body (/api/health 0.96× the bare app against 0.87×, bench/ablate.ts).
+ * Next reads it faster than undici's own stream over a buffer body (/api/health 0.96× the bare app against 0.87×, a trial build).
  */
 export function streamed(bytes: Uint8Array | readonly Uint8Array[]): ReadableStream<Uint8Array> {
   const chunks = bytes instanceof Uint8Array ? [bytes] : bytes;
@@ -135,13 +135,15 @@ export function streamed(bytes: Uint8Array | readonly Uint8Array[]): ReadableStr
 }
 
 /**
- * A JSON answer with its Content-Length (the guard makes CONTENT_LENGTH_HEADER
- * one; Next drops a route's own): sent chunked, a small answer's framing cost
- * about 6% of a fixed /api/health's throughput in bench/ablate.ts.
+ * A JSON answer with its Content-Length (the guard makes CONTENT_LENGTH_HEADER one; Next drops a route's own):
+ * sent chunked, a small answer's framing cost about 6% of a fixed /api/health's throughput (a trial build, bench/ablate.ts).
  */
 export function streamedJson(bytes: Uint8Array | readonly Uint8Array[], status = 200, headers: Record<string, string> = {}): Response {
-  const length = bytes instanceof Uint8Array ? bytes.byteLength : bytes.reduce((sum, chunk) => sum + chunk.byteLength, 0);
-  return new Response(streamed(bytes), { status, headers: { "content-type": "application/json", ...headers, [CONTENT_LENGTH_HEADER]: String(length) } });
+  return new Response(streamed(bytes), { status, headers: { "content-type": "application/json", ...headers, [CONTENT_LENGTH_HEADER]: String(byteLength(bytes)) } });
+}
+
+export function byteLength(bytes: Uint8Array | readonly Uint8Array[]): number {
+  return bytes instanceof Uint8Array ? bytes.byteLength : bytes.reduce((sum, chunk) => sum + chunk.byteLength, 0);
 }
 
 export function json(value: unknown, status = 200, headers: Record<string, string> = {}): Response {

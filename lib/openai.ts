@@ -9,7 +9,7 @@ import type { Config } from "./config";
 import { openAIImageOptions } from "./api-shapes";
 import { GatewayError, asGatewayError, fail, openAiError } from "./errors";
 import { followClient } from "./doors";
-import { readJsonObject, streamedJson } from "./http";
+import { byteLength, readJsonObject, streamedJson } from "./http";
 import { parseJsonObject } from "./json-object";
 import type { RequestContext } from "./http";
 import { outputOf } from "./job-doors";
@@ -127,7 +127,7 @@ export async function generateImages(request: Request, context: RequestContext):
     else chunks.push(Buffer.from(JSON.stringify({ url: base + (await imagePath(owner, generations[i] as GenerateRequest, image)) })));
   }
   chunks.push(Buffer.from("]}"));
-  context.record.sent(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  context.record.sent(byteLength(chunks));
   return streamedJson(chunks);
 }
 
@@ -176,7 +176,7 @@ async function completeStream(answer: Promise<Buffer[]>, events: EventStream, as
     });
     const event = [Buffer.from('event: image_generation.completed\ndata: {"type":"image_generation.completed","b64_json":"'), base64(image), Buffer.from(`",${fields.slice(1)}\n\n`)];
     for (const chunk of event) events.write(chunk);
-    record.sent(event.reduce((sum, chunk) => sum + chunk.length, 0));
+    record.sent(byteLength(event));
   } catch (error) {
     record.failed(error);
     events.write(Buffer.from(`event: error\ndata: ${JSON.stringify({ type: "error", ...openAiError(asGatewayError(error)).body })}\n\n`));
